@@ -1,0 +1,1 @@
+// Translation unit for libraries whose folder has no sources yet.
