@@ -1,0 +1,353 @@
+#include "client/cli.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/coordinator_client.h"
+#include "client/privacy_cli.h"
+#include "common/synth.h"
+#include "nlohmann/json.hpp"
+
+namespace dpfleet::client {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: dpctl [--server HOST:PORT] <verb> ...\n"
+    "  submit SPEC.yaml [--follow] [-o json]   submit a job (and follow it to the end)\n"
+    "  watch JOB [-o json]                     stream a job's epochs until it ends\n"
+    "  status JOB [-o json]                    show a job\n"
+    "  list [-o json]                          list jobs\n"
+    "  cancel JOB                              cancel a job\n"
+    "  workers [-o json]                       list workers\n"
+    "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
+    "  privacy epsilon|sigma ...               offline privacy calculator (see --help)\n"
+    "The server defaults to $DPFLEET_SERVER, else 127.0.0.1:7070.\n";
+
+// Flags and positionals of one verb. Flags that take a value are declared;
+// every other --flag is a switch; unknown flags are usage errors.
+struct Parsed {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> values;
+  std::set<std::string> switches;
+};
+
+bool ParseArgs(const std::vector<std::string>& args, const std::set<std::string>& value_flags,
+               const std::set<std::string>& switch_flags, Parsed* p, std::ostream& err) {
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    if (a.size() > 1 && a[0] == '-') {
+      std::string value;
+      bool has_value = false;
+      const auto eq = a.find('=');
+      if (eq != std::string::npos) {
+        value = a.substr(eq + 1);
+        a = a.substr(0, eq);
+        has_value = true;
+      }
+      if (value_flags.count(a)) {
+        if (!has_value) {
+          if (i + 1 >= args.size()) {
+            err << "dpctl: " << a << " needs a value\n";
+            return false;
+          }
+          value = args[++i];
+        }
+        p->values[a] = value;
+      } else if (switch_flags.count(a) && !has_value) {
+        p->switches.insert(a);
+      } else {
+        err << "dpctl: unknown flag '" << a << "'\n";
+        return false;
+      }
+    } else {
+      p->positional.push_back(a);
+    }
+  }
+  return true;
+}
+
+bool JsonOutput(const Parsed& p, std::ostream& err, bool* json) {
+  auto it = p.values.find("-o");
+  if (it == p.values.end()) {
+    *json = false;
+    return true;
+  }
+  if (it->second != "json") {
+    err << "dpctl: -o '" << it->second << "': only 'json' is supported\n";
+    return false;
+  }
+  *json = true;
+  return true;
+}
+
+int ReportError(const absl::Status& s, std::ostream& err) {
+  err << "dpctl: " << absl::StatusCodeToString(s.code()) << ": " << s.message() << "\n";
+  if (s.code() == absl::StatusCode::kFailedPrecondition) return kExitJobFailed;
+  return kExitUsage;
+}
+
+std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
+  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f  auc %.4f  eps %8.4f  (%.1fs)", m.epoch(),
+                         epochs, m.eval_loss(), m.eval_accuracy(), m.eval_auc(), m.epsilon(),
+                         m.train_seconds());
+}
+
+std::string ProgressBar(int32_t done, int32_t total, double eps, const char* state) {
+  const int width = 30;
+  const int filled = total > 0 ? static_cast<int>(static_cast<double>(done) / total * width) : 0;
+  return absl::StrFormat("\r[%s%s] %d/%d epochs  eps %.4f  %s\x1b[K", std::string(filled, '#'),
+                         std::string(width - filled, '.'), done, total, eps, state);
+}
+
+nlohmann::json EventJson(const v1::JobEvent& e) {
+  nlohmann::json j = {{"job_id", e.job_id()}, {"state", StateName(e.state())}};
+  switch (e.type()) {
+    case v1::JobEvent::SNAPSHOT:
+      j["event"] = "snapshot";
+      j["job"] = nlohmann::json::parse(JobToJson(e.job(), -1));
+      break;
+    case v1::JobEvent::EPOCH:
+      j["event"] = "epoch";
+      j["epoch"] = {{"epoch", e.epoch().epoch()},         {"eval_loss", e.epoch().eval_loss()},
+                    {"eval_accuracy", e.epoch().eval_accuracy()}, {"eval_auc", e.epoch().eval_auc()},
+                    {"epsilon", e.epoch().epsilon()},     {"steps", e.epoch().steps()}};
+      break;
+    default:
+      j["event"] = "state";
+      j["reason"] = e.reason();
+  }
+  return j;
+}
+
+// Follows a job to its end. Returns the exit code from its final state.
+int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool interactive,
+           std::ostream& out, std::ostream& err) {
+  int32_t epochs = 0;
+  double eps = 0;
+  int32_t done = 0;
+  std::string state = "QUEUED";
+  auto on_event = [&](const v1::JobEvent& e) {
+    if (json) {
+      out << EventJson(e).dump() << "\n" << std::flush;
+      return true;
+    }
+    state = StateName(e.state());
+    if (e.type() == v1::JobEvent::SNAPSHOT) {
+      epochs = e.job().epochs();
+      eps = e.job().epsilon();
+      done = e.job().epochs_done();
+      out << "job " << e.job().job_id() << " (" << e.job().name() << "): " << state << "\n";
+      for (const v1::EpochMetrics& m : e.job().history()) out << EpochRow(m, epochs) << "\n";
+    } else if (e.type() == v1::JobEvent::EPOCH) {
+      if (interactive) out << "\r\x1b[K";
+      out << EpochRow(e.epoch(), epochs) << "\n";
+      eps = e.epoch().epsilon();
+      done = e.epoch().epoch();
+    } else {
+      if (interactive) out << "\r\x1b[K";
+      out << "state " << state << (e.reason().empty() ? "" : ": " + e.reason()) << "\n";
+    }
+    if (interactive && !IsTerminal(e.state())) out << ProgressBar(done, epochs, eps, state.c_str());
+    out << std::flush;
+    return true;
+  };
+  absl::StatusOr<v1::Job> final_job = client.Watch(job_id, on_event);
+  if (!final_job.ok()) return ReportError(final_job.status(), err);
+  if (json) {
+    out << JobToJson(*final_job, -1) << "\n";
+  } else {
+    if (interactive) out << "\r\x1b[K";
+    out << absl::StrFormat("job %s %s after %d/%d epochs; eps %.4f (delta %.3g)%s\n", final_job->job_id(),
+                           StateName(final_job->state()), final_job->epochs_done(), final_job->epochs(),
+                           final_job->epsilon(), final_job->delta(),
+                           final_job->reason().empty() ? "" : ": " + final_job->reason());
+  }
+  return final_job->state() == v1::SUCCEEDED ? kExitOk : kExitJobFailed;
+}
+
+int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.empty() || args[0] != "synth") {
+    err << "dpctl data: expected 'synth --rows N --seed S -o FILE'\n";
+    return kExitUsage;
+  }
+  Parsed p;
+  if (!ParseArgs({args.begin() + 1, args.end()}, {"--rows", "--seed", "-o", "--state"}, {}, &p, err)) {
+    return kExitUsage;
+  }
+  data::SynthOptions options;
+  if (!p.values.count("--rows") || !absl::SimpleAtoi(p.values["--rows"], &options.rows) || options.rows < 0) {
+    err << "dpctl data synth: --rows '" << p.values["--rows"] << "' must be a non-negative integer\n";
+    return kExitUsage;
+  }
+  if (p.values.count("--seed") && !absl::SimpleAtoi(p.values["--seed"], &options.seed)) {
+    err << "dpctl data synth: --seed '" << p.values["--seed"] << "' must be a non-negative integer\n";
+    return kExitUsage;
+  }
+  if (p.values.count("--state") && !absl::SimpleAtoi(p.values["--state"], &options.state_fips)) {
+    err << "dpctl data synth: --state '" << p.values["--state"] << "' must be a FIPS code\n";
+    return kExitUsage;
+  }
+  if (!p.values.count("-o") || p.values["-o"].empty()) {
+    err << "dpctl data synth: -o FILE is required\n";
+    return kExitUsage;
+  }
+  absl::Status s = data::WriteSyntheticPums(options, p.values["-o"]);
+  if (!s.ok()) return ReportError(s, err);
+  out << "wrote " << options.rows << " synthetic PUMS person rows to " << p.values["-o"] << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out,
+             std::ostream& err) {
+  std::string server = env.default_server.empty() ? "127.0.0.1:7070" : env.default_server;
+  std::vector<std::string> args;
+  for (std::size_t i = 0; i < all_args.size(); ++i) {
+    const std::string& a = all_args[i];
+    if (args.empty() && (a == "--server" || a.rfind("--server=", 0) == 0)) {
+      if (a == "--server") {
+        if (i + 1 >= all_args.size()) {
+          err << "dpctl: --server needs HOST:PORT\n";
+          return kExitUsage;
+        }
+        server = all_args[++i];
+      } else {
+        server = a.substr(9);
+      }
+      continue;
+    }
+    args.push_back(a);
+  }
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? err : out) << kUsage;
+    return args.empty() ? kExitUsage : kExitOk;
+  }
+  const std::string verb = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (verb == "privacy") return RunPrivacyCommand(rest, out, err);
+  if (verb == "data") return DataVerb(rest, out, err);
+
+  Parsed p;
+  std::set<std::string> value_flags = {"-o", "--server"};
+  std::set<std::string> switches;
+  if (verb == "submit") switches.insert("--follow");
+  if (!ParseArgs(rest, value_flags, switches, &p, err)) return kExitUsage;
+  if (p.values.count("--server")) server = p.values["--server"];
+  bool json = false;
+  if (!JsonOutput(p, err, &json)) return kExitUsage;
+  CoordinatorClient client(server);
+  auto need_args = [&](std::size_t n, const char* what) {
+    if (p.positional.size() != n) {
+      err << "dpctl " << verb << ": expected " << what << "\n" << kUsage;
+      return false;
+    }
+    return true;
+  };
+
+  if (verb == "submit") {
+    if (!need_args(1, "SPEC.yaml")) return kExitUsage;
+    std::ifstream f(p.positional[0]);
+    if (!f) {
+      err << "dpctl submit: cannot read spec file '" << p.positional[0] << "'\n";
+      return kExitUsage;
+    }
+    std::stringstream ss;
+    ss << f.rdbuf();
+    absl::StatusOr<v1::Job> job = client.Submit(ss.str());
+    if (!job.ok()) return ReportError(job.status(), err);
+    if (!p.switches.count("--follow")) {
+      if (json) {
+        out << JobToJson(*job) << "\n";
+      } else {
+        out << "submitted " << job->job_id() << " (" << job->name() << "): " << StateName(job->state())
+            << absl::StrFormat("; sigma %.4g, q %.6g, %d steps/epoch", job->noise_multiplier(),
+                               job->sample_rate(), job->steps_per_epoch())
+            << "\n";
+      }
+      return kExitOk;
+    }
+    if (!json) out << "submitted " << job->job_id() << "\n";
+    return Follow(client, job->job_id(), json, env.interactive, out, err);
+  }
+  if (verb == "watch") {
+    if (!need_args(1, "JOB")) return kExitUsage;
+    return Follow(client, p.positional[0], json, env.interactive, out, err);
+  }
+  if (verb == "status") {
+    if (!need_args(1, "JOB")) return kExitUsage;
+    absl::StatusOr<v1::Job> job = client.Get(p.positional[0]);
+    if (!job.ok()) return ReportError(job.status(), err);
+    if (json) {
+      out << JobToJson(*job) << "\n";
+      return kExitOk;
+    }
+    out << absl::StrFormat("job      %s (%s)\nstate    %s%s\nepochs   %d/%d\nepsilon  %.4f (delta %.3g, %s)\n"
+                           "sigma    %.4g   q %.6g   %d steps/epoch   %d worker(s)\n",
+                           job->job_id(), job->name(), StateName(job->state()),
+                           job->reason().empty() ? "" : ": " + job->reason(), job->epochs_done(),
+                           job->epochs(), job->epsilon(), job->delta(), job->accountant(),
+                           job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(),
+                           job->world_size());
+    for (const v1::EpochMetrics& m : job->history()) out << EpochRow(m, job->epochs()) << "\n";
+    return kExitOk;
+  }
+  if (verb == "list") {
+    if (!need_args(0, "no arguments")) return kExitUsage;
+    absl::StatusOr<std::vector<v1::Job>> jobs = client.List();
+    if (!jobs.ok()) return ReportError(jobs.status(), err);
+    if (json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const v1::Job& j : *jobs) arr.push_back(nlohmann::json::parse(JobToJson(j, -1)));
+      out << nlohmann::json{{"jobs", arr}}.dump(2) << "\n";
+      return kExitOk;
+    }
+    out << absl::StrFormat("%-12s %-24s %-10s %8s %10s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON");
+    for (const v1::Job& j : *jobs) {
+      out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %10.4f\n", j.job_id(), j.name(), StateName(j.state()),
+                             j.epochs_done(), j.epochs(), j.epsilon());
+    }
+    return kExitOk;
+  }
+  if (verb == "cancel") {
+    if (!need_args(1, "JOB")) return kExitUsage;
+    absl::StatusOr<v1::Job> job = client.Cancel(p.positional[0]);
+    if (!job.ok()) return ReportError(job.status(), err);
+    out << "job " << job->job_id() << " " << StateName(job->state()) << "\n";
+    return kExitOk;
+  }
+  if (verb == "workers") {
+    if (!need_args(0, "no arguments")) return kExitUsage;
+    absl::StatusOr<std::vector<v1::WorkerInfo>> workers = client.Workers();
+    if (!workers.ok()) return ReportError(workers.status(), err);
+    if (json) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const v1::WorkerInfo& w : *workers) {
+        const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
+        arr.push_back({{"worker_id", w.worker_id()}, {"hostname", w.hostname()}, {"device", w.device()},
+                       {"state", st}, {"job_id", w.job_id()}, {"rank", w.rank()}, {"pid", w.pid()},
+                       {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms()}});
+      }
+      out << nlohmann::json{{"workers", arr}}.dump(2) << "\n";
+      return kExitOk;
+    }
+    out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", "WORKER", "HOST", "DEVICE", "STATE", "JOB", "RANK");
+    for (const v1::WorkerInfo& w : *workers) {
+      const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
+      out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", w.worker_id(), w.hostname(), w.device(), st,
+                             w.job_id().empty() ? "-" : w.job_id(),
+                             w.job_id().empty() ? "-" : std::to_string(w.rank()));
+    }
+    return kExitOk;
+  }
+  err << "dpctl: unknown verb '" << verb << "'\n" << kUsage;
+  return kExitUsage;
+}
+
+}  // namespace dpfleet::client

@@ -1,0 +1,187 @@
+#include "client/coordinator_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace dpfleet::client {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& target) {
+  if (s.ok()) return absl::OkStatus();
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot reach the coordinator at ", target, ": ", s.error_message()));
+  }
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+}  // namespace
+
+const char* StateName(v1::JobState s) {
+  switch (s) {
+    case v1::QUEUED: return "QUEUED";
+    case v1::RUNNING: return "RUNNING";
+    case v1::SUCCEEDED: return "SUCCEEDED";
+    case v1::FAILED: return "FAILED";
+    case v1::CANCELLED: return "CANCELLED";
+    default: return "UNKNOWN";
+  }
+}
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
+}
+
+CoordinatorClient::CoordinatorClient(const std::string& target, absl::Duration timeout)
+    : target_(target), timeout_(timeout) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  stub_ = v1::Coordinator::NewStub(
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+}
+
+#define DPFLEET_UNARY(method, request, response)                                    \
+  grpc::ClientContext ctx;                                                           \
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));                      \
+  grpc::Status st = stub_->method(&ctx, request, &response);                         \
+  if (!st.ok()) return FromGrpc(st, target_)
+
+absl::StatusOr<v1::Job> CoordinatorClient::Submit(const std::string& spec_yaml) {
+  v1::SubmitJobRequest req;
+  req.set_spec_yaml(spec_yaml);
+  v1::SubmitJobResponse resp;
+  DPFLEET_UNARY(SubmitJob, req, resp);
+  return resp.job();
+}
+
+absl::StatusOr<v1::Job> CoordinatorClient::Get(const std::string& job_id) {
+  v1::GetJobRequest req;
+  req.set_job_id(job_id);
+  v1::Job resp;
+  DPFLEET_UNARY(GetJob, req, resp);
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::Job>> CoordinatorClient::List() {
+  v1::ListJobsRequest req;
+  v1::ListJobsResponse resp;
+  DPFLEET_UNARY(ListJobs, req, resp);
+  return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());
+}
+
+absl::StatusOr<v1::Job> CoordinatorClient::Cancel(const std::string& job_id) {
+  v1::CancelJobRequest req;
+  req.set_job_id(job_id);
+  v1::CancelJobResponse resp;
+  DPFLEET_UNARY(CancelJob, req, resp);
+  return resp.job();
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> CoordinatorClient::Workers() {
+  v1::ListWorkersRequest req;
+  v1::ListWorkersResponse resp;
+  DPFLEET_UNARY(ListWorkers, req, resp);
+  return std::vector<v1::WorkerInfo>(resp.workers().begin(), resp.workers().end());
+}
+
+#undef DPFLEET_UNARY
+
+absl::StatusOr<v1::Job> CoordinatorClient::Watch(
+    const std::string& job_id, const std::function<bool(const v1::JobEvent&)>& on_event) {
+  int64_t last_seq = -1;
+  int32_t epochs_seen = 0;
+  absl::Time unreachable_since = absl::InfiniteFuture();
+  while (true) {
+    grpc::ClientContext ctx;
+    v1::WatchJobRequest req;
+    req.set_job_id(job_id);
+    std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub_->WatchJob(&ctx, req);
+    v1::JobEvent ev;
+    while (reader->Read(&ev)) {
+      unreachable_since = absl::InfiniteFuture();
+      if (ev.type() == v1::JobEvent::SNAPSHOT) {
+        // After a reconnect, replay the epochs this watcher has not seen.
+        if (last_seq >= 0) {
+          for (const v1::EpochMetrics& m : ev.job().history()) {
+            if (m.epoch() <= epochs_seen) continue;
+            v1::JobEvent replay;
+            replay.set_job_id(job_id);
+            replay.set_type(v1::JobEvent::EPOCH);
+            replay.set_state(ev.state());
+            *replay.mutable_epoch() = m;
+            epochs_seen = m.epoch();
+            if (!on_event(replay)) return ev.job();
+          }
+          if (IsTerminal(ev.state())) {
+            v1::JobEvent st = ev;
+            st.set_type(v1::JobEvent::STATE);
+            on_event(st);
+          }
+        } else {
+          for (const v1::EpochMetrics& m : ev.job().history()) epochs_seen = std::max(epochs_seen, m.epoch());
+          if (!on_event(ev)) return ev.job();
+        }
+      } else {
+        if (ev.type() == v1::JobEvent::EPOCH) epochs_seen = std::max(epochs_seen, ev.epoch().epoch());
+        if (!on_event(ev)) {
+          ctx.TryCancel();
+          return Get(job_id);
+        }
+      }
+      last_seq = ev.seq();
+      if ((ev.type() != v1::JobEvent::EPOCH) && IsTerminal(ev.state())) {
+        ctx.TryCancel();
+        return Get(job_id);
+      }
+    }
+    grpc::Status st = reader->Finish();
+    if (!st.ok() && st.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpc(st, target_);
+    // The coordinator went away (restart): retry for up to the client timeout.
+    if (unreachable_since == absl::InfiniteFuture()) unreachable_since = absl::Now();
+    if (absl::Now() - unreachable_since > timeout_) return FromGrpc(st, target_);
+    if (last_seq < 0) last_seq = 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+std::string JobToJson(const v1::Job& job, int indent) {
+  nlohmann::json history = nlohmann::json::array();
+  for (const v1::EpochMetrics& m : job.history()) {
+    history.push_back({{"epoch", m.epoch()},
+                       {"eval_loss", m.eval_loss()},
+                       {"eval_accuracy", m.eval_accuracy()},
+                       {"eval_auc", m.eval_auc()},
+                       {"eval_balanced_accuracy", m.eval_balanced_accuracy()},
+                       {"majority_rate", m.majority_rate()},
+                       {"epsilon", m.epsilon()},
+                       {"steps", m.steps()},
+                       {"train_seconds", m.train_seconds()}});
+  }
+  nlohmann::json j = {{"job_id", job.job_id()},
+                      {"name", job.name()},
+                      {"state", StateName(job.state())},
+                      {"epochs_done", job.epochs_done()},
+                      {"epochs", job.epochs()},
+                      {"epsilon", job.epsilon()},
+                      {"delta", job.delta()},
+                      {"noise_multiplier", job.noise_multiplier()},
+                      {"accountant", job.accountant()},
+                      {"sample_rate", job.sample_rate()},
+                      {"steps_per_epoch", job.steps_per_epoch()},
+                      {"train_rows", job.train_rows()},
+                      {"world_size", job.world_size()},
+                      {"attempt", job.attempt()},
+                      {"worker_ids", std::vector<std::string>(job.worker_ids().begin(), job.worker_ids().end())},
+                      {"reason", job.reason()},
+                      {"created_unix_ms", job.created_unix_ms()},
+                      {"started_unix_ms", job.started_unix_ms()},
+                      {"finished_unix_ms", job.finished_unix_ms()},
+                      {"history", history}};
+  return j.dump(indent);
+}
+
+}  // namespace dpfleet::client

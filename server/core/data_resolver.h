@@ -1,0 +1,47 @@
+// Resolves a job's data to the facts the coordinator needs before it can
+// schedule and account for the job: the number of training records N (which
+// fixes q = B/N), the eval size and the encoded width.
+//
+// The coordinator runs the same pipeline the workers run, so N here is
+// exactly the N the workers sample from.
+#ifndef DPFLEET_SERVER_CORE_DATA_RESOLVER_H_
+#define DPFLEET_SERVER_CORE_DATA_RESOLVER_H_
+
+#include <map>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/job_spec.h"
+
+namespace dpfleet::server {
+
+struct DataFacts {
+  std::string dataset_key;  // identifies the data for the privacy ledger
+  int64_t train_rows = 0;
+  int64_t eval_rows = 0;
+  int64_t input_dim = 0;
+};
+
+class DataResolver {
+ public:
+  virtual ~DataResolver() = default;
+  // InvalidArgument naming data.path when the files are missing or unusable.
+  virtual absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) = 0;
+};
+
+// Runs the embedded data pipeline, caching by (files, sizes, mtimes, task,
+// features, split).
+class PipelineDataResolver final : public DataResolver {
+ public:
+  absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override;
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, DataFacts> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_CORE_DATA_RESOLVER_H_

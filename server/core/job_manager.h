@@ -1,0 +1,150 @@
+// JobManager: the coordinator's state machine for jobs, workers, the privacy
+// ledger and rendezvous. Plain C++ with its store, data resolver and clock
+// passed in; the gRPC and HTTP layers are thin adapters over it.
+//
+// Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (QUEUED may
+// go straight to CANCELLED). Every transition and every epoch is written to
+// the store before it is published, so a restart loses neither.
+//
+// Privacy rule enforced here: an epoch's results are accepted only after its
+// privacy cost is in the durable ledger (Charge before ReportProgress), and ε
+// is always computed from the ledger, never taken from a worker.
+#ifndef DPFLEET_SERVER_CORE_JOB_MANAGER_H_
+#define DPFLEET_SERVER_CORE_JOB_MANAGER_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/core/clock.h"
+#include "server/core/data_resolver.h"
+#include "server/core/store.h"
+#include "server/core/types.h"
+
+namespace dpfleet::server {
+
+struct CoordinatorOptions {
+  // A worker whose last heartbeat is older than this is lost; its job fails.
+  int64_t lease_ttl_ms = 10'000;
+  int64_t heartbeat_interval_ms = 500;
+};
+
+struct RegisterResult {
+  std::string worker_id;
+  int64_t lease_ttl_ms = 0;
+  int64_t heartbeat_interval_ms = 0;
+};
+
+struct HeartbeatResult {
+  bool reregister = false;
+  std::vector<Assignment> assignments;
+  std::vector<std::string> cancel_job_ids;
+};
+
+struct ProgressResult {
+  bool stop = false;
+  std::string reason;
+};
+
+// What a re-registering worker says it is still running (after a
+// coordinator restart).
+struct RunningRun {
+  std::string job_id;
+  int32_t attempt = 0;
+  int32_t rank = 0;
+};
+
+class JobManager {
+ public:
+  JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options);
+
+  // Loads jobs from the store. RUNNING jobs wait one lease for their workers
+  // to re-register; after that they fail.
+  absl::Status Recover();
+
+  // --- Coordinator API ---
+  absl::StatusOr<JobRecord> Submit(const std::string& spec_yaml);
+  absl::StatusOr<JobRecord> Get(const std::string& job_id);
+  std::vector<JobRecord> List();
+  absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
+  // The job and the seq of its last event.
+  absl::StatusOr<std::pair<JobRecord, int64_t>> Snapshot(const std::string& job_id);
+  // Events with seq > after_seq; waits until there is one, the deadline
+  // passes (empty result) or Shutdown.
+  absl::StatusOr<std::vector<JobEvent>> WaitEvents(const std::string& job_id, int64_t after_seq,
+                                                   absl::Time deadline);
+  std::vector<WorkerRecord> ListWorkers();
+
+  // --- Worker API ---
+  RegisterResult RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
+                                const std::string& previous_id,
+                                const std::optional<RunningRun>& running);
+  absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id,
+                                            int32_t attempt);
+  // Durably records the privacy cost of `epoch` (idempotent); returns the
+  // job's ε after it.
+  absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank,
+                                int32_t epoch, int64_t steps, double sample_rate,
+                                double noise_multiplier);
+  absl::StatusOr<ProgressResult> ReportProgress(const std::string& job_id, int32_t attempt,
+                                                int32_t rank, const std::string& worker_id,
+                                                const EpochRecord& metrics);
+  absl::Status ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
+                          const std::string& worker_id, bool success, const std::string& error);
+  absl::Status RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
+                             const std::string& value);
+  absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt,
+                                            const std::string& key, absl::Time deadline);
+
+  // Expires leases and reattach deadlines; the server calls it periodically.
+  void Tick();
+  // Wakes every waiter; later waits return at once.
+  void Shutdown();
+
+ private:
+  struct JobEntry {
+    JobRecord record;
+    std::string dataset_key;
+    std::vector<JobEvent> events;
+    int64_t last_seq = 0;
+    int64_t reattach_deadline_ms = 0;  // after a restart, for RUNNING jobs
+  };
+
+  absl::StatusOr<JobEntry*> FindLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Persists, then publishes a state event.
+  absl::Status TransitionLocked(JobEntry* job, JobState state, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(JobEntry* job, JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt: frees its workers' slots, tells live ranks to stop.
+  void ReleaseAttemptLocked(JobEntry* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<double> LedgerEpsilonLocked(const JobEntry& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store* const store_;
+  DataResolver* const data_;
+  Clock* const clock_;
+  const CoordinatorOptions options_;
+
+  absl::Mutex mu_;
+  absl::CondVar changed_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> job_order_ ABSL_GUARDED_BY(mu_);  // submission order
+  std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<Assignment>> pending_assignments_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::vector<std::string>> pending_cancels_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> rendezvous_ ABSL_GUARDED_BY(mu_);
+  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_CORE_JOB_MANAGER_H_

@@ -1,0 +1,187 @@
+#include "server/core/store.h"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/status.h"
+
+namespace dpfleet::server {
+namespace {
+
+absl::Status SqlError(sqlite3* db, absl::string_view what) {
+  return absl::InternalError(absl::StrCat("state store: ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// Finalizes a prepared statement on every path.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  bool ok() const { return rc_ == SQLITE_OK; }
+  sqlite3_stmt* get() { return stmt_; }
+  void Bind(int i, const std::string& s) { sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); }
+  void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
+  void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+  std::string Text(int col) {
+    const unsigned char* t = sqlite3_column_text(stmt_, col);
+    return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(stmt_, col)) : "";
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(state_dir, ec);
+  if (ec) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
+  }
+  const std::string path = state_dir + "/coordinator.db";
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      nullptr) != SQLITE_OK) {
+    absl::Status s = absl::FailedPreconditionError(
+        absl::StrCat("cannot open state database ", path, ": ", sqlite3_errmsg(db)));
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  std::unique_ptr<Store> store(new Store(db));
+  absl::MutexLock lock(&store->mu_);
+  RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
+  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(store->Exec(
+      "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+      "  record TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+      "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
+      "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
+      "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
+      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"));
+  return store;
+}
+
+Store::~Store() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_close(db_);
+}
+
+absl::Status Store::Exec(const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    absl::Status s = absl::InternalError(absl::StrCat("state store: ", err ? err : "error"));
+    sqlite3_free(err);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::NextJobId() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO meta(key, value) VALUES('next_job', 1) "
+               "ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value");
+  if (!st.ok()) return SqlError(db_, "reserve job id");
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "reserve job id");
+  const int64_t n = sqlite3_column_int64(st.get(), 0);
+  return absl::StrFormat("job-%06d", n);
+}
+
+absl::Status Store::PutJob(const JobRecord& job) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO jobs(job_id, seq, record) VALUES(?1, "
+               "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?2) "
+               "ON CONFLICT(job_id) DO UPDATE SET record = excluded.record");
+  if (!st.ok()) return SqlError(db_, "store job");
+  st.Bind(1, job.job_id);
+  st.Bind(2, ToJson(job).dump());
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store job " + job.job_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<JobRecord>> Store::LoadJobs() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT record FROM jobs ORDER BY seq");
+  if (!st.ok()) return SqlError(db_, "load jobs");
+  std::vector<JobRecord> jobs;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    nlohmann::json j = nlohmann::json::parse(st.Text(0), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return absl::DataLossError("state store: a job record is not JSON");
+    ASSIGN_OR_RETURN(JobRecord r, JobFromJson(j));
+    jobs.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "load jobs");
+  return jobs;
+}
+
+absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
+               "noise_multiplier, delta, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (!st.ok()) return SqlError(db_, "charge ledger");
+  st.Bind(1, e.job_id);
+  st.Bind(2, static_cast<int64_t>(e.attempt));
+  st.Bind(3, static_cast<int64_t>(e.epoch));
+  st.Bind(4, e.dataset);
+  st.Bind(5, e.steps);
+  st.Bind(6, e.sample_rate);
+  st.Bind(7, e.noise_multiplier);
+  st.Bind(8, e.delta);
+  st.Bind(9, e.recorded_ms);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
+  return sqlite3_changes(db_) > 0;
+}
+
+absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& column,
+                                                            const std::string& value) {
+  absl::MutexLock lock(&mu_);
+  const std::string sql = absl::StrCat(
+      "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
+      "recorded_ms FROM ledger WHERE ",
+      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
+  Statement st(db_, sql.c_str());
+  if (!st.ok()) return SqlError(db_, "read ledger");
+  st.Bind(1, value);
+  std::vector<LedgerEntry> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    LedgerEntry e;
+    e.job_id = st.Text(0);
+    e.attempt = static_cast<int32_t>(sqlite3_column_int64(st.get(), 1));
+    e.epoch = static_cast<int32_t>(sqlite3_column_int64(st.get(), 2));
+    e.dataset = st.Text(3);
+    e.steps = sqlite3_column_int64(st.get(), 4);
+    e.sample_rate = sqlite3_column_double(st.get(), 5);
+    e.noise_multiplier = sqlite3_column_double(st.get(), 6);
+    e.delta = sqlite3_column_double(st.get(), 7);
+    e.recorded_ms = sqlite3_column_int64(st.get(), 8);
+    out.push_back(e);
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger");
+  return out;
+}
+
+absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForJob(const std::string& job_id) {
+  return QueryLedger("job_id", job_id);
+}
+
+absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForDataset(const std::string& dataset) {
+  return QueryLedger("dataset", dataset);
+}
+
+}  // namespace dpfleet::server

@@ -1,0 +1,68 @@
+// Durable coordinator state in SQLite (WAL mode, synchronous=FULL): jobs and
+// the privacy ledger. A write returns only after it is on disk, so a
+// coordinator crash loses neither a submitted job nor a recorded epoch, and
+// no privacy charge is ever forgotten.
+//
+// Thread-safe: one connection guarded by a mutex (the coordinator's write
+// rate is a few rows per epoch, far below what one connection sustains).
+#ifndef DPFLEET_SERVER_CORE_STORE_H_
+#define DPFLEET_SERVER_CORE_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "server/core/types.h"
+
+struct sqlite3;
+
+namespace dpfleet::server {
+
+// One charge of the privacy ledger: `steps` applications of the
+// Poisson-subsampled Gaussian mechanism for one epoch of one attempt.
+struct LedgerEntry {
+  std::string job_id;
+  int32_t attempt = 0;
+  int32_t epoch = 0;
+  std::string dataset;  // the data the mechanism touched (dataset key)
+  int64_t steps = 0;
+  double sample_rate = 0;
+  double noise_multiplier = 0;
+  double delta = 0;
+  int64_t recorded_ms = 0;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) DIR/coordinator.db.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
+  ~Store();
+
+  // Next job id, durably reserved.
+  absl::StatusOr<std::string> NextJobId();
+  absl::Status PutJob(const JobRecord& job);
+  // All jobs in submission order.
+  absl::StatusOr<std::vector<JobRecord>> LoadJobs();
+
+  // Records a charge. Returns true when it was new, false when the same
+  // (job, attempt, epoch) was already recorded (idempotent retries).
+  absl::StatusOr<bool> Charge(const LedgerEntry& entry);
+  absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id);
+  absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset);
+
+ private:
+  explicit Store(sqlite3* db) : db_(db) {}
+  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& column,
+                                                       const std::string& value);
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_CORE_STORE_H_

@@ -1,0 +1,98 @@
+// Plain records the coordinator core works with. The gRPC layer converts
+// them to and from proto messages; the store keeps them as JSON.
+#ifndef DPFLEET_SERVER_CORE_TYPES_H_
+#define DPFLEET_SERVER_CORE_TYPES_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+
+namespace dpfleet::server {
+
+enum class JobState { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
+const char* JobStateName(JobState s);  // QUEUED, RUNNING, ...
+absl::StatusOr<JobState> ParseJobState(const std::string& name);
+inline bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled;
+}
+
+struct EpochRecord {
+  int32_t epoch = 0;
+  double eval_loss = 0, eval_accuracy = 0, eval_auc = 0, eval_balanced_accuracy = 0;
+  double majority_rate = 0;
+  double epsilon = 0;
+  int64_t steps = 0;
+  double train_seconds = 0;
+};
+
+struct JobRecord {
+  std::string job_id;
+  std::string name;
+  JobState state = JobState::kQueued;
+  std::string spec_yaml;
+  std::vector<std::string> data_paths;
+  int32_t epochs = 0;
+  int32_t epochs_done = 0;
+  bool dp = true;
+  double epsilon = 0;
+  double delta = 0;
+  double noise_multiplier = 0;
+  std::string accountant = "rdp";
+  double sample_rate = 0;
+  int64_t steps_per_epoch = 0;
+  int64_t train_rows = 0;
+  int32_t world_size = 1;
+  std::vector<EpochRecord> history;
+  std::string reason;
+  int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
+  int32_t attempt = 0;
+  std::vector<std::string> worker_ids;  // by rank, current attempt
+};
+
+enum class WorkerState { kIdle, kBusy, kLost };
+const char* WorkerStateName(WorkerState s);
+
+struct Assignment {
+  std::string job_id;
+  int32_t attempt = 0;
+  int32_t rank = 0;
+  int32_t world_size = 1;
+  std::string spec_yaml;
+  double noise_multiplier = 0;
+  std::vector<std::string> data_paths;
+  int32_t start_epoch = 0;
+};
+
+struct WorkerRecord {
+  std::string worker_id;
+  std::string hostname;
+  std::string device;
+  int32_t pid = 0;
+  WorkerState state = WorkerState::kIdle;
+  std::string job_id;
+  int32_t attempt = 0;
+  int32_t rank = 0;
+  int64_t registered_ms = 0;
+  int64_t last_heartbeat_ms = 0;
+};
+
+// One entry of a job's event stream.
+struct JobEvent {
+  enum class Type { kState, kEpoch };
+  int64_t seq = 0;
+  Type type = Type::kState;
+  JobState state = JobState::kQueued;
+  std::string reason;
+  EpochRecord epoch;
+};
+
+nlohmann::json ToJson(const EpochRecord& e);
+nlohmann::json ToJson(const JobRecord& j);
+absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j);
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_CORE_TYPES_H_

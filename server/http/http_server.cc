@@ -1,0 +1,122 @@
+#include "server/http/http_server.h"
+
+#include <httplib.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace dpfleet::server {
+namespace {
+
+nlohmann::json PublicJobJson(const JobRecord& r) {
+  nlohmann::json j = ToJson(r);
+  j.erase("spec_yaml");
+  return j;
+}
+
+nlohmann::json WorkerJson(const WorkerRecord& w) {
+  return {{"worker_id", w.worker_id}, {"hostname", w.hostname}, {"device", w.device},
+          {"state", WorkerStateName(w.state)}, {"job_id", w.job_id}, {"rank", w.rank},
+          {"last_heartbeat_ms", w.last_heartbeat_ms}};
+}
+
+std::string EscapeLabel(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string RenderPrometheus(const std::vector<JobRecord>& jobs,
+                             const std::vector<WorkerRecord>& workers) {
+  std::map<std::string, int> by_state;
+  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
+                     JobState::kCancelled}) {
+    by_state[JobStateName(s)] = 0;
+  }
+  for (const JobRecord& r : jobs) by_state[JobStateName(r.state)]++;
+  std::string out = "# HELP dpfleet_jobs Jobs known to the coordinator, by state.\n# TYPE dpfleet_jobs gauge\n";
+  for (const auto& [s, n] : by_state) absl::StrAppend(&out, "dpfleet_jobs{state=\"", s, "\"} ", n, "\n");
+  std::map<std::string, int> wstate = {{"IDLE", 0}, {"BUSY", 0}, {"LOST", 0}};
+  for (const WorkerRecord& w : workers) wstate[WorkerStateName(w.state)]++;
+  out += "# HELP dpfleet_workers Registered workers, by state.\n# TYPE dpfleet_workers gauge\n";
+  for (const auto& [s, n] : wstate) absl::StrAppend(&out, "dpfleet_workers{state=\"", s, "\"} ", n, "\n");
+  out += "# HELP dpfleet_job_epsilon Privacy budget spent by a job (ledger).\n# TYPE dpfleet_job_epsilon gauge\n";
+  for (const JobRecord& r : jobs) {
+    absl::StrAppend(&out, "dpfleet_job_epsilon{job_id=\"", EscapeLabel(r.job_id), "\",name=\"",
+                    EscapeLabel(r.name), "\"} ", absl::StrFormat("%.17g", r.epsilon), "\n");
+  }
+  out += "# HELP dpfleet_job_epochs_done Epochs finished by a job.\n# TYPE dpfleet_job_epochs_done gauge\n";
+  for (const JobRecord& r : jobs) {
+    absl::StrAppend(&out, "dpfleet_job_epochs_done{job_id=\"", EscapeLabel(r.job_id), "\"} ",
+                    r.epochs_done, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
+                                                              JobManager* jobs) {
+  std::unique_ptr<HttpServer> s(new HttpServer());
+  s->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& srv = *s->server_;
+  auto json_reply = [](httplib::Response& res, const nlohmann::json& j, int status = 200) {
+    res.status = status;
+    res.set_content(j.dump(2) + "\n", "application/json");
+  };
+  srv.Get("/healthz", [json_reply](const httplib::Request&, httplib::Response& res) {
+    json_reply(res, {{"status", "ok"}});
+  });
+  srv.Get("/v1/jobs", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const JobRecord& r : jobs->List()) list.push_back(PublicJobJson(r));
+    json_reply(res, {{"jobs", list}});
+  });
+  srv.Get(R"(/v1/jobs/([A-Za-z0-9._-]+))", [jobs, json_reply](const httplib::Request& req,
+                                                               httplib::Response& res) {
+    absl::StatusOr<JobRecord> r = jobs->Get(req.matches[1]);
+    if (!r.ok()) {
+      json_reply(res, {{"error", std::string(r.status().message())}}, 404);
+      return;
+    }
+    json_reply(res, PublicJobJson(*r));
+  });
+  srv.Get("/v1/workers", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const WorkerRecord& w : jobs->ListWorkers()) list.push_back(WorkerJson(w));
+    json_reply(res, {{"workers", list}});
+  });
+  srv.Get("/metrics", [jobs](const httplib::Request&, httplib::Response& res) {
+    res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers()),
+                    "text/plain; version=0.0.4");
+  });
+  if (port == 0) {
+    s->port_ = srv.bind_to_any_port(host);
+    if (s->port_ < 0) return absl::UnavailableError(absl::StrCat("--http ", host, ":0: cannot bind"));
+  } else {
+    if (!srv.bind_to_port(host, port)) {
+      return absl::UnavailableError(absl::StrCat("--http ", host, ":", port, ": cannot bind (in use?)"));
+    }
+    s->port_ = port;
+  }
+  s->thread_ = std::thread([server = s->server_.get()] { server->listen_after_bind(); });
+  return s;
+}
+
+void HttpServer::Shutdown() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+HttpServer::~HttpServer() { Shutdown(); }
+
+}  // namespace dpfleet::server

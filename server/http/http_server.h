@@ -1,0 +1,47 @@
+// HTTP/JSON endpoints for tools that poll: job status and ε as JSON,
+// Prometheus metrics. Read-only; everything that changes state goes through
+// the gRPC API.
+//
+//   GET /healthz              -> {"status":"ok"}
+//   GET /v1/jobs              -> {"jobs":[...]}
+//   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
+//   GET /v1/workers           -> {"workers":[...]}
+//   GET /metrics              -> Prometheus text format
+#ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
+#define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "server/core/job_manager.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace dpfleet::server {
+
+class HttpServer {
+ public:
+  // Binds host:port (port 0 = any free port) and serves on a thread.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
+                                                           JobManager* jobs);
+  ~HttpServer();
+  int port() const { return port_; }
+  void Shutdown();
+
+ private:
+  HttpServer() = default;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+// Rendering used by the HTTP endpoints (exposed for tests).
+std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers);
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_HTTP_HTTP_SERVER_H_

@@ -1,0 +1,91 @@
+#include "server/rpc/convert.h"
+
+#include <string>
+
+namespace dpfleet::server {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+v1::JobState ToProto(JobState s) {
+  switch (s) {
+    case JobState::kQueued: return v1::QUEUED;
+    case JobState::kRunning: return v1::RUNNING;
+    case JobState::kSucceeded: return v1::SUCCEEDED;
+    case JobState::kFailed: return v1::FAILED;
+    case JobState::kCancelled: return v1::CANCELLED;
+  }
+  return v1::JOB_STATE_UNSPECIFIED;
+}
+
+void ToProto(const EpochRecord& e, v1::EpochMetrics* out) {
+  out->set_epoch(e.epoch);
+  out->set_eval_loss(e.eval_loss);
+  out->set_eval_accuracy(e.eval_accuracy);
+  out->set_epsilon(e.epsilon);
+  out->set_eval_auc(e.eval_auc);
+  out->set_eval_balanced_accuracy(e.eval_balanced_accuracy);
+  out->set_steps(e.steps);
+  out->set_train_seconds(e.train_seconds);
+  out->set_majority_rate(e.majority_rate);
+}
+
+EpochRecord FromProto(const v1::EpochMetrics& m) {
+  EpochRecord e;
+  e.epoch = m.epoch();
+  e.eval_loss = m.eval_loss();
+  e.eval_accuracy = m.eval_accuracy();
+  e.epsilon = m.epsilon();
+  e.eval_auc = m.eval_auc();
+  e.eval_balanced_accuracy = m.eval_balanced_accuracy();
+  e.steps = m.steps();
+  e.train_seconds = m.train_seconds();
+  e.majority_rate = m.majority_rate();
+  return e;
+}
+
+void ToProto(const JobRecord& r, v1::Job* out) {
+  out->set_job_id(r.job_id);
+  out->set_name(r.name);
+  out->set_state(ToProto(r.state));
+  out->set_spec_yaml(r.spec_yaml);
+  out->set_epochs(r.epochs);
+  out->set_epochs_done(r.epochs_done);
+  out->set_epsilon(r.epsilon);
+  out->set_delta(r.delta);
+  out->set_noise_multiplier(r.noise_multiplier);
+  for (const EpochRecord& e : r.history) ToProto(e, out->add_history());
+  out->set_reason(r.reason);
+  out->set_created_unix_ms(r.created_ms);
+  out->set_started_unix_ms(r.started_ms);
+  out->set_finished_unix_ms(r.finished_ms);
+  out->set_attempt(r.attempt);
+  for (const std::string& w : r.worker_ids) out->add_worker_ids(w);
+  out->set_world_size(r.world_size);
+  out->set_accountant(r.accountant);
+  out->set_sample_rate(r.sample_rate);
+  out->set_steps_per_epoch(r.steps_per_epoch);
+  out->set_train_rows(r.train_rows);
+}
+
+void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
+  out->set_worker_id(w.worker_id);
+  out->set_hostname(w.hostname);
+  out->set_device(w.device);
+  switch (w.state) {
+    case WorkerState::kIdle: out->set_state(v1::IDLE); break;
+    case WorkerState::kBusy: out->set_state(v1::BUSY); break;
+    case WorkerState::kLost: out->set_state(v1::LOST); break;
+  }
+  out->set_job_id(w.job_id);
+  out->set_attempt(w.attempt);
+  out->set_rank(w.rank);
+  out->set_registered_unix_ms(w.registered_ms);
+  out->set_last_heartbeat_unix_ms(w.last_heartbeat_ms);
+  out->set_pid(w.pid);
+}
+
+}  // namespace dpfleet::server

@@ -1,0 +1,23 @@
+// Conversions between the core's plain records and the API's proto
+// messages, and the one place where absl::Status becomes grpc::Status.
+#ifndef DPFLEET_SERVER_RPC_CONVERT_H_
+#define DPFLEET_SERVER_RPC_CONVERT_H_
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "dpfleet/v1/types.pb.h"
+#include "server/core/types.h"
+
+namespace dpfleet::server {
+
+grpc::Status ToGrpc(const absl::Status& s);
+void ToProto(const JobRecord& r, v1::Job* out);
+void ToProto(const EpochRecord& e, v1::EpochMetrics* out);
+void ToProto(const WorkerRecord& w, v1::WorkerInfo* out);
+v1::JobState ToProto(JobState s);
+EpochRecord FromProto(const v1::EpochMetrics& m);
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_RPC_CONVERT_H_

@@ -1,0 +1,158 @@
+#include "server/rpc/services.h"
+
+#include <algorithm>
+
+#include "absl/time/clock.h"
+#include "server/rpc/convert.h"
+
+namespace dpfleet::server {
+
+grpc::Status CoordinatorServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req,
+                                               v1::SubmitJobResponse* resp) {
+  absl::StatusOr<JobRecord> job = jobs_->Submit(req->spec_yaml());
+  if (!job.ok()) return ToGrpc(job.status());
+  ToProto(*job, resp->mutable_job());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
+                                            v1::Job* resp) {
+  absl::StatusOr<JobRecord> job = jobs_->Get(req->job_id());
+  if (!job.ok()) return ToGrpc(job.status());
+  ToProto(*job, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+                                              v1::ListJobsResponse* resp) {
+  for (const JobRecord& r : jobs_->List()) ToProto(r, resp->add_jobs());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
+                                               v1::CancelJobResponse* resp) {
+  absl::StatusOr<JobRecord> job = jobs_->Cancel(req->job_id());
+  if (!job.ok()) return ToGrpc(job.status());
+  ToProto(*job, resp->mutable_job());
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
+                                              grpc::ServerWriter<v1::JobEvent>* writer) {
+  auto snap = jobs_->Snapshot(req->job_id());
+  if (!snap.ok()) return ToGrpc(snap.status());
+  v1::JobEvent first;
+  first.set_job_id(req->job_id());
+  first.set_seq(snap->second);
+  first.set_type(v1::JobEvent::SNAPSHOT);
+  first.set_state(ToProto(snap->first.state));
+  first.set_reason(snap->first.reason);
+  ToProto(snap->first, first.mutable_job());
+  if (!writer->Write(first)) return grpc::Status::OK;
+  if (IsTerminal(snap->first.state)) return grpc::Status::OK;
+  int64_t seq = snap->second;
+  // Waits in short slices so a watcher that hung up or a shutdown frees the
+  // handler thread promptly.
+  while (!ctx->IsCancelled() && !shutdown_) {
+    auto events = jobs_->WaitEvents(req->job_id(), seq, absl::Now() + absl::Milliseconds(500));
+    if (!events.ok()) return ToGrpc(events.status());
+    for (const JobEvent& e : *events) {
+      v1::JobEvent out;
+      out.set_job_id(req->job_id());
+      out.set_seq(e.seq);
+      out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
+      out.set_state(ToProto(e.state));
+      out.set_reason(e.reason);
+      if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, out.mutable_epoch());
+      if (!writer->Write(out)) return grpc::Status::OK;
+      seq = e.seq;
+      if (e.type == JobEvent::Type::kState && IsTerminal(e.state)) return grpc::Status::OK;
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+}
+
+grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                                                 v1::ListWorkersResponse* resp) {
+  for (const WorkerRecord& w : jobs_->ListWorkers()) ToProto(w, resp->add_workers());
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
+                                         v1::RegisterResponse* resp) {
+  if (req->device().empty()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "device: must be cpu or cuda[:N]");
+  }
+  std::optional<RunningRun> running;
+  if (!req->running_job_id().empty()) {
+    running = RunningRun{req->running_job_id(), req->running_attempt(), req->running_rank()};
+  }
+  RegisterResult r = jobs_->RegisterWorker(req->hostname(), req->device(), req->pid(),
+                                           req->previous_worker_id(), running);
+  resp->set_worker_id(r.worker_id);
+  resp->set_lease_ttl_ms(r.lease_ttl_ms);
+  resp->set_heartbeat_interval_ms(r.heartbeat_interval_ms);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+                                          v1::HeartbeatResponse* resp) {
+  absl::StatusOr<HeartbeatResult> r = jobs_->Heartbeat(req->worker_id(), req->job_id(), req->attempt());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_reregister(r->reregister);
+  for (const Assignment& a : r->assignments) {
+    v1::Assignment* out = resp->add_assignments();
+    out->set_job_id(a.job_id);
+    out->set_attempt(a.attempt);
+    out->set_rank(a.rank);
+    out->set_world_size(a.world_size);
+    out->set_spec_yaml(a.spec_yaml);
+    out->set_noise_multiplier(a.noise_multiplier);
+    for (const std::string& p : a.data_paths) out->add_data_paths(p);
+    out->set_start_epoch(a.start_epoch);
+  }
+  for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext*, const v1::ChargeBudgetRequest* req,
+                                             v1::ChargeBudgetResponse* resp) {
+  absl::StatusOr<double> eps = jobs_->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
+                                             req->steps(), req->sample_rate(), req->noise_multiplier());
+  if (!eps.ok()) return ToGrpc(eps.status());
+  resp->set_epsilon_after(*eps);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext*, const v1::ProgressReport* req,
+                                               v1::ProgressAck* resp) {
+  absl::StatusOr<ProgressResult> r = jobs_->ReportProgress(
+      req->job_id(), req->attempt(), req->rank(), req->worker_id(), FromProto(req->metrics()));
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_stop(r->stop);
+  resp->set_reason(r->reason);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext*, const v1::DoneReport* req, v1::DoneAck*) {
+  return ToGrpc(jobs_->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),
+                                  req->success(), req->error()));
+}
+
+grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest* req,
+                                              v1::RendezvousSetResponse*) {
+  return ToGrpc(jobs_->RendezvousSet(req->job_id(), req->attempt(), req->key(), req->value()));
+}
+
+grpc::Status WorkerServiceImpl::RendezvousGet(grpc::ServerContext* ctx, const v1::RendezvousGetRequest* req,
+                                              v1::RendezvousGetResponse* resp) {
+  const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, 600'000);
+  absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
+  deadline = std::min(deadline, absl::FromChrono(ctx->deadline()));
+  absl::StatusOr<std::string> v = jobs_->RendezvousGet(req->job_id(), req->attempt(), req->key(), deadline);
+  if (!v.ok()) return ToGrpc(v.status());
+  resp->set_value(*v);
+  return grpc::Status::OK;
+}
+
+}  // namespace dpfleet::server

@@ -1,0 +1,54 @@
+// gRPC adapters: convert proto <-> plain records, call JobManager, map the
+// status. No logic of their own.
+#ifndef DPFLEET_SERVER_RPC_SERVICES_H_
+#define DPFLEET_SERVER_RPC_SERVICES_H_
+
+#include <atomic>
+
+#include "dpfleet/v1/coordinator.grpc.pb.h"
+#include "dpfleet/v1/worker.grpc.pb.h"
+#include "server/core/job_manager.h"
+
+namespace dpfleet::server {
+
+class CoordinatorServiceImpl final : public v1::Coordinator::Service {
+ public:
+  explicit CoordinatorServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  void Shutdown() { shutdown_ = true; }
+
+  grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
+  grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
+  grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
+  grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest*,
+                        grpc::ServerWriter<v1::JobEvent>*) override;
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                           v1::ListWorkersResponse*) override;
+
+ private:
+  JobManager* jobs_;
+  std::atomic<bool> shutdown_{false};
+};
+
+class WorkerServiceImpl final : public v1::WorkerService::Service {
+ public:
+  explicit WorkerServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+
+  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
+  grpc::Status ChargeBudget(grpc::ServerContext*, const v1::ChargeBudgetRequest*,
+                            v1::ChargeBudgetResponse*) override;
+  grpc::Status ReportProgress(grpc::ServerContext*, const v1::ProgressReport*, v1::ProgressAck*) override;
+  grpc::Status ReportDone(grpc::ServerContext*, const v1::DoneReport*, v1::DoneAck*) override;
+  grpc::Status RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest*,
+                             v1::RendezvousSetResponse*) override;
+  grpc::Status RendezvousGet(grpc::ServerContext*, const v1::RendezvousGetRequest*,
+                             v1::RendezvousGetResponse*) override;
+
+ private:
+  JobManager* jobs_;
+};
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_RPC_SERVICES_H_

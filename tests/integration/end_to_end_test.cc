@@ -1,0 +1,290 @@
+// End-to-end tests: real dpfleet-server, dpfleet-worker and dpctl processes
+// on loopback ports chosen by the OS.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/coordinator_client.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace dpfleet {
+namespace {
+
+using ::dpfleet::testing::BinPath;
+using ::dpfleet::testing::Process;
+using ::dpfleet::testing::RunCommand;
+using ::dpfleet::testing::WaitFor;
+using ::testing::HasSubstr;
+
+class Cluster {
+ public:
+  explicit Cluster(const std::string& dir) : dir_(dir) {}
+
+  // Starts the coordinator; port 0 picks a free port the first time, and a
+  // restart reuses the same ports.
+  void StartServer(int64_t lease_ttl_ms = 3000) {
+    const std::string port_file = dir_ + "/ports";
+    std::remove(port_file.c_str());
+    server_ = std::make_unique<Process>(
+        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", grpc_port_),
+                                 absl::StrCat("--http=127.0.0.1:", http_port_), "--state-dir=" + dir_ + "/state",
+                                 absl::StrCat("--lease_ttl_ms=", lease_ttl_ms), "--heartbeat_interval_ms=200",
+                                 "--port_file=" + port_file},
+        absl::StrCat(dir_, "/server-", ++server_starts_, ".log"));
+    ASSERT_TRUE(WaitFor([&] { return std::ifstream(port_file).good() || !server_->running(); },
+                        absl::Seconds(30)))
+        << server_->Log();
+    std::ifstream f(port_file);
+    ASSERT_TRUE(f >> grpc_port_ >> http_port_) << server_->Log();
+    client_ = std::make_unique<client::CoordinatorClient>(address(), absl::Seconds(10));
+  }
+
+  void StartWorkers(int n) {
+    for (int i = 0; i < n; ++i) {
+      const int id = static_cast<int>(workers_.size());
+      workers_.push_back(std::make_unique<Process>(
+          std::vector<std::string>{BinPath("dpfleet-worker"), "--server=" + address(), "--device=cpu",
+                                   absl::StrCat("--work-dir=", dir_, "/worker", id), "--threads=1"},
+          absl::StrCat(dir_, "/worker", id, ".log")));
+    }
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto w = client_->Workers();
+          return w.ok() && static_cast<int>(w->size()) >= static_cast<int>(workers_.size());
+        },
+        absl::Seconds(60)));
+  }
+
+  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
+  int http_port() const { return http_port_; }
+  Process& server() { return *server_; }
+  Process& worker(int i) { return *workers_[i]; }
+  client::CoordinatorClient& client() { return *client_; }
+
+  int Dpctl(std::vector<std::string> args, std::string* out, std::string* err = nullptr) {
+    args.insert(args.begin(), {BinPath("dpctl"), "--server", address()});
+    std::string e;
+    int rc = RunCommand(args, out, &e);
+    if (err) *err = e;
+    return rc;
+  }
+
+  std::string Logs() {
+    std::string all = server_ ? "--- server ---\n" + server_->Log() : "";
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      all += absl::StrCat("--- worker ", i, " ---\n", workers_[i]->Log());
+    }
+    return all;
+  }
+
+ private:
+  std::string dir_;
+  int grpc_port_ = 0;
+  int http_port_ = 0;
+  int server_starts_ = 0;
+  std::unique_ptr<Process> server_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::unique_ptr<client::CoordinatorClient> client_;
+};
+
+class EndToEndTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_ = dir_.Join("pums.csv");
+    std::string out;
+    ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "30000", "--seed", "7", "-o", data_}, &out,
+                         nullptr),
+              0);
+    cluster_ = std::make_unique<Cluster>(dir_.path());
+  }
+
+  std::string WriteSpec(const std::string& name, int epochs, int workers = 1,
+                        const std::string& privacy = "noise_multiplier: 1.0") {
+    const std::string path = dir_.Join(name + ".yaml");
+    std::ofstream f(path);
+    f << "name: " << name << "\n"
+      << "data: {path: " << data_ << "}\n"
+      << "task: employment\n"
+      << "model: {type: mlp, hidden: [32, 16]}\n"
+      << "training: {epochs: " << epochs << ", batch_size: 256, learning_rate: 0.5, seed: 3}\n"
+      << "privacy: {mode: dp, max_grad_norm: 1.0, " << privacy << ", delta: 1.0e-5}\n"
+      << "resources: {workers: " << workers << ", device: cpu}\n";
+    return path;
+  }
+
+  nlohmann::json Status(const std::string& job_id) {
+    std::string out;
+    EXPECT_EQ(cluster_->Dpctl({"status", job_id, "-o", "json"}, &out), 0);
+    return nlohmann::json::parse(out);
+  }
+
+  std::string Submit(const std::string& spec) {
+    std::string out, err;
+    EXPECT_EQ(cluster_->Dpctl({"submit", spec, "-o", "json"}, &out, &err), 0) << err;
+    return nlohmann::json::parse(out).at("job_id").get<std::string>();
+  }
+
+  bool WaitState(const std::string& job_id, const std::string& state, absl::Duration timeout) {
+    return WaitFor(
+        [&] {
+          auto j = cluster_->client().Get(job_id);
+          return j.ok() && client::StateName(j->state()) == state;
+        },
+        timeout);
+  }
+
+  testing::TempDir dir_;
+  std::string data_;
+  std::unique_ptr<Cluster> cluster_;
+};
+
+TEST_F(EndToEndTest, TrainsAPrivateModelAndReportsEveryEpoch) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  std::string out, err;
+  const int rc = cluster_->Dpctl({"submit", WriteSpec("e2e", 3), "--follow", "-o", "json"}, &out, &err);
+  ASSERT_EQ(rc, 0) << out << err << cluster_->Logs();
+  // -o json prints JSON only: one object per line, the final status last.
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  for (const std::string& l : lines) EXPECT_NO_THROW(nlohmann::json::parse(l)) << l;
+  nlohmann::json final_status = nlohmann::json::parse(lines.back());
+  EXPECT_EQ(final_status["state"], "SUCCEEDED");
+  EXPECT_EQ(final_status["epochs_done"], 3);
+  const auto& history = final_status["history"];
+  ASSERT_EQ(history.size(), 3u);
+  double prev_eps = 0;
+  for (const auto& h : history) {
+    EXPECT_GT(h["epsilon"].get<double>(), prev_eps) << "epsilon must rise every epoch";
+    prev_eps = h["epsilon"].get<double>();
+  }
+  EXPECT_DOUBLE_EQ(final_status["epsilon"].get<double>(), prev_eps);
+  EXPECT_DOUBLE_EQ(final_status["delta"].get<double>(), 1e-5);
+  const double acc = history.back()["eval_accuracy"].get<double>();
+  const double majority = history.back()["majority_rate"].get<double>();
+  EXPECT_GT(acc, majority + 0.02) << "the model must beat the majority class";
+  // Every epoch event reached the watcher.
+  int epoch_events = 0;
+  for (const std::string& l : lines) epoch_events += nlohmann::json::parse(l).value("event", "") == "epoch";
+  EXPECT_EQ(epoch_events, 3);
+  // The HTTP endpoint serves the same job.
+  std::string http;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
+                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                                     "'http://127.0.0.1:",
+                                     cluster_->http_port(), "/v1/jobs/", final_status["job_id"].get<std::string>(),
+                                     "').read().decode())")},
+                       &http, nullptr),
+            0);
+  auto hj = nlohmann::json::parse(http);
+  EXPECT_EQ(hj["state"], "SUCCEEDED");
+  EXPECT_DOUBLE_EQ(hj["epsilon"].get<double>(), prev_eps);
+}
+
+TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
+  cluster_->StartServer();
+  std::string out, err;
+  const std::string bad = dir_.Join("bad.yaml");
+  std::ofstream(bad) << "name: x\ndata: {path: " << data_ << "}\nmodel: {type: transformer}\n";
+  EXPECT_EQ(cluster_->Dpctl({"submit", bad}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("INVALID_ARGUMENT"));
+  EXPECT_THAT(err, HasSubstr("model.type"));
+  EXPECT_THAT(err, HasSubstr("transformer"));
+  const std::string missing = dir_.Join("missing.yaml");
+  std::ofstream(missing) << "name: x\ndata: {path: /nonexistent/pums.csv}\n";
+  EXPECT_EQ(cluster_->Dpctl({"submit", missing}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("/nonexistent/pums.csv"));
+  EXPECT_EQ(cluster_->Dpctl({"status", "job-999999"}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(cluster_->Dpctl({"frobnicate"}, &out, &err), 2);
+  EXPECT_EQ(cluster_->Dpctl({"list", "-o", "yaml"}, &out, &err), 2);
+  std::string listed;
+  ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &listed), 0);
+  EXPECT_TRUE(nlohmann::json::parse(listed)["jobs"].empty()) << "refused specs are not stored";
+  EXPECT_TRUE(cluster_->server().running()) << "bad input never crashes the coordinator";
+  // Unreachable coordinator: exit 2.
+  EXPECT_EQ(RunCommand({BinPath("dpctl"), "--server", "127.0.0.1:1", "list"}, &out, &err), 2);
+}
+
+TEST_F(EndToEndTest, CancelStopsTheRunAndFreesTheWorker) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  const std::string job = Submit(WriteSpec("long", 500));
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(60)))
+      << cluster_->Logs();
+  std::string out, err;
+  ASSERT_EQ(cluster_->Dpctl({"cancel", job}, &out, &err), 0) << err;
+  EXPECT_EQ(cluster_->Dpctl({"watch", job}, &out, &err), 1) << "watch of a cancelled job exits 1";
+  EXPECT_EQ(Status(job)["state"], "CANCELLED");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string w;
+        cluster_->Dpctl({"workers", "-o", "json"}, &w);
+        return nlohmann::json::parse(w)["workers"][0]["state"] == "IDLE";
+      },
+      absl::Seconds(30)))
+      << cluster_->Logs();
+  // The freed worker takes the next job.
+  const std::string next = Submit(WriteSpec("next", 1));
+  EXPECT_EQ(cluster_->Dpctl({"watch", next}, &out, &err), 0) << out << err << cluster_->Logs();
+}
+
+TEST_F(EndToEndTest, CoordinatorRestartLosesNoJobAndNoEpoch) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  const std::string running = Submit(WriteSpec("survivor", 8));
+  const std::string queued = Submit(WriteSpec("needs-two", 1, 2));
+  ASSERT_TRUE(WaitFor([&] { return Status(running)["epochs_done"].get<int>() >= 2; }, absl::Seconds(90)))
+      << cluster_->Logs();
+  cluster_->server().Signal(SIGKILL);
+  cluster_->server().Wait(absl::Seconds(10));
+  cluster_->StartServer();
+  // Nothing recorded before the crash is gone.
+  auto q = Status(queued);
+  EXPECT_EQ(q["state"], "QUEUED");
+  auto r = Status(running);
+  EXPECT_GE(r["history"].size(), 2u);
+  // The worker re-attaches and the job finishes with every epoch recorded.
+  std::string out, err;
+  EXPECT_EQ(cluster_->Dpctl({"watch", running}, &out, &err), 0) << out << err << cluster_->Logs();
+  auto done = Status(running);
+  EXPECT_EQ(done["state"], "SUCCEEDED");
+  ASSERT_EQ(done["history"].size(), 8u);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(done["history"][i]["epoch"], i + 1);
+}
+
+TEST_F(EndToEndTest, KilledWorkerFailsItsJobWithAReason) {
+  cluster_->StartServer(/*lease_ttl_ms=*/1500);
+  cluster_->StartWorkers(1);
+  const std::string job = Submit(WriteSpec("victim", 500));
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(60)))
+      << cluster_->Logs();
+  cluster_->worker(0).Signal(SIGKILL);
+  std::string out, err;
+  EXPECT_EQ(cluster_->Dpctl({"watch", job}, &out, &err), 1);
+  auto st = Status(job);
+  EXPECT_EQ(st["state"], "FAILED");
+  EXPECT_THAT(st["reason"].get<std::string>(), HasSubstr("lost"));
+}
+
+TEST_F(EndToEndTest, SigtermStopsTheWorkerCleanly) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  const std::string job = Submit(WriteSpec("interrupted", 500));
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(60)))
+      << cluster_->Logs();
+  cluster_->worker(0).Signal(SIGTERM);
+  EXPECT_EQ(cluster_->worker(0).Wait(absl::Seconds(30)), 0) << cluster_->Logs();
+  ASSERT_TRUE(WaitState(job, "FAILED", absl::Seconds(30))) << cluster_->Logs();
+  EXPECT_THAT(Status(job)["reason"].get<std::string>(), HasSubstr("SIGTERM"));
+}
+
+}  // namespace
+}  // namespace dpfleet

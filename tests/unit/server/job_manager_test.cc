@@ -1,0 +1,350 @@
+#include "server/core/job_manager.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "common/accountant.h"
+#include "tests/testing/temp_dir.h"
+
+namespace dpfleet::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeResolver : public DataResolver {
+ public:
+  absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override {
+    if (spec.data_paths[0] == "/missing.csv") {
+      return absl::InvalidArgumentError("data.path: '/missing.csv' does not exist");
+    }
+    return DataFacts{"ds:" + spec.data_paths[0], train_rows, 1000, 40};
+  }
+  int64_t train_rows = 10000;
+};
+
+std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_privacy = "") {
+  return absl::StrCat("name: test\ndata: {path: /data/p.csv}\n",
+                      "training: {epochs: ", epochs, ", batch_size: 100}\n",
+                      "privacy: {mode: dp, max_grad_norm: 1.0, ",
+                      extra_privacy.empty() ? "noise_multiplier: 1.1" : extra_privacy,
+                      ", delta: 1.0e-5}\nresources: {workers: ", workers, "}\n");
+}
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+  void Open() {
+    jobs_.reset();
+    store_.reset();
+    store_ = *Store::Open(dir_.path());
+    CoordinatorOptions options;
+    options.lease_ttl_ms = 1000;
+    options.heartbeat_interval_ms = 100;
+    jobs_ = std::make_unique<JobManager>(store_.get(), &resolver_, &clock_, options);
+    ASSERT_TRUE(jobs_->Recover().ok());
+  }
+  std::string AddWorker(const std::string& device = "cpu") {
+    clock_.AdvanceMs(1);  // registration order is by time
+    return jobs_->RegisterWorker("host", device, 1, "", std::nullopt).worker_id;
+  }
+  std::vector<Assignment> Poll(const std::string& worker, const std::string& job = "", int attempt = 0) {
+    auto hb = jobs_->Heartbeat(worker, job, attempt);
+    EXPECT_TRUE(hb.ok());
+    return hb->assignments;
+  }
+  // Runs epoch `e` of a single-rank job the way a worker does.
+  void RunEpoch(const JobRecord& job, const std::string& worker, int e, int rank = 0) {
+    ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate,
+                              job.noise_multiplier)
+                    .ok());
+    EpochRecord m;
+    m.epoch = e;
+    m.eval_accuracy = 0.7;
+    ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, rank, worker, m).ok());
+  }
+
+  testing::TempDir dir_;
+  FakeResolver resolver_;
+  ManualClock clock_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<JobManager> jobs_;
+};
+
+TEST_F(JobManagerTest, JobWaitsForAWorkerThenRuns) {
+  auto job = jobs_->Submit(Spec());
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state, JobState::kQueued);
+  EXPECT_DOUBLE_EQ(job->sample_rate, 0.01);
+  EXPECT_EQ(job->steps_per_epoch, 100);
+  const std::string w = AddWorker();
+  auto got = jobs_->Get(job->job_id);
+  EXPECT_EQ(got->state, JobState::kRunning);
+  EXPECT_EQ(got->attempt, 1);
+  auto as = Poll(w);
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].job_id, job->job_id);
+  EXPECT_EQ(as[0].rank, 0);
+  EXPECT_DOUBLE_EQ(as[0].noise_multiplier, 1.1);
+  EXPECT_TRUE(Poll(w, job->job_id, 1).empty()) << "an assignment is delivered once";
+}
+
+TEST_F(JobManagerTest, RanksFollowRegistrationOrderAndDeviceMustMatch) {
+  const std::string gpu = AddWorker("cuda:0");
+  const std::string a = AddWorker();
+  const std::string b = AddWorker();
+  auto job = jobs_->Submit(Spec(2));
+  ASSERT_TRUE(job.ok());
+  auto got = jobs_->Get(job->job_id);
+  ASSERT_EQ(got->state, JobState::kRunning);
+  EXPECT_EQ(got->worker_ids, (std::vector<std::string>{a, b}));
+  EXPECT_EQ(Poll(b)[0].rank, 1);
+  EXPECT_TRUE(Poll(gpu).empty());
+}
+
+TEST_F(JobManagerTest, FirstFitDoesNotBlockSmallJobsBehindBigOnes) {
+  AddWorker();
+  auto big = jobs_->Submit(Spec(2));
+  auto small = jobs_->Submit(Spec(1));
+  EXPECT_EQ(jobs_->Get(big->job_id)->state, JobState::kQueued);
+  EXPECT_EQ(jobs_->Get(small->job_id)->state, JobState::kRunning);
+}
+
+TEST_F(JobManagerTest, ResultsAreRefusedUntilTheEpochIsCharged) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Submit(Spec());
+  job = *jobs_->Get(job.job_id);
+  EpochRecord m;
+  m.epoch = 1;
+  auto refused = jobs_->ReportProgress(job.job_id, job.attempt, 0, w, m);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("not charged"));
+  EXPECT_EQ(jobs_->Get(job.job_id)->epochs_done, 0);
+
+  auto eps1 = jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1);
+  ASSERT_TRUE(eps1.ok()) << eps1.status();
+  auto again = jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1);
+  EXPECT_DOUBLE_EQ(*again, *eps1) << "a retried charge is not counted twice";
+  // The ledger's epsilon is exactly the accountant's for one epoch.
+  auto expected = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                          {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
+  EXPECT_DOUBLE_EQ(*eps1, *expected);
+  ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, m).ok());
+  auto after = *jobs_->Get(job.job_id);
+  EXPECT_EQ(after.epochs_done, 1);
+  ASSERT_EQ(after.history.size(), 1u);
+  EXPECT_DOUBLE_EQ(after.history[0].epsilon, *eps1);
+  auto eps2 = jobs_->Charge(job.job_id, job.attempt, 0, 2, job.steps_per_epoch, job.sample_rate, 1.1);
+  EXPECT_GT(*eps2, *eps1);
+}
+
+TEST_F(JobManagerTest, ChargeWithParametersOtherThanTheJobsIsRefused) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch - 1, job.sample_rate, 1.1)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 0.5)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt + 1, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(store_->LedgerForJob(job.job_id)->empty());
+}
+
+TEST_F(JobManagerTest, SuccessFreesTheWorkerForTheNextJob) {
+  const std::string w = AddWorker();
+  auto first = *jobs_->Get(jobs_->Submit(Spec(1, 2))->job_id);
+  auto second = jobs_->Submit(Spec(1, 2));
+  EXPECT_EQ(jobs_->Get(second->job_id)->state, JobState::kQueued);
+  Poll(w);
+  RunEpoch(first, w, 1);
+  RunEpoch(first, w, 2);
+  ASSERT_TRUE(jobs_->ReportDone(first.job_id, first.attempt, 0, w, true, "").ok());
+  EXPECT_EQ(jobs_->Get(first.job_id)->state, JobState::kSucceeded);
+  EXPECT_EQ(jobs_->Get(second->job_id)->state, JobState::kRunning);
+  EXPECT_EQ(Poll(w)[0].job_id, second->job_id);
+}
+
+TEST_F(JobManagerTest, FinishingEarlyIsAFailure) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 2))->job_id);
+  RunEpoch(job, w, 1);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, job.attempt, 0, w, true, "").ok());
+  auto got = *jobs_->Get(job.job_id);
+  EXPECT_EQ(got.state, JobState::kFailed);
+  EXPECT_THAT(got.reason, HasSubstr("1 of 2 epochs"));
+}
+
+TEST_F(JobManagerTest, RankFailureFailsTheJobAndStopsTheOtherRanks) {
+  const std::string a = AddWorker();
+  const std::string b = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(2))->job_id);
+  Poll(a);
+  Poll(b);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, job.attempt, 1, b, false, "out of memory").ok());
+  auto got = *jobs_->Get(job.job_id);
+  EXPECT_EQ(got.state, JobState::kFailed);
+  EXPECT_THAT(got.reason, HasSubstr("out of memory"));
+  auto hb = jobs_->Heartbeat(a, job.job_id, job.attempt);
+  EXPECT_THAT(hb->cancel_job_ids, ::testing::Contains(job.job_id));
+}
+
+TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
+  const std::string a = AddWorker();
+  const std::string b = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(2))->job_id);
+  clock_.AdvanceMs(600);
+  Poll(a, job.job_id, job.attempt);  // a stays alive, b goes silent
+  clock_.AdvanceMs(600);
+  jobs_->Tick();
+  auto got = *jobs_->Get(job.job_id);
+  EXPECT_EQ(got.state, JobState::kFailed);
+  EXPECT_THAT(got.reason, HasSubstr(b));
+  EXPECT_THAT(got.reason, HasSubstr("lost"));
+  auto workers = jobs_->ListWorkers();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[1].state, WorkerState::kLost);
+  EXPECT_TRUE(jobs_->Heartbeat(b, "", 0)->reregister);
+}
+
+TEST_F(JobManagerTest, CancelQueuedRunningAndTerminal) {
+  auto queued = *jobs_->Submit(Spec(2));
+  EXPECT_EQ(jobs_->Cancel(queued.job_id)->state, JobState::kCancelled);
+  const std::string w = AddWorker();
+  auto running = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  EXPECT_EQ(running.state, JobState::kRunning);
+  Poll(w);
+  EXPECT_EQ(jobs_->Cancel(running.job_id)->state, JobState::kCancelled);
+  auto hb = jobs_->Heartbeat(w, running.job_id, running.attempt);
+  EXPECT_THAT(hb->cancel_job_ids, ::testing::Contains(running.job_id));
+  EXPECT_EQ(jobs_->Cancel(running.job_id).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs_->Cancel("job-nope").status().code(), absl::StatusCode::kNotFound);
+  // The worker is free once it confirms.
+  ASSERT_TRUE(jobs_->ReportDone(running.job_id, running.attempt, 0, w, false, "cancelled").ok());
+  EXPECT_EQ(jobs_->ListWorkers()[0].state, WorkerState::kIdle);
+}
+
+TEST_F(JobManagerTest, InvalidSpecsAreRefusedAndNotStored) {
+  auto bad = jobs_->Submit("name: x\ndata: {path: /d.csv}\ntraining: {epochs: -3}\n");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("training.epochs"));
+  auto missing = jobs_->Submit(absl::StrReplaceAll(Spec(), {{"/data/p.csv", "/missing.csv"}}));
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/missing.csv"));
+  resolver_.train_rows = 50;
+  auto too_big = jobs_->Submit(Spec());
+  EXPECT_THAT(std::string(too_big.status().message()), HasSubstr("training.batch_size"));
+  EXPECT_TRUE(jobs_->List().empty());
+}
+
+TEST_F(JobManagerTest, TargetEpsilonIsCalibratedAtSubmit) {
+  auto job = jobs_->Submit(Spec(1, 3, "target_epsilon: 2.0"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto eps = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                     {{job->sample_rate, job->noise_multiplier, job->steps_per_epoch * 3}},
+                                     1e-5);
+  EXPECT_LE(*eps, 2.0);
+  EXPECT_GT(*eps, 1.9);
+}
+
+TEST_F(JobManagerTest, EveryWatcherSeesEveryEventInOrder) {
+  auto job = *jobs_->Submit(Spec(1, 2));
+  auto snap = *jobs_->Snapshot(job.job_id);
+  std::vector<std::vector<JobEvent>> seen(2);
+  std::vector<std::thread> watchers;
+  for (int i = 0; i < 2; ++i) {
+    watchers.emplace_back([&, i] {
+      int64_t seq = snap.second;
+      while (true) {
+        auto evs = jobs_->WaitEvents(job.job_id, seq, absl::Now() + absl::Seconds(10));
+        ASSERT_TRUE(evs.ok());
+        ASSERT_FALSE(evs->empty()) << "timed out waiting for events";
+        for (const JobEvent& e : *evs) {
+          seen[i].push_back(e);
+          seq = e.seq;
+        }
+        if (seen[i].back().type == JobEvent::Type::kState && IsTerminal(seen[i].back().state)) return;
+      }
+    });
+  }
+  const std::string w = AddWorker();
+  auto running = *jobs_->Get(job.job_id);
+  RunEpoch(running, w, 1);
+  RunEpoch(running, w, 2);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, running.attempt, 0, w, true, "").ok());
+  for (auto& t : watchers) t.join();
+  for (const auto& events : seen) {
+    ASSERT_EQ(events.size(), 4u);  // RUNNING, epoch 1, epoch 2, SUCCEEDED
+    EXPECT_EQ(events[0].state, JobState::kRunning);
+    EXPECT_EQ(events[1].epoch.epoch, 1);
+    EXPECT_EQ(events[2].epoch.epoch, 2);
+    EXPECT_EQ(events[3].state, JobState::kSucceeded);
+    for (std::size_t i = 1; i < events.size(); ++i) EXPECT_EQ(events[i].seq, events[i - 1].seq + 1);
+  }
+}
+
+TEST_F(JobManagerTest, RestartKeepsJobsEpochsAndLedger) {
+  auto queued = *jobs_->Submit(Spec(2));
+  const std::string w = AddWorker();
+  auto running = *jobs_->Get(jobs_->Submit(Spec(1, 3))->job_id);
+  Poll(w);
+  RunEpoch(running, w, 1);
+  const double eps = jobs_->Get(running.job_id)->epsilon;
+  Open();  // coordinator restart on the same state
+  EXPECT_EQ(jobs_->List().size(), 2u);
+  EXPECT_EQ(jobs_->Get(queued.job_id)->state, JobState::kQueued);
+  auto back = *jobs_->Get(running.job_id);
+  EXPECT_EQ(back.state, JobState::kRunning);
+  EXPECT_EQ(back.epochs_done, 1);
+  EXPECT_DOUBLE_EQ(back.epsilon, eps);
+  // The worker re-attaches with its run and continues.
+  jobs_->RegisterWorker("host", "cpu", 1, w, RunningRun{running.job_id, running.attempt, 0});
+  clock_.AdvanceMs(1500);
+  jobs_->Heartbeat(w, running.job_id, running.attempt);
+  jobs_->Tick();
+  EXPECT_EQ(jobs_->Get(running.job_id)->state, JobState::kRunning);
+  RunEpoch(running, w, 2);
+  RunEpoch(running, w, 3);
+  ASSERT_TRUE(jobs_->ReportDone(running.job_id, running.attempt, 0, w, true, "").ok());
+  EXPECT_EQ(jobs_->Get(running.job_id)->state, JobState::kSucceeded);
+  EXPECT_EQ(jobs_->Get(running.job_id)->history.size(), 3u);
+}
+
+TEST_F(JobManagerTest, RunningJobWhoseWorkersDoNotReturnFailsAfterRestart) {
+  const std::string w = AddWorker();
+  auto running = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  Open();
+  jobs_->Tick();
+  EXPECT_EQ(jobs_->Get(running.job_id)->state, JobState::kRunning) << "waits one lease";
+  clock_.AdvanceMs(1001);
+  jobs_->Tick();
+  auto got = *jobs_->Get(running.job_id);
+  EXPECT_EQ(got.state, JobState::kFailed);
+  EXPECT_THAT(got.reason, HasSubstr("did not re-attach"));
+}
+
+TEST_F(JobManagerTest, RendezvousGetWaitsForSetAndTimesOut) {
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  std::thread setter([&] {
+    ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok());
+  });
+  auto v = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::Now() + absl::Seconds(10));
+  setter.join();
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, "abc");
+  auto missing = jobs_->RendezvousGet(job.job_id, job.attempt, "other", absl::Now() + absl::Milliseconds(50));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kDeadlineExceeded);
+  auto stale = jobs_->RendezvousGet(job.job_id, job.attempt + 1, "nccl_id", absl::Now());
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace dpfleet::server

@@ -1,0 +1,182 @@
+#include "worker/agent/agent.h"
+
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "worker/agent/run.h"
+
+namespace dpfleet::worker {
+namespace {
+
+std::string Hostname() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "unknown";
+  return buf;
+}
+
+void Log(const std::string& msg) {
+  std::fprintf(stderr, "dpfleet-worker[%d]: %s\n", getpid(), msg.c_str());
+}
+
+}  // namespace
+
+WorkerAgent::WorkerAgent(AgentOptions options) : options_(std::move(options)) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  // Reconnect quickly after a coordinator restart.
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  stub_ = v1::WorkerService::NewStub(
+      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args));
+}
+
+WorkerAgent::~WorkerAgent() {
+  run_cancel_ = true;
+  if (run_thread_.joinable()) run_thread_.join();
+}
+
+absl::Status WorkerAgent::Register(bool keep_run) {
+  v1::RegisterRequest req;
+  req.set_hostname(Hostname());
+  req.set_device(options_.device);
+  req.set_pid(getpid());
+  {
+    absl::MutexLock lock(&mu_);
+    req.set_previous_worker_id(worker_id_);
+  }
+  if (keep_run && run_ && !run_finished_) {
+    req.set_running_job_id(run_->job_id());
+    req.set_running_attempt(run_->attempt());
+    req.set_running_rank(run_->rank());
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::RegisterResponse resp;
+  grpc::Status s = stub_->Register(&ctx, req, &resp);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
+  }
+  absl::MutexLock lock(&mu_);
+  worker_id_ = resp.worker_id();
+  heartbeat_interval_ms_ = std::max<int64_t>(20, resp.heartbeat_interval_ms());
+  Log(absl::StrCat("registered as ", worker_id_, " with ", options_.server, " (device ", options_.device, ")"));
+  return absl::OkStatus();
+}
+
+void WorkerAgent::StartRun(const v1::Assignment& a) {
+  run_ = std::make_unique<v1::Assignment>(a);
+  run_cancel_ = false;
+  run_finished_ = false;
+  Log(absl::StrCat("starting ", a.job_id(), " attempt ", a.attempt(), " rank ", a.rank(), "/", a.world_size()));
+  run_thread_ = std::thread([this, a] {
+    RunContext ctx;
+    ctx.stub = stub_.get();
+    ctx.worker_id = [this] {
+      absl::MutexLock lock(&mu_);
+      return worker_id_;
+    };
+    ctx.device = options_.device;
+    ctx.work_dir = options_.work_dir;
+    ctx.threads = options_.threads;
+    ctx.cancel = &run_cancel_;
+    absl::Status s;
+    try {
+      s = RunAssignment(a, ctx);
+    } catch (const std::exception& e) {
+      s = absl::InternalError(absl::StrCat("unexpected exception: ", e.what()));
+    }
+    run_result_ = s;
+    run_finished_ = true;
+  });
+}
+
+void WorkerAgent::ReportDone(const v1::Assignment& a, const absl::Status& result) {
+  v1::DoneReport req;
+  req.set_job_id(a.job_id());
+  req.set_attempt(a.attempt());
+  req.set_rank(a.rank());
+  {
+    absl::MutexLock lock(&mu_);
+    req.set_worker_id(worker_id_);
+  }
+  req.set_success(result.ok());
+  req.set_error(std::string(result.message()));
+  Log(absl::StrCat("finished ", a.job_id(), " attempt ", a.attempt(), ": ",
+                   result.ok() ? "ok" : result.ToString()));
+  for (int tries = 0; tries < 50; ++tries) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::DoneAck ack;
+    grpc::Status s = stub_->ReportDone(&ctx, req, &ack);
+    if (s.ok() || s.error_code() != grpc::StatusCode::UNAVAILABLE) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+void WorkerAgent::FinishRunIfDone() {
+  if (!run_ || !run_finished_) return;
+  run_thread_.join();
+  ReportDone(*run_, run_result_);
+  run_.reset();
+}
+
+absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
+  while (!stop) {
+    if (Register(false).ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  while (!stop) {
+    FinishRunIfDone();
+    v1::HeartbeatRequest req;
+    {
+      absl::MutexLock lock(&mu_);
+      req.set_worker_id(worker_id_);
+    }
+    if (run_) {
+      req.set_job_id(run_->job_id());
+      req.set_attempt(run_->attempt());
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::HeartbeatResponse resp;
+    grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+    if (s.ok()) {
+      if (resp.reregister()) {
+        (void)Register(true);
+      }
+      for (const std::string& id : resp.cancel_job_ids()) {
+        if (run_ && run_->job_id() == id) {
+          Log(absl::StrCat("cancel order for ", id));
+          run_cancel_ = true;
+        }
+      }
+      for (const v1::Assignment& a : resp.assignments()) {
+        if (run_) {
+          // One run at a time; the coordinator never does this on purpose.
+          ReportDone(a, absl::ResourceExhaustedError("worker is busy with another run"));
+          continue;
+        }
+        StartRun(a);
+      }
+    }
+    // Sleep in small slices so SIGTERM and a finished run are handled fast.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(heartbeat_interval_ms_);
+    while (!stop && std::chrono::steady_clock::now() < until && !(run_ && run_finished_)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  if (run_) {
+    run_cancel_ = true;
+    run_thread_.join();
+    ReportDone(*run_, run_result_.ok() && run_finished_ ? run_result_
+                                                        : absl::AbortedError("worker stopped (SIGTERM)"));
+    run_.reset();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dpfleet::worker

@@ -1,0 +1,57 @@
+// WorkerAgent: the worker daemon's control loop. Registers with the
+// coordinator, keeps the lease with heartbeats, starts the assignments it
+// receives (one at a time) and reports how they ended. Survives coordinator
+// restarts: it re-registers under its old id and keeps its run.
+#ifndef DPFLEET_WORKER_AGENT_AGENT_H_
+#define DPFLEET_WORKER_AGENT_AGENT_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "dpfleet/v1/worker.grpc.pb.h"
+
+namespace dpfleet::worker {
+
+struct AgentOptions {
+  std::string server;  // coordinator HOST:PORT
+  std::string device = "cpu";
+  std::string work_dir;
+  int threads = 0;
+};
+
+class WorkerAgent {
+ public:
+  explicit WorkerAgent(AgentOptions options);
+  ~WorkerAgent();
+
+  // Blocks until `stop` becomes true; then cancels the current run, reports
+  // it and returns.
+  absl::Status Run(const std::atomic<bool>& stop);
+
+ private:
+  absl::Status Register(bool keep_run);
+  void StartRun(const v1::Assignment& a);
+  void FinishRunIfDone();
+  void ReportDone(const v1::Assignment& a, const absl::Status& result);
+
+  AgentOptions options_;
+  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  absl::Mutex mu_;
+  std::string worker_id_ ABSL_GUARDED_BY(mu_);
+  int64_t heartbeat_interval_ms_ = 500;
+  // The current run, if any.
+  std::unique_ptr<v1::Assignment> run_;
+  std::thread run_thread_;
+  std::atomic<bool> run_cancel_{false};
+  std::atomic<bool> run_finished_{false};
+  absl::Status run_result_;
+};
+
+}  // namespace dpfleet::worker
+
+#endif  // DPFLEET_WORKER_AGENT_AGENT_H_

@@ -1,0 +1,155 @@
+#include "worker/agent/run.h"
+
+#include <ATen/Parallel.h>
+#include <grpcpp/grpcpp.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset.h"
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "worker/comm/communicator.h"
+#include "worker/train/dp_sgd.h"
+
+namespace dpfleet::worker {
+namespace {
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+// Calls `rpc` until it succeeds, fails for a reason other than the
+// coordinator being unreachable, or patience runs out.
+template <typename Fn>
+absl::Status CallWithRetry(const RunContext& ctx, const char* what, Fn rpc) {
+  const absl::Time give_up = absl::Now() + ctx.coordinator_patience;
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    grpc::Status s = rpc(&call);
+    if (s.ok()) return absl::OkStatus();
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+      return Annotate(FromGrpc(s), what);
+    }
+    if (absl::Now() > give_up || (ctx.cancel && ctx.cancel->load())) {
+      return Annotate(FromGrpc(s), absl::StrCat(what, ": coordinator unreachable"));
+    }
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+  }
+}
+
+torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) {
+  if (rows == 0) return torch::zeros({0, cols}, torch::kFloat32);
+  return torch::from_blob(const_cast<float*>(v.data()), {rows, cols}, torch::kFloat32).clone();
+}
+
+}  // namespace
+
+absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
+  ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
+  if (a.world_size() != 1) {
+    return absl::UnimplementedError(absl::StrCat(
+        "job needs ", a.world_size(), " ranks; this worker build runs single-rank jobs only"));
+  }
+  if (spec.resources.device != "cpu") {
+    return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
+                                                      "' is not supported by this worker build"));
+  }
+  if (ctx.threads > 0) at::set_num_threads(ctx.threads);
+
+  data::EncodeOptions enc;
+  ASSIGN_OR_RETURN(enc.task, data::ParseTask(spec.task));
+  enc.features = spec.features;
+  enc.split_seed = spec.training.seed;
+  enc.eval_fraction = spec.training.eval_fraction;
+  std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
+  ASSIGN_OR_RETURN(data::EncodedDataset ds, data::LoadAndEncode(paths, enc));
+  const data::EncodedSplit local = data::Partition(ds.train, a.rank(), a.world_size());
+  torch::Tensor x_train = ToTensor(local.x, local.rows, local.dim);
+  torch::Tensor y_train = torch::from_blob(const_cast<float*>(local.y.data()), {local.rows}, torch::kFloat32).clone();
+  torch::Tensor x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);
+  torch::Tensor y_eval =
+      torch::from_blob(const_cast<float*>(ds.eval.y.data()), {ds.eval.rows}, torch::kFloat32).clone();
+
+  train::ModelConfig model;
+  model.type = spec.model.type == "logistic" ? train::ModelType::kLogistic : train::ModelType::kMlp;
+  model.hidden = spec.model.hidden;
+  model.activation = spec.model.activation == "tanh" ? train::Activation::kTanh : train::Activation::kRelu;
+  train::TrainConfig tc;
+  tc.dataset_size = ds.train.rows;
+  tc.batch_size = spec.training.batch_size;
+  tc.optimizer = spec.training.optimizer == "adam" ? train::OptimizerType::kAdam : train::OptimizerType::kSgd;
+  tc.learning_rate = spec.training.learning_rate;
+  tc.momentum = spec.training.momentum;
+  tc.dp = spec.dp();
+  tc.max_grad_norm = spec.privacy.max_grad_norm;
+  tc.noise_multiplier = a.noise_multiplier();
+  tc.seed = spec.training.seed;
+  tc.attempt = a.attempt();
+  tc.secure_rng = spec.privacy.secure_rng;
+
+  comm::LocalCommunicator comm;
+  ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
+                   train::DpSgdTrainer::Create(model, tc, ds.train.dim, &comm));
+
+  for (int32_t epoch = a.start_epoch() + 1; epoch <= spec.training.epochs; ++epoch) {
+    if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
+    // 1. Charge before anything of this epoch can be released.
+    v1::ChargeBudgetRequest charge;
+    charge.set_job_id(a.job_id());
+    charge.set_attempt(a.attempt());
+    charge.set_rank(a.rank());
+    charge.set_epoch(epoch);
+    charge.set_steps(trainer->steps_per_epoch());
+    charge.set_sample_rate(trainer->sample_rate());
+    charge.set_noise_multiplier(spec.dp() ? a.noise_multiplier() : 0.0);
+    v1::ChargeBudgetResponse charged;
+    RETURN_IF_ERROR(CallWithRetry(ctx, "charging the privacy ledger", [&](grpc::ClientContext* c) {
+      return ctx.stub->ChargeBudget(c, charge, &charged);
+    }));
+    // 2. Train, checking for a cancel between steps.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t s = 0; s < trainer->steps_per_epoch(); ++s) {
+      if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
+      RETURN_IF_ERROR(trainer->Step(x_train, y_train));
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // 3. Evaluate on the held-out split and release the metrics.
+    ASSIGN_OR_RETURN(train::EvalMetrics m, trainer->TryEvaluate(x_eval, y_eval));
+    if (a.rank() != 0) continue;
+    v1::ProgressReport report;
+    report.set_job_id(a.job_id());
+    report.set_attempt(a.attempt());
+    report.set_rank(a.rank());
+    report.set_worker_id(ctx.worker_id());
+    v1::EpochMetrics* out = report.mutable_metrics();
+    out->set_epoch(epoch);
+    out->set_eval_loss(m.loss);
+    out->set_eval_accuracy(m.accuracy);
+    out->set_eval_auc(m.auc);
+    out->set_eval_balanced_accuracy(m.balanced_accuracy);
+    out->set_majority_rate(m.majority_rate);
+    out->set_steps(trainer->steps_done());
+    out->set_train_seconds(seconds);
+    v1::ProgressAck ack;
+    RETURN_IF_ERROR(CallWithRetry(ctx, "reporting progress", [&](grpc::ClientContext* c) {
+      report.set_worker_id(ctx.worker_id());
+      return ctx.stub->ReportProgress(c, report, &ack);
+    }));
+    if (ack.stop()) return absl::CancelledError(ack.reason());
+  }
+  if (!ctx.work_dir.empty()) {
+    const std::string model_path = absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt");
+    RETURN_IF_ERROR(trainer->Save(model_path));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace dpfleet::worker

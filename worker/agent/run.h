@@ -1,0 +1,37 @@
+// Runs one assignment (one rank of one job attempt) to its end: load this
+// rank's data, train epoch by epoch, and report.
+//
+// Order per epoch, which the privacy claim depends on: charge the epoch to
+// the coordinator's durable ledger FIRST, then train, then release metrics.
+// If the charge cannot be recorded, the epoch does not run.
+#ifndef DPFLEET_WORKER_AGENT_RUN_H_
+#define DPFLEET_WORKER_AGENT_RUN_H_
+
+#include <atomic>
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "dpfleet/v1/worker.grpc.pb.h"
+
+namespace dpfleet::worker {
+
+struct RunContext {
+  v1::WorkerService::StubInterface* stub = nullptr;
+  std::function<std::string()> worker_id;  // current id (changes on re-registration)
+  std::string device = "cpu";
+  std::string work_dir;
+  int threads = 0;  // intra-op threads; 0 = LibTorch default
+  // How long to keep retrying the coordinator before giving up on the run.
+  absl::Duration coordinator_patience = absl::Minutes(2);
+  const std::atomic<bool>* cancel = nullptr;  // set by a cancel order or SIGTERM
+};
+
+// Returns OK when the run trained every epoch; Cancelled when stopped; any
+// other error says why the run failed. Does not call ReportDone.
+absl::Status RunAssignment(const v1::Assignment& assignment, const RunContext& ctx);
+
+}  // namespace dpfleet::worker
+
+#endif  // DPFLEET_WORKER_AGENT_RUN_H_

@@ -1,0 +1,60 @@
+// dpfleet-worker: one worker daemon per device.
+//   dpfleet-worker --server HOST:PORT --device cpu|cuda[:N] --work-dir DIR
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "worker/agent/agent.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:7070", "coordinator gRPC address HOST:PORT");
+ABSL_FLAG(std::string, device, "cpu", "cpu or cuda[:N]");
+ABSL_FLAG(std::string, work_dir, "", "directory for trained models and scratch files");
+ABSL_FLAG(int, threads, 0, "intra-op threads for training (0 = LibTorch default)");
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "dpfleet worker daemon\n  dpfleet-worker --server HOST:PORT --device cpu|cuda[:N] --work-dir DIR");
+  absl::ParseCommandLine(argc, argv);
+  dpfleet::worker::AgentOptions options;
+  options.server = absl::GetFlag(FLAGS_server);
+  options.device = absl::GetFlag(FLAGS_device);
+  options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  if (!std::regex_match(options.device, std::regex("cpu|cuda(:[0-9]+)?"))) {
+    std::fprintf(stderr, "dpfleet-worker: --device '%s' must be cpu or cuda[:N]\n", options.device.c_str());
+    return 2;
+  }
+  if (options.threads < 0) {
+    std::fprintf(stderr, "dpfleet-worker: --threads %d must be >= 0\n", options.threads);
+    return 2;
+  }
+  if (!options.work_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.work_dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "dpfleet-worker: --work-dir %s: %s\n", options.work_dir.c_str(), ec.message().c_str());
+      return 2;
+    }
+  }
+  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGINT, OnSignal);
+  dpfleet::worker::WorkerAgent agent(options);
+  absl::Status s = agent.Run(g_stop);
+  if (!s.ok()) {
+    std::fprintf(stderr, "dpfleet-worker: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
