@@ -1,11 +1,14 @@
 # Locates LibTorch inside the project's virtual environment (the pinned
-# `torch` wheel) and defines dpfleet::torch.
+# `torch` wheel, found through torch's cmake prefix path) and defines
+# dpfleet::torch.
 #
-# CPU builds link libtorch_cpu + libc10 directly instead of calling
-# find_package(Torch): the wheel's Caffe2Config insists on a CUDA toolkit
-# because the wheel was built with CUDA, and the CPU build must also work on
-# machines without one. With DPFLEET_WITH_CUDA the regular
-# find_package(Torch) path is used and libtorch_cuda is linked too.
+# dpfleet links libtorch_cpu + libc10 directly instead of calling
+# find_package(Torch): the wheel's Caffe2Config insists on a CUDA toolkit and
+# on every CUDA library libtorch_cuda needs (cuDNN, cuSPARSELt, NVSHMEM,
+# cuFile), because the wheel was built with CUDA, and the build must work on
+# machines that have none of them. On a GPU machine the worker loads
+# libtorch_cuda at run time (worker/train/device.h), so one binary serves
+# both.
 if(NOT Python3_EXECUTABLE)
   set(Python3_EXECUTABLE "${PROJECT_SOURCE_DIR}/.venv/bin/python")
 endif()
@@ -28,20 +31,26 @@ message(STATUS "LibTorch: ${DPFLEET_TORCH_ROOT}")
 
 add_library(dpfleet_torch INTERFACE)
 add_library(dpfleet::torch ALIAS dpfleet_torch)
-if(DPFLEET_WITH_CUDA)
-  list(APPEND CMAKE_PREFIX_PATH "${DPFLEET_TORCH_CMAKE_PREFIX}")
-  find_package(Torch REQUIRED)
-  target_link_libraries(dpfleet_torch INTERFACE ${TORCH_LIBRARIES})
-  target_include_directories(dpfleet_torch SYSTEM INTERFACE ${TORCH_INCLUDE_DIRS})
-else()
-  target_include_directories(dpfleet_torch SYSTEM INTERFACE
-    "${DPFLEET_TORCH_ROOT}/include"
-    "${DPFLEET_TORCH_ROOT}/include/torch/csrc/api/include")
-  target_link_libraries(dpfleet_torch INTERFACE
-    "${DPFLEET_TORCH_ROOT}/lib/libtorch_cpu.so"
-    "${DPFLEET_TORCH_ROOT}/lib/libc10.so")
-  target_compile_definitions(dpfleet_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1 USE_C10D_GLOO)
-endif()
+# The wheel's include/ also carries its own (older) protobuf headers under
+# google/, which would shadow the system protobuf that gRPC is built with.
+# Expose every entry except google/ through a folder of symlinks.
+set(_torch_inc "${CMAKE_BINARY_DIR}/torch_include")
+file(MAKE_DIRECTORY "${_torch_inc}")
+file(GLOB _torch_inc_entries RELATIVE "${DPFLEET_TORCH_ROOT}/include" "${DPFLEET_TORCH_ROOT}/include/*")
+foreach(_e ${_torch_inc_entries})
+  if(NOT _e STREQUAL "google" AND NOT EXISTS "${_torch_inc}/${_e}")
+    file(CREATE_LINK "${DPFLEET_TORCH_ROOT}/include/${_e}" "${_torch_inc}/${_e}" SYMBOLIC)
+  endif()
+endforeach()
+target_include_directories(dpfleet_torch SYSTEM INTERFACE
+  "${_torch_inc}"
+  "${DPFLEET_TORCH_ROOT}/include/torch/csrc/api/include")
+target_link_libraries(dpfleet_torch INTERFACE
+  "${DPFLEET_TORCH_ROOT}/lib/libtorch_cpu.so"
+  "${DPFLEET_TORCH_ROOT}/lib/libc10.so")
+# The wheel is built with the C++11 ABI and with c10d's Gloo backend.
+target_compile_definitions(dpfleet_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1 USE_C10D_GLOO)
+set(DPFLEET_TORCH_LIB_DIR "${DPFLEET_TORCH_ROOT}/lib")
 # Binaries find the wheel's libraries without LD_LIBRARY_PATH.
 set(CMAKE_BUILD_RPATH ${CMAKE_BUILD_RPATH} ${DPFLEET_TORCH_LIB_DIRS})
 set(CMAKE_INSTALL_RPATH ${CMAKE_INSTALL_RPATH} ${DPFLEET_TORCH_LIB_DIRS})

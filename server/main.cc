@@ -13,6 +13,7 @@
 #include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
 #include "server/rpc/coordinator_server.h"
+#include "common/cli_flags.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address HOST:PORT (port 0 = any free port)");
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "HTTP/JSON address HOST:PORT; empty disables it");
@@ -34,7 +35,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dpfleet coordinator\n  dpfleet-server --listen HOST:PORT --http HOST:PORT --state-dir DIR "
       "[--config FILE]");
-  absl::ParseCommandLine(argc, argv);
+  dpfleet::DashedFlags flags(argc, argv);
+  absl::ParseCommandLine(flags.argc(), flags.argv());
   dpfleet::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http = absl::GetFlag(FLAGS_http);

@@ -12,11 +12,16 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "worker/agent/agent.h"
+#include "common/cli_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7070", "coordinator gRPC address HOST:PORT");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda[:N]");
 ABSL_FLAG(std::string, work_dir, "", "directory for trained models and scratch files");
 ABSL_FLAG(int, threads, 0, "intra-op threads for training (0 = LibTorch default)");
+ABSL_FLAG(std::string, advertise_host, "",
+          "address other ranks reach this worker on (Gloo); default 127.0.0.1 when the coordinator is on "
+          "loopback, else this host's name");
+ABSL_FLAG(int64_t, collective_timeout_s, 30, "seconds before a stuck collective (dead peer) fails the run");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -26,7 +31,8 @@ void OnSignal(int) { g_stop = true; }
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dpfleet worker daemon\n  dpfleet-worker --server HOST:PORT --device cpu|cuda[:N] --work-dir DIR");
-  absl::ParseCommandLine(argc, argv);
+  dpfleet::DashedFlags flags(argc, argv);
+  absl::ParseCommandLine(flags.argc(), flags.argv());
   dpfleet::worker::AgentOptions options;
   options.server = absl::GetFlag(FLAGS_server);
   options.device = absl::GetFlag(FLAGS_device);
@@ -36,6 +42,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dpfleet-worker: --device '%s' must be cpu or cuda[:N]\n", options.device.c_str());
     return 2;
   }
+  options.gloo_host = absl::GetFlag(FLAGS_advertise_host);
+  if (options.gloo_host.empty()) {
+    const std::string host = options.server.substr(0, options.server.rfind(':'));
+    if (host.rfind("127.", 0) == 0 || host == "localhost" || host == "[::1]") {
+      options.gloo_host = "127.0.0.1";
+    } else {
+      char name[256] = {0};
+      gethostname(name, sizeof(name) - 1);
+      options.gloo_host = name;
+    }
+  }
+  if (absl::GetFlag(FLAGS_collective_timeout_s) < 1) {
+    std::fprintf(stderr, "dpfleet-worker: --collective_timeout_s must be >= 1\n");
+    return 2;
+  }
+  options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout_s));
   if (options.threads < 0) {
     std::fprintf(stderr, "dpfleet-worker: --threads %d must be >= 0\n", options.threads);
     return 2;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/accountant.h"
@@ -438,6 +439,22 @@ absl::Status JobManager::RendezvousSet(const std::string& job_id, int32_t attemp
   rendezvous_[RendezvousKey(job_id, attempt, key)] = value;
   changed_.SignalAll();
   return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> JobManager::RendezvousAdd(const std::string& job_id, int32_t attempt,
+                                                  const std::string& key, int64_t delta) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
+  std::string& v = rendezvous_[RendezvousKey(job_id, attempt, key)];
+  int64_t current = 0;
+  if (!v.empty() && !absl::SimpleAtoi(v, &current)) {
+    return absl::FailedPreconditionError(absl::StrCat("rendezvous key '", key, "' is not a counter"));
+  }
+  current += delta;
+  v = absl::StrCat(current);
+  changed_.SignalAll();
+  return current;
 }
 
 absl::StatusOr<std::string> JobManager::RendezvousGet(const std::string& job_id, int32_t attempt,

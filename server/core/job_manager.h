@@ -99,6 +99,9 @@ class JobManager {
                           const std::string& worker_id, bool success, const std::string& error);
   absl::Status RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
                              const std::string& value);
+  // Adds `delta` to the integer stored under key (0 if absent); returns the sum.
+  absl::StatusOr<int64_t> RendezvousAdd(const std::string& job_id, int32_t attempt,
+                                        const std::string& key, int64_t delta);
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt,
                                             const std::string& key, absl::Time deadline);
 

@@ -155,4 +155,12 @@ grpc::Status WorkerServiceImpl::RendezvousGet(grpc::ServerContext* ctx, const v1
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerServiceImpl::RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest* req,
+                                              v1::RendezvousAddResponse* resp) {
+  absl::StatusOr<int64_t> v = jobs_->RendezvousAdd(req->job_id(), req->attempt(), req->key(), req->delta());
+  if (!v.ok()) return ToGrpc(v.status());
+  resp->set_value(*v);
+  return grpc::Status::OK;
+}
+
 }  // namespace dpfleet::server

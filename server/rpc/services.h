@@ -44,6 +44,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                              v1::RendezvousSetResponse*) override;
   grpc::Status RendezvousGet(grpc::ServerContext*, const v1::RendezvousGetRequest*,
                              v1::RendezvousGetResponse*) override;
+  grpc::Status RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest*,
+                             v1::RendezvousAddResponse*) override;
 
  private:
   JobManager* jobs_;

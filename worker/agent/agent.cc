@@ -74,7 +74,9 @@ void WorkerAgent::StartRun(const v1::Assignment& a) {
   Log(absl::StrCat("starting ", a.job_id(), " attempt ", a.attempt(), " rank ", a.rank(), "/", a.world_size()));
   run_thread_ = std::thread([this, a] {
     RunContext ctx;
-    ctx.stub = stub_.get();
+    ctx.stub = stub_;
+    ctx.gloo_host = options_.gloo_host;
+    ctx.collective_timeout = options_.collective_timeout;
     ctx.worker_id = [this] {
       absl::MutexLock lock(&mu_);
       return worker_id_;

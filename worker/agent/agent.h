@@ -13,6 +13,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
 
 namespace dpfleet::worker {
@@ -22,6 +23,8 @@ struct AgentOptions {
   std::string device = "cpu";
   std::string work_dir;
   int threads = 0;
+  std::string gloo_host = "127.0.0.1";
+  absl::Duration collective_timeout = absl::Seconds(30);
 };
 
 class WorkerAgent {
@@ -40,7 +43,7 @@ class WorkerAgent {
   void ReportDone(const v1::Assignment& a, const absl::Status& result);
 
   AgentOptions options_;
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
+  std::shared_ptr<v1::WorkerService::Stub> stub_;
   absl::Mutex mu_;
   std::string worker_id_ ABSL_GUARDED_BY(mu_);
   int64_t heartbeat_interval_ms_ = 500;

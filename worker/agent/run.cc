@@ -11,7 +11,9 @@
 #include "common/dataset.h"
 #include "common/job_spec.h"
 #include "common/status.h"
+#include "worker/agent/coordinator_store.h"
 #include "worker/comm/communicator.h"
+#include "worker/comm/gloo_communicator.h"
 #include "worker/train/dp_sgd.h"
 
 namespace dpfleet::worker {
@@ -53,10 +55,6 @@ torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) 
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
-  if (a.world_size() != 1) {
-    return absl::UnimplementedError(absl::StrCat(
-        "job needs ", a.world_size(), " ranks; this worker build runs single-rank jobs only"));
-  }
   if (spec.resources.device != "cpu") {
     return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
                                                       "' is not supported by this worker build"));
@@ -94,9 +92,23 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   tc.attempt = a.attempt();
   tc.secure_rng = spec.privacy.secure_rng;
 
-  comm::LocalCommunicator comm;
+  tc.collective_timeout = ctx.collective_timeout;
+
+  // Rendezvous through the coordinator: ranks meet under job/attempt keys.
+  std::unique_ptr<comm::Communicator> comm;
+  if (a.world_size() == 1) {
+    comm = std::make_unique<comm::LocalCommunicator>();
+  } else {
+    auto store = c10::make_intrusive<CoordinatorStore>(
+        ctx.stub, a.job_id(), a.attempt(),
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(ctx.collective_timeout)));
+    comm::GlooOptions gloo;
+    gloo.host = ctx.gloo_host;
+    gloo.connect_timeout = ctx.collective_timeout;
+    ASSIGN_OR_RETURN(comm, comm::GlooCommunicator::Create(store, a.rank(), a.world_size(), gloo));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
-                   train::DpSgdTrainer::Create(model, tc, ds.train.dim, &comm));
+                   train::DpSgdTrainer::Create(model, tc, ds.train.dim, comm.get()));
 
   for (int32_t epoch = a.start_epoch() + 1; epoch <= spec.training.epochs; ++epoch) {
     if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
@@ -121,9 +133,10 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // 3. Evaluate on the held-out split and release the metrics.
-    ASSIGN_OR_RETURN(train::EvalMetrics m, trainer->TryEvaluate(x_eval, y_eval));
+    // 3. Evaluate on the held-out split and release the metrics. Ranks hold
+    // identical models, so rank 0 speaks for the job.
     if (a.rank() != 0) continue;
+    ASSIGN_OR_RETURN(train::EvalMetrics m, trainer->TryEvaluate(x_eval, y_eval));
     v1::ProgressReport report;
     report.set_job_id(a.job_id());
     report.set_attempt(a.attempt());
@@ -145,7 +158,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     }));
     if (ack.stop()) return absl::CancelledError(ack.reason());
   }
-  if (!ctx.work_dir.empty()) {
+  if (!ctx.work_dir.empty() && a.rank() == 0) {
     const std::string model_path = absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt");
     RETURN_IF_ERROR(trainer->Save(model_path));
   }

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -18,11 +19,15 @@
 namespace dpfleet::worker {
 
 struct RunContext {
-  v1::WorkerService::StubInterface* stub = nullptr;
+  std::shared_ptr<v1::WorkerService::StubInterface> stub;
   std::function<std::string()> worker_id;  // current id (changes on re-registration)
   std::string device = "cpu";
   std::string work_dir;
   int threads = 0;  // intra-op threads; 0 = LibTorch default
+  // Address other ranks reach this worker on for Gloo.
+  std::string gloo_host = "127.0.0.1";
+  // Bound on every collective; a dead peer fails the run within it.
+  absl::Duration collective_timeout = absl::Seconds(30);
   // How long to keep retrying the coordinator before giving up on the run.
   absl::Duration coordinator_patience = absl::Minutes(2);
   const std::atomic<bool>* cancel = nullptr;  // set by a cancel order or SIGTERM
