@@ -239,25 +239,34 @@ TEST_F(EndToEndTest, CancelStopsTheRunAndFreesTheWorker) {
 TEST_F(EndToEndTest, CoordinatorRestartLosesNoJobAndNoEpoch) {
   cluster_->StartServer();
   cluster_->StartWorkers(1);
-  const std::string running = Submit(WriteSpec("survivor", 8));
+  constexpr int kEpochs = 40;
+  const std::string running = Submit(WriteSpec("survivor", kEpochs));
   const std::string queued = Submit(WriteSpec("needs-two", 1, 2));
   ASSERT_TRUE(WaitFor([&] { return Status(running)["epochs_done"].get<int>() >= 2; }, absl::Seconds(90)))
       << cluster_->Logs();
+  // Freeze the worker so the job is certainly mid-run when the coordinator dies.
+  cluster_->worker(0).Signal(SIGSTOP);
   cluster_->server().Signal(SIGKILL);
   cluster_->server().Wait(absl::Seconds(10));
   cluster_->StartServer();
   // Nothing recorded before the crash is gone.
-  auto q = Status(queued);
-  EXPECT_EQ(q["state"], "QUEUED");
+  EXPECT_EQ(Status(queued)["state"], "QUEUED");
   auto r = Status(running);
-  EXPECT_GE(r["history"].size(), 2u);
-  // The worker re-attaches and the job finishes with every epoch recorded.
+  EXPECT_EQ(r["state"], "RUNNING");
+  const int done_before = r["epochs_done"].get<int>();
+  EXPECT_GE(done_before, 2);
+  EXPECT_LT(done_before, kEpochs);
+  EXPECT_EQ(r["history"].size(), static_cast<std::size_t>(done_before));
+  // The worker re-attaches with its run and the job finishes with every
+  // epoch recorded exactly once.
+  cluster_->worker(0).Signal(SIGCONT);
   std::string out, err;
   EXPECT_EQ(cluster_->Dpctl({"watch", running}, &out, &err), 0) << out << err << cluster_->Logs();
   auto done = Status(running);
   EXPECT_EQ(done["state"], "SUCCEEDED");
-  ASSERT_EQ(done["history"].size(), 8u);
-  for (int i = 0; i < 8; ++i) EXPECT_EQ(done["history"][i]["epoch"], i + 1);
+  EXPECT_EQ(done["attempt"], 1) << "the same attempt continued";
+  ASSERT_EQ(done["history"].size(), static_cast<std::size_t>(kEpochs));
+  for (int i = 0; i < kEpochs; ++i) EXPECT_EQ(done["history"][i]["epoch"], i + 1);
 }
 
 TEST_F(EndToEndTest, KilledWorkerFailsItsJobWithAReason) {
