@@ -7,7 +7,7 @@ BUILD="${1:?usage: demo.sh BUILD_DIR}"; shift
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$BUILD/bin"
 ROWS=200000
-WORKERS=1
+WORKERS=2
 while (($#)); do
   case "$1" in
     --rows) ROWS="$2"; shift 2 ;;

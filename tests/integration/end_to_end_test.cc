@@ -297,3 +297,63 @@ TEST_F(EndToEndTest, SigtermStopsTheWorkerCleanly) {
 
 }  // namespace
 }  // namespace dpfleet
+
+namespace dpfleet {
+namespace {
+
+// Data-parallel jobs: W workers, Gloo all-reduce, rendezvous through the
+// coordinator.
+TEST_F(EndToEndTest, TwoWorkerJobMatchesTheSingleWorkerJob) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(2);
+  std::string out, err;
+  ASSERT_EQ(cluster_->Dpctl({"submit", WriteSpec("one", 3, 1), "--follow", "-o", "json"}, &out, &err), 0)
+      << err << cluster_->Logs();
+  const std::string one_id = nlohmann::json::parse(out.substr(out.rfind('\n', out.size() - 2) + 1))["job_id"];
+  ASSERT_EQ(cluster_->Dpctl({"submit", WriteSpec("two", 3, 2), "--follow", "-o", "json"}, &out, &err), 0)
+      << err << cluster_->Logs();
+  const std::string two_id = nlohmann::json::parse(out.substr(out.rfind('\n', out.size() - 2) + 1))["job_id"];
+  auto one = Status(one_id);
+  auto two = Status(two_id);
+  EXPECT_EQ(two["world_size"], 2);
+  EXPECT_EQ(two["worker_ids"].size(), 2u);
+  // Same q, sigma and steps: the privacy guarantee is the single-machine one.
+  EXPECT_DOUBLE_EQ(two["epsilon"].get<double>(), one["epsilon"].get<double>());
+  EXPECT_DOUBLE_EQ(two["sample_rate"].get<double>(), one["sample_rate"].get<double>());
+  const double acc1 = one["history"][2]["eval_accuracy"].get<double>();
+  const double acc2 = two["history"][2]["eval_accuracy"].get<double>();
+  EXPECT_NEAR(acc1, acc2, 0.04) << "W=2 trains to the same accuracy as W=1";
+  EXPECT_GT(acc2, two["history"][2]["majority_rate"].get<double>() + 0.02);
+}
+
+TEST_F(EndToEndTest, KillingOneOfThreeWorkersFailsTheJobInBoundedTime) {
+  cluster_->StartServer(/*lease_ttl_ms=*/3000);
+  cluster_->StartWorkers(3);
+  const std::string job = Submit(WriteSpec("doomed", 2000, 3));
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(90)))
+      << cluster_->Logs();
+  const absl::Time killed = absl::Now();
+  cluster_->worker(1).Signal(SIGKILL);
+  ASSERT_TRUE(WaitState(job, "FAILED", absl::Seconds(30))) << cluster_->Logs();
+  EXPECT_LT(absl::Now() - killed, absl::Seconds(30));
+  EXPECT_FALSE(Status(job)["reason"].get<std::string>().empty());
+  // The two survivors are free again.
+  std::string last;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::string w;
+        cluster_->Dpctl({"workers", "-o", "json"}, &w);
+        const nlohmann::json parsed = nlohmann::json::parse(w);
+        int idle = 0;
+        for (const auto& x : parsed["workers"]) idle += x["state"] == "IDLE";
+        last = w;
+        return idle == 2;
+      },
+      absl::Seconds(30)))
+      << last << cluster_->Logs();
+  EXPECT_TRUE(cluster_->worker(0).running());
+  EXPECT_TRUE(cluster_->worker(2).running());
+}
+
+}  // namespace
+}  // namespace dpfleet

@@ -105,6 +105,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     comm::GlooOptions gloo;
     gloo.host = ctx.gloo_host;
     gloo.connect_timeout = ctx.collective_timeout;
+    gloo.cancel = ctx.cancel;
     ASSIGN_OR_RETURN(comm, comm::GlooCommunicator::Create(store, a.rank(), a.world_size(), gloo));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,

@@ -2,7 +2,10 @@
 
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
+#include <thread>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace dpfleet::comm {
 namespace {
@@ -24,10 +27,45 @@ absl::Status CollectiveError(const char* op, const std::exception& e) {
 
 }  // namespace
 
-GlooCommunicator::GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world_size)
-    : pg_(std::move(pg)), rank_(rank), world_size_(world_size) {}
+GlooCommunicator::GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world_size,
+                                   const std::atomic<bool>* cancel)
+    : pg_(std::move(pg)), rank_(rank), world_size_(world_size), cancel_(cancel) {}
 
-GlooCommunicator::~GlooCommunicator() = default;
+GlooCommunicator::~GlooCommunicator() {
+  if (broken_ || aborted_) {
+    // An abandoned collective may still block Gloo's worker thread until its
+    // own timeout; the group's destructor joins that thread. Release the
+    // group off this thread so that a cancelled run ends at once.
+    std::thread([pg = std::move(pg_)]() mutable { pg.reset(); }).detach();
+  }
+}
+
+absl::Status GlooCommunicator::Await(const c10::intrusive_ptr<c10d::Work>& work, const char* op,
+                                     absl::Duration timeout) {
+  // Spin briefly (a small all-reduce on a fast link finishes in
+  // microseconds), then poll, so a cancel or abort is noticed without
+  // waiting for the collective's timeout.
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + timeout;
+  while (!work->isCompleted()) {
+    if (aborted_ || (cancel_ && cancel_->load())) {
+      broken_ = true;
+      return absl::CancelledError(absl::StrCat(op, " abandoned: the run was cancelled"));
+    }
+    const absl::Time now = absl::Now();
+    if (now > deadline + absl::Seconds(1)) {
+      broken_ = true;
+      return absl::DeadlineExceededError(absl::StrCat(op, " timed out after ", absl::FormatDuration(timeout)));
+    }
+    if (now - start < absl::Microseconds(200)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  work->wait();  // completed: returns or rethrows the collective's error
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(
     c10::intrusive_ptr<c10d::Store> store, int rank, int world_size, const GlooOptions& options) {
@@ -39,7 +77,7 @@ absl::StatusOr<std::unique_ptr<GlooCommunicator>> GlooCommunicator::Create(
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(options.host));
     opts->timeout = ToMs(options.connect_timeout);
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, opts);
-    return std::unique_ptr<GlooCommunicator>(new GlooCommunicator(std::move(pg), rank, world_size));
+    return std::unique_ptr<GlooCommunicator>(new GlooCommunicator(std::move(pg), rank, world_size, options.cancel));
   } catch (const std::exception& e) {
     return CollectiveError("gloo rendezvous", e);
   }
@@ -58,9 +96,7 @@ absl::Status GlooCommunicator::AllReduceSum(torch::Tensor& tensor, absl::Duratio
     c10d::AllreduceOptions opts;
     opts.reduceOp = c10d::ReduceOp::SUM;
     opts.timeout = ToMs(timeout);
-    auto work = pg_->allreduce(tensors, opts);
-    work->wait(ToMs(timeout));
-    return absl::OkStatus();
+    return Await(pg_->allreduce(tensors, opts), "all-reduce", timeout);
   } catch (const std::exception& e) {
     broken_ = true;
     return CollectiveError("all-reduce", e);
@@ -77,8 +113,7 @@ absl::Status GlooCommunicator::Broadcast(torch::Tensor& tensor, int root, absl::
     c10d::BroadcastOptions opts;
     opts.rootRank = root;
     opts.timeout = ToMs(timeout);
-    pg_->broadcast(tensors, opts)->wait(ToMs(timeout));
-    return absl::OkStatus();
+    return Await(pg_->broadcast(tensors, opts), "broadcast", timeout);
   } catch (const std::exception& e) {
     broken_ = true;
     return CollectiveError("broadcast", e);
@@ -90,8 +125,7 @@ absl::Status GlooCommunicator::Barrier(absl::Duration timeout) {
   try {
     c10d::BarrierOptions opts;
     opts.timeout = ToMs(timeout);
-    pg_->barrier(opts)->wait(ToMs(timeout));
-    return absl::OkStatus();
+    return Await(pg_->barrier(opts), "barrier", timeout);
   } catch (const std::exception& e) {
     broken_ = true;
     return CollectiveError("barrier", e);

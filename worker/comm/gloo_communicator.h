@@ -22,6 +22,7 @@
 
 namespace c10d {
 class ProcessGroupGloo;
+class Work;
 }
 
 namespace dpfleet::comm {
@@ -31,6 +32,9 @@ struct GlooOptions {
   std::string host = "127.0.0.1";
   // Bound on connecting the full mesh.
   absl::Duration connect_timeout = absl::Seconds(60);
+  // When set and true, waiting collectives give up at once (the job was
+  // cancelled or failed elsewhere). Not owned.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 class GlooCommunicator final : public Communicator {
@@ -50,12 +54,16 @@ class GlooCommunicator final : public Communicator {
   void Abort() override;
 
  private:
-  GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world_size);
+  GlooCommunicator(c10::intrusive_ptr<c10d::ProcessGroupGloo> pg, int rank, int world_size,
+                   const std::atomic<bool>* cancel);
   absl::Status CheckUsable() const;
+  // Waits for `work` until it completes, the timeout passes or a cancel.
+  absl::Status Await(const c10::intrusive_ptr<c10d::Work>& work, const char* op, absl::Duration timeout);
 
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
   int rank_;
   int world_size_;
+  const std::atomic<bool>* cancel_;
   std::atomic<bool> aborted_{false};
   std::atomic<bool> broken_{false};  // a collective failed: the group is unusable
 };
