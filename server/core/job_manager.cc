@@ -365,13 +365,22 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
       return absl::FailedPreconditionError(absl::StrCat(
           "epoch ", metrics.epoch, " of job '", job_id, "' was not charged to the privacy ledger"));
     }
-    ASSIGN_OR_RETURN(epsilon, LedgerEpsilonLocked(*job));
+    // The epoch's row carries the spend through this epoch; the job's total
+    // also counts epochs other ranks have already charged ahead of it.
+    std::vector<privacy::SubsampledGaussian> through_epoch;
+    for (const LedgerEntry& e : entries) {
+      if (e.attempt < attempt || e.epoch <= metrics.epoch) {
+        through_epoch.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+      }
+    }
+    ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
+    ASSIGN_OR_RETURN(epsilon, privacy::ComputeEpsilon(kind, through_epoch, r.delta));
+    ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
   }
   EpochRecord rec = metrics;
   rec.epsilon = epsilon;
   r.history.push_back(rec);
   r.epochs_done = metrics.epoch;
-  r.epsilon = epsilon;
   RETURN_IF_ERROR(store_->PutJob(r));
   JobEvent ev;
   ev.type = JobEvent::Type::kEpoch;

@@ -141,6 +141,24 @@ TEST_F(JobManagerTest, ResultsAreRefusedUntilTheEpochIsCharged) {
   EXPECT_GT(*eps2, *eps1);
 }
 
+TEST_F(JobManagerTest, EpochEpsilonCountsThatEpochWhileTheJobCountsEveryCharge) {
+  const std::string w = AddWorker();
+  const std::string w2 = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(2))->job_id);
+  auto charge = [&](int rank, int epoch) {
+    return *jobs_->Charge(job.job_id, job.attempt, rank, epoch, job.steps_per_epoch, job.sample_rate, 1.1);
+  };
+  const double eps1 = charge(0, 1);
+  const double eps2 = charge(1, 2);  // rank 1 runs ahead into epoch 2
+  EpochRecord m;
+  m.epoch = 1;
+  ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, m).ok());
+  auto got = *jobs_->Get(job.job_id);
+  EXPECT_DOUBLE_EQ(got.history[0].epsilon, eps1);
+  EXPECT_DOUBLE_EQ(got.epsilon, eps2) << "the job's epsilon is everything charged";
+  (void)w2;
+}
+
 TEST_F(JobManagerTest, ChargeWithParametersOtherThanTheJobsIsRefused) {
   AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
