@@ -25,6 +25,8 @@ constexpr char kUsage[] =
     "  list [-o json]                          list jobs\n"
     "  cancel JOB                              cancel a job\n"
     "  workers [-o json]                       list workers\n"
+    "  budget [DATASET] [-o json]              privacy spent / committed / remaining per dataset\n"
+    "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
     "  privacy epsilon|sigma ...               offline privacy calculator (see --help)\n"
     "The server defaults to $DPFLEET_SERVER, else 127.0.0.1:7070.\n";
@@ -203,6 +205,72 @@ int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   return kExitOk;
 }
 
+nlohmann::json BudgetJson(const v1::DatasetBudget& b) {
+  nlohmann::json j = {{"dataset", b.dataset()},
+                      {"delta", b.delta()},
+                      {"epsilon_spent", b.epsilon_spent()},
+                      {"epsilon_committed", b.epsilon_committed()},
+                      {"jobs", b.jobs()}};
+  if (b.has_budget()) {
+    j["epsilon_budget"] = b.epsilon_budget();
+    j["epsilon_remaining"] = b.epsilon_remaining();
+  } else {
+    j["epsilon_budget"] = nullptr;
+    j["epsilon_remaining"] = nullptr;
+  }
+  return j;
+}
+
+int BudgetVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostream& out, std::ostream& err) {
+  if (!p.positional.empty() && p.positional[0] == "set") {
+    if (p.positional.size() != 2 || !p.values.count("--epsilon") || !p.values.count("--delta")) {
+      err << "dpctl budget set: expected DATASET --epsilon E --delta D\n";
+      return kExitUsage;
+    }
+    double eps = 0, delta = 0;
+    if (!absl::SimpleAtod(p.values.at("--epsilon"), &eps)) {
+      err << "dpctl budget set: --epsilon '" << p.values.at("--epsilon") << "' is not a number\n";
+      return kExitUsage;
+    }
+    if (!absl::SimpleAtod(p.values.at("--delta"), &delta)) {
+      err << "dpctl budget set: --delta '" << p.values.at("--delta") << "' is not a number\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<v1::DatasetBudget> b = client.SetBudget(p.positional[1], eps, delta);
+    if (!b.ok()) return ReportError(b.status(), err);
+    if (json) {
+      out << BudgetJson(*b).dump(2) << "\n";
+    } else {
+      out << absl::StrFormat("dataset %s: budget epsilon %.6g at delta %.3g; %.6g spent, %.6g remaining\n",
+                             b->dataset(), b->epsilon_budget(), b->delta(), b->epsilon_spent(),
+                             b->epsilon_remaining());
+    }
+    return kExitOk;
+  }
+  if (p.positional.size() > 1 || p.values.count("--epsilon") || p.values.count("--delta")) {
+    err << "dpctl budget: expected [DATASET] or set DATASET --epsilon E --delta D\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::vector<v1::DatasetBudget>> budgets = client.Budgets(p.positional.empty() ? "" : p.positional[0]);
+  if (!budgets.ok()) return ReportError(budgets.status(), err);
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const v1::DatasetBudget& b : *budgets) arr.push_back(BudgetJson(b));
+    out << nlohmann::json{{"datasets", arr}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  out << absl::StrFormat("%-40s %10s %10s %10s %10s %8s %5s\n", "DATASET", "BUDGET", "SPENT", "COMMITTED",
+                         "REMAINING", "DELTA", "JOBS");
+  for (const v1::DatasetBudget& b : *budgets) {
+    out << absl::StrFormat("%-40s %10s %10.4f %10.4f %10s %8.2g %5d\n", b.dataset(),
+                           b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_budget()) : "-", b.epsilon_spent(),
+                           b.epsilon_committed(),
+                           b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_remaining()) : "-", b.delta(),
+                           b.jobs());
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out,
@@ -238,6 +306,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   std::set<std::string> value_flags = {"-o", "--server"};
   std::set<std::string> switches;
   if (verb == "submit") switches.insert("--follow");
+  if (verb == "budget") value_flags.insert({"--epsilon", "--delta"});
   if (!ParseArgs(rest, value_flags, switches, &p, err)) return kExitUsage;
   if (p.values.count("--server")) server = p.values["--server"];
   bool json = false;
@@ -346,6 +415,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     }
     return kExitOk;
   }
+  if (verb == "budget") return BudgetVerb(client, p, json, out, err);
   err << "dpctl: unknown verb '" << verb << "'\n" << kUsage;
   return kExitUsage;
 }

@@ -88,6 +88,25 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> CoordinatorClient::Workers() {
   return std::vector<v1::WorkerInfo>(resp.workers().begin(), resp.workers().end());
 }
 
+absl::StatusOr<v1::DatasetBudget> CoordinatorClient::SetBudget(const std::string& dataset, double epsilon,
+                                                               double delta) {
+  v1::SetBudgetRequest req;
+  req.set_dataset(dataset);
+  req.set_epsilon(epsilon);
+  req.set_delta(delta);
+  v1::DatasetBudget resp;
+  DPFLEET_UNARY(SetBudget, req, resp);
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::DatasetBudget>> CoordinatorClient::Budgets(const std::string& dataset) {
+  v1::GetBudgetsRequest req;
+  req.set_dataset(dataset);
+  v1::GetBudgetsResponse resp;
+  DPFLEET_UNARY(GetBudgets, req, resp);
+  return std::vector<v1::DatasetBudget>(resp.budgets().begin(), resp.budgets().end());
+}
+
 #undef DPFLEET_UNARY
 
 absl::StatusOr<v1::Job> CoordinatorClient::Watch(

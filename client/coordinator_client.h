@@ -25,6 +25,8 @@ class CoordinatorClient {
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> Workers();
+  absl::StatusOr<v1::DatasetBudget> SetBudget(const std::string& dataset, double epsilon, double delta);
+  absl::StatusOr<std::vector<v1::DatasetBudget>> Budgets(const std::string& dataset);
   // Streams events until the job is terminal (returns its final record) or
   // on_event returns false. Reconnects if the coordinator restarts.
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,

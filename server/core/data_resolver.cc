@@ -9,6 +9,16 @@
 
 namespace dpfleet::server {
 
+std::string DatasetKey(const std::vector<std::string>& paths) {
+  std::string key;
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    const std::filesystem::path abs = std::filesystem::absolute(p, ec).lexically_normal();
+    absl::StrAppend(&key, key.empty() ? "" : "+", ec ? p : abs.string());
+  }
+  return key;
+}
+
 absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
   std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|",
                                  spec.training.seed, "|", spec.training.eval_fraction);
@@ -25,8 +35,8 @@ absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
     const auto size = std::filesystem::file_size(abs, ec);
     const auto mtime = std::filesystem::last_write_time(abs, ec).time_since_epoch().count();
     absl::StrAppend(&key, "|", abs.string(), ":", size, ":", mtime);
-    absl::StrAppend(&dataset_key, dataset_key.empty() ? "" : "+", abs.string());
   }
+  dataset_key = DatasetKey(spec.data_paths);
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);

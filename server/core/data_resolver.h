@@ -8,6 +8,7 @@
 #define DPFLEET_SERVER_CORE_DATA_RESOLVER_H_
 
 #include <map>
+#include <vector>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -23,6 +24,10 @@ struct DataFacts {
   int64_t eval_rows = 0;
   int64_t input_dim = 0;
 };
+
+// The ledger's name for the data a job reads: its files' absolute paths,
+// '+'-joined in spec order.
+std::string DatasetKey(const std::vector<std::string>& paths);
 
 class DataResolver {
  public:

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "common/accountant.h"
 #include "common/job_spec.h"
@@ -29,15 +31,18 @@ JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, Coordinat
 
 absl::Status JobManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->LoadJobs());
+  ASSIGN_OR_RETURN(std::vector<BudgetRecord> budgets, store_->LoadBudgets());
   absl::MutexLock lock(&mu_);
+  for (const BudgetRecord& b : budgets) budgets_[b.dataset] = b;
   const int64_t now = clock_->NowMs();
   for (JobRecord& r : jobs) {
     JobEntry entry;
-    for (std::size_t i = 0; i < r.data_paths.size(); ++i) {
-      absl::StrAppend(&entry.dataset_key, i ? "+" : "", r.data_paths[i]);
-    }
+    entry.dataset_key = DatasetKey(r.data_paths);
     if (r.state == JobState::kRunning) entry.reattach_deadline_ms = now + options_.lease_ttl_ms;
     entry.record = std::move(r);
+    // A charge may have landed after the record was last written (crash
+    // between charge and release): the ledger is the truth.
+    ASSIGN_OR_RETURN(entry.record.epsilon, LedgerEpsilonLocked(entry));
     job_order_.push_back(entry.record.job_id);
     jobs_.emplace(entry.record.job_id, std::move(entry));
   }
@@ -87,6 +92,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(spec_yaml));
   // Reading the data is slow; do it before taking the lock.
   ASSIGN_OR_RETURN(DataFacts facts, data_->Resolve(spec));
+  const std::string dataset_key = DatasetKey(spec.data_paths);
   if (facts.train_rows < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("data.path: '", spec.data_paths[0], "' has no training records for task ",
@@ -127,12 +133,32 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
     }
   }
   absl::MutexLock lock(&mu_);
+  // The budget check and the job's creation happen under one lock, so
+  // concurrent submissions cannot together overshoot a budget.
+  if (auto b = budgets_.find(dataset_key); b != budgets_.end()) {
+    if (!r.dp) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "privacy.mode: 'none' cannot run on dataset ", dataset_key,
+          ": it has a privacy budget and a non-private job has no finite epsilon"));
+    }
+    const privacy::SubsampledGaussian plan{r.sample_rate, r.noise_multiplier,
+                                           r.steps_per_epoch * static_cast<int64_t>(r.epochs)};
+    ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset_key, {}, {}));
+    ASSIGN_OR_RETURN(BudgetView after, BudgetViewLocked(dataset_key, {}, {plan}));
+    if (after.committed > b->second.epsilon) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
+          "queued and running jobs; this job would bring the composed total to %.6g",
+          dataset_key, b->second.epsilon, b->second.delta, before.spent, before.committed,
+          after.committed));
+    }
+  }
   ASSIGN_OR_RETURN(r.job_id, store_->NextJobId());
   r.created_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->PutJob(r));
   JobEntry entry;
   entry.record = r;
-  entry.dataset_key = facts.dataset_key;
+  entry.dataset_key = dataset_key;
   job_order_.push_back(r.job_id);
   JobEntry* job = &jobs_.emplace(r.job_id, std::move(entry)).first->second;
   JobEvent ev;
@@ -331,9 +357,27 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
   e.noise_multiplier = r.noise_multiplier;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
-  ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
-  (void)inserted;  // a retried charge is already recorded
-  return LedgerEpsilonLocked(*job);
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(job_id));
+  const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
+    return x.attempt == attempt && x.epoch == epoch;
+  });
+  if (!retry) {
+    if (auto b = budgets_.find(job->dataset_key); b != budgets_.end()) {
+      // Submit reserved the whole plan; this guards anything outside it.
+      ASSIGN_OR_RETURN(BudgetView after,
+                       BudgetViewLocked(job->dataset_key, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}));
+      if (after.spent > b->second.epsilon) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "charging epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
+            epoch, job_id, job->dataset_key, after.spent, b->second.epsilon));
+      }
+    }
+    ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
+    (void)inserted;
+  }
+  ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
+  RETURN_IF_ERROR(store_->PutJob(r));
+  return r.epsilon;
 }
 
 absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job_id,
@@ -578,6 +622,98 @@ void JobManager::Tick() {
     }
   }
   if (freed) ScheduleLocked();
+}
+
+absl::StatusOr<BudgetView> JobManager::BudgetViewLocked(
+    const std::string& dataset, const std::vector<privacy::SubsampledGaussian>& extra_spent,
+    const std::vector<privacy::SubsampledGaussian>& extra_planned) {
+  BudgetView v;
+  v.dataset = dataset;
+  auto b = budgets_.find(dataset);
+  v.has_budget = b != budgets_.end();
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForDataset(dataset));
+  std::vector<privacy::SubsampledGaussian> spent = extra_spent;
+  std::set<std::string> jobs;
+  // Without a budget, state epsilon at the smallest delta any job asked for
+  // (the largest epsilon among the natural choices).
+  double delta = v.has_budget ? b->second.delta : 1.0;
+  for (const LedgerEntry& e : entries) {
+    spent.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+    jobs.insert(e.job_id);
+    if (!v.has_budget) delta = std::min(delta, e.delta);
+  }
+  std::vector<privacy::SubsampledGaussian> committed = spent;
+  committed.insert(committed.end(), extra_planned.begin(), extra_planned.end());
+  for (const auto& [id, job] : jobs_) {
+    const JobRecord& r = job.record;
+    if (job.dataset_key != dataset || IsTerminal(r.state) || !r.dp) continue;
+    int64_t charged = 0;
+    for (const LedgerEntry& e : entries) charged += e.job_id == id && e.attempt == r.attempt;
+    const int64_t epochs_left = std::max<int64_t>(0, r.epochs - charged);
+    if (epochs_left > 0) {
+      committed.push_back({r.sample_rate, r.noise_multiplier, epochs_left * r.steps_per_epoch});
+      jobs.insert(id);
+      if (!v.has_budget) delta = std::min(delta, r.delta);
+    }
+  }
+  if (delta >= 1.0) delta = 1e-5;  // nothing recorded: any delta gives epsilon 0
+  v.delta = delta;
+  v.jobs = static_cast<int32_t>(jobs.size());
+  ASSIGN_OR_RETURN(v.spent, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, spent, delta));
+  ASSIGN_OR_RETURN(v.committed, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, delta));
+  if (v.has_budget) {
+    v.epsilon_budget = b->second.epsilon;
+    v.remaining = std::max(0.0, v.epsilon_budget - v.committed);
+  }
+  return v;
+}
+
+absl::StatusOr<BudgetView> JobManager::SetBudget(const std::string& dataset, double epsilon, double delta) {
+  if (dataset.empty()) return absl::InvalidArgumentError("dataset: must name the data (its path)");
+  if (!(epsilon > 0) || !std::isfinite(epsilon)) {
+    return absl::InvalidArgumentError(absl::StrCat("epsilon: '", epsilon, "' must be positive"));
+  }
+  if (!(delta > 0 && delta < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
+  }
+  const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
+  absl::MutexLock lock(&mu_);
+  BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
+  std::optional<BudgetRecord> previous;
+  if (auto it = budgets_.find(key); it != budgets_.end()) previous = it->second;
+  budgets_[key] = rec;
+  absl::StatusOr<BudgetView> view = BudgetViewLocked(key, {}, {});
+  if (!view.ok() || view->committed > epsilon) {
+    if (previous) {
+      budgets_[key] = *previous;
+    } else {
+      budgets_.erase(key);
+    }
+    if (!view.ok()) return view.status();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "dataset %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it",
+        key, view->committed, delta, epsilon));
+  }
+  RETURN_IF_ERROR(store_->PutBudget(rec));
+  return view;
+}
+
+absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string& dataset) {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> names;
+  if (!dataset.empty()) {
+    names.insert(DatasetKey(absl::StrSplit(dataset, '+')));
+  } else {
+    for (const auto& [k, b] : budgets_) names.insert(k);
+    ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerDatasets());
+    names.insert(charged.begin(), charged.end());
+  }
+  std::vector<BudgetView> out;
+  for (const std::string& n : names) {
+    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(n, {}, {}));
+    out.push_back(v);
+  }
+  return out;
 }
 
 void JobManager::Shutdown() {

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/accountant.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
 #include "server/core/store.h"
@@ -60,6 +61,18 @@ struct RunningRun {
   int32_t rank = 0;
 };
 
+// A dataset's privacy budget and what is spent and promised against it.
+struct BudgetView {
+  std::string dataset;
+  bool has_budget = false;
+  double epsilon_budget = 0;
+  double delta = 0;  // the delta at which the epsilons below are stated
+  double spent = 0;       // composed over the dataset's ledger entries
+  double committed = 0;   // spent + the remaining plans of queued/running jobs
+  double remaining = 0;   // budget - committed (when has_budget)
+  int32_t jobs = 0;
+};
+
 class JobManager {
  public:
   JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options);
@@ -80,6 +93,10 @@ class JobManager {
   absl::StatusOr<std::vector<JobEvent>> WaitEvents(const std::string& job_id, int64_t after_seq,
                                                    absl::Time deadline);
   std::vector<WorkerRecord> ListWorkers();
+  // Sets a dataset's total budget; FailedPrecondition if more is committed.
+  absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
+  // One dataset, or (empty name) every dataset with a budget or ledger entry.
+  absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset);
 
   // --- Worker API ---
   RegisterResult RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
@@ -130,6 +147,12 @@ class JobManager {
   absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<double> LedgerEpsilonLocked(const JobEntry& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Composes the dataset's ledger (+ the remaining plans of live jobs, +
+  // `extra`) at the budget's delta.
+  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& dataset,
+                                              const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                              const std::vector<privacy::SubsampledGaussian>& extra_planned)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   DataResolver* const data_;
@@ -145,6 +168,7 @@ class JobManager {
   std::map<std::string, std::vector<Assignment>> pending_assignments_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> pending_cancels_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> rendezvous_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, BudgetRecord> budgets_ ABSL_GUARDED_BY(mu_);
   int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

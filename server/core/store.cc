@@ -69,7 +69,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
       "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
       "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
-      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"));
+      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
+      "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
+      "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"));
   return store;
 }
 
@@ -182,6 +184,50 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForJob(const std::string& 
 
 absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForDataset(const std::string& dataset) {
   return QueryLedger("dataset", dataset);
+}
+
+absl::StatusOr<std::vector<std::string>> Store::LedgerDatasets() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT DISTINCT dataset FROM ledger ORDER BY dataset");
+  if (!st.ok()) return SqlError(db_, "read ledger datasets");
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger datasets");
+  return out;
+}
+
+absl::Status Store::PutBudget(const BudgetRecord& b) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO budgets(dataset, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
+               "ON CONFLICT(dataset) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
+               "updated_ms = excluded.updated_ms");
+  if (!st.ok()) return SqlError(db_, "store budget");
+  st.Bind(1, b.dataset);
+  st.Bind(2, b.epsilon);
+  st.Bind(3, b.delta);
+  st.Bind(4, b.updated_ms);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets ORDER BY dataset");
+  if (!st.ok()) return SqlError(db_, "load budgets");
+  std::vector<BudgetRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    BudgetRecord b;
+    b.dataset = st.Text(0);
+    b.epsilon = sqlite3_column_double(st.get(), 1);
+    b.delta = sqlite3_column_double(st.get(), 2);
+    b.updated_ms = sqlite3_column_int64(st.get(), 3);
+    out.push_back(b);
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "load budgets");
+  return out;
 }
 
 }  // namespace dpfleet::server

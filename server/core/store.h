@@ -35,6 +35,14 @@ struct LedgerEntry {
   int64_t recorded_ms = 0;
 };
 
+// A dataset's total privacy budget.
+struct BudgetRecord {
+  std::string dataset;
+  double epsilon = 0;
+  double delta = 0;
+  int64_t updated_ms = 0;
+};
+
 class Store {
  public:
   // Opens (creating if needed) DIR/coordinator.db.
@@ -52,6 +60,11 @@ class Store {
   absl::StatusOr<bool> Charge(const LedgerEntry& entry);
   absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id);
   absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset);
+  // Datasets with at least one ledger entry.
+  absl::StatusOr<std::vector<std::string>> LedgerDatasets();
+
+  absl::Status PutBudget(const BudgetRecord& budget);
+  absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 
  private:
   explicit Store(sqlite3* db) : db_(db) {}

@@ -88,4 +88,15 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
   out->set_pid(w.pid);
 }
 
+void ToProto(const BudgetView& b, v1::DatasetBudget* out) {
+  out->set_dataset(b.dataset);
+  out->set_has_budget(b.has_budget);
+  out->set_epsilon_budget(b.epsilon_budget);
+  out->set_delta(b.delta);
+  out->set_epsilon_spent(b.spent);
+  out->set_epsilon_committed(b.committed);
+  out->set_epsilon_remaining(b.remaining);
+  out->set_jobs(b.jobs);
+}
+
 }  // namespace dpfleet::server

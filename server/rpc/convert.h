@@ -6,7 +6,9 @@
 #include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
+#include "dpfleet/v1/coordinator.pb.h"
 #include "dpfleet/v1/types.pb.h"
+#include "server/core/job_manager.h"
 #include "server/core/types.h"
 
 namespace dpfleet::server {
@@ -17,6 +19,7 @@ void ToProto(const EpochRecord& e, v1::EpochMetrics* out);
 void ToProto(const WorkerRecord& w, v1::WorkerInfo* out);
 v1::JobState ToProto(JobState s);
 EpochRecord FromProto(const v1::EpochMetrics& m);
+void ToProto(const BudgetView& b, v1::DatasetBudget* out);
 
 }  // namespace dpfleet::server
 

@@ -78,6 +78,22 @@ grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1:
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest* req,
+                                               v1::DatasetBudget* resp) {
+  absl::StatusOr<BudgetView> b = jobs_->SetBudget(req->dataset(), req->epsilon(), req->delta());
+  if (!b.ok()) return ToGrpc(b.status());
+  ToProto(*b, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest* req,
+                                                v1::GetBudgetsResponse* resp) {
+  absl::StatusOr<std::vector<BudgetView>> b = jobs_->GetBudgets(req->dataset());
+  if (!b.ok()) return ToGrpc(b.status());
+  for (const BudgetView& v : *b) ToProto(v, resp->add_budgets());
+  return grpc::Status::OK;
+}
+
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
   if (req->device().empty()) {

@@ -24,6 +24,8 @@ class CoordinatorServiceImpl final : public v1::Coordinator::Service {
                         grpc::ServerWriter<v1::JobEvent>*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                            v1::ListWorkersResponse*) override;
+  grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::DatasetBudget*) override;
+  grpc::Status GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest*, v1::GetBudgetsResponse*) override;
 
  private:
   JobManager* jobs_;

@@ -357,3 +357,27 @@ TEST_F(EndToEndTest, KillingOneOfThreeWorkersFailsTheJobInBoundedTime) {
 
 }  // namespace
 }  // namespace dpfleet
+
+namespace dpfleet {
+namespace {
+
+TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
+  cluster_->StartServer();
+  std::string out, err;
+  // Tiny budget: the first job already needs more.
+  ASSERT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "0.05", "--delta", "1e-5"}, &out, &err), 0) << err;
+  EXPECT_EQ(cluster_->Dpctl({"submit", WriteSpec("too-much", 3)}, &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("FAILED_PRECONDITION"));
+  EXPECT_THAT(err, HasSubstr("budget"));
+  ASSERT_EQ(cluster_->Dpctl({"budget", "-o", "json"}, &out, &err), 0) << err;
+  auto j = nlohmann::json::parse(out);
+  ASSERT_EQ(j["datasets"].size(), 1u);
+  EXPECT_EQ(j["datasets"][0]["dataset"], data_);
+  EXPECT_DOUBLE_EQ(j["datasets"][0]["epsilon_budget"].get<double>(), 0.05);
+  EXPECT_DOUBLE_EQ(j["datasets"][0]["epsilon_spent"].get<double>(), 0.0);
+  EXPECT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "x", "--delta", "1e-5"}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("--epsilon"));
+}
+
+}  // namespace
+}  // namespace dpfleet

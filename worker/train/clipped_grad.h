@@ -1,0 +1,66 @@
+// Clipped per-example gradient sums without per-example gradients
+// ("book-keeping"): one forward and one backward pass over the batch.
+//
+// For a Linear layer z = a W^T + b, the gradient of example i's loss is
+// dW_i = g_i a_i^T and db_i = g_i, where g_i = dL_i/dz_i. Hence
+//   ||dW_i||_F^2 = ||g_i||^2 ||a_i||^2,   ||db_i||^2 = ||g_i||^2,
+// and the clipped sum over the batch is one matrix product per layer:
+//   sum_i c_i dW_i = G^T diag(c) A,   sum_i c_i db_i = G^T c.
+// The engine computes A (activations) forward, G backward (manually, with
+// matmuls — no autograd graph), the per-example norms from the two formulas
+// above, the clip factors, then the products.
+//
+// Clip factor: c_i = C / max(||grad_i||, C), which equals min(1, C/||grad_i||)
+// exactly and needs no epsilon: C > 0 so there is never a division by zero,
+// and a zero gradient gets c_i = 1. (No "+1e-6" stabiliser: it would only
+// shrink every factor slightly and is unnecessary.) Every clipped
+// contribution has norm <= C up to float32 rounding of the norm itself
+// (relative ~1e-6).
+//
+// This unit computes sums only. It must never divide by a batch size and
+// never add noise — that is DpSgdTrainer's job; and it must never be used
+// with a layer for which the norm rule above does not hold.
+#ifndef DPFLEET_WORKER_TRAIN_CLIPPED_GRAD_H_
+#define DPFLEET_WORKER_TRAIN_CLIPPED_GRAD_H_
+
+#include <torch/types.h>
+
+#include <vector>
+
+#include "worker/train/model.h"
+
+namespace dpfleet::train {
+
+class GradientEngine {
+ public:
+  // `model` is not owned and must outlive the engine; its parameters are read
+  // at every call (so optimizer updates are picked up).
+  explicit GradientEngine(const Model* model);
+
+  // out_flat (float32, numel = model->num_parameters(), model layout) <-
+  //   sum_i c_i grad L_i(x_i, y_i),  c_i = C / max(||grad L_i||, C).
+  // If `norms` is non-null it receives the unclipped per-example norms [n].
+  // x [n, d] float32 contiguous, y [n] float32 in {0, 1}; n may be 0.
+  void ClippedSum(const torch::Tensor& x, const torch::Tensor& y, double clip, torch::Tensor& out_flat,
+                  torch::Tensor* norms = nullptr);
+
+  // out_flat <- sum_i grad L_i (no clipping; the non-private baseline).
+  void Sum(const torch::Tensor& x, const torch::Tensor& y, torch::Tensor& out_flat);
+
+ private:
+  // Forward + backward; fills acts_ (layer inputs) and grads_ (dL_i/dz).
+  void ForwardBackward(const torch::Tensor& x, const torch::Tensor& y);
+  // Layer l's input activations for the current batch.
+  const torch::Tensor& Input(int layer, const torch::Tensor& x) const;
+
+  const Model* model_;
+  // Workspaces, reused across calls: resize_ only reallocates when a batch
+  // is larger than every previous one, so steady-state steps do not allocate.
+  std::vector<torch::Tensor> acts_;   // acts_[l] = input of layer l (l >= 1)
+  std::vector<torch::Tensor> grads_;  // grads_[l] = dL_i/dz for layer l's output
+  torch::Tensor norm2_, gsq_, asq_, clip_factor_, scaled_;
+};
+
+}  // namespace dpfleet::train
+
+#endif  // DPFLEET_WORKER_TRAIN_CLIPPED_GRAD_H_
