@@ -21,7 +21,7 @@ class FakeResolver : public DataResolver {
     if (spec.data_paths[0] == "/missing.csv") {
       return absl::InvalidArgumentError("data.path: '/missing.csv' does not exist");
     }
-    return DataFacts{"ds:" + spec.data_paths[0], train_rows, 1000, 40};
+    return DataFacts{DatasetKey(spec.data_paths), train_rows, 1000, 40};
   }
   int64_t train_rows = 10000;
 };
@@ -362,6 +362,111 @@ TEST_F(JobManagerTest, RendezvousGetWaitsForSetAndTimesOut) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kDeadlineExceeded);
   auto stale = jobs_->RendezvousGet(job.job_id, job.attempt + 1, "nccl_id", absl::Now());
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace dpfleet::server
+
+namespace dpfleet::server {
+namespace {
+
+// Composed epsilon of k jobs like `job` under RDP at delta 1e-5.
+double PlannedEpsilon(const JobRecord& job, int k = 1) {
+  std::vector<privacy::SubsampledGaussian> plans(
+      k, {job.sample_rate, job.noise_multiplier, job.steps_per_epoch * job.epochs});
+  return *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, plans, 1e-5);
+}
+
+TEST_F(JobManagerTest, BudgetRefusesAJobThatWouldOvershoot) {
+  auto first = jobs_->Submit(Spec(1, 3));
+  ASSERT_TRUE(first.ok());
+  const double one = PlannedEpsilon(*first);
+  const double two = PlannedEpsilon(*first, 2);
+  ASSERT_TRUE(jobs_->Cancel(first->job_id).ok());
+  // Room for one such job but not two.
+  const double budget = (one + two) / 2;
+  auto set = jobs_->SetBudget("/data/p.csv", budget, 1e-5);
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->dataset, "/data/p.csv");
+  auto ok = jobs_->Submit(Spec(1, 3));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  auto refused = jobs_->Submit(Spec(1, 3));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("budget"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("/data/p.csv"));
+  auto view = jobs_->GetBudgets("/data/p.csv");
+  ASSERT_TRUE(view.ok());
+  ASSERT_EQ(view->size(), 1u);
+  EXPECT_DOUBLE_EQ((*view)[0].spent, 0.0);
+  EXPECT_NEAR((*view)[0].committed, one, 1e-9) << "the queued job's whole plan is committed";
+  EXPECT_NEAR((*view)[0].remaining, budget - one, 1e-9);
+  // A non-private job has no finite epsilon: refused on a budgeted dataset.
+  auto none = jobs_->Submit("name: x\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
+  // A budget below what is committed is refused and leaves the old one.
+  EXPECT_EQ(jobs_->SetBudget("/data/p.csv", 0.5 * one, 1e-5).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_DOUBLE_EQ((*jobs_->GetBudgets("/data/p.csv"))[0].epsilon_budget, budget);
+  // Bad input names the field.
+  EXPECT_THAT(std::string(jobs_->SetBudget("/data/p.csv", -1, 1e-5).status().message()), HasSubstr("epsilon"));
+  EXPECT_THAT(std::string(jobs_->SetBudget("/data/p.csv", 1, 2).status().message()), HasSubstr("delta"));
+}
+
+TEST_F(JobManagerTest, ConcurrentSubmissionsCannotOvershootABudget) {
+  auto probe = *jobs_->Submit(Spec(1, 1));
+  ASSERT_TRUE(jobs_->Cancel(probe.job_id).ok());
+  // Room for exactly three such jobs.
+  const double budget = (PlannedEpsilon(probe, 3) + PlannedEpsilon(probe, 4)) / 2;
+  ASSERT_TRUE(jobs_->SetBudget("/data/p.csv", budget, 1e-5).ok());
+  std::atomic<int> accepted{0}, refused{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      auto r = jobs_->Submit(Spec(1, 1));
+      (r.ok() ? accepted : refused)++;
+      if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted + refused, 8);
+  EXPECT_EQ(accepted.load(), 3);
+  auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
+  EXPECT_LE(view.committed, budget) << "never overshoots";
+  // One more would overshoot.
+  EXPECT_EQ(jobs_->Submit(Spec(1, 1)).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(JobManagerTest, CrashBetweenChargeAndReleaseKeepsTheCharge) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 3))->job_id);
+  auto eps = jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1);
+  ASSERT_TRUE(eps.ok());
+  Open();  // crash: the epoch's result was never released
+  auto back = *jobs_->Get(job.job_id);
+  EXPECT_EQ(back.epochs_done, 0);
+  EXPECT_DOUBLE_EQ(back.epsilon, *eps) << "the spent budget survives the crash";
+  auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
+  EXPECT_DOUBLE_EQ(view.spent, *eps);
+  EXPECT_EQ(view.jobs, 1);
+  // Listing every dataset includes one that only has ledger entries.
+  EXPECT_EQ(jobs_->GetBudgets("")->size(), 1u);
+}
+
+TEST_F(JobManagerTest, LedgerComposesAcrossJobsOfADataset) {
+  const std::string w = AddWorker();
+  auto a = *jobs_->Get(jobs_->Submit(Spec(1, 1))->job_id);
+  RunEpoch(a, w, 1);
+  ASSERT_TRUE(jobs_->ReportDone(a.job_id, a.attempt, 0, w, true, "").ok());
+  auto b = *jobs_->Get(jobs_->Submit(Spec(1, 1, "noise_multiplier: 2.0"))->job_id);
+  RunEpoch(b, w, 1);
+  auto expected = *privacy::ComputeEpsilon(
+      privacy::AccountantKind::kRdp,
+      {{a.sample_rate, 1.1, a.steps_per_epoch}, {b.sample_rate, 2.0, b.steps_per_epoch}}, 1e-5);
+  auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
+  EXPECT_NEAR(view.spent, expected, 1e-12);
+  EXPECT_EQ(view.jobs, 2);
+  EXPECT_LT(view.spent, jobs_->Get(a.job_id)->epsilon + jobs_->Get(b.job_id)->epsilon)
+      << "composed, not summed";
 }
 
 }  // namespace
