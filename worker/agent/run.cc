@@ -14,6 +14,9 @@
 #include "worker/agent/coordinator_store.h"
 #include "worker/comm/communicator.h"
 #include "worker/comm/gloo_communicator.h"
+#ifdef DPFLEET_WITH_NCCL
+#include "worker/comm/cuda/nccl_communicator.h"
+#endif
 #include "worker/train/dp_sgd.h"
 
 namespace dpfleet::worker {
@@ -55,9 +58,10 @@ torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) 
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
-  if (spec.resources.device != "cpu") {
+  const bool cuda = ctx.device.rfind("cuda", 0) == 0;
+  if ((spec.resources.device == "cuda") != cuda) {
     return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
-                                                      "' is not supported by this worker build"));
+                                                      "' does not match this worker's device ", ctx.device));
   }
   if (ctx.threads > 0) at::set_num_threads(ctx.threads);
 
@@ -98,6 +102,21 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   std::unique_ptr<comm::Communicator> comm;
   if (a.world_size() == 1) {
     comm = std::make_unique<comm::LocalCommunicator>();
+  } else if (cuda) {
+#ifdef DPFLEET_WITH_NCCL
+    auto store = c10::make_intrusive<CoordinatorStore>(
+        ctx.stub, a.job_id(), a.attempt(),
+        std::chrono::milliseconds(absl::ToInt64Milliseconds(ctx.collective_timeout)));
+    comm::NcclOptions nccl;
+    const auto colon = ctx.device.find(':');
+    nccl.device = colon == std::string::npos ? 0 : std::stoi(ctx.device.substr(colon + 1));
+    nccl.host = ctx.gloo_host;
+    nccl.init_timeout = ctx.collective_timeout;
+    nccl.cancel = ctx.cancel;
+    ASSIGN_OR_RETURN(comm, comm::NcclCommunicator::Create(store, a.rank(), a.world_size(), nccl));
+#else
+    return absl::FailedPreconditionError("this worker was built without CUDA/NCCL (DPFLEET_WITH_CUDA=OFF)");
+#endif
   } else {
     auto store = c10::make_intrusive<CoordinatorStore>(
         ctx.stub, a.job_id(), a.attempt(),

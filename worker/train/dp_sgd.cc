@@ -113,7 +113,6 @@ DpSgdTrainer::DpSgdTrainer(Model model, const TrainConfig& config, Optimizer opt
   auto fopts = at::TensorOptions().dtype(at::kFloat);
   comm_buffer_ = at::zeros({p + (config_.dp ? 0 : 1)}, fopts);
   grad_ = comm_buffer_.narrow(0, 0, p);
-  noise_ = at::zeros({p}, fopts);
   x_batch_ = at::empty({0, model_.input_dim()}, fopts);
   y_batch_ = at::empty({0}, fopts);
 }
@@ -133,10 +132,10 @@ void DpSgdTrainer::PrepareLocalContribution(const torch::Tensor& x_local, const 
     // 2. Sum of clipped per-example gradients.
     engine_.ClippedSum(x_batch_, y_batch_, config_.max_grad_norm, grad_);
     // 3. This rank's noise share, from its own stream.
+    // Added in place (no noise buffer, no second pass over P floats).
     if (noise_stddev_ > 0) {
       ChaCha20Stream noise_stream(noise_key_, step);
-      FillNormal(noise_stream, noise_stddev_, noise_, noise_scratch_);
-      grad_.add_(noise_);
+      AddNormal(noise_stream, noise_stddev_, grad_);
     }
   } else {
     engine_.Sum(x_batch_, y_batch_, grad_);

@@ -126,8 +126,6 @@ class DpSgdTrainer {
   // trailing element holding the local batch size.
   torch::Tensor comm_buffer_;
   torch::Tensor grad_;
-  torch::Tensor noise_;
-  NormalScratch noise_scratch_;
   torch::Tensor x_batch_;
   torch::Tensor y_batch_;
 };

@@ -53,6 +53,17 @@ class ChaCha20Stream {
   // Uniform in (0, 1]: never 0, so log() is always finite. 53 random bits.
   double NextOpenUnit();
 
+  // Hands `count` consecutive keystream blocks to the caller and returns the
+  // counter of the first; no later Fill/Next call returns any of them.
+  // Buffered words not yet read are discarded (never handed out), so the
+  // reserved range starts at a block boundary. With BlocksAt this lets
+  // several threads generate disjoint parts of one stream, each part fixed by
+  // its counter range alone.
+  uint64_t ReserveBlocks(uint64_t count);
+  // Writes keystream blocks counter .. counter + count - 1 (16 words each,
+  // in order) to `out`. Does not move the stream; safe to call concurrently.
+  void BlocksAt(uint64_t counter, uint64_t count, uint32_t* out) const;
+
  private:
   void Refill();
 
@@ -69,23 +80,42 @@ ChaChaKey DeriveSeededKey(uint64_t seed, int32_t attempt, int32_t rank, StreamPu
 // Key for secure mode: 256 bits from the kernel CSPRNG.
 absl::StatusOr<ChaChaKey> SecureRandomKey();
 
-// Reusable buffers for FillNormal, so steady-state steps do not allocate.
-struct NormalScratch {
-  std::vector<uint32_t> words;
-  torch::Tensor radius;    // float64 [pairs]
-  torch::Tensor radius32;  // float32 [pairs]
-  torch::Tensor angle;     // float32 [pairs]
-  torch::Tensor cosine;    // float32 [pairs]
-};
+// Kept for source compatibility: FillNormal no longer needs scratch space
+// (each thread works on a small stack tile).
+struct NormalScratch {};
 
 // Fills the contiguous float32 CPU tensor `out` with i.i.d. N(0, stddev^2)
-// by Box-Muller. The radius sqrt(-2 ln U1) is computed in double from a
-// 53-bit U1 in (0, 1], so the tails are not cut at ~5.8 sigma the way a
-// 24-bit float uniform would cut them (the largest possible radius is
-// ~8.6 sigma, beyond which float32 noise is meaningless anyway); the angle
-// (32 random bits) and the trigonometry are float32, which is all a float32
-// result can hold. Three keystream words per pair of normals.
+// by Box-Muller, from keystream blocks reserved on `stream`
+// (ReserveBlocks).
+//
+// Pair i (i < h = ceil(n/2)) gives out[i] = r cos(theta) and
+// out[h + i] = r sin(theta) from three keystream words: 53 bits for
+// U1 = (k + 1) / 2^53 in (0, 1] and 32 bits for theta = 2 pi w / 2^32.
+//  * r = stddev * sqrt(-2 ln U1) is computed in double, so the tails are not
+//    cut at ~5.8 sigma the way a 24-bit float uniform would cut them (the
+//    largest possible r is ~8.57 sigma; float32 noise cannot hold more).
+//    ln is evaluated as e ln 2 + 2 atanh((m-1)/(m+1)) with m in
+//    [sqrt(1/2), sqrt(2)] (series to s^17, truncation < 1e-15 relative).
+//  * cos/sin are float32: the top two bits of w pick the quadrant, the rest
+//    is an angle in [-pi/4, pi/4) where degree-9/10 Taylor polynomials are
+//    exact to float precision. No library trigonometry, no range reduction
+//    error, exact 2 pi periodicity.
+// Only correctly rounded IEEE operations (+, -, *, /, sqrt, conversions) are
+// used, without FMA contraction, so the AVX2 kernel and the portable kernel
+// give bit-identical results on every x86-64 machine.
+//
+// Pairs are processed in tiles of kNormalTilePairs; tile t always reads the
+// same 192 keystream blocks (reserved block + 192 t), so the tiles run in
+// parallel (at::parallel_for) and the result depends only on the stream's
+// (key, nonce, position) — never on the number of threads.
+constexpr int64_t kNormalTilePairs = 1024;
 void FillNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, NormalScratch& scratch);
+// out += the samples FillNormal would have written (same stream use):
+// adds the noise without a separate buffer and a second pass.
+void AddNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out);
+// Testing hook: FillNormal with the portable (non-SIMD) kernel; the result
+// must equal FillNormal's bit for bit.
+void FillNormalPortable(ChaCha20Stream& stream, double stddev, torch::Tensor& out);
 
 // Poisson (independent Bernoulli(q)) sample of the row indices 0..n-1, sorted.
 // Drawn by geometric gap skipping: the gaps between kept rows of independent
