@@ -11,6 +11,10 @@
 #include "absl/strings/str_format.h"
 #include "client/coordinator_client.h"
 #include "client/privacy_cli.h"
+#include "common/dataset.h"
+#include "common/job_spec.h"
+#include "common/plan.h"
+#include "common/pums_schema.h"
 #include "common/synth.h"
 #include "nlohmann/json.hpp"
 
@@ -29,6 +33,9 @@ constexpr char kUsage[] =
     "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
     "  privacy epsilon|sigma ...               offline privacy calculator (see --help)\n"
+    "  plan SPEC.yaml --dataset-size N [--prices FILE] [--examples-per-second R]\n"
+    "       [--allreduce-busbw-gbps G] [--allreduce-latency-us L] [-o json]\n"
+    "                                          time and cost of a job on each fleet shape (offline)\n"
     "The server defaults to $DPFLEET_SERVER, else 127.0.0.1:7070.\n";
 
 // Flags and positionals of one verb. Flags that take a value are declared;
@@ -271,6 +278,94 @@ int BudgetVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostre
   return kExitOk;
 }
 
+int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  Parsed p;
+  if (!ParseArgs(args,
+                 {"--dataset-size", "--prices", "--examples-per-second", "--allreduce-busbw-gbps",
+                  "--allreduce-latency-us", "-o"},
+                 {}, &p, err)) {
+    return kExitUsage;
+  }
+  bool json = false;
+  if (!JsonOutput(p, err, &json)) return kExitUsage;
+  if (p.positional.size() != 1 || !p.values.count("--dataset-size")) {
+    err << "dpctl plan: expected SPEC.yaml --dataset-size N\n";
+    return kExitUsage;
+  }
+  std::ifstream f(p.positional[0]);
+  if (!f) {
+    err << "dpctl plan: cannot read spec file '" << p.positional[0] << "'\n";
+    return kExitUsage;
+  }
+  std::stringstream ss;
+  ss << f.rdbuf();
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(ss.str());
+  if (!spec.ok()) return ReportError(spec.status(), err);
+  plan::PriceList prices = plan::DefaultPriceList();
+  if (p.values.count("--prices")) {
+    std::ifstream pf(p.values["--prices"]);
+    if (!pf) {
+      err << "dpctl plan: cannot read --prices '" << p.values["--prices"] << "'\n";
+      return kExitUsage;
+    }
+    std::stringstream ps;
+    ps << pf.rdbuf();
+    absl::StatusOr<plan::PriceList> parsed = plan::ParsePriceList(ps.str());
+    if (!parsed.ok()) return ReportError(parsed.status(), err);
+    prices = *parsed;
+  }
+  plan::Performance perf{prices.examples_per_second_per_rank, prices.allreduce_latency_us,
+                         prices.allreduce_busbw_gbps};
+  auto number = [&](const char* flag, double* v) {
+    if (!p.values.count(flag)) return true;
+    if (absl::SimpleAtod(p.values[flag], v) && *v >= 0) return true;
+    err << "dpctl plan: " << flag << " '" << p.values[flag] << "' must be a non-negative number\n";
+    return false;
+  };
+  plan::JobShape job;
+  if (!absl::SimpleAtoi(p.values["--dataset-size"], &job.dataset_size) || job.dataset_size < 1) {
+    err << "dpctl plan: --dataset-size '" << p.values["--dataset-size"] << "' must be a positive integer\n";
+    return kExitUsage;
+  }
+  if (!number("--examples-per-second", &perf.examples_per_second_per_rank) ||
+      !number("--allreduce-busbw-gbps", &perf.allreduce_busbw_gbps) ||
+      !number("--allreduce-latency-us", &perf.allreduce_latency_us)) {
+    return kExitUsage;
+  }
+  job.batch_size = spec->training.batch_size;
+  job.epochs = spec->training.epochs;
+  absl::StatusOr<std::vector<std::string>> columns =
+      data::EncodedColumns(spec->features.empty() ? data::DefaultFeatures() : spec->features);
+  if (!columns.ok()) return ReportError(columns.status(), err);
+  job.parameters = plan::MlpParameters(static_cast<int64_t>(columns->size()), spec->model.hidden);
+  absl::StatusOr<std::vector<plan::PlanRow>> rows = plan::Plan(job, prices, perf);
+  if (!rows.ok()) return ReportError(rows.status(), err);
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const plan::PlanRow& r : *rows) {
+      arr.push_back({{"shape", r.shape}, {"instances", r.instances}, {"ranks", r.ranks},
+                     {"price_per_hour", r.price_per_hour}, {"step_seconds", r.step_seconds},
+                     {"job_seconds", r.job_seconds}, {"cost", r.cost}, {"cheapest", r.cheapest},
+                     {"fastest", r.fastest}});
+    }
+    out << nlohmann::json{{"currency", prices.currency}, {"source", prices.source}, {"parameters", job.parameters},
+                          {"rows", arr}}
+               .dump(2)
+        << "\n";
+    return kExitOk;
+  }
+  out << absl::StrFormat("# %s: N=%d, B=%d, %d epochs, %d parameters; prices: %s\n", spec->name, job.dataset_size,
+                         job.batch_size, job.epochs, job.parameters, prices.source);
+  out << absl::StrFormat("%-14s %9s %6s %10s %10s %12s %10s\n", "SHAPE", "INSTANCES", "RANKS", "PRICE/H",
+                         "MS/STEP", "JOB TIME", "COST");
+  for (const plan::PlanRow& r : *rows) {
+    out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s\n", r.shape, r.instances, r.ranks,
+                           r.price_per_hour, r.step_seconds * 1e3, r.job_seconds, r.cost,
+                           r.cheapest ? "  <- best value" : "", r.fastest ? "  <- fastest" : "");
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out,
@@ -301,6 +396,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (verb == "privacy") return RunPrivacyCommand(rest, out, err);
   if (verb == "data") return DataVerb(rest, out, err);
+  if (verb == "plan") return PlanVerb(rest, out, err);
 
   Parsed p;
   std::set<std::string> value_flags = {"-o", "--server"};
