@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace dpfleet::privacy::rdp {
@@ -207,14 +208,49 @@ EpsilonAndOrder EpsilonFromRdp(const std::vector<double>& orders,
   return best;
 }
 
+namespace {
+
+// The ledger re-evaluates the same few (q, sigma) pairs with growing step
+// counts; keep their default-grid curves (per thread, so no locking).
+const std::vector<double>& CachedDefaultCurve(double q, double sigma) {
+  struct Entry {
+    double q;
+    double sigma;
+    std::vector<double> curve;
+  };
+  constexpr size_t kEntries = 8;
+  thread_local std::vector<Entry> cache;
+  thread_local size_t next = 0;
+  for (const Entry& e : cache) {
+    if (e.q == q && e.sigma == sigma) return e.curve;
+  }
+  Entry fresh{q, sigma, SubsampledGaussianRdpCurve(q, sigma, DefaultOrders())};
+  if (cache.size() < kEntries) {
+    cache.push_back(std::move(fresh));
+    return cache.back().curve;
+  }
+  cache[next] = std::move(fresh);
+  const std::vector<double>& curve = cache[next].curve;
+  next = (next + 1) % kEntries;
+  return curve;
+}
+
+}  // namespace
+
 EpsilonAndOrder ComputeEpsilon(const std::vector<SubsampledGaussian>& mechanisms,
                                double delta, const std::vector<double>& orders) {
   std::vector<double> total(orders.size(), 0.0);
+  const bool default_orders = &orders == &DefaultOrders();
   bool any = false;
   for (const SubsampledGaussian& m : mechanisms) {
     if (m.steps <= 0) continue;
     any = true;
     const double steps = static_cast<double>(m.steps);
+    if (default_orders) {
+      const std::vector<double>& curve = CachedDefaultCurve(m.sample_rate, m.noise_multiplier);
+      for (size_t i = 0; i < orders.size(); ++i) total[i] += steps * curve[i];
+      continue;
+    }
     for (size_t i = 0; i < orders.size(); ++i) {
       total[i] += steps * SubsampledGaussianRdp(m.sample_rate, m.noise_multiplier, orders[i]);
     }
