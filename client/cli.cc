@@ -102,9 +102,9 @@ int ReportError(const absl::Status& s, std::ostream& err) {
 }
 
 std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
-  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f  auc %.4f  eps %8.4f  (%.1fs)", m.epoch(),
-                         epochs, m.eval_loss(), m.eval_accuracy(), m.eval_auc(), m.epsilon(),
-                         m.train_seconds());
+  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %8.4f  (%.1fs)",
+                         m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(),
+                         m.epsilon(), m.train_seconds());
 }
 
 std::string ProgressBar(int32_t done, int32_t total, double eps, const char* state) {
