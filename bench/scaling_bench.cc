@@ -91,7 +91,11 @@ int RunRank(const Options& o, int world, int rank, const std::string& store_path
     return 1;
   }
   for (int s = 0; s < o.warmup; ++s) {
-    if (!(*trainer)->Step(x, y).ok()) return 1;
+    absl::Status st = (*trainer)->Step(x, y);
+    if (!st.ok()) {
+      std::fprintf(stderr, "rank %d: %s\n", rank, st.ToString().c_str());
+      return 1;
+    }
   }
   comm.seconds = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -105,6 +109,7 @@ int RunRank(const Options& o, int world, int rank, const std::string& store_path
   const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char buf[128];
   const int len = std::snprintf(buf, sizeof(buf), "%.9f %.9f\n", total / o.steps, comm.seconds / o.steps);
+  if (fd < 0) return 0;  // only rank 0 reports
   return write(fd, buf, len) == len ? 0 : 1;
 }
 
@@ -190,7 +195,11 @@ int main(int argc, char** argv) {
     for (pid_t p : pids) {
       int status = 0;
       waitpid(p, &status, 0);
-      ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        std::fprintf(stderr, "W=%d: a rank %s %d\n", world, WIFEXITED(status) ? "exited with" : "died of signal",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+        ok = false;
+      }
     }
     char buf[128] = {0};
     const ssize_t got = read(pipefd[0], buf, sizeof(buf) - 1);
