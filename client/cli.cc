@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/coordinator_client.h"
+#include "client/data_cli.h"
 #include "client/privacy_cli.h"
 #include "common/dataset.h"
 #include "common/job_spec.h"
@@ -32,6 +33,8 @@ constexpr char kUsage[] =
     "  budget [DATASET] [-o json]              privacy spent / committed / remaining per dataset\n"
     "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
+    "  data prepare --input FILE... --task T --shards S --out DIR   clean, encode, split and shard\n"
+    "  data schema [-o json]                   the PUMS schema the pipeline uses\n"
     "  privacy epsilon|sigma ...               offline privacy calculator (see --help)\n"
     "  plan SPEC.yaml --dataset-size N [--prices FILE] [--examples-per-second R]\n"
     "       [--allreduce-busbw-gbps G] [--allreduce-latency-us L] [-o json]\n"
@@ -181,8 +184,10 @@ int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool
 }
 
 int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args[0] == "prepare") return RunDataPrepare({args.begin() + 1, args.end()}, out, err);
+  if (!args.empty() && args[0] == "schema") return RunDataSchema({args.begin() + 1, args.end()}, out, err);
   if (args.empty() || args[0] != "synth") {
-    err << "dpctl data: expected 'synth --rows N --seed S -o FILE'\n";
+    err << "dpctl data: expected synth | prepare | schema\n";
     return kExitUsage;
   }
   Parsed p;

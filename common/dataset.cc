@@ -2,6 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <future>
 #include <thread>
 
@@ -196,6 +200,68 @@ void AppendRow(EncodedSplit& split, const float* row, int dim, float label, uint
   ++split.rows;
 }
 
+// Counts `byte` in [p, end), 16 bytes at a time, and ORs into *seen whether
+// `also` occurs there. Real person files are ~286 columns of which the
+// encoder reads a few dozen, so most of a line is only counted (for the
+// field-count check); blocks are counted for '\n' to size their outputs.
+size_t CountByte(const char* p, const char* end, char byte, char also, bool* seen) {
+  size_t count = 0;
+  bool found = false;
+#ifdef __SSE2__
+  const __m128i target = _mm_set1_epi8(byte);
+  const __m128i other = _mm_set1_epi8(also);
+  const __m128i zero = _mm_setzero_si128();
+  __m128i other_hits = zero;
+  while (end - p >= 16) {
+    // Per-byte counters (a match is -1, subtracted) summed before they can
+    // wrap at 255 iterations; psadbw adds the 16 counters into two words.
+    __m128i counters = zero;
+    for (int i = 0; i < 255 && end - p >= 16; ++i, p += 16) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      counters = _mm_sub_epi8(counters, _mm_cmpeq_epi8(v, target));
+      other_hits = _mm_or_si128(other_hits, _mm_cmpeq_epi8(v, other));
+    }
+    const __m128i sums = _mm_sad_epu8(counters, zero);
+    count += static_cast<size_t>(_mm_cvtsi128_si32(sums)) +
+             static_cast<size_t>(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
+  }
+  found = _mm_movemask_epi8(other_hits) != 0;
+#endif
+  for (; p < end; ++p) {
+    count += *p == byte;
+    found = found || *p == also;
+  }
+  *seen = *seen || found;
+  return count;
+}
+
+// SplitCsvLine for a line without quotes, but only the first `need` fields
+// are stored in out[0..need); *num_fields gets the line's field count. False
+// (nothing usable) when the line has a quote anywhere.
+bool SplitUnquotedPrefix(absl::string_view line, size_t need, absl::string_view* out,
+                         size_t* num_fields) {
+  const char* p = line.data();
+  const char* const end = p + line.size();
+  const char* start = p;
+  size_t n = 0;
+  for (; p < end && n < need; ++p) {
+    if (*p == '"') return false;
+    if (*p == ',') {
+      out[n++] = absl::string_view(start, p - start);
+      start = p + 1;
+    }
+  }
+  if (n < need) {
+    // The line ended inside the needed columns: its last field.
+    out[n++] = absl::string_view(start, end - start);
+    *num_fields = n;
+    return true;
+  }
+  bool quote = false;
+  *num_fields = need + CountByte(start, end, ',', '"', &quote) + 1;
+  return !quote;
+}
+
 void ParseBlock(const Plan& plan, const FileLayout& layout, absl::string_view block,
                 BlockResult* out) {
   out->drops.assign(plan.reasons.names.size(), 0);
@@ -203,11 +269,15 @@ void ParseBlock(const Plan& plan, const FileLayout& layout, absl::string_view bl
   std::vector<absl::string_view> fields;
   fields.reserve(layout.num_fields + 8);
   std::string scratch;
+  std::vector<absl::string_view> prefix(layout.max_used + 1);
   std::vector<float> row(plan.dim);
   {
     // Reserve for every line so the row vectors never regrow (regrowth copies
     // and page faults were a large share of the parse time).
-    const int64_t lines = std::count(block.begin(), block.end(), '\n') + 1;
+    bool unused = false;
+    const int64_t lines =
+        static_cast<int64_t>(CountByte(block.data(), block.data() + block.size(), '\n', '\n',
+                                       &unused)) + 1;
     auto estimate = [lines](double share) {
       return std::min<int64_t>(lines, static_cast<int64_t>(lines * share * 1.1) + 16);
     };
@@ -230,19 +300,27 @@ void ParseBlock(const Plan& plan, const FileLayout& layout, absl::string_view bl
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;  // blank lines are not records
     ++out->rows_read;
-    SplitCsvLine(line, &fields, &scratch);
-    if (fields.size() != layout.num_fields) {
+    // Only the columns up to the last one used are split; the rest are just
+    // counted. Lines with a quote take the full RFC 4180 path.
+    const absl::string_view* cols = prefix.data();
+    size_t num_fields = 0;
+    if (!SplitUnquotedPrefix(line, prefix.size(), prefix.data(), &num_fields)) {
+      SplitCsvLine(line, &fields, &scratch);
+      cols = fields.data();
+      num_fields = fields.size();
+    }
+    if (num_fields != layout.num_fields) {
       ++out->drops[plan.reason_field_count];
       continue;
     }
     // Record key.
-    absl::string_view serialno = absl::StripAsciiWhitespace(fields[layout.serialno]);
+    absl::string_view serialno = absl::StripAsciiWhitespace(cols[layout.serialno]);
     if (serialno.empty()) {
       ++out->drops[plan.serialno.reason_missing];
       continue;
     }
     int64_t sporder = 0;
-    const IntParse sp = ParseCsvInt(fields[layout.sporder], &sporder);
+    const IntParse sp = ParseCsvInt(cols[layout.sporder], &sporder);
     if (sp != IntParse::kOk) {
       ++out->drops[sp == IntParse::kBlank ? plan.sporder.reason_missing
                                           : plan.sporder.reason_not_numeric];
@@ -254,7 +332,7 @@ void ParseBlock(const Plan& plan, const FileLayout& layout, absl::string_view bl
     }
     // Label and task universe.
     int64_t esr = 0;
-    const IntParse ep = ParseCsvInt(fields[layout.esr], &esr);
+    const IntParse ep = ParseCsvInt(cols[layout.esr], &esr);
     if (ep == IntParse::kBad) {
       ++out->drops[plan.esr.reason_not_numeric];
       continue;
@@ -284,7 +362,7 @@ void ParseBlock(const Plan& plan, const FileLayout& layout, absl::string_view bl
       const FeaturePlan& f = plan.features[i];
       float* dst = row.data() + f.offset;
       int64_t v = 0;
-      const IntParse r = ParseCsvInt(fields[layout.features[i]], &v);
+      const IntParse r = ParseCsvInt(cols[layout.features[i]], &v);
       if (r == IntParse::kBad) {
         drop_reason = f.reason_not_numeric;
       } else if (r == IntParse::kBlank) {
@@ -351,8 +429,11 @@ std::vector<absl::string_view> SplitAtLines(absl::string_view chunk, int parts) 
   return pieces;
 }
 
+// Parses one file chunk by chunk and hands each block's rows to `sink` in
+// file order.
 absl::Status LoadFile(const Plan& plan, const std::string& path, int threads, size_t chunk_bytes,
-                      EncodedDataset* out, std::vector<int64_t>* drops) {
+                      const EncodedBatchSink& sink, int64_t* rows_read,
+                      std::vector<int64_t>* drops) {
   ASSIGN_OR_RETURN(std::unique_ptr<LineChunkReader> reader,
                    LineChunkReader::Open(path, chunk_bytes > 0 ? chunk_bytes : size_t{16} << 20));
   std::string header;
@@ -376,15 +457,16 @@ absl::Status LoadFile(const Plan& plan, const std::string& path, int threads, si
     }
     if (!pieces.empty()) ParseBlock(plan, layout, pieces[0], &results[0]);
     for (std::thread& t : workers) t.join();
-    // Merge in block order so the output order is the file order whatever
-    // the thread count.
+    // Hand over in block order so the output order is the file order
+    // whatever the thread count.
+    absl::Status sunk = absl::OkStatus();
     for (BlockResult& r : results) {
-      AppendSplit(out->train, std::move(r.train));
-      AppendSplit(out->eval, std::move(r.eval));
-      out->rows_read += r.rows_read;
+      *rows_read += r.rows_read;
       for (size_t k = 0; k < r.drops.size(); ++k) (*drops)[k] += r.drops[k];
+      if (sunk.ok()) sunk = sink(std::move(r.train), std::move(r.eval));
     }
     absl::StatusOr<bool> more = prefetch.get();
+    RETURN_IF_ERROR(sunk);
     if (!more.ok()) return more.status();
     have = *more;
     current.swap(next);
@@ -452,33 +534,64 @@ absl::StatusOr<std::vector<std::string>> EncodedColumns(const std::vector<std::s
   return plan.columns;
 }
 
-absl::StatusOr<EncodedDataset> LoadAndEncode(const std::vector<std::string>& csv_paths,
-                                             const EncodeOptions& options) {
+absl::StatusOr<EncodeSummary> EncodeStreaming(const std::vector<std::string>& csv_paths,
+                                              const EncodeOptions& options,
+                                              const EncodedBatchSink& sink) {
   if (csv_paths.empty()) return absl::InvalidArgumentError("no input files given");
   ASSIGN_OR_RETURN(Plan plan, BuildPlan(options));
   int threads = options.threads;
   if (threads <= 0) {
     threads = static_cast<int>(std::min(8u, std::max(1u, std::thread::hardware_concurrency())));
   }
-  EncodedDataset ds;
-  ds.columns = plan.columns;
-  for (const FeaturePlan& f : plan.features) ds.features.push_back(f.var->name);
-  ds.train.dim = ds.eval.dim = plan.dim;
+  EncodeSummary summary;
+  summary.columns = plan.columns;
+  for (const FeaturePlan& f : plan.features) summary.features.push_back(f.var->name);
+  // Counts rows on their way to the caller's sink.
+  const EncodedBatchSink counting = [&](EncodedSplit&& train, EncodedSplit&& eval) {
+    summary.rows_train += train.rows;
+    summary.rows_eval += eval.rows;
+    return sink(std::move(train), std::move(eval));
+  };
   std::vector<int64_t> drops(plan.reasons.names.size(), 0);
   for (const std::string& path : csv_paths) {
-    RETURN_IF_ERROR(LoadFile(plan, path, threads, options.read_chunk_bytes, &ds, &drops));
+    int64_t rows_read = 0;
+    RETURN_IF_ERROR(
+        LoadFile(plan, path, threads, options.read_chunk_bytes, counting, &rows_read, &drops));
+    summary.rows_read_per_file.push_back(rows_read);
+    summary.rows_read += rows_read;
   }
   for (size_t k = 0; k < drops.size(); ++k) {
-    if (drops[k] > 0) ds.rows_dropped[plan.reasons.names[k]] = drops[k];
+    if (drops[k] > 0) summary.rows_dropped[plan.reasons.names[k]] = drops[k];
   }
-  if (ds.train.rows + ds.eval.rows == 0) {
+  if (summary.rows_train + summary.rows_eval == 0) {
     std::vector<std::string> why;
-    for (const auto& [reason, count] : ds.rows_dropped) why.push_back(absl::StrCat(reason, ": ", count));
+    for (const auto& [reason, count] : summary.rows_dropped) {
+      why.push_back(absl::StrCat(reason, ": ", count));
+    }
     return absl::InvalidArgumentError(absl::StrCat(
         "no usable rows in ", absl::StrJoin(csv_paths, ", "), " for task ", TaskName(options.task),
-        " (", ds.rows_read, " rows read", why.empty() ? "" : "; dropped: ",
+        " (", summary.rows_read, " rows read", why.empty() ? "" : "; dropped: ",
         absl::StrJoin(why, ", "), ")"));
   }
+  return summary;
+}
+
+absl::StatusOr<EncodedDataset> LoadAndEncode(const std::vector<std::string>& csv_paths,
+                                             const EncodeOptions& options) {
+  EncodedDataset ds;
+  ds.train.dim = ds.eval.dim = -1;  // set from the summary below
+  ASSIGN_OR_RETURN(EncodeSummary summary,
+                   EncodeStreaming(csv_paths, options,
+                                   [&ds](EncodedSplit&& train, EncodedSplit&& eval) {
+                                     AppendSplit(ds.train, std::move(train));
+                                     AppendSplit(ds.eval, std::move(eval));
+                                     return absl::OkStatus();
+                                   }));
+  ds.columns = std::move(summary.columns);
+  ds.features = std::move(summary.features);
+  ds.rows_read = summary.rows_read;
+  ds.rows_dropped = std::move(summary.rows_dropped);
+  ds.train.dim = ds.eval.dim = static_cast<int64_t>(ds.columns.size());
   return ds;
 }
 

@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -73,6 +74,31 @@ struct EncodedDataset {
 // row remains. Bad rows are never an error: they are dropped and counted.
 absl::StatusOr<EncodedDataset> LoadAndEncode(const std::vector<std::string>& csv_paths,
                                              const EncodeOptions& options);
+
+// What a streaming encode saw, without the rows themselves.
+struct EncodeSummary {
+  std::vector<std::string> columns;   // as EncodedDataset::columns
+  std::vector<std::string> features;  // as EncodedDataset::features
+  int64_t rows_read = 0;
+  std::vector<int64_t> rows_read_per_file;  // parallel to the input paths
+  std::map<std::string, int64_t> rows_dropped;
+  int64_t rows_train = 0;
+  int64_t rows_eval = 0;
+};
+
+// Receives consecutive batches of encoded rows. Concatenating every `train`
+// (and every `eval`) batch in call order gives exactly LoadAndEncode's train
+// (eval) split. A batch may be empty; the sink may move from it. A non-OK
+// return stops the encode with that status.
+using EncodedBatchSink = std::function<absl::Status(EncodedSplit&& train, EncodedSplit&& eval)>;
+
+// Streaming form of LoadAndEncode: same checks, same rows, same errors
+// (including "no usable rows", reported after the last batch), but the rows
+// go to `sink` block by block (about EncodeOptions::read_chunk_bytes of input
+// at a time) instead of being held, so memory does not grow with the input.
+absl::StatusOr<EncodeSummary> EncodeStreaming(const std::vector<std::string>& csv_paths,
+                                              const EncodeOptions& options,
+                                              const EncodedBatchSink& sink);
 
 // Keeps only rows whose key falls in partition `rank` of `world_size` (stable
 // hash partition): ranks 0..world_size-1 together hold every row exactly once.

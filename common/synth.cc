@@ -591,17 +591,30 @@ std::vector<std::string> SyntheticPumsColumns(const SynthOptions& options) {
   // A subset of the ACS person-file columns, in the person-file order:
   // identification/geography, then person variables alphabetically, then the
   // recodes alphabetically (ADJINC and the items dpfleet does not model are
-  // left out).
-  return {"RT",   "SERIALNO", "DIVISION", "SPORDER", "PUMA", "REGION", options.state_column,
+  // left out), then the filler tail (allocation flags, replicate weights).
+  std::vector<std::string> columns = {"RT",   "SERIALNO", "DIVISION", "SPORDER", "PUMA", "REGION", options.state_column,
           "PWGTP", "AGEP",    "CIT",      "COW",     "DDRS", "DEAR",   "DEYE",
           "DOUT", "DPHY",     "DREM",     "ENG",     "FER",  "LANX",   "MAR",
           "MIL",  "RELSHIPP", "SCHL",     "SEX",     "WKHP", "DIS",    "ESR",
           "HICOV", "HISP",    "NATIVITY", "PRIVCOV", "PUBCOV", "RAC1P"};
+  const int fillers = std::max(0, options.filler_columns);
+  const int weights = std::min(fillers, 80);
+  for (int i = 1; i <= fillers - weights; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof(name), "FX%03dP", i);
+    columns.push_back(name);
+  }
+  for (int i = 1; i <= weights; ++i) columns.push_back(absl::StrCat("PWGTP", i));
+  return columns;
 }
 
 absl::Status WriteSyntheticPums(const SynthOptions& options, const std::string& path) {
   if (options.rows < 0) {
     return absl::InvalidArgumentError(absl::StrCat("synthetic rows must be >= 0, got ", options.rows));
+  }
+  if (options.filler_columns < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("filler_columns must be >= 0, got ", options.filler_columns));
   }
   if (options.state_column != "STATE" && options.state_column != "ST") {
     return absl::InvalidArgumentError(absl::StrCat("state_column must be 'STATE' or 'ST', got '",
@@ -625,6 +638,11 @@ absl::Status WriteSyntheticPums(const SynthOptions& options, const std::string& 
   out.Char('\n');
 
   Rng rng(options.seed);
+  // Filler values come from their own stream so that the modelled columns
+  // are the same bytes with or without fillers.
+  Rng filler_rng(options.seed ^ 0x5bd1e9955bd1e995ULL);
+  const int filler_weights = std::min(options.filler_columns, 80);
+  const int filler_flags = options.filler_columns - filler_weights;
   std::vector<Person> members;
   members.reserve(32);
   int64_t written = 0;
@@ -801,6 +819,14 @@ absl::Status WriteSyntheticPums(const SynthOptions& options, const std::string& 
       out.Int(pubcov);
       out.Comma();
       out.Int(eth.rac1p);
+      for (int f = 0; f < filler_flags; ++f) {
+        out.Comma();
+        out.Int(filler_rng.Bernoulli(0.05) ? 1 : 0);
+      }
+      for (int f = 0; f < filler_weights; ++f) {
+        out.Comma();
+        out.Int(static_cast<int64_t>(pwgtp * (0.5 + filler_rng.Uniform())));
+      }
       out.Char('\n');
       RETURN_IF_ERROR(out.MaybeFlush());
     }

@@ -30,11 +30,17 @@ struct SynthOptions {
   // Name of the state column: "STATE" as in 2023+ files, or "ST" as in the
   // 2022 and earlier files.
   std::string state_column = "STATE";
+  // Extra columns appended after the modelled ones, shaped like the tail of a
+  // real person file (allocation flags "FX001P".. with 0/1 values, then up to
+  // 80 replicate weights PWGTP1..PWGTP80 near the person weight), so that
+  // benchmarks parse rows as wide as the real 286-column files. 0 = none; the
+  // other columns' bytes do not depend on it.
+  int filler_columns = 0;
 };
 
 // Writes the synthetic person file to `path` (gzip-compressed when the path
-// ends in ".gz"). InvalidArgument for negative rows, an unknown state FIPS
-// code or a bad state_column; Internal/NotFound when the file cannot be written.
+// ends in ".gz"). InvalidArgument for negative rows or filler_columns, an
+// unknown state FIPS code or a bad state_column; Internal/NotFound when the file cannot be written.
 absl::Status WriteSyntheticPums(const SynthOptions& options, const std::string& path);
 
 // The header columns WriteSyntheticPums writes, in order (with the state

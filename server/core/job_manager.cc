@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "absl/strings/numbers.h"
@@ -346,7 +347,6 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
         job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier,
         r.noise_multiplier));
   }
-  if (!r.dp) return 0.0;
   LedgerEntry e;
   e.job_id = job_id;
   e.attempt = attempt;
@@ -354,7 +354,9 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
   e.dataset = job->dataset_key;
   e.steps = steps;
   e.sample_rate = r.sample_rate;
-  e.noise_multiplier = r.noise_multiplier;
+  // A non-private epoch is recorded too, with sigma 0: the dataset has then
+  // been used without a finite guarantee, and its budget view says so.
+  e.noise_multiplier = r.dp ? r.noise_multiplier : 0.0;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(job_id));
@@ -375,6 +377,7 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
     ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
     (void)inserted;
   }
+  if (!r.dp) return 0.0;
   ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
   RETURN_IF_ERROR(store_->PutJob(r));
   return r.epsilon;
@@ -637,7 +640,13 @@ absl::StatusOr<BudgetView> JobManager::BudgetViewLocked(
   // Without a budget, state epsilon at the smallest delta any job asked for
   // (the largest epsilon among the natural choices).
   double delta = v.has_budget ? b->second.delta : 1.0;
+  bool non_private = false;
   for (const LedgerEntry& e : entries) {
+    if (e.noise_multiplier == 0) {
+      non_private = true;  // a non-private epoch: no finite epsilon
+      jobs.insert(e.job_id);
+      continue;
+    }
     spent.push_back({e.sample_rate, e.noise_multiplier, e.steps});
     jobs.insert(e.job_id);
     if (!v.has_budget) delta = std::min(delta, e.delta);
@@ -661,6 +670,9 @@ absl::StatusOr<BudgetView> JobManager::BudgetViewLocked(
   v.jobs = static_cast<int32_t>(jobs.size());
   ASSIGN_OR_RETURN(v.spent, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, spent, delta));
   ASSIGN_OR_RETURN(v.committed, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, delta));
+  if (non_private) {
+    v.spent = v.committed = std::numeric_limits<double>::infinity();
+  }
   if (v.has_budget) {
     v.epsilon_budget = b->second.epsilon;
     v.remaining = std::max(0.0, v.epsilon_budget - v.committed);

@@ -471,3 +471,22 @@ TEST_F(JobManagerTest, LedgerComposesAcrossJobsOfADataset) {
 
 }  // namespace
 }  // namespace dpfleet::server
+
+namespace dpfleet::server {
+namespace {
+
+TEST_F(JobManagerTest, NonPrivateUseOfADatasetIsRecordedAndBlocksABudget) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Get(
+      jobs_->Submit("name: base\ndata: {path: /data/p.csv}\ntraining: {epochs: 1, batch_size: 100}\nprivacy: {mode: none}\n")
+          ->job_id);
+  ASSERT_EQ(job.state, JobState::kRunning);
+  ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 0).ok());
+  auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
+  EXPECT_TRUE(std::isinf(view.spent)) << "a non-private epoch has no finite epsilon";
+  EXPECT_EQ(view.jobs, 1);
+  EXPECT_EQ(jobs_->SetBudget("/data/p.csv", 100, 1e-5).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace dpfleet::server
