@@ -27,27 +27,19 @@
 #include "common/synth.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/process.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet {
 namespace {
 
+using ::dpfleet::testing::ReadAll;
+using ::dpfleet::testing::WriteAll;
+
 namespace fs = std::filesystem;
 using ::dpfleet::testing::BinPath;
 using ::dpfleet::testing::RunCommand;
 using ::testing::HasSubstr;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteAll(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
 
 // The repository root: $DPFLEET_SOURCE_DIR, else derived from this file.
 std::string SourceDir() {

@@ -21,24 +21,16 @@
 #include "common/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::data {
 namespace {
 
+using ::dpfleet::testing::ReadAll;
+using ::dpfleet::testing::WriteAll;
+
 using ::testing::HasSubstr;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteAll(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
 
 std::vector<std::vector<std::string>> SplitTable(const std::string& text) {
   std::vector<std::vector<std::string>> rows;

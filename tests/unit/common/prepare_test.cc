@@ -20,25 +20,17 @@
 #include "common/synth.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::data {
 namespace {
 
+using ::dpfleet::testing::ReadAll;
+using ::dpfleet::testing::WriteAll;
+
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
-
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteAll(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
 
 std::string Synth(const testing::TempDir& dir, int64_t rows, uint64_t seed,
                   const std::string& name) {

@@ -12,17 +12,13 @@
 #include "common/pums_schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::data {
 namespace {
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using ::dpfleet::testing::ReadAll;
 
 // A parsed synthetic file: header and rows as strings (no quoting in synth).
 struct Table {
