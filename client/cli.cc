@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
@@ -30,6 +31,9 @@ constexpr char kUsage[] =
     "  list [-o json]                          list jobs\n"
     "  cancel JOB                              cancel a job\n"
     "  workers [-o json]                       list workers\n"
+    "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
+    "       [--split-seed N] [--eval-fraction F]   register PUMS files; the coordinator prepares shards\n"
+    "  datasets list [-o json] | datasets show NAME [-o json]   registered datasets and their manifests\n"
     "  budget [DATASET] [-o json]              privacy spent / committed / remaining per dataset\n"
     "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
@@ -283,6 +287,106 @@ int BudgetVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostre
   return kExitOk;
 }
 
+nlohmann::json DatasetJson(const v1::Dataset& d) {
+  nlohmann::json j = {{"name", d.name()},
+                      {"paths", std::vector<std::string>(d.paths().begin(), d.paths().end())},
+                      {"task", d.task()},
+                      {"state", d.state()},
+                      {"reason", d.reason()},
+                      {"dir", d.dir()},
+                      {"rows_train", d.rows_train()},
+                      {"rows_eval", d.rows_eval()}};
+  j["manifest"] = d.manifest_json().empty() ? nlohmann::json(nullptr)
+                                            : nlohmann::json::parse(d.manifest_json(), nullptr, false);
+  return j;
+}
+
+int DatasetsVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostream& out, std::ostream& err) {
+  const std::string sub = p.positional.empty() ? "list" : p.positional[0];
+  if (sub == "add") {
+    if (p.positional.size() < 2 || !p.values.count("--path")) {
+      err << "dpctl datasets add: expected NAME --path FILE [FILE...]\n";
+      return kExitUsage;
+    }
+    v1::AddDatasetRequest req;
+    req.set_name(p.positional[1]);
+    req.add_paths(p.values.at("--path"));
+    for (std::size_t i = 2; i < p.positional.size(); ++i) req.add_paths(p.positional[i]);
+    if (p.values.count("--task")) req.set_task(p.values.at("--task"));
+    if (p.values.count("--features")) {
+      for (absl::string_view f : absl::StrSplit(p.values.at("--features"), ',', absl::SkipEmpty())) {
+        req.add_features(std::string(f));
+      }
+    }
+    int64_t n = 0;
+    double f = 0;
+    if (p.values.count("--shards")) {
+      if (!absl::SimpleAtoi(p.values.at("--shards"), &n) || n < 1) {
+        err << "dpctl datasets add: --shards '" << p.values.at("--shards") << "' must be a positive integer\n";
+        return kExitUsage;
+      }
+      req.set_shards(static_cast<int32_t>(n));
+    }
+    if (p.values.count("--split-seed")) {
+      if (!absl::SimpleAtoi(p.values.at("--split-seed"), &n) || n < 0) {
+        err << "dpctl datasets add: --split-seed '" << p.values.at("--split-seed") << "' must be >= 0\n";
+        return kExitUsage;
+      }
+      req.set_split_seed(static_cast<uint64_t>(n));
+    }
+    if (p.values.count("--eval-fraction")) {
+      if (!absl::SimpleAtod(p.values.at("--eval-fraction"), &f)) {
+        err << "dpctl datasets add: --eval-fraction '" << p.values.at("--eval-fraction") << "' is not a number\n";
+        return kExitUsage;
+      }
+      req.set_eval_fraction(f);
+    }
+    absl::StatusOr<v1::Dataset> d = client.AddDataset(req);
+    if (!d.ok()) return ReportError(d.status(), err);
+    if (json) {
+      out << DatasetJson(*d).dump(2) << "\n";
+    } else {
+      out << "dataset " << d->name() << ": " << d->state() << " (shards in " << d->dir() << ")\n";
+    }
+    return kExitOk;
+  }
+  if (sub == "show") {
+    if (p.positional.size() != 2) {
+      err << "dpctl datasets show: expected NAME\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<v1::Dataset> d = client.GetDataset(p.positional[1]);
+    if (!d.ok()) return ReportError(d.status(), err);
+    if (json) {
+      out << DatasetJson(*d).dump(2) << "\n";
+    } else {
+      out << absl::StrFormat("dataset  %s\nstate    %s%s\ntask     %s\nrows     %d train, %d eval\ndir      %s\n",
+                             d->name(), d->state(), d->reason().empty() ? "" : ": " + d->reason(), d->task(),
+                             d->rows_train(), d->rows_eval(), d->dir());
+      if (!d->manifest_json().empty()) out << d->manifest_json();
+    }
+    return kExitOk;
+  }
+  if (sub != "list" || p.positional.size() > 1) {
+    err << "dpctl datasets: expected add | list | show\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::vector<v1::Dataset>> all = client.ListDatasets();
+  if (!all.ok()) return ReportError(all.status(), err);
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (const v1::Dataset& d : *all) arr.push_back(DatasetJson(d));
+    out << nlohmann::json{{"datasets", arr}}.dump(2) << "\n";
+    return kExitOk;
+  }
+  out << absl::StrFormat("%-20s %-10s %-13s %10s %10s\n", "DATASET", "STATE", "TASK", "TRAIN", "EVAL");
+  for (const v1::Dataset& d : *all) {
+    out << absl::StrFormat("%-20s %-10s %-13s %10d %10d\n", d.name(), d.state(), d.task(), d.rows_train(),
+                           d.rows_eval());
+  }
+  return kExitOk;
+}
+
 int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Parsed p;
   if (!ParseArgs(args,
@@ -408,6 +512,9 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   std::set<std::string> switches;
   if (verb == "submit") switches.insert("--follow");
   if (verb == "budget") value_flags.insert({"--epsilon", "--delta"});
+  if (verb == "datasets") {
+    value_flags.insert({"--path", "--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
+  }
   if (!ParseArgs(rest, value_flags, switches, &p, err)) return kExitUsage;
   if (p.values.count("--server")) server = p.values["--server"];
   bool json = false;
@@ -517,6 +624,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     return kExitOk;
   }
   if (verb == "budget") return BudgetVerb(client, p, json, out, err);
+  if (verb == "datasets") return DatasetsVerb(client, p, json, out, err);
   err << "dpctl: unknown verb '" << verb << "'\n" << kUsage;
   return kExitUsage;
 }

@@ -107,6 +107,27 @@ absl::StatusOr<std::vector<v1::DatasetBudget>> CoordinatorClient::Budgets(const 
   return std::vector<v1::DatasetBudget>(resp.budgets().begin(), resp.budgets().end());
 }
 
+absl::StatusOr<v1::Dataset> CoordinatorClient::AddDataset(const v1::AddDatasetRequest& req) {
+  v1::Dataset resp;
+  DPFLEET_UNARY(AddDataset, req, resp);
+  return resp;
+}
+
+absl::StatusOr<v1::Dataset> CoordinatorClient::GetDataset(const std::string& name) {
+  v1::GetDatasetRequest req;
+  req.set_name(name);
+  v1::Dataset resp;
+  DPFLEET_UNARY(GetDataset, req, resp);
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::Dataset>> CoordinatorClient::ListDatasets() {
+  v1::ListDatasetsRequest req;
+  v1::ListDatasetsResponse resp;
+  DPFLEET_UNARY(ListDatasets, req, resp);
+  return std::vector<v1::Dataset>(resp.datasets().begin(), resp.datasets().end());
+}
+
 #undef DPFLEET_UNARY
 
 absl::StatusOr<v1::Job> CoordinatorClient::Watch(

@@ -27,6 +27,9 @@ class CoordinatorClient {
   absl::StatusOr<std::vector<v1::WorkerInfo>> Workers();
   absl::StatusOr<v1::DatasetBudget> SetBudget(const std::string& dataset, double epsilon, double delta);
   absl::StatusOr<std::vector<v1::DatasetBudget>> Budgets(const std::string& dataset);
+  absl::StatusOr<v1::Dataset> AddDataset(const v1::AddDatasetRequest& request);
+  absl::StatusOr<v1::Dataset> GetDataset(const std::string& name);
+  absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
   // Streams events until the job is terminal (returns its final record) or
   // on_event returns false. Reconnects if the coordinator restarts.
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,

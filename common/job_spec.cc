@@ -141,13 +141,19 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
   MapReader top(root, "");
   RETURN_IF_ERROR(top.CheckIsMap());
   RETURN_IF_ERROR(top.CheckKnown(
-      {"name", "data", "task", "features", "model", "training", "privacy", "resources"}));
+      {"name", "data", "dataset", "task", "features", "model", "training", "privacy", "resources"}));
   RETURN_IF_ERROR(top.String("name", &spec->name));
   RETURN_IF_ERROR(top.String("task", &spec->task));
   RETURN_IF_ERROR(top.List("features", &spec->features));
 
-  if (!top.Has("data")) return FieldError("data", "", "is required: give data: {path: FILE}");
-  {
+  RETURN_IF_ERROR(top.String("dataset", &spec->dataset));
+  if (top.Has("data") && top.Has("dataset")) {
+    return FieldError("dataset", spec->dataset, "cannot be combined with data.path; give one of them");
+  }
+  if (!top.Has("data") && spec->dataset.empty()) {
+    return FieldError("data", "", "is required: give data: {path: FILE} or dataset: NAME");
+  }
+  if (top.Has("data")) {
     MapReader data(top.Get("data"), "data");
     RETURN_IF_ERROR(data.CheckIsMap());
     RETURN_IF_ERROR(data.CheckKnown({"path"}));
@@ -213,7 +219,7 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.name.empty()) return FieldError("name", "", "is required");
   if (spec.name.size() > 128) return FieldError("name", spec.name, "is longer than 128 characters");
-  if (spec.data_paths.empty()) return FieldError("data.path", "", "is required");
+  if (spec.data_paths.empty() && spec.dataset.empty()) return FieldError("data.path", "", "is required");
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
     if (spec.data_paths[i].empty()) {
       return FieldError(absl::StrCat("data.path[", i, "]"), "", "must not be empty");
@@ -320,13 +326,17 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   YAML::Emitter e;
   e << YAML::BeginMap;
   e << YAML::Key << "name" << YAML::Value << spec.name;
-  e << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "path" << YAML::Value;
-  if (spec.data_paths.size() == 1) {
-    e << spec.data_paths[0];
+  if (!spec.dataset.empty()) {
+    e << YAML::Key << "dataset" << YAML::Value << spec.dataset;
   } else {
-    e << YAML::Flow << spec.data_paths;
+    e << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "path" << YAML::Value;
+    if (spec.data_paths.size() == 1) {
+      e << spec.data_paths[0];
+    } else {
+      e << YAML::Flow << spec.data_paths;
+    }
+    e << YAML::EndMap;
   }
-  e << YAML::EndMap;
   e << YAML::Key << "task" << YAML::Value << spec.task;
   if (!spec.features.empty()) e << YAML::Key << "features" << YAML::Value << YAML::Flow << spec.features;
   e << YAML::Key << "model" << YAML::Value << YAML::BeginMap;

@@ -51,7 +51,8 @@ struct ResourcesSpec {
 
 struct JobSpec {
   std::string name;
-  std::vector<std::string> data_paths;
+  std::vector<std::string> data_paths;  // raw PUMS files (data.path) ...
+  std::string dataset;                  // ... or a dataset registered with the coordinator
   std::string task = "employment";
   std::vector<std::string> features;  // empty = the default PUMS list
   ModelSpec model;

@@ -7,10 +7,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
 #include "common/accountant.h"
 #include "common/job_spec.h"
+#include "common/pums_schema.h"
 #include "common/status.h"
 
 namespace dpfleet::server {
@@ -91,13 +93,40 @@ absl::StatusOr<double> JobManager::LedgerEpsilonLocked(const JobEntry& job) {
 
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(spec_yaml));
-  // Reading the data is slow; do it before taking the lock.
-  ASSIGN_OR_RETURN(DataFacts facts, data_->Resolve(spec));
-  const std::string dataset_key = DatasetKey(spec.data_paths);
+  DataFacts facts;
+  std::vector<std::string> data_paths = spec.data_paths;
+  std::string shard_dir;
+  if (!spec.dataset.empty()) {
+    if (datasets_ == nullptr) return absl::FailedPreconditionError("dataset: this coordinator has no datasets");
+    absl::StatusOr<DatasetRecord> d = datasets_->Get(spec.dataset);
+    if (!d.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("dataset: '", spec.dataset, "' is not registered"));
+    }
+    if (d->state != "READY") {
+      return absl::FailedPreconditionError(absl::StrCat("dataset: '", spec.dataset, "' is ", d->state,
+                                                        d->reason.empty() ? "" : ": " + d->reason));
+    }
+    if (spec.task != d->task) {
+      return absl::InvalidArgumentError(absl::StrCat("task: '", spec.task, "' does not match dataset '",
+                                                     spec.dataset, "', prepared for task '", d->task, "'"));
+    }
+    const std::vector<std::string> prepared = d->features.empty() ? data::DefaultFeatures() : d->features;
+    if (!spec.features.empty() && spec.features != prepared) {
+      return absl::InvalidArgumentError(absl::StrCat("features: must be omitted or equal dataset '", spec.dataset,
+                                                     "''s features (", absl::StrJoin(prepared, ", "), ")"));
+    }
+    facts.train_rows = d->rows_train;
+    facts.eval_rows = d->rows_eval;
+    data_paths = d->paths;
+    shard_dir = d->dir;
+  } else {
+    // Reading the data is slow; do it before taking the lock.
+    ASSIGN_OR_RETURN(facts, data_->Resolve(spec));
+  }
+  const std::string dataset_key = DatasetKey(data_paths);
   if (facts.train_rows < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("data.path: '", spec.data_paths[0], "' has no training records for task ",
-                     spec.task));
+        absl::StrCat("data.path: '", data_paths[0], "' has no training records for task ", spec.task));
   }
   if (spec.training.batch_size > facts.train_rows) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -107,7 +136,9 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   JobRecord r;
   r.name = spec.name;
   r.spec_yaml = spec_yaml;
-  r.data_paths = spec.data_paths;
+  r.data_paths = data_paths;
+  r.dataset = spec.dataset;
+  r.shard_dir = shard_dir;
   r.epochs = spec.training.epochs;
   r.dp = spec.dp();
   r.delta = spec.dp() ? spec.privacy.delta : 0;
@@ -574,6 +605,7 @@ void JobManager::ScheduleLocked() {
       a.spec_yaml = r.spec_yaml;
       a.noise_multiplier = r.noise_multiplier;
       a.data_paths = r.data_paths;
+      a.shard_dir = r.shard_dir;
       a.start_epoch = r.epochs_done;
       pending_assignments_[w->worker_id].push_back(a);
     }

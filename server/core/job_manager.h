@@ -25,6 +25,7 @@
 #include "common/accountant.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
+#include "server/core/dataset_registry.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
 
@@ -76,6 +77,9 @@ struct BudgetView {
 class JobManager {
  public:
   JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options);
+
+  // Lets specs name registered datasets (`dataset: NAME`). Not owned.
+  void set_datasets(DatasetRegistry* datasets) { datasets_ = datasets; }
 
   // Loads jobs from the store. RUNNING jobs wait one lease for their workers
   // to re-register; after that they fail.
@@ -156,6 +160,7 @@ class JobManager {
 
   Store* const store_;
   DataResolver* const data_;
+  DatasetRegistry* datasets_ = nullptr;
   Clock* const clock_;
   const CoordinatorOptions options_;
 

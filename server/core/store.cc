@@ -70,6 +70,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
       "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
       "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
+      "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
       "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"));
   return store;
@@ -194,6 +195,29 @@ absl::StatusOr<std::vector<std::string>> Store::LedgerDatasets() {
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db_, "read ledger datasets");
+  return out;
+}
+
+absl::Status Store::PutDataset(const std::string& name, const std::string& record_json) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO datasets(name, record) VALUES(?1, ?2) "
+               "ON CONFLICT(name) DO UPDATE SET record = excluded.record");
+  if (!st.ok()) return SqlError(db_, "store dataset");
+  st.Bind(1, name);
+  st.Bind(2, record_json);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store dataset " + name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> Store::LoadDatasets() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT record FROM datasets ORDER BY name");
+  if (!st.ok()) return SqlError(db_, "load datasets");
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(db_, "load datasets");
   return out;
 }
 

@@ -63,6 +63,10 @@ class Store {
   // Datasets with at least one ledger entry.
   absl::StatusOr<std::vector<std::string>> LedgerDatasets();
 
+  // Registered datasets as JSON records, keyed by name.
+  absl::Status PutDataset(const std::string& name, const std::string& record_json);
+  absl::StatusOr<std::vector<std::string>> LoadDatasets();
+
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 

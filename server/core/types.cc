@@ -52,6 +52,8 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"state", JobStateName(j.state)},
           {"spec_yaml", j.spec_yaml},
           {"data_paths", j.data_paths},
+          {"dataset", j.dataset},
+          {"shard_dir", j.shard_dir},
           {"epochs", j.epochs},
           {"epochs_done", j.epochs_done},
           {"dp", j.dp},
@@ -82,6 +84,8 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     r.state = *state;
     r.spec_yaml = j.at("spec_yaml").get<std::string>();
     r.data_paths = j.at("data_paths").get<std::vector<std::string>>();
+    r.dataset = j.value("dataset", "");
+    r.shard_dir = j.value("shard_dir", "");
     r.epochs = j.at("epochs").get<int32_t>();
     r.epochs_done = j.at("epochs_done").get<int32_t>();
     r.dp = j.at("dp").get<bool>();

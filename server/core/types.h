@@ -34,6 +34,8 @@ struct JobRecord {
   JobState state = JobState::kQueued;
   std::string spec_yaml;
   std::vector<std::string> data_paths;
+  std::string dataset;    // registered dataset the job reads, if any
+  std::string shard_dir;  // its prepared shards
   int32_t epochs = 0;
   int32_t epochs_done = 0;
   bool dp = true;
@@ -63,6 +65,7 @@ struct Assignment {
   std::string spec_yaml;
   double noise_multiplier = 0;
   std::vector<std::string> data_paths;
+  std::string shard_dir;
   int32_t start_epoch = 0;
 };
 

@@ -67,11 +67,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));
   s->data_ = std::make_unique<PipelineDataResolver>();
   s->clock_ = std::make_unique<SystemClock>();
+  s->datasets_ = std::make_unique<DatasetRegistry>(s->store_.get(), s->clock_.get(), options.state_dir);
+  RETURN_IF_ERROR(s->datasets_->Recover());
   s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(),
                                           options.coordinator);
+  s->jobs_->set_datasets(s->datasets_.get());
   RETURN_IF_ERROR(s->jobs_->Recover());
 
-  s->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(s->jobs_.get());
+  s->coordinator_service_ = std::make_unique<CoordinatorServiceImpl>(s->jobs_.get(), s->datasets_.get());
   s->worker_service_ = std::make_unique<WorkerServiceImpl>(s->jobs_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -51,6 +51,7 @@ class CoordinatorServer {
   std::unique_ptr<Store> store_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<Clock> clock_;
+  std::unique_ptr<DatasetRegistry> datasets_;
   std::unique_ptr<JobManager> jobs_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_service_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;

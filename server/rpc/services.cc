@@ -94,6 +94,52 @@ grpc::Status CoordinatorServiceImpl::GetBudgets(grpc::ServerContext*, const v1::
   return grpc::Status::OK;
 }
 
+namespace {
+void ToProto(const DatasetRecord& d, v1::Dataset* out) {
+  out->set_name(d.name);
+  for (const std::string& p : d.paths) out->add_paths(p);
+  out->set_task(d.task);
+  out->set_state(d.state);
+  out->set_reason(d.reason);
+  out->set_dir(d.dir);
+  out->set_manifest_json(d.manifest_json);
+  out->set_created_unix_ms(d.created_ms);
+  out->set_ready_unix_ms(d.ready_ms);
+  out->set_rows_train(d.rows_train);
+  out->set_rows_eval(d.rows_eval);
+}
+}  // namespace
+
+grpc::Status CoordinatorServiceImpl::AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest* req,
+                                                v1::Dataset* resp) {
+  DatasetRecord d;
+  d.name = req->name();
+  d.paths.assign(req->paths().begin(), req->paths().end());
+  if (!req->task().empty()) d.task = req->task();
+  d.features.assign(req->features().begin(), req->features().end());
+  if (req->shards() != 0) d.shards = req->shards();
+  d.split_seed = req->split_seed();
+  if (req->eval_fraction() != 0) d.eval_fraction = req->eval_fraction();
+  absl::StatusOr<DatasetRecord> r = datasets_->Add(std::move(d));
+  if (!r.ok()) return ToGrpc(r.status());
+  ToProto(*r, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* req,
+                                                v1::Dataset* resp) {
+  absl::StatusOr<DatasetRecord> r = datasets_->Get(req->name());
+  if (!r.ok()) return ToGrpc(r.status());
+  ToProto(*r, resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+                                                  v1::ListDatasetsResponse* resp) {
+  for (const DatasetRecord& d : datasets_->List()) ToProto(d, resp->add_datasets());
+  return grpc::Status::OK;
+}
+
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
   if (req->device().empty()) {
@@ -125,6 +171,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
     out->set_spec_yaml(a.spec_yaml);
     out->set_noise_multiplier(a.noise_multiplier);
     for (const std::string& p : a.data_paths) out->add_data_paths(p);
+    out->set_shard_dir(a.shard_dir);
     out->set_start_epoch(a.start_epoch);
   }
   for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);

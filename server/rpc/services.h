@@ -13,7 +13,7 @@ namespace dpfleet::server {
 
 class CoordinatorServiceImpl final : public v1::Coordinator::Service {
  public:
-  explicit CoordinatorServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  CoordinatorServiceImpl(JobManager* jobs, DatasetRegistry* datasets) : jobs_(jobs), datasets_(datasets) {}
   void Shutdown() { shutdown_ = true; }
 
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
@@ -26,9 +26,13 @@ class CoordinatorServiceImpl final : public v1::Coordinator::Service {
                            v1::ListWorkersResponse*) override;
   grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::DatasetBudget*) override;
   grpc::Status GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest*, v1::GetBudgetsResponse*) override;
+  grpc::Status AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest*, v1::Dataset*) override;
+  grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*, v1::Dataset*) override;
+  grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*, v1::ListDatasetsResponse*) override;
 
  private:
   JobManager* jobs_;
+  DatasetRegistry* datasets_;
   std::atomic<bool> shutdown_{false};
 };
 

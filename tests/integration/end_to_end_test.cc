@@ -381,3 +381,52 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
 
 }  // namespace
 }  // namespace dpfleet
+
+namespace dpfleet {
+namespace {
+
+TEST_F(EndToEndTest, JobTrainsFromARegisteredDataset) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(2);
+  std::string out, err;
+  ASSERT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_, "--shards", "3"}, &out, &err), 0)
+      << err;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto d = cluster_->client().GetDataset("synth-pums");
+        return d.ok() && d->state() != "PREPARING";
+      },
+      absl::Seconds(60)));
+  ASSERT_EQ(cluster_->Dpctl({"datasets", "show", "synth-pums", "-o", "json"}, &out, &err), 0) << err;
+  auto ds = nlohmann::json::parse(out);
+  ASSERT_EQ(ds["state"], "READY") << out;
+  EXPECT_EQ(ds["manifest"]["rows_train"], ds["rows_train"]);
+  EXPECT_EQ(ds["manifest"]["train_shards"].size(), 3u);
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("already"));
+
+  const std::string spec = dir_.Join("from-dataset.yaml");
+  std::ofstream(spec) << "name: from-dataset\ndataset: synth-pums\nmodel: {type: mlp, hidden: [32, 16]}\n"
+                      << "training: {epochs: 3, batch_size: 256, learning_rate: 0.5, seed: 3}\n"
+                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
+                      << "resources: {workers: 2}\n";
+  ASSERT_EQ(cluster_->Dpctl({"submit", spec, "--follow", "-o", "json"}, &out, &err), 0) << err << cluster_->Logs();
+  auto final_status = nlohmann::json::parse(out.substr(out.rfind('\n', out.size() - 2) + 1));
+  EXPECT_EQ(final_status["state"], "SUCCEEDED");
+  EXPECT_EQ(final_status["train_rows"], ds["rows_train"]) << "N is the prepared dataset's";
+  const auto& h = final_status["history"];
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_GT(h[2]["eval_accuracy"].get<double>(), h[2]["majority_rate"].get<double>() + 0.02);
+  // The ledger charges the raw files the dataset came from.
+  ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["datasets"][0]["epsilon_spent"].get<double>(),
+                   final_status["epsilon"].get<double>());
+
+  const std::string unknown = dir_.Join("unknown.yaml");
+  std::ofstream(unknown) << "name: x\ndataset: nope\n";
+  EXPECT_EQ(cluster_->Dpctl({"submit", unknown}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("dataset: 'nope'"));
+}
+
+}  // namespace
+}  // namespace dpfleet

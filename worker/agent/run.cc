@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/dataset.h"
 #include "common/job_spec.h"
+#include "common/shards.h"
 #include "common/status.h"
 #include "worker/agent/coordinator_store.h"
 #include "worker/comm/communicator.h"
@@ -70,9 +71,32 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   enc.features = spec.features;
   enc.split_seed = spec.training.seed;
   enc.eval_fraction = spec.training.eval_fraction;
-  std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
-  ASSIGN_OR_RETURN(data::EncodedDataset ds, data::LoadAndEncode(paths, enc));
-  const data::EncodedSplit local = data::Partition(ds.train, a.rank(), a.world_size());
+  // This rank's training records, the global N, and (rank 0) the eval split.
+  data::EncodedDataset ds;
+  data::EncodedSplit local;
+  if (!a.shard_dir().empty()) {
+    absl::StatusOr<data::Manifest> manifest = data::ReadManifest(a.shard_dir());
+    if (!manifest.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "prepared dataset at ", a.shard_dir(), " is not readable from this worker (", manifest.status().message(),
+          "); workers must see the coordinator's dataset directory"));
+    }
+    data::ShardLoadOptions load;
+    load.rank = a.rank();
+    load.world_size = a.world_size();
+    ASSIGN_OR_RETURN(local, data::LoadTrainShards(a.shard_dir(), load));
+    if (a.rank() == 0) {
+      ASSIGN_OR_RETURN(ds.eval, data::LoadEvalShard(a.shard_dir()));
+    }
+    if (local.dim == 0) local.dim = manifest->dim;  // a rank may hold no shard
+    ds.train.rows = manifest->rows_train;
+    ds.train.dim = manifest->dim;
+    ds.eval.dim = manifest->dim;
+  } else {
+    std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
+    ASSIGN_OR_RETURN(ds, data::LoadAndEncode(paths, enc));
+    local = data::Partition(ds.train, a.rank(), a.world_size());
+  }
   torch::Tensor x_train = ToTensor(local.x, local.rows, local.dim);
   torch::Tensor y_train = torch::from_blob(const_cast<float*>(local.y.data()), {local.rows}, torch::kFloat32).clone();
   torch::Tensor x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);

@@ -105,6 +105,20 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"hidden: [64, 32]", "hidden: [64, -2]", "model.hidden[1]", "-2"},
                       BadCase{"data: {path: /data/pums.csv}", "data: {}", "data.path", "required"}));
 
+TEST(JobSpecTest, DatasetReplacesDataPath) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"data: {path: /data/pums.csv}", "dataset: acs-vt"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->dataset, "acs-vt");
+  EXPECT_TRUE(spec->data_paths.empty());
+  auto again = ParseJobSpec(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->dataset, "acs-vt");
+  auto both = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"data: {path: /data/pums.csv}",
+                                                        "data: {path: /data/pums.csv}\ndataset: acs-vt"}}));
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(std::string(both.status().message()), HasSubstr("dataset"));
+}
+
 TEST(JobSpecTest, UnknownAccountantIsRefused) {
   auto spec = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, accountant: gdp}"}}));
   ASSERT_FALSE(spec.ok());

@@ -1,0 +1,176 @@
+#include "server/core/dataset_registry.h"
+
+#include <filesystem>
+#include <regex>
+
+#include "absl/strings/str_cat.h"
+#include "common/dataset.h"
+#include "common/prepare.h"
+#include "common/pums_schema.h"
+#include "common/shards.h"
+#include "common/status.h"
+#include "nlohmann/json.hpp"
+
+namespace dpfleet::server {
+namespace {
+
+nlohmann::json ToJson(const DatasetRecord& d) {
+  return {{"name", d.name},         {"paths", d.paths},         {"task", d.task},
+          {"features", d.features}, {"shards", d.shards},       {"split_seed", d.split_seed},
+          {"eval_fraction", d.eval_fraction}, {"state", d.state}, {"reason", d.reason},
+          {"dir", d.dir},           {"manifest_json", d.manifest_json}, {"rows_train", d.rows_train},
+          {"rows_eval", d.rows_eval}, {"created_ms", d.created_ms}, {"ready_ms", d.ready_ms}};
+}
+
+absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    DatasetRecord d;
+    d.name = j.at("name");
+    d.paths = j.at("paths").get<std::vector<std::string>>();
+    d.task = j.at("task");
+    d.features = j.at("features").get<std::vector<std::string>>();
+    d.shards = j.at("shards");
+    d.split_seed = j.at("split_seed");
+    d.eval_fraction = j.at("eval_fraction");
+    d.state = j.at("state");
+    d.reason = j.at("reason");
+    d.dir = j.at("dir");
+    d.manifest_json = j.at("manifest_json");
+    d.rows_train = j.at("rows_train");
+    d.rows_eval = j.at("rows_eval");
+    d.created_ms = j.at("created_ms");
+    d.ready_ms = j.at("ready_ms");
+    return d;
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(absl::StrCat("stored dataset record is malformed: ", e.what()));
+  }
+}
+
+}  // namespace
+
+DatasetRegistry::DatasetRegistry(Store* store, Clock* clock, std::string state_dir)
+    : store_(store), clock_(clock), state_dir_(std::move(state_dir)) {}
+
+DatasetRegistry::~DatasetRegistry() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+}
+
+absl::Status DatasetRegistry::Recover() {
+  ASSIGN_OR_RETURN(std::vector<std::string> rows, store_->LoadDatasets());
+  absl::MutexLock lock(&mu_);
+  for (const std::string& r : rows) {
+    ASSIGN_OR_RETURN(DatasetRecord d, FromJson(r));
+    datasets_[d.name] = d;
+    if (d.state == "PREPARING") StartLocked(d);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
+  if (!std::regex_match(d.name, std::regex("[A-Za-z0-9][A-Za-z0-9._-]{0,63}"))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "name: '", d.name, "' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"));
+  }
+  if (d.paths.empty()) return absl::InvalidArgumentError("path: at least one PUMS person file is required");
+  for (std::size_t i = 0; i < d.paths.size(); ++i) {
+    std::error_code ec;
+    d.paths[i] = std::filesystem::absolute(d.paths[i], ec).lexically_normal().string();
+    if (!std::filesystem::is_regular_file(d.paths[i], ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("path[", i, "]: '", d.paths[i], "' does not exist or is not a file on the coordinator"));
+    }
+  }
+  if (!data::ParseTask(d.task).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("task: '", d.task, "' is not one of: employment, unemployment"));
+  }
+  for (std::size_t i = 0; i < d.features.size(); ++i) {
+    if (absl::Status s = data::ValidateFeatureName(d.features[i]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("features[", i, "]: '", d.features[i], "' ", s.message()));
+    }
+  }
+  if (d.shards < 1 || d.shards > data::kMaxShards) {
+    return absl::InvalidArgumentError(absl::StrCat("shards: '", d.shards, "' must be in 1..", data::kMaxShards));
+  }
+  if (!(d.eval_fraction > 0 && d.eval_fraction < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("eval_fraction: '", d.eval_fraction, "' must be in (0, 1)"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (datasets_.count(d.name)) {
+    return absl::AlreadyExistsError(absl::StrCat("dataset '", d.name, "' is already registered"));
+  }
+  d.state = "PREPARING";
+  d.reason.clear();
+  d.dir = absl::StrCat(state_dir_, "/datasets/", d.name);
+  d.created_ms = clock_->NowMs();
+  RETURN_IF_ERROR(store_->PutDataset(d.name, ToJson(d).dump()));
+  datasets_[d.name] = d;
+  StartLocked(d);
+  return d;
+}
+
+void DatasetRegistry::StartLocked(const DatasetRecord& record) {
+  threads_.emplace_back([this, record] { Prepare(record); });
+}
+
+void DatasetRegistry::Prepare(DatasetRecord d) {
+  data::PrepareOptions options;
+  options.inputs = d.paths;
+  options.encode.task = *data::ParseTask(d.task);
+  options.encode.features = d.features;
+  options.encode.split_seed = d.split_seed;
+  options.encode.eval_fraction = d.eval_fraction;
+  options.shards = d.shards;
+  options.out_dir = d.dir;
+  absl::StatusOr<data::Manifest> m = data::PrepareShards(options);
+  if (m.ok()) {
+    d.state = "READY";
+    d.manifest_json = data::ManifestToJson(*m);
+    d.rows_train = m->rows_train;
+    d.rows_eval = m->rows_eval;
+    d.ready_ms = clock_->NowMs();
+  } else {
+    d.state = "FAILED";
+    d.reason = std::string(m.status().message());
+  }
+  absl::MutexLock lock(&mu_);
+  absl::Status s = store_->PutDataset(d.name, ToJson(d).dump());
+  if (!s.ok() && d.state == "READY") {
+    d.state = "FAILED";
+    d.reason = std::string(s.message());
+  }
+  datasets_[d.name] = d;
+}
+
+absl::StatusOr<DatasetRecord> DatasetRegistry::Get(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = datasets_.find(name);
+  if (it == datasets_.end()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  return it->second;
+}
+
+std::vector<DatasetRecord> DatasetRegistry::List() {
+  absl::MutexLock lock(&mu_);
+  std::vector<DatasetRecord> out;
+  for (const auto& [n, d] : datasets_) out.push_back(d);
+  return out;
+}
+
+absl::StatusOr<DatasetRecord> DatasetRegistry::WaitPrepared(const std::string& name, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&] {
+    auto it = datasets_.find(name);
+    return it == datasets_.end() || it->second.state != "PREPARING";
+  };
+  mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  auto it = datasets_.find(name);
+  if (it == datasets_.end()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  return it->second;
+}
+
+}  // namespace dpfleet::server
