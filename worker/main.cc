@@ -21,6 +21,8 @@ ABSL_FLAG(int, threads, 0, "intra-op threads for training (0 = LibTorch default)
 ABSL_FLAG(std::string, advertise_host, "",
           "address other ranks reach this worker on (Gloo); default 127.0.0.1 when the coordinator is on "
           "loopback, else this host's name");
+ABSL_FLAG(bool, fetch_shards, false,
+          "always stream dataset shards from the coordinator instead of reading its dataset directory");
 ABSL_FLAG(int64_t, collective_timeout_s, 30, "seconds before a stuck collective (dead peer) fails the run");
 
 namespace {
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout_s));
+  options.fetch_shards = absl::GetFlag(FLAGS_fetch_shards);
   if (options.threads < 0) {
     std::fprintf(stderr, "dpfleet-worker: --threads %d must be >= 0\n", options.threads);
     return 2;

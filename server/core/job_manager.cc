@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <set>
 
@@ -13,6 +14,7 @@
 #include "common/accountant.h"
 #include "common/job_spec.h"
 #include "common/pums_schema.h"
+#include "common/shards.h"
 #include "common/status.h"
 
 namespace dpfleet::server {
@@ -562,6 +564,45 @@ absl::StatusOr<std::string> JobManager::RendezvousGet(const std::string& job_id,
                        " was not published in time"));
     }
   }
+}
+
+absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std::string& job_id, int32_t attempt,
+                                                                       int32_t rank, const std::string& file,
+                                                                       int64_t offset, int64_t max_bytes) {
+  std::string dir;
+  int32_t world = 1;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+    if (job->record.shard_dir.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' reads raw files, not a dataset"));
+    }
+    dir = job->record.shard_dir;
+    world = job->record.world_size;
+  }
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(dir));
+  bool allowed = file == data::kManifestFile || (file == data::kEvalShardFile && rank == 0);
+  for (const data::ShardInfo& s : manifest.train_shards) {
+    if (s.file == file && s.index % world == rank) allowed = true;
+  }
+  if (!allowed) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("'", file, "' is not a file of rank ", rank, " of job '", job_id, "'"));
+  }
+  std::ifstream in(absl::StrCat(dir, "/", file), std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("dataset file '", file, "' is missing on the coordinator"));
+  in.seekg(0, std::ios::end);
+  const int64_t total = in.tellg();
+  if (offset < 0 || offset > total) {
+    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside '", file, "' (", total, " bytes)"));
+  }
+  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
+  std::string chunk(static_cast<size_t>(n), '\0');
+  in.seekg(offset);
+  in.read(chunk.data(), n);
+  if (in.gcount() != n) return absl::DataLossError(absl::StrCat("short read of '", file, "'"));
+  return std::make_pair(std::move(chunk), total);
 }
 
 void JobManager::ScheduleLocked() {

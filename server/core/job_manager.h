@@ -126,6 +126,12 @@ class JobManager {
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt,
                                             const std::string& key, absl::Time deadline);
 
+  // Reads a chunk of a file of the job's prepared dataset for `rank`;
+  // PermissionDenied for a shard that is not the rank's own.
+  absl::StatusOr<std::pair<std::string, int64_t>> FetchShard(const std::string& job_id, int32_t attempt,
+                                                             int32_t rank, const std::string& file, int64_t offset,
+                                                             int64_t max_bytes);
+
   // Expires leases and reattach deadlines; the server calls it periodically.
   void Tick();
   // Wakes every waiter; later waits return at once.

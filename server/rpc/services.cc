@@ -226,4 +226,14 @@ grpc::Status WorkerServiceImpl::RendezvousAdd(grpc::ServerContext*, const v1::Re
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerServiceImpl::FetchShard(grpc::ServerContext*, const v1::FetchShardRequest* req,
+                                           v1::FetchShardResponse* resp) {
+  auto r = jobs_->FetchShard(req->job_id(), req->attempt(), req->rank(), req->file(), req->offset(),
+                             req->max_bytes());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_data(std::move(r->first));
+  resp->set_total_bytes(r->second);
+  return grpc::Status::OK;
+}
+
 }  // namespace dpfleet::server

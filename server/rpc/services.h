@@ -52,6 +52,7 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
                              v1::RendezvousGetResponse*) override;
   grpc::Status RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest*,
                              v1::RendezvousAddResponse*) override;
+  grpc::Status FetchShard(grpc::ServerContext*, const v1::FetchShardRequest*, v1::FetchShardResponse*) override;
 
  private:
   JobManager* jobs_;

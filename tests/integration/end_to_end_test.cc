@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -47,13 +49,13 @@ class Cluster {
     client_ = std::make_unique<client::CoordinatorClient>(address(), absl::Seconds(10));
   }
 
-  void StartWorkers(int n) {
+  void StartWorkers(int n, const std::vector<std::string>& extra_flags = {}) {
     for (int i = 0; i < n; ++i) {
       const int id = static_cast<int>(workers_.size());
-      workers_.push_back(std::make_unique<Process>(
-          std::vector<std::string>{BinPath("dpfleet-worker"), "--server=" + address(), "--device=cpu",
-                                   absl::StrCat("--work-dir=", dir_, "/worker", id), "--threads=1"},
-          absl::StrCat(dir_, "/worker", id, ".log")));
+      std::vector<std::string> argv = {BinPath("dpfleet-worker"), "--server=" + address(), "--device=cpu",
+                                       absl::StrCat("--work-dir=", dir_, "/worker", id), "--threads=1"};
+      argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+      workers_.push_back(std::make_unique<Process>(argv, absl::StrCat(dir_, "/worker", id, ".log")));
     }
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -385,9 +387,13 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
 namespace dpfleet {
 namespace {
 
-TEST_F(EndToEndTest, JobTrainsFromARegisteredDataset) {
+class DatasetEndToEndTest : public EndToEndTest, public ::testing::WithParamInterface<bool> {};
+
+// Workers read the coordinator's dataset directory, or (param true) stream
+// their own shards from the coordinator.
+TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   cluster_->StartServer();
-  cluster_->StartWorkers(2);
+  cluster_->StartWorkers(2, GetParam() ? std::vector<std::string>{"--fetch-shards"} : std::vector<std::string>{});
   std::string out, err;
   ASSERT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_, "--shards", "3"}, &out, &err), 0)
       << err;
@@ -426,7 +432,24 @@ TEST_F(EndToEndTest, JobTrainsFromARegisteredDataset) {
   std::ofstream(unknown) << "name: x\ndataset: nope\n";
   EXPECT_EQ(cluster_->Dpctl({"submit", unknown}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("dataset: 'nope'"));
+  if (GetParam()) {
+    // Each rank holds only its own shards (3 shards over 2 ranks: 0,2 and 1).
+    std::vector<std::string> fetched;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_.path())) {
+      if (e.path().string().find("/shards/") != std::string::npos && e.path().extension() == ".bin") {
+        fetched.push_back(e.path().parent_path().filename().string() + "/" + e.path().filename().string());
+      }
+    }
+    std::sort(fetched.begin(), fetched.end());
+    ASSERT_EQ(fetched.size(), 4u) << ::testing::PrintToString(fetched);
+    EXPECT_THAT(fetched[0], HasSubstr("rank0/eval.bin"));
+    EXPECT_THAT(fetched[1], HasSubstr("rank0/train-00000-of-00003.bin"));
+    EXPECT_THAT(fetched[2], HasSubstr("rank0/train-00002-of-00003.bin"));
+    EXPECT_THAT(fetched[3], HasSubstr("rank1/train-00001-of-00003.bin"));
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(SharedOrStreamed, DatasetEndToEndTest, ::testing::Values(false, true));
 
 }  // namespace
 }  // namespace dpfleet

@@ -77,6 +77,7 @@ void WorkerAgent::StartRun(const v1::Assignment& a) {
     ctx.stub = stub_;
     ctx.gloo_host = options_.gloo_host;
     ctx.collective_timeout = options_.collective_timeout;
+    ctx.fetch_shards = options_.fetch_shards;
     ctx.worker_id = [this] {
       absl::MutexLock lock(&mu_);
       return worker_id_;

@@ -25,6 +25,7 @@ struct AgentOptions {
   int threads = 0;
   std::string gloo_host = "127.0.0.1";
   absl::Duration collective_timeout = absl::Seconds(30);
+  bool fetch_shards = false;
 };
 
 class WorkerAgent {

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +57,53 @@ torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) 
   return torch::from_blob(const_cast<float*>(v.data()), {rows, cols}, torch::kFloat32).clone();
 }
 
+// Copies one dataset file from the coordinator in chunks.
+absl::Status FetchFile(const v1::Assignment& a, const RunContext& ctx, const std::string& file,
+                       const std::string& dest) {
+  std::ofstream out(dest + ".partial", std::ios::binary | std::ios::trunc);
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dest));
+  int64_t offset = 0, total = -1;
+  while (total < 0 || offset < total) {
+    v1::FetchShardRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt());
+    req.set_rank(a.rank());
+    req.set_file(file);
+    req.set_offset(offset);
+    req.set_max_bytes(1 << 20);
+    v1::FetchShardResponse resp;
+    RETURN_IF_ERROR(CallWithRetry(ctx, "fetching dataset shards", [&](grpc::ClientContext* c) {
+      return ctx.stub->FetchShard(c, req, &resp);
+    }));
+    if (resp.data().empty() && resp.total_bytes() != offset) {
+      return absl::DataLossError(absl::StrCat("empty chunk of ", file, " at ", offset));
+    }
+    total = resp.total_bytes();
+    out.write(resp.data().data(), static_cast<std::streamsize>(resp.data().size()));
+    offset += static_cast<int64_t>(resp.data().size());
+  }
+  out.close();
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", dest));
+  std::filesystem::rename(dest + ".partial", dest);
+  return absl::OkStatus();
+}
+
+// Streams manifest.json, this rank's train shards and (rank 0) eval.bin.
+absl::StatusOr<std::string> FetchShards(const v1::Assignment& a, const RunContext& ctx) {
+  const std::string base = ctx.work_dir.empty() ? std::filesystem::temp_directory_path().string() : ctx.work_dir;
+  const std::string dir = absl::StrCat(base, "/shards/", a.job_id(), "-", a.attempt(), "-rank", a.rank());
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  RETURN_IF_ERROR(FetchFile(a, ctx, data::kManifestFile, dir + "/" + data::kManifestFile));
+  ASSIGN_OR_RETURN(data::Manifest manifest, data::ReadManifest(dir));
+  for (const data::ShardInfo& s : manifest.train_shards) {
+    if (s.index % a.world_size() == a.rank()) RETURN_IF_ERROR(FetchFile(a, ctx, s.file, dir + "/" + s.file));
+  }
+  if (a.rank() == 0) RETURN_IF_ERROR(FetchFile(a, ctx, data::kEvalShardFile, dir + "/" + data::kEvalShardFile));
+  return dir;
+}
+
 }  // namespace
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
@@ -75,18 +124,22 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   data::EncodedDataset ds;
   data::EncodedSplit local;
   if (!a.shard_dir().empty()) {
-    absl::StatusOr<data::Manifest> manifest = data::ReadManifest(a.shard_dir());
-    if (!manifest.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "prepared dataset at ", a.shard_dir(), " is not readable from this worker (", manifest.status().message(),
-          "); workers must see the coordinator's dataset directory"));
+    // Read the coordinator's dataset directory where this worker sees it;
+    // otherwise stream this rank's files into a local cache. Either way the
+    // loader checks every file against the manifest's SHA-256.
+    std::string dir = a.shard_dir();
+    absl::StatusOr<data::Manifest> manifest = data::ReadManifest(dir);
+    if (!manifest.ok() || ctx.fetch_shards) {
+      ASSIGN_OR_RETURN(dir, FetchShards(a, ctx));
+      manifest = data::ReadManifest(dir);
+      if (!manifest.ok()) return manifest.status();
     }
     data::ShardLoadOptions load;
     load.rank = a.rank();
     load.world_size = a.world_size();
-    ASSIGN_OR_RETURN(local, data::LoadTrainShards(a.shard_dir(), load));
+    ASSIGN_OR_RETURN(local, data::LoadTrainShards(dir, load));
     if (a.rank() == 0) {
-      ASSIGN_OR_RETURN(ds.eval, data::LoadEvalShard(a.shard_dir()));
+      ASSIGN_OR_RETURN(ds.eval, data::LoadEvalShard(dir));
     }
     if (local.dim == 0) local.dim = manifest->dim;  // a rank may hold no shard
     ds.train.rows = manifest->rows_train;

@@ -31,6 +31,9 @@ struct RunContext {
   // How long to keep retrying the coordinator before giving up on the run.
   absl::Duration coordinator_patience = absl::Minutes(2);
   const std::atomic<bool>* cancel = nullptr;  // set by a cancel order or SIGTERM
+  // Stream dataset shards from the coordinator even when its directory
+  // looks visible (for fleets whose paths do not mean the same files).
+  bool fetch_shards = false;
 };
 
 // Returns OK when the run trained every epoch; Cancelled when stopped; any

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "worker/train/parallel.h"
 
 namespace dpfleet::train {
 namespace {
@@ -78,51 +79,154 @@ ChaCha20Stream::ChaCha20Stream(const ChaChaKey& key, uint64_t nonce) {
 namespace {
 
 // Eight consecutive blocks (counters counter .. counter+7) of the keystream
-// for `state`, in block order. Compiled for AVX-512, AVX2 and baseline x86-64
-// and picked at load time (GCC function multi-versioning), since the
-// deployment machines differ and baseline SSE2 is ~2-3x slower.
-__attribute__((target_clones("avx512f", "avx2", "default")))
-void ChaCha8Blocks(const uint32_t state[16], uint64_t counter, uint32_t* out) {
-  V8 x[16];
-  V8 init[16];
-  for (int i = 0; i < 16; ++i) {
-    for (int l = 0; l < 8; ++l) init[i][l] = state[i];
-  }
+// for `state`, written lane-major ("interleaved"): out[8 i + l] = word i of
+// block counter + l. That is how the SIMD registers hold them, so the store
+// is sixteen plain vector stores; Refill transposes to block order, while
+// the Gaussian sampler consumes the interleaved words directly (any fixed
+// bijection of reserved keystream words to samples is as good as another).
+//
+// Three builds of the same integer arithmetic, picked once at load time:
+// AVX-512VL (one-instruction rotates, 32 vector registers), AVX2 (rotates by
+// 16 and 8 as byte shuffles) and portable GCC vector code. Integer results
+// are identical on all of them.
+#define DPFLEET_QR(a, b, c, d)                      \
+  a = ADD(a, b); d = XOR(d, a); d = ROT16(d);        \
+  c = ADD(c, d); b = XOR(b, c); b = ROT12(b);        \
+  a = ADD(a, b); d = XOR(d, a); d = ROT8(d);         \
+  c = ADD(c, d); b = XOR(b, c); b = ROT7(b);
+#define DPFLEET_DOUBLE_ROUND(x)                   \
+  DPFLEET_QR(x[0], x[4], x[8], x[12]);            \
+  DPFLEET_QR(x[1], x[5], x[9], x[13]);            \
+  DPFLEET_QR(x[2], x[6], x[10], x[14]);           \
+  DPFLEET_QR(x[3], x[7], x[11], x[15]);           \
+  DPFLEET_QR(x[0], x[5], x[10], x[15]);           \
+  DPFLEET_QR(x[1], x[6], x[11], x[12]);           \
+  DPFLEET_QR(x[2], x[7], x[8], x[13]);            \
+  DPFLEET_QR(x[3], x[4], x[9], x[14]);
+
+// Per-lane block counters (low and high words), carrying into the high word.
+inline void LaneCounters(uint64_t counter, uint32_t lo[8], uint32_t hi[8]) {
   for (int l = 0; l < 8; ++l) {
     const uint64_t c = counter + static_cast<uint64_t>(l);
-    init[12][l] = static_cast<uint32_t>(c);
-    init[13][l] = static_cast<uint32_t>(c >> 32);
+    lo[l] = static_cast<uint32_t>(c);
+    hi[l] = static_cast<uint32_t>(c >> 32);
   }
-  for (int i = 0; i < 16; ++i) x[i] = init[i];
-#define DPFLEET_QR_V(a, b, c, d)                       \
-  a += b; d ^= a; d = DPFLEET_ROTL_V(d, 16);           \
-  c += d; b ^= c; b = DPFLEET_ROTL_V(b, 12);           \
-  a += b; d ^= a; d = DPFLEET_ROTL_V(d, 8);            \
-  c += d; b ^= c; b = DPFLEET_ROTL_V(b, 7);
+}
+
+void ChaCha8Portable(const uint32_t state[16], uint64_t counter, uint32_t* out) {
+  alignas(32) uint32_t lo[8], hi[8];
+  LaneCounters(counter, lo, hi);
+  V8 x[16];
+  for (int i = 0; i < 16; ++i) {
+    for (int l = 0; l < 8; ++l) x[i][l] = state[i];
+  }
+  std::memcpy(&x[12], lo, sizeof(lo));
+  std::memcpy(&x[13], hi, sizeof(hi));
+#define ADD(a, b) ((a) + (b))
+#define XOR(a, b) ((a) ^ (b))
+#define ROT16(v) DPFLEET_ROTL_V(v, 16)
+#define ROT12(v) DPFLEET_ROTL_V(v, 12)
+#define ROT8(v) DPFLEET_ROTL_V(v, 8)
+#define ROT7(v) DPFLEET_ROTL_V(v, 7)
   for (int r = 0; r < 10; ++r) {
-    DPFLEET_QR_V(x[0], x[4], x[8], x[12]);
-    DPFLEET_QR_V(x[1], x[5], x[9], x[13]);
-    DPFLEET_QR_V(x[2], x[6], x[10], x[14]);
-    DPFLEET_QR_V(x[3], x[7], x[11], x[15]);
-    DPFLEET_QR_V(x[0], x[5], x[10], x[15]);
-    DPFLEET_QR_V(x[1], x[6], x[11], x[12]);
-    DPFLEET_QR_V(x[2], x[7], x[8], x[13]);
-    DPFLEET_QR_V(x[3], x[4], x[9], x[14]);
+    DPFLEET_DOUBLE_ROUND(x)
   }
-#undef DPFLEET_QR_V
-  for (int i = 0; i < 16; ++i) x[i] += init[i];
-  // Lane l holds block (counter + l); emit blocks in counter order.
-  for (int l = 0; l < 8; ++l) {
-    for (int i = 0; i < 16; ++i) out[16 * l + i] = x[i][l];
+#undef ADD
+#undef XOR
+#undef ROT16
+#undef ROT12
+#undef ROT8
+#undef ROT7
+  for (int i = 0; i < 16; ++i) {
+    V8 init;
+    if (i == 12) {
+      std::memcpy(&init, lo, sizeof(lo));
+    } else if (i == 13) {
+      std::memcpy(&init, hi, sizeof(hi));
+    } else {
+      for (int l = 0; l < 8; ++l) init[l] = state[i];
+    }
+    const V8 y = x[i] + init;
+    std::memcpy(out + 8 * i, &y, sizeof(y));
   }
+}
+
+#define DPFLEET_CHACHA8_X86(NAME, TARGET)                                                                     \
+  __attribute__((target(TARGET))) void NAME(const uint32_t state[16], uint64_t counter, uint32_t* out) {    \
+    alignas(32) uint32_t lo[8], hi[8];                                                                     \
+    LaneCounters(counter, lo, hi);                                                                         \
+    const __m256i r16 = _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, \
+                                         7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);                           \
+    const __m256i r8 = _mm256_setr_epi8(3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7,  \
+                                        4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14);                            \
+    (void)r16;                                                                                             \
+    (void)r8;                                                                                              \
+    __m256i x[16];                                                                                         \
+    for (int i = 0; i < 16; ++i) x[i] = _mm256_set1_epi32(static_cast<int>(state[i]));                    \
+    x[12] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));                                       \
+    x[13] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));                                       \
+    for (int r = 0; r < 10; ++r) {                                                                         \
+      DPFLEET_DOUBLE_ROUND(x)                                                                              \
+    }                                                                                                      \
+    for (int i = 0; i < 16; ++i) {                                                                         \
+      const __m256i init = i == 12   ? _mm256_load_si256(reinterpret_cast<const __m256i*>(lo))              \
+                           : i == 13 ? _mm256_load_si256(reinterpret_cast<const __m256i*>(hi))              \
+                                     : _mm256_set1_epi32(static_cast<int>(state[i]));                      \
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * i), _mm256_add_epi32(x[i], init));          \
+    }                                                                                                      \
+  }
+
+#define ADD(a, b) _mm256_add_epi32(a, b)
+#define XOR(a, b) _mm256_xor_si256(a, b)
+#define ROT16(v) _mm256_shuffle_epi8(v, r16)
+#define ROT12(v) _mm256_or_si256(_mm256_slli_epi32(v, 12), _mm256_srli_epi32(v, 20))
+#define ROT8(v) _mm256_shuffle_epi8(v, r8)
+#define ROT7(v) _mm256_or_si256(_mm256_slli_epi32(v, 7), _mm256_srli_epi32(v, 25))
+DPFLEET_CHACHA8_X86(ChaCha8Avx2, "avx2")
+#undef ROT16
+#undef ROT12
+#undef ROT8
+#undef ROT7
+#define ROT16(v) _mm256_rol_epi32(v, 16)
+#define ROT12(v) _mm256_rol_epi32(v, 12)
+#define ROT8(v) _mm256_rol_epi32(v, 8)
+#define ROT7(v) _mm256_rol_epi32(v, 7)
+DPFLEET_CHACHA8_X86(ChaCha8Avx512, "avx2,avx512f,avx512vl")
+#undef ROT16
+#undef ROT12
+#undef ROT8
+#undef ROT7
+#undef ADD
+#undef XOR
+#undef DPFLEET_CHACHA8_X86
+#undef DPFLEET_DOUBLE_ROUND
+#undef DPFLEET_QR
+
+using ChaCha8Fn = void (*)(const uint32_t*, uint64_t, uint32_t*);
+
+ChaCha8Fn PickChaCha8() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return ChaCha8Avx512;
+  if (__builtin_cpu_supports("avx2")) return ChaCha8Avx2;
+  return ChaCha8Portable;
+}
+
+// Interleaved output (see above).
+void ChaCha8Interleaved(const uint32_t state[16], uint64_t counter, uint32_t* out) {
+  static const ChaCha8Fn fn = PickChaCha8();
+  fn(state, counter, out);
 }
 
 }  // namespace
 
 void ChaCha20Stream::Refill() {
-  static_assert(kLanes == 8, "ChaCha8Blocks computes eight blocks");
+  static_assert(kLanes == 8, "the ChaCha8 kernels compute eight blocks");
   const uint64_t counter = static_cast<uint64_t>(state_[12]) | (static_cast<uint64_t>(state_[13]) << 32);
-  ChaCha8Blocks(state_, counter, buffer_);
+  alignas(64) uint32_t lanes[16 * kLanes];
+  ChaCha8Interleaved(state_, counter, lanes);
+  for (int l = 0; l < kLanes; ++l) {
+    for (int i = 0; i < 16; ++i) buffer_[16 * l + i] = lanes[kLanes * i + l];
+  }
   const uint64_t next = counter + kLanes;
   state_[12] = static_cast<uint32_t>(next);
   state_[13] = static_cast<uint32_t>(next >> 32);
@@ -164,13 +268,9 @@ uint64_t ChaCha20Stream::ReserveBlocks(uint64_t count) {
   return first;
 }
 
-void ChaCha20Stream::BlocksAt(uint64_t counter, uint64_t count, uint32_t* out) const {
-  uint64_t done = 0;
-  for (; done + kLanes <= count; done += kLanes) ChaCha8Blocks(state_, counter + done, out + 16 * done);
-  if (done < count) {
-    alignas(64) uint32_t tail[16 * kLanes];
-    ChaCha8Blocks(state_, counter + done, tail);
-    std::memcpy(out + 16 * done, tail, (count - done) * 16 * sizeof(uint32_t));
+void ChaCha20Stream::KeystreamAt(uint64_t counter, uint64_t count, uint32_t* out) const {
+  for (uint64_t done = 0; done < count; done += kLanes) {
+    ChaCha8Interleaved(state_, counter + done, out + 16 * done);
   }
 }
 
@@ -212,7 +312,7 @@ constexpr int64_t kWordsPerGroup = 3 * kGroupPairs;
 constexpr int64_t kTileGroups = kNormalTilePairs / kGroupPairs;
 constexpr int64_t kTileWords = kTileGroups * kWordsPerGroup;
 constexpr uint64_t kTileBlocks = static_cast<uint64_t>(kTileWords / 16);
-static_assert(kTileWords % 16 == 0, "a tile must be a whole number of ChaCha20 blocks");
+static_assert(kTileWords % 128 == 0, "a tile must be a whole number of 8-block keystream groups");
 
 constexpr double kTwoPow32 = 4294967296.0;
 constexpr double kTwoPow52 = 4503599627370496.0;
@@ -416,8 +516,9 @@ void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, N
       const int64_t pairs = std::min(kNormalTilePairs, h - start);
       const int64_t s_count = std::max<int64_t>(0, std::min(pairs, n - h - start));
       // Only the blocks this tile reads (a partial last tile reads fewer).
-      const uint64_t blocks = static_cast<uint64_t>((((pairs + kGroupPairs - 1) / kGroupPairs) * kWordsPerGroup + 15) / 16);
-      stream.BlocksAt(first_block + static_cast<uint64_t>(t) * kTileBlocks, blocks, words);
+      const int64_t words_needed = ((pairs + kGroupPairs - 1) / kGroupPairs) * kWordsPerGroup;
+      const uint64_t blocks = static_cast<uint64_t>((words_needed + 127) / 128 * 8);
+      stream.KeystreamAt(first_block + static_cast<uint64_t>(t) * kTileBlocks, blocks, words);
       float* c = data + start;
       float* s = data + h + start;
       if (mode == NormalMode::kAdd) {
@@ -432,11 +533,7 @@ void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, N
   // A tile is ~10-15 us of work; forking for fewer than ~4 tiles per thread
   // costs more than it saves (and on a busy machine a fork/join can stall).
   constexpr int64_t kTilesPerTask = 4;
-  if (tiles < 2 * kTilesPerTask) {
-    run_tiles(0, tiles);
-  } else {
-    at::parallel_for(0, tiles, kTilesPerTask, run_tiles);
-  }
+  ParallelRange(tiles, kTilesPerTask, run_tiles);
 }
 
 }  // namespace

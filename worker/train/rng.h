@@ -56,13 +56,16 @@ class ChaCha20Stream {
   // Hands `count` consecutive keystream blocks to the caller and returns the
   // counter of the first; no later Fill/Next call returns any of them.
   // Buffered words not yet read are discarded (never handed out), so the
-  // reserved range starts at a block boundary. With BlocksAt this lets
+  // reserved range starts at a block boundary. With KeystreamAt this lets
   // several threads generate disjoint parts of one stream, each part fixed by
   // its counter range alone.
   uint64_t ReserveBlocks(uint64_t count);
-  // Writes keystream blocks counter .. counter + count - 1 (16 words each,
-  // in order) to `out`. Does not move the stream; safe to call concurrently.
-  void BlocksAt(uint64_t counter, uint64_t count, uint32_t* out) const;
+  // The words of blocks counter .. counter + count - 1 (count a multiple of
+  // 8) in lane-major order: out[128 j + 8 i + l] = word i of block
+  // counter + 8 j + l — the order SIMD registers hold them in, so no
+  // transposition is needed. The same words as Fill, permuted. Does not move
+  // the stream; safe to call concurrently.
+  void KeystreamAt(uint64_t counter, uint64_t count, uint32_t* out) const;
 
  private:
   void Refill();
@@ -106,7 +109,7 @@ struct NormalScratch {};
 //
 // Pairs are processed in tiles of kNormalTilePairs; tile t always reads the
 // same 192 keystream blocks (reserved block + 192 t), so the tiles run in
-// parallel (at::parallel_for) and the result depends only on the stream's
+// parallel (parallel.h) and the result depends only on the stream's
 // (key, nonce, position) — never on the number of threads.
 constexpr int64_t kNormalTilePairs = 1024;
 void FillNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, NormalScratch& scratch);

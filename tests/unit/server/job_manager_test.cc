@@ -490,3 +490,53 @@ TEST_F(JobManagerTest, NonPrivateUseOfADatasetIsRecordedAndBlocksABudget) {
 
 }  // namespace
 }  // namespace dpfleet::server
+
+#include "common/synth.h"
+#include "common/shards.h"
+
+namespace dpfleet::server {
+namespace {
+
+TEST_F(JobManagerTest, FetchShardServesOnlyTheRanksOwnFiles) {
+  const std::string csv = dir_.Join("pums.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
+  DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  jobs_->set_datasets(&registry);
+  DatasetRecord req;
+  req.name = "tiny";
+  req.paths = {csv};
+  req.shards = 4;
+  ASSERT_TRUE(registry.Add(req).ok());
+  auto ready = registry.WaitPrepared("tiny", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok());
+  ASSERT_EQ(ready->state, "READY") << ready->reason;
+  AddWorker();
+  AddWorker();
+  auto job = jobs_->Submit("name: t\ndataset: tiny\ntraining: {epochs: 1, batch_size: 64}\nresources: {workers: 2}\n");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto running = *jobs_->Get(job->job_id);
+  ASSERT_EQ(running.state, JobState::kRunning);
+  EXPECT_EQ(running.train_rows, ready->rows_train);
+  const auto fetch = [&](int rank, const std::string& file) {
+    return jobs_->FetchShard(running.job_id, running.attempt, rank, file, 0, 1 << 20);
+  };
+  // Shards 0 and 2 belong to rank 0; 1 and 3 to rank 1.
+  EXPECT_TRUE(fetch(0, data::TrainShardFileName(2, 4)).ok());
+  EXPECT_TRUE(fetch(1, data::TrainShardFileName(3, 4)).ok());
+  EXPECT_EQ(fetch(1, data::TrainShardFileName(0, 4)).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fetch(1, data::kEvalShardFile).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(fetch(0, "../coordinator.db").status().code(), absl::StatusCode::kPermissionDenied);
+  auto manifest = fetch(1, data::kManifestFile);
+  ASSERT_TRUE(manifest.ok());
+  EXPECT_EQ(static_cast<int64_t>(manifest->first.size()), manifest->second);
+  // Chunks: a small max_bytes gives a prefix and the full size.
+  auto part = jobs_->FetchShard(running.job_id, running.attempt, 0, data::kEvalShardFile, 10, 100);
+  ASSERT_TRUE(part.ok());
+  EXPECT_EQ(part->first.size(), 100u);
+  EXPECT_GT(part->second, 110);
+  EXPECT_EQ(jobs_->FetchShard(running.job_id, running.attempt + 1, 0, data::kManifestFile, 0, 10).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace dpfleet::server
