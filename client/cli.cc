@@ -295,7 +295,8 @@ nlohmann::json DatasetJson(const v1::Dataset& d) {
                       {"reason", d.reason()},
                       {"dir", d.dir()},
                       {"rows_train", d.rows_train()},
-                      {"rows_eval", d.rows_eval()}};
+                      {"rows_eval", d.rows_eval()},
+                      {"rows_prepared", d.rows_prepared()}};
   j["manifest"] = d.manifest_json().empty() ? nlohmann::json(nullptr)
                                             : nlohmann::json::parse(d.manifest_json(), nullptr, false);
   return j;
@@ -379,10 +380,11 @@ int DatasetsVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ost
     out << nlohmann::json{{"datasets", arr}}.dump(2) << "\n";
     return kExitOk;
   }
-  out << absl::StrFormat("%-20s %-10s %-13s %10s %10s\n", "DATASET", "STATE", "TASK", "TRAIN", "EVAL");
+  out << absl::StrFormat("%-20s %-10s %-13s %10s %10s %10s\n", "DATASET", "STATE", "TASK", "PREPARED", "TRAIN",
+                         "EVAL");
   for (const v1::Dataset& d : *all) {
-    out << absl::StrFormat("%-20s %-10s %-13s %10d %10d\n", d.name(), d.state(), d.task(), d.rows_train(),
-                           d.rows_eval());
+    out << absl::StrFormat("%-20s %-10s %-13s %10d %10d %10d\n", d.name(), d.state(), d.task(), d.rows_prepared(),
+                           d.rows_train(), d.rows_eval());
   }
   return kExitOk;
 }

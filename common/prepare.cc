@@ -248,8 +248,12 @@ absl::StatusOr<Manifest> PrepareShards(const PrepareOptions& options) {
   }
   ASSIGN_OR_RETURN(EncodeSummary summary,
                    EncodeStreaming(options.inputs, encode,
-                                   [&router](EncodedSplit&& t, EncodedSplit&& e) {
-                                     return router.Add(std::move(t), std::move(e));
+                                   [&router, &options, kept = int64_t{0}](EncodedSplit&& t,
+                                                                          EncodedSplit&& e) mutable {
+                                     kept += t.rows + e.rows;
+                                     absl::Status s = router.Add(std::move(t), std::move(e));
+                                     if (s.ok() && options.progress) options.progress(kept);
+                                     return s;
                                    }));
 
   std::vector<ShardWriter*> all;

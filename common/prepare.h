@@ -20,6 +20,7 @@
 #ifndef DPFLEET_COMMON_PREPARE_H_
 #define DPFLEET_COMMON_PREPARE_H_
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct PrepareOptions {
   EncodeOptions encode;
   int shards = 1;       // S training shards, 1..kMaxShards
   std::string out_dir;  // created if missing
+  // Called after each encoded block with the rows kept so far (train +
+  // eval), from the preparing thread. Optional.
+  std::function<void(int64_t rows_kept)> progress;
 };
 
 // Runs the preparation and returns the manifest it wrote to

@@ -19,7 +19,7 @@ nlohmann::json ToJson(const DatasetRecord& d) {
           {"features", d.features}, {"shards", d.shards},       {"split_seed", d.split_seed},
           {"eval_fraction", d.eval_fraction}, {"state", d.state}, {"reason", d.reason},
           {"dir", d.dir},           {"manifest_json", d.manifest_json}, {"rows_train", d.rows_train},
-          {"rows_eval", d.rows_eval}, {"created_ms", d.created_ms}, {"ready_ms", d.ready_ms}};
+          {"rows_eval", d.rows_eval}, {"rows_prepared", d.rows_prepared}, {"created_ms", d.created_ms}, {"ready_ms", d.ready_ms}};
 }
 
 absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
@@ -39,6 +39,7 @@ absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
     d.manifest_json = j.at("manifest_json");
     d.rows_train = j.at("rows_train");
     d.rows_eval = j.at("rows_eval");
+    d.rows_prepared = j.value("rows_prepared", int64_t{0});
     d.created_ms = j.at("created_ms");
     d.ready_ms = j.at("ready_ms");
     return d;
@@ -127,12 +128,17 @@ void DatasetRegistry::Prepare(DatasetRecord d) {
   options.encode.eval_fraction = d.eval_fraction;
   options.shards = d.shards;
   options.out_dir = d.dir;
+  options.progress = [this, name = d.name](int64_t kept) {
+    absl::MutexLock lock(&mu_);
+    datasets_[name].rows_prepared = kept;
+  };
   absl::StatusOr<data::Manifest> m = data::PrepareShards(options);
   if (m.ok()) {
     d.state = "READY";
     d.manifest_json = data::ManifestToJson(*m);
     d.rows_train = m->rows_train;
     d.rows_eval = m->rows_eval;
+    d.rows_prepared = m->rows_train + m->rows_eval;
     d.ready_ms = clock_->NowMs();
   } else {
     d.state = "FAILED";

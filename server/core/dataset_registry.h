@@ -36,6 +36,7 @@ struct DatasetRecord {
   std::string manifest_json;
   int64_t rows_train = 0;
   int64_t rows_eval = 0;
+  int64_t rows_prepared = 0;  // progress: rows kept so far while PREPARING
   int64_t created_ms = 0;
   int64_t ready_ms = 0;
 };

@@ -107,6 +107,7 @@ void ToProto(const DatasetRecord& d, v1::Dataset* out) {
   out->set_ready_unix_ms(d.ready_ms);
   out->set_rows_train(d.rows_train);
   out->set_rows_eval(d.rows_eval);
+  out->set_rows_prepared(d.rows_prepared);
 }
 }  // namespace
 

@@ -136,6 +136,18 @@ TEST(PrepareTest, ShardsHoldExactlyWhatLoadAndEncodeProduces) {
                                    "train-00003-of-00004.bin"}));
 }
 
+TEST(PrepareTest, ProgressRisesBlockByBlockToTheRowsKept) {
+  testing::TempDir dir;
+  PrepareOptions o = Options({Synth(dir, 5000, 3, "p.csv")}, dir.Join("out"), 2);
+  o.encode.read_chunk_bytes = 32 << 10;
+  std::vector<int64_t> seen;
+  o.progress = [&](int64_t kept) { seen.push_back(kept); };
+  const Manifest m = MustPrepare(o);
+  ASSERT_GT(seen.size(), 3u) << "one call per encoded block";
+  for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
+  EXPECT_EQ(seen.back(), m.rows_train + m.rows_eval);
+}
+
 TEST(PrepareTest, OutputIsByteIdenticalWhateverThreadsAndBlockSize) {
   testing::TempDir dir;
   const std::vector<std::string> inputs = {Synth(dir, 4000, 3, "a.csv")};

@@ -510,6 +510,8 @@ TEST_F(JobManagerTest, FetchShardServesOnlyTheRanksOwnFiles) {
   auto ready = registry.WaitPrepared("tiny", absl::Seconds(60));
   ASSERT_TRUE(ready.ok());
   ASSERT_EQ(ready->state, "READY") << ready->reason;
+  EXPECT_EQ(ready->rows_prepared, ready->rows_train + ready->rows_eval) << "progress reached the end";
+  EXPECT_GT(ready->rows_train, 0);
   AddWorker();
   AddWorker();
   auto job = jobs_->Submit("name: t\ndataset: tiny\ntraining: {epochs: 1, batch_size: 64}\nresources: {workers: 2}\n");
