@@ -22,6 +22,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/files.h"
+#include "tests/testing/pums_files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::data {
@@ -495,37 +496,10 @@ TEST(CsvTest, SplitAndParse) {
 
 // Real data: every person with ESR present is kept for the employment task.
 TEST(DatasetRealDataTest, VermontKeepsEveryRowWithEsr) {
-  // ctest sets DPFLEET_SHARED_DIR; when run by hand, fall back to the shared
-  // folder next to the checkout this file was compiled from.
-  const char* env = std::getenv("DPFLEET_SHARED_DIR");
-  std::string shared;
-  if (env != nullptr) {
-    shared = env;
-  } else {
-    const std::string source = __FILE__;  // <root>/tests/unit/common/dataset_test.cc
-    const size_t at = source.rfind("/tests/unit/common/");
-    if (at == std::string::npos) GTEST_SKIP() << "DPFLEET_SHARED_DIR is not set";
-    shared = source.substr(0, at) + "/../shared";
-  }
-  const std::string path = shared + "/data/pums/acs2024_1yr_states/pums2024_person_50_VT.csv";
-  if (!std::ifstream(path).good()) GTEST_SKIP() << "real PUMS file not found: " << path;
-  // Independent count with a plain comma split.
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  const std::vector<std::string> header = absl::StrSplit(line, ',');
-  const size_t esr = std::find(header.begin(), header.end(), "ESR") - header.begin();
-  ASSERT_LT(esr, header.size());
-  int64_t rows = 0, with_esr = 0, employed = 0;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const std::vector<std::string> f = absl::StrSplit(line, ',');
-    ++rows;
-    if (!f[esr].empty()) {
-      ++with_esr;
-      employed += f[esr] == "1" || f[esr] == "2" || f[esr] == "4" || f[esr] == "5";
-    }
-  }
+  const std::string path = ::dpfleet::testing::SharedStateFile("pums2024_person_50_VT.csv");
+  if (path.empty()) GTEST_SKIP() << "real PUMS files not found (../shared/data/pums)";
+  const ::dpfleet::testing::EsrCounts counts = ::dpfleet::testing::CountEsr(path);
+  const int64_t rows = counts.rows, with_esr = counts.with_esr, employed = counts.employed;
   EXPECT_EQ(rows, 6938);  // README row count
   const EncodedDataset ds = MustLoad({path});
   EXPECT_EQ(ds.rows_read, rows);
