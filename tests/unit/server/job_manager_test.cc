@@ -424,7 +424,9 @@ TEST_F(JobManagerTest, ConcurrentSubmissionsCannotOvershootABudget) {
     threads.emplace_back([&] {
       auto r = jobs_->Submit(Spec(1, 1));
       (r.ok() ? accepted : refused)++;
-      if (!r.ok()) EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+      if (!r.ok()) {
+        EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+      }
     });
   }
   for (auto& t : threads) t.join();
