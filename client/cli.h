@@ -15,6 +15,7 @@ namespace dpfleet::client {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitJobFailed = 1;
+inline constexpr int kExitFailure = 1;  // offline verbs: failed for a reason other than usage
 inline constexpr int kExitUsage = 2;
 
 struct CliEnv {

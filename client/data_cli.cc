@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/cli.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/prepare.h"
@@ -19,10 +20,6 @@
 
 namespace dpfleet::client {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr char kPrepareUsage[] =
     "usage: dpctl data prepare --input FILE... --task employment|unemployment\n"

@@ -18,16 +18,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "client/cli.h"
 #include "absl/strings/string_view.h"
 #include "common/accountant.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
 namespace {
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailure = 1;
-constexpr int kExitUsage = 2;
 
 constexpr char kUsage[] =
     "usage: dpctl privacy epsilon --sample-rate Q --noise-multiplier S --steps T --delta D\n"
