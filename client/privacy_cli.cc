@@ -18,8 +18,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "client/cli.h"
 #include "absl/strings/string_view.h"
+#include "client/cli.h"
 #include "common/accountant.h"
 #include "nlohmann/json.hpp"
 
