@@ -303,6 +303,15 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec) {
+  data::EncodeOptions options;
+  ASSIGN_OR_RETURN(options.task, data::ParseTask(spec.task));
+  options.features = spec.features;
+  options.split_seed = spec.training.seed;
+  options.eval_fraction = spec.training.eval_fraction;
+  return options;
+}
+
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml) {
   YAML::Node root;
   try {

@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/dataset.h"
 
 namespace dpfleet {
 
@@ -68,6 +69,11 @@ absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml);
 
 // Validation of an already-built spec (ParseJobSpec calls it).
 absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// How the job's raw files are encoded. The coordinator (which derives N and
+// so q = B/N from it) and every worker call this one function, so both see
+// exactly the same records.
+absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec);
 
 // Canonical YAML of a spec, which ParseJobSpec reads back to an equal spec.
 std::string JobSpecToYaml(const JobSpec& spec);

@@ -42,11 +42,7 @@ absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
   }
-  data::EncodeOptions options;
-  ASSIGN_OR_RETURN(options.task, data::ParseTask(spec.task));
-  options.features = spec.features;
-  options.split_seed = spec.training.seed;
-  options.eval_fraction = spec.training.eval_fraction;
+  ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec));
   absl::StatusOr<data::EncodedDataset> ds = data::LoadAndEncode(spec.data_paths, options);
   if (!ds.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("data.path: ", ds.status().message()));

@@ -115,11 +115,6 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   }
   if (ctx.threads > 0) at::set_num_threads(ctx.threads);
 
-  data::EncodeOptions enc;
-  ASSIGN_OR_RETURN(enc.task, data::ParseTask(spec.task));
-  enc.features = spec.features;
-  enc.split_seed = spec.training.seed;
-  enc.eval_fraction = spec.training.eval_fraction;
   // This rank's training records, the global N, and (rank 0) the eval split.
   data::EncodedDataset ds;
   data::EncodedSplit local;
@@ -147,6 +142,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     ds.eval.dim = manifest->dim;
   } else {
     std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
+    ASSIGN_OR_RETURN(data::EncodeOptions enc, EncodeOptionsFor(spec));
     ASSIGN_OR_RETURN(ds, data::LoadAndEncode(paths, enc));
     local = data::Partition(ds.train, a.rank(), a.world_size());
   }

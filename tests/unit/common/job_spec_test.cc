@@ -119,6 +119,18 @@ TEST(JobSpecTest, DatasetReplacesDataPath) {
   EXPECT_THAT(std::string(both.status().message()), HasSubstr("dataset"));
 }
 
+TEST(JobSpecTest, EncodeOptionsComeFromTheSpec) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(
+      kSpec, {{"task: employment", "task: unemployment"}, {"seed: 1}", "seed: 7, eval_fraction: 0.3}"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto options = EncodeOptionsFor(*spec);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->task, data::Task::kUnemployment);
+  EXPECT_EQ(options->features, spec->features);
+  EXPECT_EQ(options->split_seed, 7u);
+  EXPECT_DOUBLE_EQ(options->eval_fraction, 0.3);
+}
+
 TEST(JobSpecTest, UnknownAccountantIsRefused) {
   auto spec = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, accountant: gdp}"}}));
   ASSERT_FALSE(spec.ok());
