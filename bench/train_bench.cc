@@ -5,7 +5,12 @@
 //
 //   dpfleet-train-bench [--dim 120] [--threads 2] [--steps 30] [--warmup 5]
 //                       [--batches 256,1024,4096] [--models 64x32,256x256]
-//                       [--optimizer sgd|adam] [--json]
+//                       [--optimizer sgd|adam] [--device cpu|cuda[:N]] [--json]
+//
+// With --device cuda the engine computes on the GPU (libtorch_cuda is loaded
+// at start; the data is resident on the device); every step ends with the
+// device idle (the trainer's finiteness check waits for it), so step times
+// are wall times of completed steps.
 //
 // examples/s counts the EXPECTED batch size B per step (the actual Poisson
 // batch size fluctuates around it) and the median step time. It never
@@ -24,6 +29,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "worker/comm/communicator.h"
+#include "worker/train/device.h"
 #include "worker/train/dp_sgd.h"
 
 namespace {
@@ -42,13 +48,15 @@ struct Options {
   std::vector<int64_t> batches = {256, 1024, 4096};
   std::vector<std::vector<int64_t>> models = {{64, 32}, {256, 256}};
   OptimizerType optimizer = OptimizerType::kSgd;
+  std::string device = "cpu";
   bool json = false;
 };
 
 [[noreturn]] void Usage(const std::string& why) {
   std::fprintf(stderr,
                "%s\nusage: dpfleet-train-bench [--dim D] [--threads T] [--steps S] [--warmup W]\n"
-               "       [--batches 256,1024,4096] [--models 64x32,256x256|logistic] [--optimizer sgd|adam] [--json]\n",
+               "       [--batches 256,1024,4096] [--models 64x32,256x256|logistic] [--optimizer sgd|adam]\n"
+               "       [--device cpu|cuda[:N]] [--json]\n",
                why.c_str());
   std::exit(2);
 }
@@ -105,6 +113,8 @@ Options ParseFlags(int argc, char** argv) {
       } else {
         Usage("bad optimizer " + v);
       }
+    } else if (arg == "--device") {
+      o.device = next();
     } else if (arg == "--help" || arg == "-h") {
       Usage("");
     } else {
@@ -127,11 +137,14 @@ std::string ModelName(const std::vector<int64_t>& hidden) {
 int main(int argc, char** argv) {
   const Options o = ParseFlags(argc, argv);
   at::set_num_threads(o.threads);
+  const absl::StatusOr<c10::Device> device = dpfleet::train::ResolveDevice(o.device);
+  if (!device.ok()) Usage("--device: " + std::string(device.status().message()));
   dpfleet::comm::LocalCommunicator comm;
   nlohmann::json rows = nlohmann::json::array();
   if (!o.json) {
-    std::printf("dim=%lld threads=%d steps=%d warmup=%d optimizer=%s\n", static_cast<long long>(o.dim), o.threads,
-                o.steps, o.warmup, o.optimizer == OptimizerType::kSgd ? "sgd" : "adam");
+    std::printf("dim=%lld threads=%d steps=%d warmup=%d optimizer=%s device=%s\n", static_cast<long long>(o.dim),
+                o.threads, o.steps, o.warmup, o.optimizer == OptimizerType::kSgd ? "sgd" : "adam",
+                device->str().c_str());
     std::printf("%-16s %7s %7s %14s %10s\n", "model", "batch", "mode", "examples/s", "ms/step");
   }
   for (const auto& hidden : o.models) {
@@ -139,8 +152,8 @@ int main(int argc, char** argv) {
       // Enough rows that q = B/N is well below 1, as in real training.
       const int64_t n = std::max<int64_t>(16384, 8 * batch);
       at::manual_seed(1);
-      const at::Tensor x = at::randn({n, o.dim});
-      const at::Tensor y = (at::rand({n}) < 0.3).to(at::kFloat);
+      const at::Tensor x = at::randn({n, o.dim}).to(*device);
+      const at::Tensor y = (at::rand({n}) < 0.3).to(at::kFloat).to(*device);
       for (bool dp : {true, false}) {
         ModelConfig mc;
         mc.type = hidden.empty() ? ModelType::kLogistic : ModelType::kMlp;
@@ -154,6 +167,7 @@ int main(int argc, char** argv) {
         tc.momentum = o.optimizer == OptimizerType::kSgd ? 0.9 : 0.0;
         tc.max_grad_norm = 1.0;
         tc.noise_multiplier = 1.0;
+        tc.device = *device;
         auto trainer = DpSgdTrainer::Create(mc, tc, o.dim, &comm);
         if (!trainer.ok()) {
           std::fprintf(stderr, "create failed: %s\n", std::string(trainer.status().message()).c_str());
@@ -194,6 +208,7 @@ int main(int argc, char** argv) {
                           {"mean_ms_per_step", mean_ms},
                           {"dim", o.dim},
                           {"threads", o.threads},
+                          {"device", device->str()},
                           {"steps", o.steps}});
         } else {
           std::printf("%-16s %7lld %7s %14.0f %10.3f\n", ModelName(hidden).c_str(), static_cast<long long>(batch),

@@ -6,12 +6,12 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
-#include <regex>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "worker/agent/agent.h"
+#include "worker/train/device.h"
 #include "common/cli_flags.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7070", "coordinator gRPC address HOST:PORT");
@@ -40,10 +40,14 @@ int main(int argc, char** argv) {
   options.device = absl::GetFlag(FLAGS_device);
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.threads = absl::GetFlag(FLAGS_threads);
-  if (!std::regex_match(options.device, std::regex("cpu|cuda(:[0-9]+)?"))) {
-    std::fprintf(stderr, "dpfleet-worker: --device '%s' must be cpu or cuda[:N]\n", options.device.c_str());
+  // A CUDA worker loads libtorch_cuda and checks its GPU now, so that a
+  // worker that cannot compute where it says never registers.
+  absl::StatusOr<c10::Device> device = dpfleet::train::ResolveDevice(options.device);
+  if (!device.ok()) {
+    std::fprintf(stderr, "dpfleet-worker: --device: %s\n", std::string(device.status().message()).c_str());
     return 2;
   }
+  options.device = device->str();
   options.gloo_host = absl::GetFlag(FLAGS_advertise_host);
   if (options.gloo_host.empty()) {
     const std::string host = options.server.substr(0, options.server.rfind(':'));

@@ -20,6 +20,7 @@
 #ifdef DPFLEET_WITH_NCCL
 #include "worker/comm/cuda/nccl_communicator.h"
 #endif
+#include "worker/train/device.h"
 #include "worker/train/dp_sgd.h"
 
 namespace dpfleet::worker {
@@ -114,6 +115,8 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
                                                       "' does not match this worker's device ", ctx.device));
   }
   if (ctx.threads > 0) at::set_num_threads(ctx.threads);
+  // Where this rank computes (a CUDA device loads libtorch_cuda on first use).
+  ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
 
   // This rank's training records, the global N, and (rank 0) the eval split.
   data::EncodedDataset ds;
@@ -151,6 +154,14 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   torch::Tensor x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);
   torch::Tensor y_eval =
       torch::from_blob(const_cast<float*>(ds.eval.y.data()), {ds.eval.rows}, torch::kFloat32).clone();
+  if (!device.is_cpu()) {
+    // The partition and the eval split stay resident on the device: a step
+    // then moves only the sampled row indices to it and the noise share.
+    x_train = x_train.to(device);
+    y_train = y_train.to(device);
+    x_eval = x_eval.to(device);
+    y_eval = y_eval.to(device);
+  }
 
   train::ModelConfig model;
   model.type = spec.model.type == "logistic" ? train::ModelType::kLogistic : train::ModelType::kMlp;
@@ -170,6 +181,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   tc.secure_rng = spec.privacy.secure_rng;
 
   tc.collective_timeout = ctx.collective_timeout;
+  tc.device = device;
 
   // Rendezvous through the coordinator: ranks meet under job/attempt keys.
   std::unique_ptr<comm::Communicator> comm;
@@ -181,8 +193,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
         ctx.stub, a.job_id(), a.attempt(),
         std::chrono::milliseconds(absl::ToInt64Milliseconds(ctx.collective_timeout)));
     comm::NcclOptions nccl;
-    const auto colon = ctx.device.find(':');
-    nccl.device = colon == std::string::npos ? 0 : std::stoi(ctx.device.substr(colon + 1));
+    nccl.device = device.index();
     nccl.host = ctx.gloo_host;
     nccl.init_timeout = ctx.collective_timeout;
     nccl.cancel = ctx.cancel;

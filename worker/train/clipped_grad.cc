@@ -13,7 +13,9 @@
 namespace dpfleet::train {
 namespace {
 
-at::Tensor EmptyFloat() { return at::empty({0}, at::TensorOptions().dtype(at::kFloat)); }
+at::Tensor EmptyFloat(c10::Device device) {
+  return at::empty({0}, at::TensorOptions().dtype(at::kFloat).device(device));
+}
 
 typedef float V8f __attribute__((vector_size(32)));
 
@@ -75,11 +77,12 @@ __attribute__((target_clones("avx2", "default"))) void ClipRows(int64_t begin, i
 
 }  // namespace
 
-GradientEngine::GradientEngine(const Model* model) : model_(model) {
+GradientEngine::GradientEngine(const Model* model, ClipPass pass)
+    : model_(model), fused_(pass != ClipPass::kAten && model->device().is_cpu()) {
   const int layers = model_->num_layers();
   for (int l = 0; l < layers; ++l) {
-    acts_.push_back(EmptyFloat());
-    grads_.push_back(EmptyFloat());
+    acts_.push_back(EmptyFloat(model_->device()));
+    grads_.push_back(EmptyFloat(model_->device()));
   }
 }
 
@@ -125,17 +128,8 @@ void GradientEngine::ForwardBackward(const torch::Tensor& x, const torch::Tensor
   }
 }
 
-void GradientEngine::ClippedSum(const torch::Tensor& x_in, const torch::Tensor& y, double clip,
-                                torch::Tensor& out_flat, torch::Tensor* norms) {
-  c10::InferenceMode guard;
-  const int64_t m = x_in.size(0);
-  if (m == 0) {
-    out_flat.zero_();
-    if (norms != nullptr) *norms = at::empty({0}, at::TensorOptions().dtype(at::kFloat));
-    return;
-  }
-  const at::Tensor x = x_in.contiguous();  // no-op for the trainer's batches
-  ForwardBackward(x, y);
+void GradientEngine::ClipFused(const torch::Tensor& x, double clip, torch::Tensor* norms) {
+  const int64_t m = x.size(0);
   const int layers = model_->num_layers();
   const auto& widths = model_->widths();
 
@@ -163,7 +157,44 @@ void GradientEngine::ClippedSum(const torch::Tensor& x_in, const torch::Tensor& 
   ParallelRange(m, rows_per_task, [&](int64_t begin, int64_t end) {
     ClipRows(begin, end, layers, widths.data(), a_rows.data(), g_rows.data(), clip, norms_out);
   });
+}
 
+void GradientEngine::ClipAten(const torch::Tensor& x, double clip, torch::Tensor* norms) {
+  // The same formulas as ClipRows, as whole-batch ops on the model's device:
+  //   norm_i^2 = sum_l ||g_il||^2 (||a_il||^2 + 1)  in float64,
+  //   c_i = C / max(norm_i, C),   G_l <- diag(c) G_l.
+  // Nothing here waits for the device.
+  const int layers = model_->num_layers();
+  at::Tensor norm2;
+  for (int l = 0; l < layers; ++l) {
+    at::Tensor gsq = at::linalg_vector_norm(grads_[l], 2, at::IntArrayRef{1}, false, at::kDouble).square_();
+    at::Tensor asq = at::linalg_vector_norm(Input(l, x), 2, at::IntArrayRef{1}, false, at::kDouble).square_();
+    at::Tensor term = gsq.mul_(asq.add_(1.0));
+    norm2 = l == 0 ? term : norm2.add_(term);
+  }
+  at::Tensor norm = norm2.sqrt_();
+  if (norms != nullptr) *norms = norm.to(at::kFloat);
+  const at::Tensor factor = norm.clamp_min(clip).reciprocal_().mul_(clip).to(at::kFloat).unsqueeze(1);
+  for (int l = 0; l < layers; ++l) grads_[l].mul_(factor);
+}
+
+void GradientEngine::ClippedSum(const torch::Tensor& x_in, const torch::Tensor& y, double clip,
+                                torch::Tensor& out_flat, torch::Tensor* norms) {
+  c10::InferenceMode guard;
+  const int64_t m = x_in.size(0);
+  if (m == 0) {
+    out_flat.zero_();
+    if (norms != nullptr) *norms = EmptyFloat(model_->device());
+    return;
+  }
+  const at::Tensor x = x_in.contiguous();  // no-op for the trainer's batches
+  ForwardBackward(x, y);
+  if (fused_) {
+    ClipFused(x, clip, norms);
+  } else {
+    ClipAten(x, clip, norms);
+  }
+  const int layers = model_->num_layers();
   // Clipped sums: exactly the non-private products on the scaled G.
   std::vector<torch::Tensor> views = model_->Views(out_flat);
   for (int l = 0; l < layers; ++l) {

@@ -14,6 +14,12 @@
 // The clipped sums are then the same two products as the non-private sum,
 // G_l^T A_l and G_l^T 1, on the scaled G.
 //
+// On a GPU the per-example pass is a handful of ATen reductions instead
+// (norms in float64, clip factors, one broadcast scaling per layer: a few
+// kernel launches, no host round trip); the same ATen pass can be selected
+// on the CPU, which is how the tests check it against the fused loop and the
+// autograd oracle.
+//
 // Clip factor: c_i = C / max(||grad_i||, C), which equals min(1, C/||grad_i||)
 // exactly and needs no epsilon: C > 0 so there is never a division by zero,
 // and a zero gradient gets c_i = 1. (No "+1e-6" stabiliser: it would only
@@ -35,15 +41,22 @@
 
 namespace dpfleet::train {
 
+// How the per-example clipping pass runs: kAuto = the fused loop on the CPU,
+// ATen ops on any other device; kAten forces the ATen ops (tests, and any
+// device). kFused on a non-CPU model falls back to kAten.
+enum class ClipPass { kAuto, kFused, kAten };
+
 class GradientEngine {
  public:
   // `model` is not owned and must outlive the engine; its parameters are read
-  // at every call (so optimizer updates are picked up).
-  explicit GradientEngine(const Model* model);
+  // at every call (so optimizer updates are picked up). Batches must be on
+  // the model's device.
+  explicit GradientEngine(const Model* model, ClipPass pass = ClipPass::kAuto);
 
   // out_flat (float32, numel = model->num_parameters(), model layout) <-
   //   sum_i c_i grad L_i(x_i, y_i),  c_i = C / max(||grad L_i||, C).
-  // If `norms` is non-null it receives the unclipped per-example norms [n].
+  // If `norms` is non-null it receives the unclipped per-example norms [n]
+  // (float32, on the model's device).
   // x [n, d] float32 contiguous, y [n] float32 in {0, 1}; n may be 0.
   void ClippedSum(const torch::Tensor& x, const torch::Tensor& y, double clip, torch::Tensor& out_flat,
                   torch::Tensor* norms = nullptr);
@@ -56,8 +69,12 @@ class GradientEngine {
   void ForwardBackward(const torch::Tensor& x, const torch::Tensor& y);
   // Layer l's input activations for the current batch.
   const torch::Tensor& Input(int layer, const torch::Tensor& x) const;
+  // The per-example pass (norms, factors, G_l scaled in place), two ways.
+  void ClipFused(const torch::Tensor& x, double clip, torch::Tensor* norms);
+  void ClipAten(const torch::Tensor& x, double clip, torch::Tensor* norms);
 
   const Model* model_;
+  bool fused_;
   // Workspaces, reused across calls: resize_ only reallocates when a batch
   // is larger than every previous one, so steady-state steps do not allocate.
   std::vector<torch::Tensor> acts_;   // acts_[l] = input of layer l (l >= 1)

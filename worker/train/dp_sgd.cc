@@ -69,7 +69,7 @@ absl::StatusOr<std::unique_ptr<DpSgdTrainer>> DpSgdTrainer::Create(const ModelCo
   RETURN_IF_ERROR(ValidateConfig(config, comm));
   std::unique_ptr<DpSgdTrainer> trainer;
   RETURN_IF_ERROR(GuardTorch("creating trainer", [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(Model model, Model::Create(model_config, input_dim, config.seed));
+    ASSIGN_OR_RETURN(Model model, Model::Create(model_config, input_dim, config.seed, config.device));
     OptimizerConfig oc;
     oc.type = config.optimizer;
     oc.learning_rate = config.learning_rate;
@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<DpSgdTrainer>> DpSgdTrainer::Create(const ModelCo
     oc.beta1 = config.beta1;
     oc.beta2 = config.beta2;
     oc.eps = config.adam_eps;
-    ASSIGN_OR_RETURN(Optimizer optimizer, Optimizer::Create(oc, model.num_parameters()));
+    ASSIGN_OR_RETURN(Optimizer optimizer, Optimizer::Create(oc, model.num_parameters(), config.device));
     ChaChaKey sample_key, noise_key;
     if (config.secure_rng) {
       ASSIGN_OR_RETURN(sample_key, SecureRandomKey());
@@ -110,11 +110,21 @@ DpSgdTrainer::DpSgdTrainer(Model model, const TrainConfig& config, Optimizer opt
                                    std::sqrt(static_cast<double>(comm_->world_size()))
                              : 0.0;
   const int64_t p = model_.num_parameters();
-  auto fopts = at::TensorOptions().dtype(at::kFloat);
+  auto fopts = at::TensorOptions().dtype(at::kFloat).device(config_.device);
   comm_buffer_ = at::zeros({p + (config_.dp ? 0 : 1)}, fopts);
   grad_ = comm_buffer_.narrow(0, 0, p);
   x_batch_ = at::empty({0, model_.input_dim()}, fopts);
   y_batch_ = at::empty({0}, fopts);
+  if (!config_.device.is_cpu() && noise_stddev_ > 0) {
+    noise_host_ = at::empty({p}, at::TensorOptions().dtype(at::kFloat).pinned_memory(config_.device.is_cuda()));
+    noise_device_ = at::empty({p}, fopts);
+  }
+}
+
+std::vector<torch::Tensor> DpSgdTrainer::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const torch::Tensor& t : model_.Parameters()) out.push_back(t.cpu());
+  return out;
 }
 
 void DpSgdTrainer::PrepareLocalContribution(const torch::Tensor& x_local, const torch::Tensor& y_local) {
@@ -122,7 +132,8 @@ void DpSgdTrainer::PrepareLocalContribution(const torch::Tensor& x_local, const 
   const uint64_t step = static_cast<uint64_t>(steps_done_);
   // 1. Poisson sample of the local rows (stream nonce = step number).
   ChaCha20Stream sampler(sample_key_, step);
-  const at::Tensor rows = PoissonSample(sampler, x_local.size(0), sample_rate_);
+  at::Tensor rows = PoissonSample(sampler, x_local.size(0), sample_rate_);
+  if (!config_.device.is_cpu()) rows = rows.to(config_.device);
   // Out tensors are resized explicitly (ATen warns when it has to).
   x_batch_.resize_({rows.size(0), x_local.size(1)});
   y_batch_.resize_({rows.size(0)});
@@ -132,10 +143,21 @@ void DpSgdTrainer::PrepareLocalContribution(const torch::Tensor& x_local, const 
     // 2. Sum of clipped per-example gradients.
     engine_.ClippedSum(x_batch_, y_batch_, config_.max_grad_norm, grad_);
     // 3. This rank's noise share, from its own stream.
-    // Added in place (no noise buffer, no second pass over P floats).
     if (noise_stddev_ > 0) {
       ChaCha20Stream noise_stream(noise_key_, step);
-      AddNormal(noise_stream, noise_stddev_, grad_);
+      if (config_.device.is_cpu()) {
+        // Added in place (no noise buffer, no second pass over P floats).
+        AddNormal(noise_stream, noise_stddev_, grad_);
+      } else {
+        // The device is still computing the clipped sum (its kernels were
+        // only queued): draw the noise on the host meanwhile.
+        NormalScratch scratch;
+        FillNormal(noise_stream, noise_stddev_, noise_host_, scratch);
+        // A blocking copy: it returns once the queued work and the copy are
+        // done, so noise_host_ is free for the next step on every path.
+        noise_device_.copy_(noise_host_);
+        grad_.add_(noise_device_);
+      }
     }
   } else {
     engine_.Sum(x_batch_, y_batch_, grad_);
@@ -182,7 +204,7 @@ absl::StatusOr<EvalMetrics> DpSgdTrainer::TryEvaluate(const torch::Tensor& x_eva
   RETURN_IF_ERROR(model_.CheckBatch(x_eval, &y_eval));
   EvalMetrics metrics;
   RETURN_IF_ERROR(GuardTorch("evaluate", [&]() -> absl::Status {
-    metrics = ComputeMetrics(model_.Logits(x_eval), y_eval);
+    metrics = ComputeMetrics(model_.Logits(x_eval).cpu(), y_eval.cpu());
     return absl::OkStatus();
   }));
   return metrics;
@@ -201,7 +223,7 @@ absl::Status DpSgdTrainer::Save(const std::string& path) const {
     archive.write("activation", at::scalar_tensor(static_cast<int64_t>(model_.activation()), at::kLong));
     archive.write("optimizer", at::scalar_tensor(static_cast<int64_t>(config_.optimizer), at::kLong));
     archive.write("steps_done", at::scalar_tensor(steps_done_, at::kLong));
-    archive.write("params", model_.flat().clone());
+    archive.write("params", model_.flat().cpu().clone());
     for (const auto& [name, tensor] : optimizer_.StateDict()) archive.write("optim_" + name, tensor);
     const std::string tmp = path + ".tmp";
     archive.save_to(tmp);

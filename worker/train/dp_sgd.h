@@ -61,6 +61,11 @@ struct TrainConfig {
   // that nobody who knows the seed can reproduce (and subtract) the noise.
   bool secure_rng = false;
   absl::Duration collective_timeout = absl::Seconds(60);
+  // Where the engine computes (device.h: a CUDA device must have been
+  // resolved first). The model, optimizer state and all-reduced buffer live
+  // there; sampling and noise are drawn on the CPU from the same streams on
+  // every device, so a GPU rank adds bit-for-bit the noise a CPU rank would.
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 class DpSgdTrainer {
@@ -75,7 +80,8 @@ class DpSgdTrainer {
   DpSgdTrainer& operator=(const DpSgdTrainer&) = delete;
 
   // One step on this rank's local records: x_local [n, d] float32,
-  // y_local [n] float32 (0/1); n may be 0. On error the parameters, the
+  // y_local [n] float32 (0/1), both on config().device (a GPU rank keeps
+  // its partition resident there); n may be 0. On error the parameters, the
   // optimizer state and steps_done() are unchanged.
   absl::Status Step(const torch::Tensor& x_local, const torch::Tensor& y_local);
   // steps_per_epoch() steps; stops at the first error.
@@ -89,8 +95,8 @@ class DpSgdTrainer {
   int64_t steps_done() const { return steps_done_; }
   double sample_rate() const { return sample_rate_; }
   int64_t steps_per_epoch() const { return steps_per_epoch_; }
-  // Copies of [W0, b0, W1, b1, ...] (identical across ranks).
-  std::vector<torch::Tensor> parameters() const { return model_.Parameters(); }
+  // Host copies of [W0, b0, W1, b1, ...] (identical across ranks).
+  std::vector<torch::Tensor> parameters() const;
   const Model& model() const { return model_; }
   const TrainConfig& config() const { return config_; }
 
@@ -128,6 +134,11 @@ class DpSgdTrainer {
   torch::Tensor grad_;
   torch::Tensor x_batch_;
   torch::Tensor y_batch_;
+  // Off the CPU: the noise is drawn into noise_host_ (pinned for CUDA) while
+  // the device computes the clipped sum, then copied (blocking) to
+  // noise_device_ and added.
+  torch::Tensor noise_host_;
+  torch::Tensor noise_device_;
 };
 
 }  // namespace dpfleet::train

@@ -33,6 +33,12 @@ Model::Model(ModelConfig config, std::vector<int64_t> widths)
     total += widths_[l + 1] * widths_[l] + widths_[l + 1];
   }
   flat_ = at::zeros({total}, at::TensorOptions().dtype(at::kFloat));
+  BindViews();
+}
+
+void Model::BindViews() {
+  weights_.clear();
+  biases_.clear();
   std::vector<torch::Tensor> views = Views(flat_);
   for (size_t i = 0; i < views.size(); i += 2) {
     weights_.push_back(views[i]);
@@ -40,7 +46,13 @@ Model::Model(ModelConfig config, std::vector<int64_t> widths)
   }
 }
 
-absl::StatusOr<Model> Model::Create(const ModelConfig& config, int64_t input_dim, uint64_t init_seed) {
+void Model::PlaceOn(c10::Device device) {
+  flat_ = flat_.to(device).contiguous();
+  BindViews();
+}
+
+absl::StatusOr<Model> Model::Create(const ModelConfig& config, int64_t input_dim, uint64_t init_seed,
+                                    c10::Device device) {
   if (input_dim <= 0) return absl::InvalidArgumentError(absl::StrCat("input_dim must be > 0, got ", input_dim));
   std::vector<int64_t> widths = {input_dim};
   if (config.type == ModelType::kMlp) {
@@ -68,6 +80,7 @@ absl::StatusOr<Model> Model::Create(const ModelConfig& config, int64_t input_dim
     }
     offset += count;
   }
+  if (!device.is_cpu()) model.PlaceOn(device);
   return model;
 }
 
@@ -96,16 +109,18 @@ absl::Status Model::CheckBatch(const torch::Tensor& x, const torch::Tensor* y) c
     return absl::InvalidArgumentError(absl::StrCat(
         "features must be [n, ", input_dim(), "], got ", x.defined() ? c10::str(x.sizes()) : "undefined"));
   }
-  if (x.scalar_type() != at::kFloat || !x.device().is_cpu()) {
-    return absl::InvalidArgumentError("features must be float32 on the CPU");
+  if (x.scalar_type() != at::kFloat || x.device() != device()) {
+    return absl::InvalidArgumentError(absl::StrCat("features must be float32 on ", device().str(), ", got ",
+                                                   c10::toString(x.scalar_type()), " on ", x.device().str()));
   }
   if (y != nullptr) {
     if (!y->defined() || y->dim() != 1 || y->size(0) != x.size(0)) {
       return absl::InvalidArgumentError(absl::StrCat("labels must be [", x.size(0), "], got ",
                                                      y->defined() ? c10::str(y->sizes()) : "undefined"));
     }
-    if (y->scalar_type() != at::kFloat || !y->device().is_cpu()) {
-      return absl::InvalidArgumentError("labels must be float32 on the CPU");
+    if (y->scalar_type() != at::kFloat || y->device() != device()) {
+      return absl::InvalidArgumentError(absl::StrCat("labels must be float32 on ", device().str(), ", got ",
+                                                     c10::toString(y->scalar_type()), " on ", y->device().str()));
     }
   }
   return absl::OkStatus();
@@ -114,7 +129,7 @@ absl::Status Model::CheckBatch(const torch::Tensor& x, const torch::Tensor* y) c
 torch::Tensor Model::Logits(const torch::Tensor& x) const {
   c10::InferenceMode guard;
   const int64_t n = x.size(0);
-  at::Tensor out = at::empty({n}, at::TensorOptions().dtype(at::kFloat));
+  at::Tensor out = at::empty({n}, flat_.options());
   for (int64_t start = 0; start < n; start += kLogitsChunkRows) {
     const int64_t rows = std::min(kLogitsChunkRows, n - start);
     at::Tensor h = x.narrow(0, start, rows);

@@ -42,8 +42,10 @@ std::string ActivationName(Activation activation);
 class Model {
  public:
   // Initialises like torch.nn.Linear: W, b ~ U(-1/sqrt(in), 1/sqrt(in)), from
-  // a ChaCha20 stream keyed by `init_seed` only.
-  static absl::StatusOr<Model> Create(const ModelConfig& config, int64_t input_dim, uint64_t init_seed);
+  // a ChaCha20 stream keyed by `init_seed` only (drawn on the CPU, then
+  // placed on `device`, so every device starts from the same values).
+  static absl::StatusOr<Model> Create(const ModelConfig& config, int64_t input_dim, uint64_t init_seed,
+                                      c10::Device device = c10::Device(c10::kCPU));
 
   Model(Model&&) = default;
   Model& operator=(Model&&) = default;
@@ -59,7 +61,8 @@ class Model {
   int num_layers() const { return static_cast<int>(widths_.size()) - 1; }
   int64_t num_parameters() const { return flat_.numel(); }
 
-  // The flat parameter buffer (float32, contiguous, CPU).
+  c10::Device device() const { return flat_.device(); }
+  // The flat parameter buffer (float32, contiguous, on device()).
   const torch::Tensor& flat() const { return flat_; }
   torch::Tensor& mutable_flat() { return flat_; }
   const torch::Tensor& weight(int layer) const { return weights_[layer]; }
@@ -68,18 +71,22 @@ class Model {
   // Per-layer views [W0, b0, W1, b1, ...] into any flat buffer with this
   // model's layout (e.g. the gradient buffer).
   std::vector<torch::Tensor> Views(const torch::Tensor& flat) const;
-  // Copies of [W0, b0, W1, b1, ...].
+  // Copies of [W0, b0, W1, b1, ...] (on device()).
   std::vector<torch::Tensor> Parameters() const;
 
-  // Validates a batch: x [n, input_dim] float32 CPU; y (if given) [n].
+  // Validates a batch: x [n, input_dim] float32 on device(); y (if given) [n].
   absl::Status CheckBatch(const torch::Tensor& x, const torch::Tensor* y) const;
-  // Inference-mode forward pass; returns the logits [n]. Input must pass
+  // Inference-mode forward pass; returns the logits [n] (on device()). Input must pass
   // CheckBatch. Chunked so that huge eval sets do not allocate huge
   // activations.
   torch::Tensor Logits(const torch::Tensor& x) const;
 
  private:
   Model(ModelConfig config, std::vector<int64_t> widths);
+  // (Re)creates weights_/biases_ as views of flat_.
+  void BindViews();
+  // Moves the parameters to `device` (views rebound).
+  void PlaceOn(c10::Device device);
 
   ModelConfig config_;
   std::vector<int64_t> widths_;

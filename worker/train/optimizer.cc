@@ -12,9 +12,9 @@ namespace dpfleet::train {
 
 std::string OptimizerTypeName(OptimizerType type) { return type == OptimizerType::kSgd ? "sgd" : "adam"; }
 
-Optimizer::Optimizer(const OptimizerConfig& config, int64_t num_params)
+Optimizer::Optimizer(const OptimizerConfig& config, int64_t num_params, c10::Device device)
     : config_(config), num_params_(num_params) {
-  auto opts = at::TensorOptions().dtype(at::kFloat);
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
   if (config_.type == OptimizerType::kSgd) {
     if (config_.momentum > 0) buf1_ = at::zeros({num_params}, opts);
   } else {
@@ -24,7 +24,8 @@ Optimizer::Optimizer(const OptimizerConfig& config, int64_t num_params)
   }
 }
 
-absl::StatusOr<Optimizer> Optimizer::Create(const OptimizerConfig& config, int64_t num_params) {
+absl::StatusOr<Optimizer> Optimizer::Create(const OptimizerConfig& config, int64_t num_params,
+                                            c10::Device device) {
   if (!(config.learning_rate > 0) || !std::isfinite(config.learning_rate)) {
     return absl::InvalidArgumentError(absl::StrCat("learning_rate must be > 0, got ", config.learning_rate));
   }
@@ -42,7 +43,7 @@ absl::StatusOr<Optimizer> Optimizer::Create(const OptimizerConfig& config, int64
     }
     if (!(config.eps > 0)) return absl::InvalidArgumentError(absl::StrCat("adam eps must be > 0, got ", config.eps));
   }
-  return Optimizer(config, num_params);
+  return Optimizer(config, num_params, device);
 }
 
 void Optimizer::Step(torch::Tensor& params, const torch::Tensor& grad) {
@@ -75,10 +76,10 @@ std::map<std::string, torch::Tensor> Optimizer::StateDict() const {
   std::map<std::string, torch::Tensor> state;
   state["steps"] = at::scalar_tensor(steps_, at::TensorOptions().dtype(at::kLong));
   if (config_.type == OptimizerType::kSgd) {
-    if (buf1_.defined()) state["momentum_buffer"] = buf1_.clone();
+    if (buf1_.defined()) state["momentum_buffer"] = buf1_.cpu().clone();
   } else {
-    state["exp_avg"] = buf1_.clone();
-    state["exp_avg_sq"] = buf2_.clone();
+    state["exp_avg"] = buf1_.cpu().clone();
+    state["exp_avg_sq"] = buf2_.cpu().clone();
   }
   return state;
 }

@@ -40,7 +40,9 @@ struct OptimizerConfig {
 class Optimizer {
  public:
   // Validates the hyper-parameters; num_params is the flat buffer's length.
-  static absl::StatusOr<Optimizer> Create(const OptimizerConfig& config, int64_t num_params);
+  // State buffers live on `device` (the parameters' device).
+  static absl::StatusOr<Optimizer> Create(const OptimizerConfig& config, int64_t num_params,
+                                          c10::Device device = c10::Device(c10::kCPU));
 
   // params <- update(params, grad). Both float32 contiguous [num_params].
   void Step(torch::Tensor& params, const torch::Tensor& grad);
@@ -55,7 +57,7 @@ class Optimizer {
   absl::Status LoadStateDict(const std::map<std::string, torch::Tensor>& state);
 
  private:
-  Optimizer(const OptimizerConfig& config, int64_t num_params);
+  Optimizer(const OptimizerConfig& config, int64_t num_params, c10::Device device);
 
   OptimizerConfig config_;
   int64_t num_params_;

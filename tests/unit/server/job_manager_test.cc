@@ -325,7 +325,7 @@ TEST_F(JobManagerTest, RestartKeepsJobsEpochsAndLedger) {
   // The worker re-attaches with its run and continues.
   jobs_->RegisterWorker("host", "cpu", 1, w, RunningRun{running.job_id, running.attempt, 0});
   clock_.AdvanceMs(1500);
-  jobs_->Heartbeat(w, running.job_id, running.attempt);
+  ASSERT_TRUE(jobs_->Heartbeat(w, running.job_id, running.attempt).ok());
   jobs_->Tick();
   EXPECT_EQ(jobs_->Get(running.job_id)->state, JobState::kRunning);
   RunEpoch(running, w, 2);

@@ -269,30 +269,52 @@ struct EngineCase {
 
 class EngineOracleTest : public ::testing::TestWithParam<EngineCase> {};
 
+// Both clipping passes — the fused CPU loop and the ATen ops a GPU runs —
+// against autograd.
 TEST_P(EngineOracleTest, ClippedSumMatchesPerExampleAutograd) {
   const EngineCase& c = GetParam();
   auto model = Model::Create(c.model, c.dim, /*init_seed=*/11);
   ASSERT_TRUE(model.ok()) << model.status();
   auto [x, y] = RandomData(c.batch, c.dim, 5, /*scale=*/2.0);
-  GradientEngine engine(&*model);
-  at::Tensor out = at::empty({model->num_parameters()});
-  // Unclipped sum (the non-private gradient) against autograd.
-  OracleGradients oracle = PerExampleOracle(*model, x, y, /*clip=*/1.0);
-  engine.Sum(x, y, out);
-  EXPECT_LT(RelativeError(out, oracle.sum), 1e-5);
-  // Clip at quantiles of the true norms: all clipped, about half, none.
-  const at::Tensor sorted = std::get<0>(oracle.norms.sort());
-  const double tiny = sorted[0].item<double>() * 0.5;
-  const double median = sorted[c.batch / 2].item<double>();
-  const double huge = sorted[c.batch - 1].item<double>() * 2;
-  for (double clip : {tiny, median, huge}) {
-    SCOPED_TRACE(clip);
-    OracleGradients want = PerExampleOracle(*model, x, y, clip);
-    at::Tensor norms;
-    engine.ClippedSum(x, y, clip, out, &norms);
-    EXPECT_LT(RelativeError(out, want.clipped_sum), 1e-5);
-    EXPECT_LT(RelativeError(norms, want.norms), 1e-5);
+  for (ClipPass pass : {ClipPass::kFused, ClipPass::kAten}) {
+    SCOPED_TRACE(pass == ClipPass::kFused ? "fused" : "aten");
+    GradientEngine engine(&*model, pass);
+    at::Tensor out = at::empty({model->num_parameters()});
+    // Unclipped sum (the non-private gradient) against autograd.
+    OracleGradients oracle = PerExampleOracle(*model, x, y, /*clip=*/1.0);
+    engine.Sum(x, y, out);
+    EXPECT_LT(RelativeError(out, oracle.sum), 1e-5);
+    // Clip at quantiles of the true norms: all clipped, about half, none.
+    const at::Tensor sorted = std::get<0>(oracle.norms.sort());
+    const double tiny = sorted[0].item<double>() * 0.5;
+    const double median = sorted[c.batch / 2].item<double>();
+    const double huge = sorted[c.batch - 1].item<double>() * 2;
+    for (double clip : {tiny, median, huge}) {
+      SCOPED_TRACE(clip);
+      OracleGradients want = PerExampleOracle(*model, x, y, clip);
+      at::Tensor norms;
+      engine.ClippedSum(x, y, clip, out, &norms);
+      EXPECT_LT(RelativeError(out, want.clipped_sum), 1e-5);
+      ASSERT_EQ(norms.numel(), c.batch);
+      EXPECT_LT(RelativeError(norms, want.norms), 1e-5);
+    }
   }
+}
+
+// The two passes compute the same factors: their sums agree far more
+// closely than either agrees with the float64 oracle.
+TEST(EngineTest, FusedAndAtenPassesAgree) {
+  auto model = Model::Create(Mlp({32, 16}), 10, 3);
+  ASSERT_TRUE(model.ok());
+  auto [x, y] = RandomData(200, 10, 21, /*scale=*/3.0);
+  GradientEngine fused(&*model, ClipPass::kFused), aten(&*model, ClipPass::kAten);
+  at::Tensor a = at::empty({model->num_parameters()}), b = at::empty({model->num_parameters()});
+  at::Tensor na, nb;
+  fused.ClippedSum(x, y, 0.1, a, &na);
+  aten.ClippedSum(x, y, 0.1, b, &nb);
+  EXPECT_LT(RelativeError(a, b.to(at::kDouble)), 1e-6);
+  EXPECT_LT(RelativeError(na, nb.to(at::kDouble)), 1e-6);
+  EXPECT_GT(at::sum(na > 0.1).item<int64_t>(), 100) << "most rows must be clipped for this check to mean anything";
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -305,11 +327,13 @@ INSTANTIATE_TEST_SUITE_P(
                       EngineCase{"relu_single_row", Mlp({8}), 4, 1}),
     [](const ::testing::TestParamInfo<EngineCase>& info) { return info.param.name; });
 
-TEST(EngineTest, EveryClippedContributionIsAtMostC) {
+class EnginePassTest : public ::testing::TestWithParam<ClipPass> {};
+
+TEST_P(EnginePassTest, EveryClippedContributionIsAtMostC) {
   auto model = Model::Create(Mlp({32, 16}), 10, 2);
   ASSERT_TRUE(model.ok());
   auto [x, y] = RandomData(64, 10, 9, /*scale=*/5.0);
-  GradientEngine engine(&*model);
+  GradientEngine engine(&*model, GetParam());
   at::Tensor out = at::empty({model->num_parameters()});
   const double clip = 0.05;
   int clipped = 0;
@@ -326,10 +350,10 @@ TEST(EngineTest, EveryClippedContributionIsAtMostC) {
   EXPECT_GT(clipped, 32);
 }
 
-TEST(EngineTest, EmptyBatchGivesZero) {
+TEST_P(EnginePassTest, EmptyBatchGivesZero) {
   auto model = Model::Create(Mlp({4}), 3, 2);
   ASSERT_TRUE(model.ok());
-  GradientEngine engine(&*model);
+  GradientEngine engine(&*model, GetParam());
   at::Tensor out = at::ones({model->num_parameters()});
   engine.ClippedSum(at::empty({0, 3}), at::empty({0}), 1.0, out);
   EXPECT_EQ(out.abs().sum().item<double>(), 0.0);
@@ -338,10 +362,10 @@ TEST(EngineTest, EmptyBatchGivesZero) {
   EXPECT_EQ(out.abs().sum().item<double>(), 0.0);
 }
 
-TEST(EngineTest, WorkspacesSurviveVaryingBatchSizes) {
+TEST_P(EnginePassTest, WorkspacesSurviveVaryingBatchSizes) {
   auto model = Model::Create(Mlp({16, 8}, Activation::kTanh), 6, 4);
   ASSERT_TRUE(model.ok());
-  GradientEngine engine(&*model);
+  GradientEngine engine(&*model, GetParam());
   at::Tensor out = at::empty({model->num_parameters()});
   for (int64_t n : {50, 3, 0, 120, 7}) {
     auto [x, y] = RandomData(n, 6, static_cast<uint64_t>(n) + 1);
@@ -350,6 +374,11 @@ TEST(EngineTest, WorkspacesSurviveVaryingBatchSizes) {
     EXPECT_LT(RelativeError(out, PerExampleOracle(*model, x, y, 0.3).clipped_sum), 1e-5) << n;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Passes, EnginePassTest, ::testing::Values(ClipPass::kFused, ClipPass::kAten),
+                         [](const ::testing::TestParamInfo<ClipPass>& info) {
+                           return std::string(info.param == ClipPass::kFused ? "fused" : "aten");
+                         });
 
 // ---------------------------------------------------------------- trainer
 

@@ -40,6 +40,8 @@ int CudaDeviceCount() {
 struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
   cudaStream_t stream = nullptr;
+  // Orders the collective after the work that produced a device tensor.
+  cudaEvent_t ready = nullptr;
   int device = 0;
   void* buffer = nullptr;  // device staging buffer for host tensors
   size_t buffer_bytes = 0;
@@ -88,6 +90,7 @@ struct NcclCommunicator::Impl {
       }
     }
     if (buffer) cudaFree(buffer);
+    if (ready) cudaEventDestroy(ready);
     if (stream) cudaStreamDestroy(stream);
   }
 };
@@ -153,6 +156,9 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(c10::
   if (cudaError_t e = cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking); e != cudaSuccess) {
     return CudaError("cudaStreamCreate", e);
   }
+  if (cudaError_t e = cudaEventCreateWithFlags(&impl->ready, cudaEventDisableTiming); e != cudaSuccess) {
+    return CudaError("cudaEventCreate", e);
+  }
   return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(std::move(impl), rank, world_size));
 }
 
@@ -166,7 +172,22 @@ absl::Status NcclCommunicator::Collective(torch::Tensor& tensor, int root, absl:
   const size_t bytes = static_cast<size_t>(tensor.numel()) * sizeof(float);
   const bool on_host = !tensor.is_cuda();
   void* data = tensor.data_ptr();
-  if (on_host) {
+  if (!on_host) {
+    if (tensor.device().index() != im.device) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": tensor is on ", tensor.device().str(),
+                                                     ", this communicator on cuda:", im.device));
+    }
+    // The tensor was written by kernels LibTorch queued on its current
+    // stream — the legacy default stream, as dpfleet never switches streams —
+    // and the NCCL stream does not synchronise with it implicitly. Every
+    // later use waits on the host until the collective has finished (Poll).
+    if (cudaError_t e = cudaEventRecord(im.ready, cudaStreamLegacy); e != cudaSuccess) {
+      return CudaError("cudaEventRecord", e);
+    }
+    if (cudaError_t e = cudaStreamWaitEvent(im.stream, im.ready, 0); e != cudaSuccess) {
+      return CudaError("cudaStreamWaitEvent", e);
+    }
+  } else {
     if (bytes > im.buffer_bytes) {
       if (im.buffer) cudaFree(im.buffer);
       im.buffer = nullptr;
