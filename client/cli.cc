@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "client/args.h"
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
@@ -45,60 +46,26 @@ constexpr char kUsage[] =
     "                                          time and cost of a job on each fleet shape (offline)\n"
     "The server defaults to $DPFLEET_SERVER, else 127.0.0.1:7070.\n";
 
-// Flags and positionals of one verb. Flags that take a value are declared;
-// every other --flag is a switch; unknown flags are usage errors.
-struct Parsed {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> values;
-  std::set<std::string> switches;
-};
-
-bool ParseArgs(const std::vector<std::string>& args, const std::set<std::string>& value_flags,
-               const std::set<std::string>& switch_flags, Parsed* p, std::ostream& err) {
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    if (a.size() > 1 && a[0] == '-') {
-      std::string value;
-      bool has_value = false;
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        value = a.substr(eq + 1);
-        a = a.substr(0, eq);
-        has_value = true;
-      }
-      if (value_flags.count(a)) {
-        if (!has_value) {
-          if (i + 1 >= args.size()) {
-            err << "dpctl: " << a << " needs a value\n";
-            return false;
-          }
-          value = args[++i];
-        }
-        p->values[a] = value;
-      } else if (switch_flags.count(a) && !has_value) {
-        p->switches.insert(a);
-      } else {
-        err << "dpctl: unknown flag '" << a << "'\n";
-        return false;
-      }
-    } else {
-      p->positional.push_back(a);
-    }
+// Parses one verb's arguments (client/args.h); on a refused argument prints
+// "WHO: reason" and returns false.
+bool ParseVerbArgs(const std::vector<std::string>& args, const ArgSpec& spec, const std::string& who, Args* p,
+                   std::ostream& err) {
+  absl::StatusOr<Args> parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) {
+    err << who << ": " << parsed.status().message() << "\n";
+    return false;
   }
+  *p = *std::move(parsed);
   return true;
 }
 
-bool JsonOutput(const Parsed& p, std::ostream& err, bool* json) {
-  auto it = p.values.find("-o");
-  if (it == p.values.end()) {
-    *json = false;
-    return true;
-  }
-  if (it->second != "json") {
-    err << "dpctl: -o '" << it->second << "': only 'json' is supported\n";
+bool JsonOutput(const Args& p, std::ostream& err, bool* json) {
+  absl::StatusOr<bool> requested = JsonOutputRequested(p);
+  if (!requested.ok()) {
+    err << "dpctl: " << requested.status().message() << "\n";
     return false;
   }
-  *json = true;
+  *json = *requested;
   return true;
 }
 
@@ -194,10 +161,11 @@ int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
     err << "dpctl data: expected synth | prepare | schema\n";
     return kExitUsage;
   }
-  Parsed p;
-  if (!ParseArgs({args.begin() + 1, args.end()}, {"--rows", "--seed", "-o", "--state"}, {}, &p, err)) {
-    return kExitUsage;
-  }
+  Args p;
+  ArgSpec spec;
+  spec.values = {"--rows", "--seed", "-o", "--state"};
+  spec.positionals = false;
+  if (!ParseVerbArgs({args.begin() + 1, args.end()}, spec, "dpctl data synth", &p, err)) return kExitUsage;
   data::SynthOptions options;
   if (!p.values.count("--rows") || !absl::SimpleAtoi(p.values["--rows"], &options.rows) || options.rows < 0) {
     err << "dpctl data synth: --rows '" << p.values["--rows"] << "' must be a non-negative integer\n";
@@ -237,7 +205,7 @@ nlohmann::json BudgetJson(const v1::DatasetBudget& b) {
   return j;
 }
 
-int BudgetVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostream& out, std::ostream& err) {
+int BudgetVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream& out, std::ostream& err) {
   if (!p.positional.empty() && p.positional[0] == "set") {
     if (p.positional.size() != 2 || !p.values.count("--epsilon") || !p.values.count("--delta")) {
       err << "dpctl budget set: expected DATASET --epsilon E --delta D\n";
@@ -302,17 +270,16 @@ nlohmann::json DatasetJson(const v1::Dataset& d) {
   return j;
 }
 
-int DatasetsVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ostream& out, std::ostream& err) {
+int DatasetsVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream& out, std::ostream& err) {
   const std::string sub = p.positional.empty() ? "list" : p.positional[0];
   if (sub == "add") {
-    if (p.positional.size() < 2 || !p.values.count("--path")) {
+    if (p.positional.size() != 2 || !p.lists.count("--path")) {
       err << "dpctl datasets add: expected NAME --path FILE [FILE...]\n";
       return kExitUsage;
     }
     v1::AddDatasetRequest req;
     req.set_name(p.positional[1]);
-    req.add_paths(p.values.at("--path"));
-    for (std::size_t i = 2; i < p.positional.size(); ++i) req.add_paths(p.positional[i]);
+    for (const std::string& path : p.lists.at("--path")) req.add_paths(path);
     if (p.values.count("--task")) req.set_task(p.values.at("--task"));
     if (p.values.count("--features")) {
       for (absl::string_view f : absl::StrSplit(p.values.at("--features"), ',', absl::SkipEmpty())) {
@@ -390,13 +357,11 @@ int DatasetsVerb(CoordinatorClient& client, const Parsed& p, bool json, std::ost
 }
 
 int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Parsed p;
-  if (!ParseArgs(args,
-                 {"--dataset-size", "--prices", "--examples-per-second", "--allreduce-busbw-gbps",
-                  "--allreduce-latency-us", "-o"},
-                 {}, &p, err)) {
-    return kExitUsage;
-  }
+  Args p;
+  ArgSpec flags;
+  flags.values = {"--dataset-size", "--prices", "--examples-per-second", "--allreduce-busbw-gbps",
+                  "--allreduce-latency-us", "-o"};
+  if (!ParseVerbArgs(args, flags, "dpctl plan", &p, err)) return kExitUsage;
   bool json = false;
   if (!JsonOutput(p, err, &json)) return kExitUsage;
   if (p.positional.size() != 1 || !p.values.count("--dataset-size")) {
@@ -509,15 +474,16 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   if (verb == "data") return DataVerb(rest, out, err);
   if (verb == "plan") return PlanVerb(rest, out, err);
 
-  Parsed p;
-  std::set<std::string> value_flags = {"-o", "--server"};
-  std::set<std::string> switches;
-  if (verb == "submit") switches.insert("--follow");
-  if (verb == "budget") value_flags.insert({"--epsilon", "--delta"});
+  Args p;
+  ArgSpec spec;
+  spec.values = {"-o", "--server"};
+  if (verb == "submit") spec.switches.insert("--follow");
+  if (verb == "budget") spec.values.insert({"--epsilon", "--delta"});
   if (verb == "datasets") {
-    value_flags.insert({"--path", "--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
+    spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
+    spec.lists.insert("--path");
   }
-  if (!ParseArgs(rest, value_flags, switches, &p, err)) return kExitUsage;
+  if (!ParseVerbArgs(rest, spec, "dpctl " + verb, &p, err)) return kExitUsage;
   if (p.values.count("--server")) server = p.values["--server"];
   bool json = false;
   if (!JsonOutput(p, err, &json)) return kExitUsage;

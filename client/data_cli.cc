@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "client/args.h"
 #include "client/cli.h"
 #include "common/prepare.h"
 #include "common/pums_schema.h"
@@ -30,61 +31,18 @@ constexpr char kPrepareUsage[] =
 
 constexpr char kSchemaUsage[] = "usage: dpctl data schema [-o json]\n";
 
-// Parsed flags: every flag takes values; only --input takes several.
-struct Flags {
-  std::map<std::string, std::string> values;
-  std::vector<std::string> inputs;
-};
-
-// Returns an error message, or nullopt when the arguments parse.
-std::optional<std::string> ParseFlags(const std::vector<std::string>& args,
-                                      const std::set<std::string>& known, Flags* flags) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string name = args[i];
-    std::optional<std::string> value;
-    if (name == "-o" || absl::StartsWith(name, "-o=")) {
-      if (name.size() > 2) value = name.substr(3);
-      name = "-o";
-    } else if (absl::StartsWith(name, "--") && name.size() > 2) {
-      const size_t eq = name.find('=');
-      if (eq != std::string::npos) {
-        value = name.substr(eq + 1);
-        name = name.substr(0, eq);
-      }
-    } else {
-      return absl::StrCat("unexpected argument \"", name, "\"");
-    }
-    if (known.count(name) == 0) return absl::StrCat("unknown flag ", name);
-    if (name == "--input") {
-      // --input a.csv b.csv ... : every following argument up to the next flag.
-      if (value.has_value()) {
-        flags->inputs.push_back(*value);
-        continue;
-      }
-      size_t n = 0;
-      while (i + 1 < args.size() && !absl::StartsWith(args[i + 1], "-")) {
-        flags->inputs.push_back(args[++i]);
-        ++n;
-      }
-      if (n == 0) return std::string("flag --input needs at least one FILE");
-      continue;
-    }
-    if (!value.has_value()) {
-      if (i + 1 >= args.size()) return absl::StrCat("flag ", name, " needs a value");
-      value = args[++i];
-    }
-    if (flags->values.count(name) != 0) return absl::StrCat("flag ", name, " given more than once");
-    flags->values[name] = *value;
-  }
-  return std::nullopt;
-}
-
-std::optional<std::string> CheckOutputFormat(const Flags& flags) {
-  auto it = flags.values.find("-o");
-  if (it != flags.values.end() && it->second != "json") {
-    return absl::StrCat("-o: \"", it->second, "\" is not a known format (only json)");
-  }
-  return std::nullopt;
+// Parses the flags (no positionals) and checks -o; an error message or the
+// flags.
+absl::StatusOr<Args> ParseDataFlags(const std::vector<std::string>& args, std::set<std::string> values,
+                                    std::set<std::string> lists) {
+  ArgSpec spec;
+  spec.values = std::move(values);
+  spec.lists = std::move(lists);
+  spec.positionals = false;
+  absl::StatusOr<Args> parsed = ParseArgs(args, spec);
+  if (!parsed.ok()) return parsed;
+  if (absl::StatusOr<bool> json = JsonOutputRequested(*parsed); !json.ok()) return json.status();
+  return parsed;
 }
 
 // Codes that mean "the caller gave something wrong" (exit 2).
@@ -103,21 +61,17 @@ int RunDataPrepare(const std::vector<std::string>& args, std::ostream& out, std:
     out << kPrepareUsage;
     return kExitOk;
   }
-  Flags flags;
-  std::optional<std::string> bad =
-      ParseFlags(args,
-                 {"--input", "--task", "--features", "--split-seed", "--eval-fraction",
-                  "--shards", "--out", "--threads", "-o"},
-                 &flags);
-  if (!bad) bad = CheckOutputFormat(flags);
-  auto usage = [&](const std::string& message) {
+  absl::StatusOr<Args> flags = ParseDataFlags(
+      args, {"--task", "--features", "--split-seed", "--eval-fraction", "--shards", "--out", "--threads", "-o"},
+      {"--input"});
+  auto usage = [&](absl::string_view message) {
     err << kWho << message << "\n" << kPrepareUsage;
     return kExitUsage;
   };
-  if (bad) return usage(*bad);
-  const auto& v = flags.values;
+  if (!flags.ok()) return usage(flags.status().message());
+  const auto& v = flags->values;
   data::PrepareOptions options;
-  options.inputs = flags.inputs;
+  if (auto it = flags->lists.find("--input"); it != flags->lists.end()) options.inputs = it->second;
   if (options.inputs.empty()) return usage("missing required flag --input FILE...");
   for (const char* required : {"--task", "--shards", "--out"}) {
     if (v.count(required) == 0) return usage(absl::StrCat("missing required flag ", required));
@@ -168,7 +122,7 @@ int RunDataPrepare(const std::vector<std::string>& args, std::ostream& out, std:
     err << kWho << m.status().message() << "\n";
     return IsInputError(m.status()) ? kExitUsage : kExitFailure;
   }
-  if (v.count("-o")) {
+  if (*JsonOutputRequested(*flags)) {
     out << data::ManifestToJson(*m);
     return kExitOk;
   }
@@ -187,14 +141,12 @@ int RunDataPrepare(const std::vector<std::string>& args, std::ostream& out, std:
 }
 
 int RunDataSchema(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Flags flags;
-  std::optional<std::string> bad = ParseFlags(args, {"-o"}, &flags);
-  if (!bad) bad = CheckOutputFormat(flags);
-  if (bad) {
-    err << "dpctl data schema: " << *bad << "\n" << kSchemaUsage;
+  absl::StatusOr<Args> flags = ParseDataFlags(args, {"-o"}, {});
+  if (!flags.ok()) {
+    err << "dpctl data schema: " << flags.status().message() << "\n" << kSchemaUsage;
     return kExitUsage;
   }
-  if (flags.values.count("-o")) {
+  if (*JsonOutputRequested(*flags)) {
     out << data::SchemaJson();
     return kExitOk;
   }

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "client/args.h"
 #include "client/cli.h"
 #include "common/accountant.h"
 #include "nlohmann/json.hpp"
@@ -43,44 +44,16 @@ struct UsageError {
 
 using Flags = std::map<std::string, std::string>;
 
-// Splits args into flags. Every flag takes exactly one value.
+// Splits args[begin..] into flags (client/args.h); every flag takes one
+// value. Flags are keyed by name without dashes; -o is "output".
 std::optional<UsageError> ParseFlags(const std::vector<std::string>& args, size_t begin,
                                      const std::set<std::string>& known, Flags& flags) {
-  for (size_t i = begin; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    std::string name, value;
-    bool has_value = false;
-    if (arg == "-o") {
-      name = "output";
-    } else if (absl::StartsWith(arg, "-o=")) {
-      name = "output";
-      value = arg.substr(3);
-      has_value = true;
-    } else if (absl::StartsWith(arg, "--") && arg.size() > 2) {
-      const size_t eq = arg.find('=');
-      name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-      if (eq != std::string::npos) {
-        value = arg.substr(eq + 1);
-        has_value = true;
-      }
-    } else {
-      return UsageError{absl::StrCat("unexpected argument \"", arg, "\"")};
-    }
-    const std::string shown = name == "output" ? "-o" : absl::StrCat("--", name);
-    if (known.count(name) == 0) {
-      return UsageError{absl::StrCat("unknown flag ", shown)};
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size() || absl::StartsWith(args[i + 1], "--")) {
-        return UsageError{absl::StrCat("flag ", shown, " needs a value")};
-      }
-      value = args[++i];
-    }
-    if (flags.count(name) != 0) {
-      return UsageError{absl::StrCat("flag ", shown, " given more than once")};
-    }
-    flags[name] = value;
-  }
+  ArgSpec spec;
+  spec.positionals = false;
+  for (const std::string& name : known) spec.values.insert(name == "output" ? "-o" : absl::StrCat("--", name));
+  absl::StatusOr<Args> parsed = ParseArgs({args.begin() + static_cast<std::ptrdiff_t>(begin), args.end()}, spec);
+  if (!parsed.ok()) return UsageError{std::string(parsed.status().message())};
+  for (const auto& [flag, value] : parsed->values) flags[flag == "-o" ? "output" : flag.substr(2)] = value;
   return std::nullopt;
 }
 
