@@ -35,6 +35,7 @@ constexpr char kUsage[] =
     "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
     "       [--split-seed N] [--eval-fraction F]   register PUMS files; the coordinator prepares shards\n"
     "  datasets list [-o json] | datasets show NAME [-o json]   registered datasets and their manifests\n"
+    "  datasets rm NAME [-o json]              forget a dataset, delete its shards (ledger and raw files stay)\n"
     "  budget [DATASET] [-o json]              privacy spent / committed / remaining per dataset\n"
     "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
@@ -335,8 +336,23 @@ int DatasetsVerb(CoordinatorClient& client, const Args& p, bool json, std::ostre
     }
     return kExitOk;
   }
+  if (sub == "rm" || sub == "remove") {
+    if (p.positional.size() != 2) {
+      err << "dpctl datasets rm: expected NAME\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<v1::Dataset> d = client.RemoveDataset(p.positional[1]);
+    if (!d.ok()) return ReportError(d.status(), err);
+    if (json) {
+      out << DatasetJson(*d).dump(2) << "\n";
+    } else {
+      out << "removed dataset " << d->name() << " (" << d->state() << "); its shards in " << d->dir()
+          << " are deleted, the raw files and the privacy ledger are kept\n";
+    }
+    return kExitOk;
+  }
   if (sub != "list" || p.positional.size() > 1) {
-    err << "dpctl datasets: expected add | list | show\n";
+    err << "dpctl datasets: expected add | list | show | rm\n";
     return kExitUsage;
   }
   absl::StatusOr<std::vector<v1::Dataset>> all = client.ListDatasets();

@@ -128,6 +128,14 @@ absl::StatusOr<std::vector<v1::Dataset>> CoordinatorClient::ListDatasets() {
   return std::vector<v1::Dataset>(resp.datasets().begin(), resp.datasets().end());
 }
 
+absl::StatusOr<v1::Dataset> CoordinatorClient::RemoveDataset(const std::string& name) {
+  v1::RemoveDatasetRequest req;
+  req.set_name(name);
+  v1::Dataset resp;
+  DPFLEET_UNARY(RemoveDataset, req, resp);
+  return resp;
+}
+
 #undef DPFLEET_UNARY
 
 absl::StatusOr<v1::Job> CoordinatorClient::Watch(

@@ -30,6 +30,7 @@ class CoordinatorClient {
   absl::StatusOr<v1::Dataset> AddDataset(const v1::AddDatasetRequest& request);
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
+  absl::StatusOr<v1::Dataset> RemoveDataset(const std::string& name);
   // Streams events until the job is terminal (returns its final record) or
   // on_event returns false. Reconnects if the coordinator restarts.
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,

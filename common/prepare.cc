@@ -250,6 +250,9 @@ absl::StatusOr<Manifest> PrepareShards(const PrepareOptions& options) {
                    EncodeStreaming(options.inputs, encode,
                                    [&router, &options, kept = int64_t{0}](EncodedSplit&& t,
                                                                           EncodedSplit&& e) mutable {
+                                     if (options.cancel != nullptr && options.cancel->load()) {
+                                       return absl::CancelledError("preparation cancelled");
+                                     }
                                      kept += t.rows + e.rows;
                                      absl::Status s = router.Add(std::move(t), std::move(e));
                                      if (s.ok() && options.progress) options.progress(kept);

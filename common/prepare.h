@@ -20,6 +20,7 @@
 #ifndef DPFLEET_COMMON_PREPARE_H_
 #define DPFLEET_COMMON_PREPARE_H_
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -45,6 +46,9 @@ struct PrepareOptions {
   // Called after each encoded block with the rows kept so far (train +
   // eval), from the preparing thread. Optional.
   std::function<void(int64_t rows_kept)> progress;
+  // Checked after each encoded block: once set, the preparation stops with
+  // Cancelled (no manifest written, partial shards removed). Optional.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // Runs the preparation and returns the manifest it wrote to

@@ -65,10 +65,21 @@ DatasetRegistry::~DatasetRegistry() {
 absl::Status DatasetRegistry::Recover() {
   ASSIGN_OR_RETURN(std::vector<std::string> rows, store_->LoadDatasets());
   absl::MutexLock lock(&mu_);
+  std::set<std::string> dirs;
   for (const std::string& r : rows) {
     ASSIGN_OR_RETURN(DatasetRecord d, FromJson(r));
     datasets_[d.name] = d;
+    dirs.insert(std::filesystem::path(d.dir).filename().string());
     if (d.state == "PREPARING") StartLocked(d);
+  }
+  // Shard directories no record names (by their last component: the state
+  // directory may be spelled differently from one start to the next), left
+  // by a crash during a removal.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(state_dir_) / "datasets", ec)) {
+    if (entry.is_directory(ec) && !dirs.count(entry.path().filename().string())) {
+      DeleteDirLocked(entry.path().string());
+    }
   }
   return absl::OkStatus();
 }
@@ -105,6 +116,10 @@ absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
   if (datasets_.count(d.name)) {
     return absl::AlreadyExistsError(absl::StrCat("dataset '", d.name, "' is already registered"));
   }
+  if (removing_.count(d.name)) {
+    return absl::UnavailableError(
+        absl::StrCat("dataset '", d.name, "' is being removed (its preparation is stopping); add it again shortly"));
+  }
   d.state = "PREPARING";
   d.reason.clear();
   d.dir = absl::StrCat(state_dir_, "/datasets/", d.name);
@@ -116,10 +131,38 @@ absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
 }
 
 void DatasetRegistry::StartLocked(const DatasetRecord& record) {
-  threads_.emplace_back([this, record] { Prepare(record); });
+  auto cancel = std::make_shared<std::atomic<bool>>(false);
+  preparing_[record.name] = cancel;
+  threads_.emplace_back([this, record, cancel] { Prepare(record, cancel); });
 }
 
-void DatasetRegistry::Prepare(DatasetRecord d) {
+void DatasetRegistry::DeleteDirLocked(const std::string& dir) {
+  // Only ever a directory this registry created.
+  const std::filesystem::path root = std::filesystem::path(state_dir_) / "datasets";
+  const std::filesystem::path p(dir);
+  if (p.parent_path().lexically_normal() != root.lexically_normal() || p.filename().empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(p, ec);
+}
+
+absl::StatusOr<DatasetRecord> DatasetRegistry::Remove(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = datasets_.find(name);
+  if (it == datasets_.end()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+  const DatasetRecord d = it->second;
+  RETURN_IF_ERROR(store_->DeleteDataset(name));
+  datasets_.erase(it);
+  if (auto p = preparing_.find(name); p != preparing_.end()) {
+    // The preparing thread stops at its next block and deletes the directory.
+    p->second->store(true);
+    removing_.insert(name);
+  } else {
+    DeleteDirLocked(d.dir);
+  }
+  return d;
+}
+
+void DatasetRegistry::Prepare(DatasetRecord d, std::shared_ptr<std::atomic<bool>> cancel) {
   data::PrepareOptions options;
   options.inputs = d.paths;
   options.encode.task = *data::ParseTask(d.task);
@@ -128,9 +171,10 @@ void DatasetRegistry::Prepare(DatasetRecord d) {
   options.encode.eval_fraction = d.eval_fraction;
   options.shards = d.shards;
   options.out_dir = d.dir;
+  options.cancel = cancel.get();
   options.progress = [this, name = d.name](int64_t kept) {
     absl::MutexLock lock(&mu_);
-    datasets_[name].rows_prepared = kept;
+    if (auto it = datasets_.find(name); it != datasets_.end()) it->second.rows_prepared = kept;
   };
   absl::StatusOr<data::Manifest> m = data::PrepareShards(options);
   if (m.ok()) {
@@ -145,6 +189,12 @@ void DatasetRegistry::Prepare(DatasetRecord d) {
     d.reason = std::string(m.status().message());
   }
   absl::MutexLock lock(&mu_);
+  preparing_.erase(d.name);
+  if (removing_.erase(d.name) > 0) {
+    // Removed while it was being prepared: nothing of it is kept.
+    DeleteDirLocked(d.dir);
+    return;
+  }
   absl::Status s = store_->PutDataset(d.name, ToJson(d).dump());
   if (!s.ok() && d.state == "READY") {
     d.state = "FAILED";
@@ -165,6 +215,15 @@ std::vector<DatasetRecord> DatasetRegistry::List() {
   std::vector<DatasetRecord> out;
   for (const auto& [n, d] : datasets_) out.push_back(d);
   return out;
+}
+
+absl::Status DatasetRegistry::WaitRemoved(const std::string& name, absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  auto done = [&] { return removing_.count(name) == 0; };
+  if (!mu_.AwaitWithTimeout(absl::Condition(&done), timeout)) {
+    return absl::DeadlineExceededError(absl::StrCat("dataset '", name, "' is still being removed"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<DatasetRecord> DatasetRegistry::WaitPrepared(const std::string& name, absl::Duration timeout) {

@@ -6,10 +6,18 @@
 //
 // Never exposes rows: a dataset's public face is its manifest (counts,
 // layout, checksums).
+//
+// Remove forgets a registration and deletes the shards the coordinator made
+// (never the raw files); a preparation in progress is cancelled. The
+// privacy ledger is keyed by the raw files, not by the registration, so
+// removing (and re-adding) a dataset never forgets budget already spent.
 #ifndef DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 #define DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 
+#include <atomic>
 #include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,18 +60,32 @@ class DatasetRegistry {
   absl::StatusOr<DatasetRecord> Add(DatasetRecord request);
   absl::StatusOr<DatasetRecord> Get(const std::string& name);
   std::vector<DatasetRecord> List();
+  // Forgets `name` and deletes its shard directory; returns the record as it
+  // was. A PREPARING dataset's preparation is cancelled and cleans up after
+  // itself; until it has, Add of the same name is refused (Unavailable).
+  // The caller makes sure no live job uses the dataset (JobManager).
+  absl::StatusOr<DatasetRecord> Remove(const std::string& name);
+  // Blocks until a removed dataset's preparation has stopped and cleaned up
+  // (tests, tools); DeadlineExceeded if it has not within `timeout`.
+  absl::Status WaitRemoved(const std::string& name, absl::Duration timeout);
   // Blocks until the dataset is no longer PREPARING (tests, tools).
   absl::StatusOr<DatasetRecord> WaitPrepared(const std::string& name, absl::Duration timeout);
 
  private:
   void StartLocked(const DatasetRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Prepare(DatasetRecord record);
+  void Prepare(DatasetRecord record, std::shared_ptr<std::atomic<bool>> cancel);
+  // Deletes a shard directory this registry made (under <state-dir>/datasets).
+  void DeleteDirLocked(const std::string& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   Clock* const clock_;
   const std::string state_dir_;
   absl::Mutex mu_;
   std::map<std::string, DatasetRecord> datasets_ ABSL_GUARDED_BY(mu_);
+  // Cancel flags of the preparations still running, by name.
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> preparing_ ABSL_GUARDED_BY(mu_);
+  // Removed while PREPARING: their preparation has yet to stop.
+  std::set<std::string> removing_ ABSL_GUARDED_BY(mu_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -167,6 +167,15 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
     }
   }
   absl::MutexLock lock(&mu_);
+  if (!spec.dataset.empty()) {
+    // RemoveDataset holds this lock too: the dataset is still the one read
+    // above when the job is created, or the submission is refused.
+    absl::StatusOr<DatasetRecord> d = datasets_->Get(spec.dataset);
+    if (!d.ok() || d->dir != shard_dir || d->state != "READY") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dataset: '", spec.dataset, "' was removed while the job was being submitted"));
+    }
+  }
   // The budget check and the job's creation happen under one lock, so
   // concurrent submissions cannot together overshoot a budget.
   if (auto b = budgets_.find(dataset_key); b != budgets_.end()) {
@@ -201,6 +210,22 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   PublishLocked(job, std::move(ev));
   ScheduleLocked();
   return job->record;
+}
+
+absl::StatusOr<DatasetRecord> JobManager::RemoveDataset(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  if (datasets_ == nullptr) return absl::FailedPreconditionError("this coordinator has no datasets");
+  ASSIGN_OR_RETURN(DatasetRecord d, datasets_->Get(name));
+  std::vector<std::string> users;
+  for (const std::string& id : job_order_) {
+    const JobRecord& r = jobs_.at(id).record;
+    if (!IsTerminal(r.state) && r.shard_dir == d.dir) users.push_back(absl::StrCat(id, " (", JobStateName(r.state), ")"));
+  }
+  if (!users.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat("dataset '", name, "' is in use by ", absl::StrJoin(users, ", "),
+                                                      "; cancel those jobs or let them finish first"));
+  }
+  return datasets_->Remove(name);
 }
 
 absl::StatusOr<JobRecord> JobManager::Get(const std::string& job_id) {

@@ -80,6 +80,10 @@ class JobManager {
 
   // Lets specs name registered datasets (`dataset: NAME`). Not owned.
   void set_datasets(DatasetRegistry* datasets) { datasets_ = datasets; }
+  // Removes a registered dataset (DatasetRegistry::Remove) unless a queued
+  // or running job uses it (FailedPrecondition naming the jobs). Its ledger
+  // entries and budget stay: they are keyed by the raw files.
+  absl::StatusOr<DatasetRecord> RemoveDataset(const std::string& name);
 
   // Loads jobs from the store. RUNNING jobs wait one lease for their workers
   // to re-register; after that they fail.

@@ -221,6 +221,15 @@ absl::StatusOr<std::vector<std::string>> Store::LoadDatasets() {
   return out;
 }
 
+absl::Status Store::DeleteDataset(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "DELETE FROM datasets WHERE name = ?1");
+  if (!st.ok()) return SqlError(db_, "delete dataset");
+  st.Bind(1, name);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "delete dataset " + name);
+  return absl::OkStatus();
+}
+
 absl::Status Store::PutBudget(const BudgetRecord& b) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,

@@ -66,6 +66,8 @@ class Store {
   // Registered datasets as JSON records, keyed by name.
   absl::Status PutDataset(const std::string& name, const std::string& record_json);
   absl::StatusOr<std::vector<std::string>> LoadDatasets();
+  // Forgets a registered dataset (its ledger entries and budget stay).
+  absl::Status DeleteDataset(const std::string& name);
 
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();

@@ -141,6 +141,14 @@ grpc::Status CoordinatorServiceImpl::ListDatasets(grpc::ServerContext*, const v1
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorServiceImpl::RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest* req,
+                                                   v1::Dataset* resp) {
+  absl::StatusOr<DatasetRecord> r = jobs_->RemoveDataset(req->name());
+  if (!r.ok()) return ToGrpc(r.status());
+  ToProto(*r, resp);
+  return grpc::Status::OK;
+}
+
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
   if (req->device().empty()) {

@@ -29,6 +29,7 @@ class CoordinatorServiceImpl final : public v1::Coordinator::Service {
   grpc::Status AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest*, v1::Dataset*) override;
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*, v1::Dataset*) override;
   grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*, v1::ListDatasetsResponse*) override;
+  grpc::Status RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest*, v1::Dataset*) override;
 
  private:
   JobManager* jobs_;

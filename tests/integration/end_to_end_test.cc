@@ -447,6 +447,18 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
     EXPECT_THAT(fetched[2], HasSubstr("rank0/train-00002-of-00003.bin"));
     EXPECT_THAT(fetched[3], HasSubstr("rank1/train-00001-of-00003.bin"));
   }
+  // dpctl datasets rm: the shards go, the ledger stays, the name is free.
+  ASSERT_EQ(cluster_->Dpctl({"datasets", "rm", "synth-pums", "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["name"], "synth-pums");
+  EXPECT_FALSE(std::filesystem::exists(ds["dir"].get<std::string>()));
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "show", "synth-pums"}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "rm", "synth-pums"}, &out, &err), 2);
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "rm"}, &out, &err), 2);
+  ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["datasets"][0]["epsilon_spent"].get<double>(),
+                   final_status["epsilon"].get<double>());
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 0) << err;
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedOrStreamed, DatasetEndToEndTest, ::testing::Values(false, true));

@@ -1,6 +1,7 @@
 #include "common/prepare.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -147,6 +148,24 @@ TEST(PrepareTest, ProgressRisesBlockByBlockToTheRowsKept) {
   ASSERT_GT(seen.size(), 3u) << "one call per encoded block";
   for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
   EXPECT_EQ(seen.back(), m.rows_train + m.rows_eval);
+}
+
+// A cancel stops the preparation at the next block, with nothing published.
+TEST(PrepareTest, CancelStopsAtTheNextBlockAndLeavesNoFiles) {
+  testing::TempDir dir;
+  PrepareOptions o = Options({Synth(dir, 5000, 3, "p.csv")}, dir.Join("out"), 2);
+  o.encode.read_chunk_bytes = 32 << 10;
+  std::atomic<bool> cancel{false};
+  int blocks = 0;
+  o.cancel = &cancel;
+  o.progress = [&](int64_t) {
+    if (++blocks == 2) cancel = true;
+  };
+  absl::StatusOr<Manifest> m = PrepareShards(o);
+  ASSERT_FALSE(m.ok());
+  EXPECT_EQ(m.status().code(), absl::StatusCode::kCancelled) << m.status();
+  EXPECT_EQ(blocks, 2) << "no block is encoded into the shards after the cancel";
+  EXPECT_TRUE(!fs::exists(dir.Join("out")) || FilesIn(dir.Join("out")).empty());
 }
 
 TEST(PrepareTest, OutputIsByteIdenticalWhateverThreadsAndBlockSize) {

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -540,6 +542,105 @@ TEST_F(JobManagerTest, FetchShardServesOnlyTheRanksOwnFiles) {
   EXPECT_GT(part->second, 110);
   EXPECT_EQ(jobs_->FetchShard(running.job_id, running.attempt + 1, 0, data::kManifestFile, 0, 10).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Removing a dataset: refused while a live job uses it; then its shards go,
+// the registration is forgotten across a restart, and the budget spent on
+// its files stays (the ledger is keyed by the raw files).
+TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
+  const std::string csv = dir_.Join("pums.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
+  auto registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  jobs_->set_datasets(registry.get());
+  DatasetRecord req;
+  req.name = "tiny";
+  req.paths = {csv};
+  ASSERT_TRUE(registry->Add(req).ok());
+  auto ready = registry->WaitPrepared("tiny", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok() && ready->state == "READY");
+  ASSERT_TRUE(std::filesystem::exists(ready->dir + "/manifest.json"));
+  const std::string key = DatasetKey(ready->paths);
+
+  const std::string w = AddWorker();
+  auto job = jobs_->Submit("name: t\ndataset: tiny\ntraining: {epochs: 2, batch_size: 64}\n");
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto running = *jobs_->Get(job->job_id);
+  ASSERT_EQ(running.state, JobState::kRunning);
+  auto refused = jobs_->RemoveDataset("tiny");
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(job->job_id + " (RUNNING)"));
+  EXPECT_TRUE(registry->Get("tiny").ok()) << "a refused removal changes nothing";
+
+  RunEpoch(running, w, 1);
+  ASSERT_TRUE(jobs_->Cancel(job->job_id).ok());
+  auto spent = jobs_->GetBudgets(key);
+  ASSERT_TRUE(spent.ok() && spent->size() == 1);
+  const double eps = (*spent)[0].spent;
+  EXPECT_GT(eps, 0);
+
+  auto removed = jobs_->RemoveDataset("tiny");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(removed->name, "tiny");
+  EXPECT_FALSE(std::filesystem::exists(ready->dir)) << "the coordinator's shards are deleted";
+  EXPECT_TRUE(std::filesystem::exists(csv)) << "the raw file is not";
+  EXPECT_EQ(registry->Get("tiny").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs_->RemoveDataset("tiny").status().code(), absl::StatusCode::kNotFound);
+  auto orphan = jobs_->Submit("name: t2\ndataset: tiny\ntraining: {epochs: 1, batch_size: 64}\n");
+  EXPECT_EQ(orphan.status().code(), absl::StatusCode::kInvalidArgument);
+  auto after = jobs_->GetBudgets(key);
+  ASSERT_TRUE(after.ok() && after->size() == 1);
+  EXPECT_DOUBLE_EQ((*after)[0].spent, eps) << "removal never forgets spent budget";
+
+  // A restart does not bring it back; re-adding the same files prepares
+  // them again, and the ledger still holds what was spent on them.
+  registry.reset();
+  Open();
+  registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  ASSERT_TRUE(registry->Recover().ok());
+  jobs_->set_datasets(registry.get());
+  EXPECT_TRUE(registry->List().empty());
+  ASSERT_TRUE(registry->Add(req).ok());
+  auto again = registry->WaitPrepared("tiny", absl::Seconds(60));
+  ASSERT_TRUE(again.ok() && again->state == "READY") << (again.ok() ? again->reason : again.status().ToString());
+  auto restarted = jobs_->GetBudgets(key);
+  ASSERT_TRUE(restarted.ok() && restarted->size() == 1);
+  EXPECT_DOUBLE_EQ((*restarted)[0].spent, eps);
+}
+
+// Removing a dataset while it is being prepared cancels the preparation,
+// which then deletes what it wrote; the name is free again afterwards.
+TEST_F(JobManagerTest, RemovingAPreparingDatasetCancelsItsPreparation) {
+  const std::string csv = dir_.Join("big.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/300000, /*seed=*/5}, csv).ok());
+  DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  jobs_->set_datasets(&registry);
+  DatasetRecord req;
+  req.name = "big";
+  req.paths = {csv};
+  auto added = registry.Add(req);
+  ASSERT_TRUE(added.ok());
+  auto removed = jobs_->RemoveDataset("big");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  ASSERT_EQ(removed->state, "PREPARING") << "300k rows cannot be prepared in the time between two calls";
+  EXPECT_EQ(registry.Get("big").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(registry.WaitRemoved("big", absl::Seconds(60)).ok());
+  EXPECT_FALSE(std::filesystem::exists(added->dir));
+  auto stored = store_->LoadDatasets();
+  ASSERT_TRUE(stored.ok());
+  EXPECT_TRUE(stored->empty());
+  EXPECT_TRUE(registry.Add(req).ok()) << "the name is free once the preparation has stopped";
+}
+
+// A crash between forgetting a dataset and deleting its shards leaves a
+// directory no record names; the next start deletes it.
+TEST_F(JobManagerTest, RecoverDeletesShardDirectoriesNoDatasetNames) {
+  const std::string orphan = dir_.Join("datasets/gone");
+  std::filesystem::create_directories(orphan);
+  std::ofstream(orphan + "/manifest.json") << "{}";
+  DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  ASSERT_TRUE(registry.Recover().ok());
+  EXPECT_FALSE(std::filesystem::exists(orphan));
+  EXPECT_TRUE(std::filesystem::exists(dir_.path())) << "only the orphan goes";
 }
 
 }  // namespace
