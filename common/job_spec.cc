@@ -207,8 +207,9 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
   if (top.Has("resources")) {
     MapReader r(top.Get("resources"), "resources");
     RETURN_IF_ERROR(r.CheckIsMap());
-    RETURN_IF_ERROR(r.CheckKnown({"workers", "device"}));
+    RETURN_IF_ERROR(r.CheckKnown({"workers", "device", "max_attempts"}));
     RETURN_IF_ERROR(r.Number("workers", &spec->resources.workers));
+    RETURN_IF_ERROR(r.Number("max_attempts", &spec->resources.max_attempts));
     RETURN_IF_ERROR(r.String("device", &spec->resources.device));
   }
   return absl::OkStatus();
@@ -300,6 +301,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                       "must be between 1 and 4096");
   }
   RETURN_IF_ERROR(OneOf("resources.device", spec.resources.device, {"cpu", "cuda"}));
+  if (spec.resources.max_attempts < 1 || spec.resources.max_attempts > 100) {
+    return FieldError("resources.max_attempts", std::to_string(spec.resources.max_attempts),
+                      "must be between 1 and 100");
+  }
   return absl::OkStatus();
 }
 
@@ -372,7 +377,8 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   e << YAML::Key << "secure_rng" << YAML::Value << p.secure_rng << YAML::EndMap;
   e << YAML::Key << "resources" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "workers" << YAML::Value << spec.resources.workers;
-  e << YAML::Key << "device" << YAML::Value << spec.resources.device << YAML::EndMap;
+  e << YAML::Key << "device" << YAML::Value << spec.resources.device;
+  e << YAML::Key << "max_attempts" << YAML::Value << spec.resources.max_attempts << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }

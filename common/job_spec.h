@@ -48,6 +48,12 @@ struct PrivacySpec {
 struct ResourcesSpec {
   int32_t workers = 1;
   std::string device = "cpu";  // cpu | cuda
+  // Attempts a job may take: with more than 1, rank 0 checkpoints the
+  // training state to the coordinator after every epoch, and a failed
+  // attempt (lost worker, failed collective) is rescheduled from the last
+  // checkpoint. Every attempt's charges stay in the ledger, so a retry
+  // spends budget again for the epoch it repeats.
+  int32_t max_attempts = 1;
 };
 
 struct JobSpec {

@@ -74,6 +74,7 @@ absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const s
   if (state == JobState::kRunning) r.started_ms = now;
   if (IsTerminal(state)) r.finished_ms = now;
   absl::Status s = store_->PutJob(r);
+  if (IsTerminal(state) && s.ok()) s = store_->DeleteCheckpoints(r.job_id, std::numeric_limits<int32_t>::max());
   JobEvent ev;
   ev.type = JobEvent::Type::kState;
   ev.state = state;
@@ -444,7 +445,8 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
 absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job_id,
                                                           int32_t attempt, int32_t rank,
                                                           const std::string& worker_id,
-                                                          const EpochRecord& metrics) {
+                                                          const EpochRecord& metrics,
+                                                          const std::string& checkpoint) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   JobRecord& r = job->record;
@@ -482,11 +484,14 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     ASSIGN_OR_RETURN(epsilon, privacy::ComputeEpsilon(kind, through_epoch, r.delta));
     ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
   }
+  // The state to resume from is durable before the epoch counts as done.
+  if (!checkpoint.empty()) RETURN_IF_ERROR(store_->PutCheckpoint(job_id, metrics.epoch, checkpoint));
   EpochRecord rec = metrics;
   rec.epsilon = epsilon;
   r.history.push_back(rec);
   r.epochs_done = metrics.epoch;
   RETURN_IF_ERROR(store_->PutJob(r));
+  if (!checkpoint.empty()) RETURN_IF_ERROR(store_->DeleteCheckpoints(job_id, metrics.epoch));
   JobEvent ev;
   ev.type = JobEvent::Type::kEpoch;
   ev.state = r.state;
@@ -514,6 +519,40 @@ void JobManager::ReleaseAttemptLocked(JobEntry* job) {
   }
 }
 
+void JobManager::FailAttemptLocked(JobEntry* job, const std::string& reason) {
+  ReleaseAttemptLocked(job);
+  JobRecord& r = job->record;
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(r.spec_yaml);
+  const int32_t max_attempts = spec.ok() ? spec->resources.max_attempts : 1;
+  if (r.attempt < max_attempts) {
+    r.worker_ids.clear();
+    (void)TransitionLocked(job, JobState::kQueued,
+                           absl::StrCat("attempt ", r.attempt, " of ", max_attempts, " failed: ", reason,
+                                        "; queued to resume after epoch ", r.epochs_done));
+    return;
+  }
+  (void)TransitionLocked(
+      job, JobState::kFailed,
+      max_attempts > 1 ? absl::StrCat(reason, " (attempt ", r.attempt, " of ", max_attempts, ")") : reason);
+}
+
+absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const std::string& job_id, int32_t attempt,
+                                                                      int32_t rank, int64_t offset,
+                                                                      int64_t max_bytes) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+  const int32_t epoch = job->record.epochs_done;
+  if (epoch == 0) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has not finished an epoch"));
+  ASSIGN_OR_RETURN(std::string data, store_->GetCheckpoint(job_id, epoch));
+  const int64_t total = static_cast<int64_t>(data.size());
+  if (offset < 0 || offset > total) {
+    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside the checkpoint (", total, " bytes)"));
+  }
+  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
+  return CheckpointChunk{data.substr(static_cast<size_t>(offset), static_cast<size_t>(n)), total, epoch};
+}
+
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
                                     const std::string& worker_id, bool success,
                                     const std::string& error) {
@@ -527,17 +566,12 @@ absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, 
   JobRecord& r = job->record;
   if (r.state == JobState::kRunning && r.attempt == attempt) {
     if (!success) {
-      ReleaseAttemptLocked(job);
-      RETURN_IF_ERROR(TransitionLocked(
-          job, JobState::kFailed, absl::StrCat("rank ", rank, " (worker ", worker_id, "): ", error)));
+      FailAttemptLocked(job, absl::StrCat("rank ", rank, " (worker ", worker_id, "): ", error));
     } else if (rank == 0) {
       if (r.epochs_done == r.epochs) {
         RETURN_IF_ERROR(TransitionLocked(job, JobState::kSucceeded, ""));
       } else {
-        ReleaseAttemptLocked(job);
-        RETURN_IF_ERROR(TransitionLocked(
-            job, JobState::kFailed,
-            absl::StrCat("rank 0 finished after ", r.epochs_done, " of ", r.epochs, " epochs")));
+        FailAttemptLocked(job, absl::StrCat("rank 0 finished after ", r.epochs_done, " of ", r.epochs, " epochs"));
       }
     }
   }
@@ -694,10 +728,8 @@ void JobManager::Tick() {
     if (j == jobs_.end()) continue;
     JobEntry& job = j->second;
     if (job.record.state == JobState::kRunning && job.record.attempt == w.attempt) {
-      ReleaseAttemptLocked(&job);
-      (void)TransitionLocked(&job, JobState::kFailed,
-                             absl::StrFormat("worker %s (rank %d) lost: no heartbeat for %d ms",
-                                             id, w.rank, now - w.last_heartbeat_ms));
+      FailAttemptLocked(&job, absl::StrFormat("worker %s (rank %d) lost: no heartbeat for %d ms", id, w.rank,
+                                              now - w.last_heartbeat_ms));
     }
   }
   // After a coordinator restart, RUNNING jobs whose ranks did not come back.
@@ -715,10 +747,8 @@ void JobManager::Tick() {
       }
     }
     if (!missing.empty()) {
-      ReleaseAttemptLocked(&job);
-      (void)TransitionLocked(&job, JobState::kFailed,
-                             absl::StrCat("coordinator restarted and rank ", missing.front(),
-                                          " did not re-attach within the lease"));
+      FailAttemptLocked(&job, absl::StrCat("coordinator restarted and rank ", missing.front(),
+                                           " did not re-attach within the lease"));
       freed = true;
     }
   }

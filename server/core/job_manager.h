@@ -117,9 +117,13 @@ class JobManager {
   absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                 int32_t epoch, int64_t steps, double sample_rate,
                                 double noise_multiplier);
+  // Rank 0's epoch results. `checkpoint` (optional; jobs with
+  // resources.max_attempts > 1 send it) is the training state after the
+  // epoch; it is stored durably before the epoch counts as done, and a
+  // retried attempt resumes from it.
   absl::StatusOr<ProgressResult> ReportProgress(const std::string& job_id, int32_t attempt,
                                                 int32_t rank, const std::string& worker_id,
-                                                const EpochRecord& metrics);
+                                                const EpochRecord& metrics, const std::string& checkpoint = "");
   absl::Status ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
                           const std::string& worker_id, bool success, const std::string& error);
   absl::Status RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
@@ -135,6 +139,17 @@ class JobManager {
   absl::StatusOr<std::pair<std::string, int64_t>> FetchShard(const std::string& job_id, int32_t attempt,
                                                              int32_t rank, const std::string& file, int64_t offset,
                                                              int64_t max_bytes);
+
+  // A chunk of the checkpoint the attempt resumes from (the state after
+  // epoch `epochs_done`), for any rank of the current attempt: (bytes,
+  // total size, epoch). NotFound when no epoch has finished.
+  struct CheckpointChunk {
+    std::string data;
+    int64_t total_bytes = 0;
+    int32_t epoch = 0;
+  };
+  absl::StatusOr<CheckpointChunk> FetchCheckpoint(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                  int64_t offset, int64_t max_bytes);
 
   // Expires leases and reattach deadlines; the server calls it periodically.
   void Tick();
@@ -157,6 +172,10 @@ class JobManager {
   void PublishLocked(JobEntry* job, JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt: frees its workers' slots, tells live ranks to stop.
   void ReleaseAttemptLocked(JobEntry* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the current attempt as failed: back to QUEUED (resuming from the
+  // last finished epoch) while the spec's resources.max_attempts allows,
+  // else FAILED with `reason`.
+  void FailAttemptLocked(JobEntry* job, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -27,6 +27,13 @@ class Statement {
   void Bind(int i, const std::string& s) { sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
+  void BindBlob(int i, const std::string& b) {
+    sqlite3_bind_blob(stmt_, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT);
+  }
+  std::string Blob(int col) {
+    const void* b = sqlite3_column_blob(stmt_, col);
+    return b ? std::string(static_cast<const char*>(b), sqlite3_column_bytes(stmt_, col)) : "";
+  }
   std::string Text(int col) {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
     return t ? std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(stmt_, col)) : "";
@@ -72,7 +79,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
       "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
-      "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"));
+      "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
+      "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"));
   return store;
 }
 
@@ -219,6 +228,39 @@ absl::StatusOr<std::vector<std::string>> Store::LoadDatasets() {
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db_, "load datasets");
   return out;
+}
+
+absl::Status Store::PutCheckpoint(const std::string& job_id, int32_t epoch, const std::string& data) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "INSERT OR REPLACE INTO checkpoints(job_id, epoch, data) VALUES(?1, ?2, ?3)");
+  if (!st.ok()) return SqlError(db_, "store checkpoint");
+  st.Bind(1, job_id);
+  st.Bind(2, static_cast<int64_t>(epoch));
+  st.BindBlob(3, data);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store checkpoint of " + job_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::GetCheckpoint(const std::string& job_id, int32_t epoch) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT data FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
+  if (!st.ok()) return SqlError(db_, "load checkpoint");
+  st.Bind(1, job_id);
+  st.Bind(2, static_cast<int64_t>(epoch));
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return st.Blob(0);
+  if (rc != SQLITE_DONE) return SqlError(db_, "load checkpoint of " + job_id);
+  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no checkpoint after epoch ", epoch));
+}
+
+absl::Status Store::DeleteCheckpoints(const std::string& job_id, int32_t below_epoch) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch < ?2");
+  if (!st.ok()) return SqlError(db_, "delete checkpoints");
+  st.Bind(1, job_id);
+  st.Bind(2, static_cast<int64_t>(below_epoch));
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "delete checkpoints of " + job_id);
+  return absl::OkStatus();
 }
 
 absl::Status Store::DeleteDataset(const std::string& name) {

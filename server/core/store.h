@@ -69,6 +69,13 @@ class Store {
   // Forgets a registered dataset (its ledger entries and budget stay).
   absl::Status DeleteDataset(const std::string& name);
 
+  // Training state after `epoch` of a job (rank 0's DpSgdTrainer bytes),
+  // for resuming a failed attempt. DeleteCheckpoints drops those of epochs
+  // below `below_epoch` (INT32_MAX: all of the job's).
+  absl::Status PutCheckpoint(const std::string& job_id, int32_t epoch, const std::string& data);
+  absl::StatusOr<std::string> GetCheckpoint(const std::string& job_id, int32_t epoch);
+  absl::Status DeleteCheckpoints(const std::string& job_id, int32_t below_epoch);
+
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 

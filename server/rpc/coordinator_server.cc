@@ -83,6 +83,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
                                ? absl::StrCat("[", listen.first, "]:", listen.second)
                                : absl::StrCat(listen.first, ":", listen.second);
   builder.AddListeningPort(addr, grpc::InsecureServerCredentials(), &s->grpc_port_);
+  // Epoch reports carry checkpoints (jobs with resources.max_attempts > 1).
+  builder.SetMaxReceiveMessageSize(256 << 20);
   builder.RegisterService(s->coordinator_service_.get());
   builder.RegisterService(s->worker_service_.get());
   s->grpc_ = builder.BuildAndStart();

@@ -199,7 +199,7 @@ grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext*, const v1::Cha
 grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext*, const v1::ProgressReport* req,
                                                v1::ProgressAck* resp) {
   absl::StatusOr<ProgressResult> r = jobs_->ReportProgress(
-      req->job_id(), req->attempt(), req->rank(), req->worker_id(), FromProto(req->metrics()));
+      req->job_id(), req->attempt(), req->rank(), req->worker_id(), FromProto(req->metrics()), req->checkpoint());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_stop(r->stop);
   resp->set_reason(r->reason);
@@ -242,6 +242,16 @@ grpc::Status WorkerServiceImpl::FetchShard(grpc::ServerContext*, const v1::Fetch
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_data(std::move(r->first));
   resp->set_total_bytes(r->second);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext*, const v1::FetchCheckpointRequest* req,
+                                                v1::FetchCheckpointResponse* resp) {
+  auto r = jobs_->FetchCheckpoint(req->job_id(), req->attempt(), req->rank(), req->offset(), req->max_bytes());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_data(std::move(r->data));
+  resp->set_total_bytes(r->total_bytes);
+  resp->set_epoch(r->epoch);
   return grpc::Status::OK;
 }
 

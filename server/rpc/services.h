@@ -54,6 +54,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest*,
                              v1::RendezvousAddResponse*) override;
   grpc::Status FetchShard(grpc::ServerContext*, const v1::FetchShardRequest*, v1::FetchShardResponse*) override;
+  grpc::Status FetchCheckpoint(grpc::ServerContext*, const v1::FetchCheckpointRequest*,
+                               v1::FetchCheckpointResponse*) override;
 
  private:
   JobManager* jobs_;

@@ -328,6 +328,59 @@ TEST_F(EndToEndTest, TwoWorkerJobMatchesTheSingleWorkerJob) {
   EXPECT_GT(acc2, two["history"][2]["majority_rate"].get<double>() + 0.02);
 }
 
+// With resources.max_attempts: 2 the same kill costs an attempt, not the
+// job: it resumes from rank 0's checkpoint on the survivor and the spare,
+// keeps every epoch exactly once in its history, and its ε counts the epoch
+// the dead attempt had charged.
+TEST_F(EndToEndTest, KilledRankIsReplacedAndTheJobResumesFromItsCheckpoint) {
+  cluster_->StartServer(/*lease_ttl_ms=*/3000);
+  cluster_->StartWorkers(3);
+  const std::string spec = dir_.Join("resumed.yaml");
+  const int epochs = 40;  // seconds of training left when the kill lands
+  std::ofstream(spec) << "name: resumed\ndata: {path: " << data_ << "}\nmodel: {type: mlp, hidden: [32, 16]}\n"
+                      << "training: {epochs: " << epochs << ", batch_size: 256, learning_rate: 0.5, seed: 3}\n"
+                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
+                      << "resources: {workers: 2, max_attempts: 2}\n";
+  const std::string job = Submit(spec);
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(90)))
+      << cluster_->Logs();
+  // Kill the process that holds rank 1 (workers register in any order).
+  std::string listed;
+  ASSERT_EQ(cluster_->Dpctl({"workers", "-o", "json"}, &listed), 0);
+  int victim = -1;
+  const nlohmann::json workers = nlohmann::json::parse(listed);
+  for (const auto& w : workers["workers"]) {
+    if (w["job_id"] != job || w["rank"] != 1) continue;
+    for (int i = 0; i < 3; ++i) {
+      if (cluster_->worker(i).pid() == w["pid"].get<int>()) victim = i;
+    }
+  }
+  ASSERT_GE(victim, 0) << listed;
+  cluster_->worker(victim).Signal(SIGKILL);
+  std::string out, err;
+  EXPECT_EQ(cluster_->Dpctl({"watch", job}, &out, &err), 0) << out << err << cluster_->Logs();
+  auto st = Status(job);
+  EXPECT_EQ(st["state"], "SUCCEEDED") << st.dump(2);
+  EXPECT_EQ(st["attempt"], 2);
+  ASSERT_EQ(st["history"].size(), static_cast<size_t>(epochs));
+  for (int e = 0; e < epochs; ++e) EXPECT_EQ(st["history"][e]["epoch"], e + 1);
+  EXPECT_GT(st["history"][epochs - 1]["eval_accuracy"].get<double>(),
+            st["history"][epochs - 1]["majority_rate"].get<double>() + 0.02);
+  // ε: at least the plan's, at most the plan's plus the one repeated epoch.
+  const auto privacy = [&](int n) {
+    std::string p;
+    EXPECT_EQ(cluster_->Dpctl({"privacy", "epsilon", "--sample-rate", st["sample_rate"].dump(), "--noise-multiplier",
+                               "1.0", "--steps", std::to_string(n * st["steps_per_epoch"].get<int>()), "--delta",
+                               "1e-5", "-o", "json"},
+                              &p),
+              0);
+    return nlohmann::json::parse(p)["epsilon"].get<double>();
+  };
+  const double eps = st["epsilon"].get<double>();
+  EXPECT_GE(eps, privacy(epochs) * (1 - 1e-9));
+  EXPECT_LE(eps, privacy(epochs + 1) * (1 + 1e-9));
+}
+
 TEST_F(EndToEndTest, KillingOneOfThreeWorkersFailsTheJobInBoundedTime) {
   cluster_->StartServer(/*lease_ttl_ms=*/3000);
   cluster_->StartWorkers(3);

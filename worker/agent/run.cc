@@ -105,6 +105,34 @@ absl::StatusOr<std::string> FetchShards(const v1::Assignment& a, const RunContex
   return dir;
 }
 
+// The training state a resumed attempt starts from, in chunks.
+absl::StatusOr<std::string> FetchCheckpoint(const v1::Assignment& a, const RunContext& ctx, int32_t* epoch) {
+  std::string bytes;
+  int64_t total = -1;
+  while (total < 0 || static_cast<int64_t>(bytes.size()) < total) {
+    v1::FetchCheckpointRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt());
+    req.set_rank(a.rank());
+    req.set_offset(static_cast<int64_t>(bytes.size()));
+    req.set_max_bytes(1 << 20);
+    v1::FetchCheckpointResponse resp;
+    RETURN_IF_ERROR(CallWithRetry(ctx, "fetching the checkpoint to resume from", [&](grpc::ClientContext* c) {
+      return ctx.stub->FetchCheckpoint(c, req, &resp);
+    }));
+    if (resp.data().empty() && resp.total_bytes() != static_cast<int64_t>(bytes.size())) {
+      return absl::DataLossError(absl::StrCat("empty checkpoint chunk at ", bytes.size()));
+    }
+    if (total >= 0 && (resp.total_bytes() != total || resp.epoch() != *epoch)) {
+      return absl::DataLossError("the checkpoint changed while it was being fetched");
+    }
+    total = resp.total_bytes();
+    *epoch = resp.epoch();
+    bytes += resp.data();
+  }
+  return bytes;
+}
+
 }  // namespace
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
@@ -213,6 +241,19 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   }
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
                    train::DpSgdTrainer::Create(model, tc, ds.train.dim, comm.get()));
+  if (a.start_epoch() > 0) {
+    // A resumed attempt: every rank starts from rank 0's state after the
+    // last finished epoch (this attempt's noise streams are fresh: the
+    // attempt number is part of their keys).
+    int32_t epoch = 0;
+    ASSIGN_OR_RETURN(const std::string state, FetchCheckpoint(a, ctx, &epoch));
+    RETURN_IF_ERROR(trainer->LoadFromBytes(state));
+    if (epoch != a.start_epoch() || trainer->steps_done() != epoch * trainer->steps_per_epoch()) {
+      return absl::DataLossError(absl::StrCat("checkpoint after epoch ", epoch, " holds ", trainer->steps_done(),
+                                              " steps; resuming after epoch ", a.start_epoch(), " needs ",
+                                              a.start_epoch() * trainer->steps_per_epoch()));
+    }
+  }
 
   for (int32_t epoch = a.start_epoch() + 1; epoch <= spec.training.epochs; ++epoch) {
     if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
@@ -255,6 +296,10 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     out->set_majority_rate(m.majority_rate);
     out->set_steps(trainer->steps_done());
     out->set_train_seconds(seconds);
+    if (spec.resources.max_attempts > 1) {
+      // The state a retried attempt resumes from, stored before the epoch counts.
+      ASSIGN_OR_RETURN(*report.mutable_checkpoint(), trainer->SaveToBytes());
+    }
     v1::ProgressAck ack;
     RETURN_IF_ERROR(CallWithRetry(ctx, "reporting progress", [&](grpc::ClientContext* c) {
       report.set_worker_id(ctx.worker_id());

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <exception>
 #include <utility>
 
@@ -215,8 +217,9 @@ EvalMetrics DpSgdTrainer::Evaluate(const torch::Tensor& x_eval, const torch::Ten
   return m.ok() ? *m : EvalMetrics{};
 }
 
-absl::Status DpSgdTrainer::Save(const std::string& path) const {
-  return GuardTorch(absl::StrCat("saving ", path), [&]() -> absl::Status {
+absl::StatusOr<std::string> DpSgdTrainer::SaveToBytes() const {
+  std::string bytes;
+  RETURN_IF_ERROR(GuardTorch("saving the training state", [&]() -> absl::Status {
     torch::serialize::OutputArchive archive;
     archive.write("format", at::scalar_tensor(kCheckpointFormat, at::kLong));
     archive.write("widths", LongVector(model_.widths()));
@@ -225,20 +228,45 @@ absl::Status DpSgdTrainer::Save(const std::string& path) const {
     archive.write("steps_done", at::scalar_tensor(steps_done_, at::kLong));
     archive.write("params", model_.flat().cpu().clone());
     for (const auto& [name, tensor] : optimizer_.StateDict()) archive.write("optim_" + name, tensor);
-    const std::string tmp = path + ".tmp";
-    archive.save_to(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", path, " failed"));
-    }
+    std::ostringstream out;
+    archive.save_to(out);
+    bytes = std::move(out).str();
     return absl::OkStatus();
-  });
+  }));
+  return bytes;
+}
+
+absl::Status DpSgdTrainer::Save(const std::string& path) const {
+  ASSIGN_OR_RETURN(const std::string bytes, SaveToBytes());
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) {
+      std::remove(tmp.c_str());
+      return absl::InternalError(absl::StrCat("writing ", tmp, " failed"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", path, " failed"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DpSgdTrainer::Load(const std::string& path) {
-  return GuardTorch(absl::StrCat("loading ", path), [&]() -> absl::Status {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("loading ", path, ": cannot open the file"));
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return Annotate(LoadFromBytes(std::move(bytes).str()), absl::StrCat("loading ", path));
+}
+
+absl::Status DpSgdTrainer::LoadFromBytes(const std::string& bytes) {
+  return GuardTorch("loading the training state", [&]() -> absl::Status {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    std::istringstream in(bytes);
+    archive.load_from(in);
     auto read = [&](const std::string& key) -> absl::StatusOr<at::Tensor> {
       at::Tensor t;
       if (!archive.try_read(key, t)) return absl::DataLossError(absl::StrCat("checkpoint lacks '", key, "'"));

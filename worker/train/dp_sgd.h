@@ -107,6 +107,10 @@ class DpSgdTrainer {
   // the noise is fresh.
   absl::Status Save(const std::string& path) const;
   absl::Status Load(const std::string& path);
+  // The same state as bytes (what Save writes), e.g. to hand to the
+  // coordinator for resuming a failed attempt elsewhere.
+  absl::StatusOr<std::string> SaveToBytes() const;
+  absl::Status LoadFromBytes(const std::string& bytes);
 
  private:
   DpSgdTrainer(Model model, const TrainConfig& config, Optimizer optimizer, comm::Communicator* comm,

@@ -217,6 +217,78 @@ TEST_F(JobManagerTest, RankFailureFailsTheJobAndStopsTheOtherRanks) {
   EXPECT_THAT(hb->cancel_job_ids, ::testing::Contains(job.job_id));
 }
 
+// resources.max_attempts > 1: a lost worker sends the job back to the queue;
+// the next attempt resumes from the checkpoint after the last finished
+// epoch, every attempt's charges stay in the ledger, and the checkpoints go
+// when the job ends.
+TEST_F(JobManagerTest, FailedAttemptResumesFromTheLastCheckpoint) {
+  const std::string a = AddWorker();
+  const std::string spec = absl::StrReplaceAll(Spec(1, 3), {{"workers: 1}", "workers: 1, max_attempts: 2}"}});
+  auto job = *jobs_->Get(jobs_->Submit(spec)->job_id);
+  ASSERT_EQ(job.state, JobState::kRunning);
+  ASSERT_EQ(job.attempt, 1);
+  // Epoch 1 finishes with a checkpoint; epoch 2 is charged, then `a` dies.
+  ASSERT_TRUE(jobs_->Charge(job.job_id, 1, 0, 1, job.steps_per_epoch, job.sample_rate, job.noise_multiplier).ok());
+  EpochRecord m;
+  m.epoch = 1;
+  ASSERT_TRUE(jobs_->ReportProgress(job.job_id, 1, 0, a, m, "state-after-epoch-1").ok());
+  ASSERT_TRUE(jobs_->Charge(job.job_id, 1, 0, 2, job.steps_per_epoch, job.sample_rate, job.noise_multiplier).ok());
+  clock_.AdvanceMs(1500);
+  const std::string b = AddWorker();
+  jobs_->Tick();
+  auto resumed = *jobs_->Get(job.job_id);
+  EXPECT_EQ(resumed.state, JobState::kRunning) << resumed.reason;
+  EXPECT_EQ(resumed.attempt, 2);
+  EXPECT_THAT(resumed.reason, HasSubstr("attempt 1 of 2 failed"));
+  EXPECT_THAT(resumed.reason, HasSubstr("lost"));
+  ASSERT_EQ(resumed.worker_ids, std::vector<std::string>{b});
+  auto assigned = Poll(b, "", 0);
+  ASSERT_EQ(assigned.size(), 1u);
+  EXPECT_EQ(assigned[0].attempt, 2);
+  EXPECT_EQ(assigned[0].start_epoch, 1);
+  auto chunk = jobs_->FetchCheckpoint(job.job_id, 2, 0, 0, 1 << 20);
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_EQ(chunk->data, "state-after-epoch-1");
+  EXPECT_EQ(chunk->epoch, 1);
+  EXPECT_EQ(chunk->total_bytes, 19);
+  auto part = jobs_->FetchCheckpoint(job.job_id, 2, 0, 6, 5);
+  ASSERT_TRUE(part.ok());
+  EXPECT_EQ(part->data, "after");
+  EXPECT_FALSE(jobs_->FetchCheckpoint(job.job_id, 1, 0, 0, 100).ok()) << "the failed attempt gets nothing";
+
+  // Attempt 2 trains epochs 2 and 3 (epoch 2 charged again: fresh noise).
+  for (int e : {2, 3}) {
+    ASSERT_TRUE(jobs_->Charge(job.job_id, 2, 0, e, job.steps_per_epoch, job.sample_rate, job.noise_multiplier).ok());
+    m.epoch = e;
+    ASSERT_TRUE(jobs_->ReportProgress(job.job_id, 2, 0, b, m, absl::StrCat("state-after-epoch-", e)).ok());
+  }
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 2, 0, b, true, "").ok());
+  auto done = *jobs_->Get(job.job_id);
+  EXPECT_EQ(done.state, JobState::kSucceeded);
+  ASSERT_EQ(done.history.size(), 3u);
+  for (int e = 0; e < 3; ++e) EXPECT_EQ(done.history[e].epoch, e + 1);
+  const privacy::SubsampledGaussian epoch{job.sample_rate, job.noise_multiplier, job.steps_per_epoch};
+  const double four = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {epoch, epoch, epoch, epoch}, 1e-5);
+  EXPECT_NEAR(done.epsilon, four, 1e-9) << "the repeated epoch is charged too";
+  EXPECT_EQ(store_->GetCheckpoint(job.job_id, 3).status().code(), absl::StatusCode::kNotFound)
+      << "checkpoints go when the job ends";
+}
+
+TEST_F(JobManagerTest, LastAttemptFailsTheJob) {
+  const std::string spec = absl::StrReplaceAll(Spec(1, 3), {{"workers: 1}", "workers: 1, max_attempts: 2}"}});
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(spec)->job_id);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 0, a, false, "out of memory").ok());
+  auto second = *jobs_->Get(job.job_id);
+  ASSERT_EQ(second.state, JobState::kRunning) << "rescheduled on the same, now idle, worker";
+  ASSERT_EQ(second.attempt, 2);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 2, 0, a, false, "out of memory again").ok());
+  auto failed = *jobs_->Get(job.job_id);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  EXPECT_THAT(failed.reason, HasSubstr("out of memory again (attempt 2 of 2)"));
+  EXPECT_FALSE(jobs_->FetchCheckpoint(job.job_id, 2, 0, 0, 100).ok());
+}
+
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
   const std::string a = AddWorker();
   const std::string b = AddWorker();

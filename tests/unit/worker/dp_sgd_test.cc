@@ -691,6 +691,20 @@ TEST(DpSgdTrainerTest, SaveLoadResumesExactly) {
   ASSERT_TRUE(other2.ok());
   EXPECT_EQ((*other2)->Load(path).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_FALSE((*other2)->Load(dir.path() + "/missing.pt").ok());
+
+  // The same state as bytes (what a resumed attempt receives); garbage is
+  // an error, not a crash, and changes nothing.
+  auto bytes = (*a)->SaveToBytes();
+  ASSERT_TRUE(bytes.ok());
+  auto d = DpSgdTrainer::Create(Mlp({8, 8}), c2, 6, &comm);
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE((*d)->LoadFromBytes(*bytes).ok());
+  EXPECT_EQ((*d)->steps_done(), (*a)->steps_done());
+  EXPECT_TRUE(at::equal(Flatten((*a)->parameters()), Flatten((*d)->parameters())));
+  const at::Tensor before = Flatten((*d)->parameters());
+  EXPECT_FALSE((*d)->LoadFromBytes("not a checkpoint").ok());
+  EXPECT_FALSE((*d)->LoadFromBytes(bytes->substr(0, bytes->size() / 2)).ok());
+  EXPECT_TRUE(at::equal(before, Flatten((*d)->parameters())));
 }
 
 // ---------------------------------------------------------------- optimizers
