@@ -63,7 +63,28 @@ absl::StatusOr<JobManager::JobEntry*> JobManager::FindLocked(const std::string& 
 void JobManager::PublishLocked(JobEntry* job, JobEvent event) {
   event.seq = ++job->last_seq;
   job->events.push_back(std::move(event));
+  for (const auto& [id, listener] : listeners_) {
+    if (listener.first == job->record.job_id) listener.second(&job->events.back());
+  }
   changed_.SignalAll();
+}
+
+absl::StatusOr<JobManager::Subscription> JobManager::Subscribe(const std::string& job_id,
+                                                             EventListener listener) {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  Subscription sub;
+  sub.job = job->record;
+  sub.seq = job->last_seq;
+  sub.id = ++next_listener_;
+  listeners_.emplace(sub.id, std::make_pair(job_id, std::move(listener)));
+  return sub;
+}
+
+void JobManager::Unsubscribe(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  listeners_.erase(id);
 }
 
 absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const std::string& reason) {
@@ -858,6 +879,9 @@ absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string
 
 void JobManager::Shutdown() {
   absl::MutexLock lock(&mu_);
+  if (!shutdown_) {
+    for (const auto& [id, listener] : listeners_) listener.second(nullptr);
+  }
   shutdown_ = true;
   changed_.SignalAll();
 }

@@ -12,6 +12,7 @@
 #ifndef DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 #define DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -96,6 +97,19 @@ class JobManager {
   absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
   // The job and the seq of its last event.
   absl::StatusOr<std::pair<JobRecord, int64_t>> Snapshot(const std::string& job_id);
+  // Watching without a thread: `listener` gets every event of the job
+  // published after the returned snapshot, in order, and nullptr once at
+  // Shutdown. It runs on the publishing thread under the manager's lock, so
+  // it must only queue and return — never call the JobManager. After
+  // Unsubscribe returns it is never called again.
+  using EventListener = std::function<void(const JobEvent*)>;
+  struct Subscription {
+    JobRecord job;
+    int64_t seq = 0;  // the snapshot's last event
+    int64_t id = 0;   // for Unsubscribe
+  };
+  absl::StatusOr<Subscription> Subscribe(const std::string& job_id, EventListener listener);
+  void Unsubscribe(int64_t id);
   // Events with seq > after_seq; waits until there is one, the deadline
   // passes (empty result) or Shutdown.
   absl::StatusOr<std::vector<JobEvent>> WaitEvents(const std::string& job_id, int64_t after_seq,
@@ -196,6 +210,9 @@ class JobManager {
   absl::Mutex mu_;
   absl::CondVar changed_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  // Watchers by subscription id: (job id, listener).
+  std::map<int64_t, std::pair<std::string, EventListener>> listeners_ ABSL_GUARDED_BY(mu_);
+  int64_t next_listener_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> job_order_ ABSL_GUARDED_BY(mu_);  // submission order
   std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);

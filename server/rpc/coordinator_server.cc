@@ -111,7 +111,6 @@ void CoordinatorServer::Shutdown() {
     stop_.Notify();
     if (ticker_.joinable()) ticker_.join();
     jobs_->Shutdown();
-    coordinator_service_->Shutdown();
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Shutdown();
   });

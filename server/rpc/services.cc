@@ -1,6 +1,8 @@
 #include "server/rpc/services.h"
 
 #include <algorithm>
+#include <deque>
+#include <optional>
 
 #include "absl/time/clock.h"
 #include "server/rpc/convert.h"
@@ -37,39 +39,122 @@ grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext*, const v1::C
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::WatchJob(grpc::ServerContext* ctx, const v1::WatchJobRequest* req,
-                                              grpc::ServerWriter<v1::JobEvent>* writer) {
-  auto snap = jobs_->Snapshot(req->job_id());
-  if (!snap.ok()) return ToGrpc(snap.status());
-  v1::JobEvent first;
-  first.set_job_id(req->job_id());
-  first.set_seq(snap->second);
-  first.set_type(v1::JobEvent::SNAPSHOT);
-  first.set_state(ToProto(snap->first.state));
-  first.set_reason(snap->first.reason);
-  ToProto(snap->first, first.mutable_job());
-  if (!writer->Write(first)) return grpc::Status::OK;
-  if (IsTerminal(snap->first.state)) return grpc::Status::OK;
-  int64_t seq = snap->second;
-  // Waits in short slices so a watcher that hung up or a shutdown frees the
-  // handler thread promptly.
-  while (!ctx->IsCancelled() && !shutdown_) {
-    auto events = jobs_->WaitEvents(req->job_id(), seq, absl::Now() + absl::Milliseconds(500));
-    if (!events.ok()) return ToGrpc(events.status());
-    for (const JobEvent& e : *events) {
-      v1::JobEvent out;
-      out.set_job_id(req->job_id());
-      out.set_seq(e.seq);
-      out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
-      out.set_state(ToProto(e.state));
-      out.set_reason(e.reason);
-      if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, out.mutable_epoch());
-      if (!writer->Write(out)) return grpc::Status::OK;
-      seq = e.seq;
-      if (e.type == JobEvent::Type::kState && IsTerminal(e.state)) return grpc::Status::OK;
+namespace {
+
+v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e) {
+  v1::JobEvent out;
+  out.set_job_id(job_id);
+  out.set_seq(e.seq);
+  out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
+  out.set_state(ToProto(e.state));
+  out.set_reason(e.reason);
+  if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, out.mutable_epoch());
+  return out;
+}
+
+// One watcher: the snapshot, then every event as the JobManager publishes
+// it, one write in flight at a time; finishes after a terminal state, when
+// the client goes away, or at shutdown. Deletes itself in OnDone, after
+// unsubscribing (no listener call can then be in flight).
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  WatchReactor(JobManager* jobs, const std::string& job_id) : jobs_(jobs), job_id_(job_id) {
+    absl::StatusOr<JobManager::Subscription> sub =
+        jobs_->Subscribe(job_id_, [this](const JobEvent* e) { OnEvent(e); });
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+    if (!sub.ok()) {
+      FinishLocked(ToGrpc(sub.status()));
+      return;
     }
+    subscription_ = sub->id;
+    v1::JobEvent first;
+    first.set_job_id(job_id_);
+    first.set_seq(sub->seq);
+    first.set_type(v1::JobEvent::SNAPSHOT);
+    first.set_state(ToProto(sub->job.state));
+    first.set_reason(sub->job.reason);
+    ToProto(sub->job, first.mutable_job());
+    // Events may have arrived between Subscribe and here; they all follow
+    // the snapshot, which therefore goes first.
+    queue_.push_front(std::move(first));
+    if (IsTerminal(sub->job.state)) end_ = grpc::Status::OK;
+    PumpLocked();
   }
-  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+    if (!ok || cancelled_) queue_.clear();
+    PumpLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+    queue_.clear();
+    if (!end_) end_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away");
+    PumpLocked();
+  }
+
+  void OnDone() override {
+    if (subscription_ != 0) jobs_->Unsubscribe(subscription_);
+    delete this;
+  }
+
+ private:
+  // Called by the JobManager under its lock: queue, maybe start a write.
+  void OnEvent(const JobEvent* e) {
+    absl::MutexLock lock(&mu_);
+    if (end_) return;
+    if (e == nullptr) {
+      end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
+    } else {
+      queue_.push_back(EventToProto(job_id_, *e));
+      if (e->type == JobEvent::Type::kState && IsTerminal(e->state)) end_ = grpc::Status::OK;
+    }
+    PumpLocked();
+  }
+
+  // Starts the next write, or finishes once the queue is drained and the
+  // stream has an end.
+  void PumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!started_ || writing_ || finished_) return;
+    if (!queue_.empty()) {
+      current_ = std::move(queue_.front());
+      queue_.pop_front();
+      writing_ = true;
+      StartWrite(&current_);
+      return;
+    }
+    if (end_) FinishLocked(*end_);
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  JobManager* const jobs_;
+  const std::string job_id_;
+  int64_t subscription_ = 0;  // set in the constructor, read in OnDone
+  absl::Mutex mu_;
+  std::deque<v1::JobEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::JobEvent current_ ABSL_GUARDED_BY(mu_);  // the write in flight
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // the snapshot is queued
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<v1::JobEvent>* CoordinatorServiceImpl::WatchJob(grpc::CallbackServerContext*,
+                                                                        const v1::WatchJobRequest* req) {
+  return new WatchReactor(jobs_, req->job_id());
 }
 
 grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,

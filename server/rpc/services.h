@@ -11,17 +11,18 @@
 
 namespace dpfleet::server {
 
-class CoordinatorServiceImpl final : public v1::Coordinator::Service {
+// WatchJob is served with the callback API (a reactor per watcher, no thread
+// held while a job runs); every other method is synchronous.
+class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_WatchJob<v1::Coordinator::Service> {
  public:
   CoordinatorServiceImpl(JobManager* jobs, DatasetRegistry* datasets) : jobs_(jobs), datasets_(datasets) {}
-  void Shutdown() { shutdown_ = true; }
 
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
   grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse*) override;
   grpc::Status CancelJob(grpc::ServerContext*, const v1::CancelJobRequest*, v1::CancelJobResponse*) override;
-  grpc::Status WatchJob(grpc::ServerContext*, const v1::WatchJobRequest*,
-                        grpc::ServerWriter<v1::JobEvent>*) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext*,
+                                                   const v1::WatchJobRequest*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                            v1::ListWorkersResponse*) override;
   grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::DatasetBudget*) override;
@@ -34,7 +35,6 @@ class CoordinatorServiceImpl final : public v1::Coordinator::Service {
  private:
   JobManager* jobs_;
   DatasetRegistry* datasets_;
-  std::atomic<bool> shutdown_{false};
 };
 
 class WorkerServiceImpl final : public v1::WorkerService::Service {

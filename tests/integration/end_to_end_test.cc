@@ -5,10 +5,12 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -269,6 +271,59 @@ TEST_F(EndToEndTest, CoordinatorRestartLosesNoJobAndNoEpoch) {
   EXPECT_EQ(done["attempt"], 1) << "the same attempt continued";
   ASSERT_EQ(done["history"].size(), static_cast<std::size_t>(kEpochs));
   for (int i = 0; i < kEpochs; ++i) EXPECT_EQ(done["history"][i]["epoch"], i + 1);
+}
+
+int ThreadCount(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+// Watchers are served by reactors: dozens of open watches hold no
+// coordinator thread each, every watcher sees every event in order, and all
+// end with the job.
+TEST_F(EndToEndTest, ManyWatchersHoldNoThreadEachAndSeeEveryEvent) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  const std::string job = Submit(WriteSpec("watched", 500));
+  constexpr int kWatchers = 48;
+  std::atomic<int> watching{0};
+  std::vector<std::vector<int64_t>> seqs(kWatchers);
+  std::vector<std::string> final_state(kWatchers);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWatchers; ++i) {
+    threads.emplace_back([&, i] {
+      client::CoordinatorClient c(cluster_->address(), absl::Seconds(10));
+      bool counted = false;
+      absl::StatusOr<v1::Job> end = c.Watch(job, [&](const v1::JobEvent& e) {
+        seqs[i].push_back(e.seq());
+        if (e.type() == v1::JobEvent::EPOCH && !counted) {
+          counted = true;
+          ++watching;
+        }
+        return true;
+      });
+      final_state[i] = end.ok() ? client::StateName(end->state()) : end.status().ToString();
+    });
+  }
+  const bool all_watching = WaitFor([&] { return watching.load() == kWatchers; }, absl::Seconds(60));
+  const int server_threads = ThreadCount(cluster_->server().pid());
+  std::string out, err;
+  EXPECT_EQ(cluster_->Dpctl({"cancel", job}, &out, &err), 0) << err;
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(all_watching) << watching.load() << " of " << kWatchers << " watchers saw an epoch";
+  EXPECT_GT(server_threads, 0);
+  EXPECT_LT(server_threads, kWatchers) << "a thread per watcher";
+  for (int i = 0; i < kWatchers; ++i) {
+    EXPECT_EQ(final_state[i], "CANCELLED") << "watcher " << i;
+    ASSERT_GE(seqs[i].size(), 3u) << "snapshot, an epoch, the cancel";
+    for (std::size_t k = 1; k < seqs[i].size(); ++k) {
+      ASSERT_EQ(seqs[i][k], seqs[i][k - 1] + 1) << "watcher " << i << " missed an event";
+    }
+  }
 }
 
 TEST_F(EndToEndTest, KilledWorkerFailsItsJobWithAReason) {

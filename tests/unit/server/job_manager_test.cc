@@ -289,6 +289,34 @@ TEST_F(JobManagerTest, LastAttemptFailsTheJob) {
   EXPECT_FALSE(jobs_->FetchCheckpoint(job.job_id, 2, 0, 0, 100).ok());
 }
 
+// Subscribers get every event after their snapshot, in order, on the
+// publishing thread; none after Unsubscribe; nullptr once at Shutdown.
+TEST_F(JobManagerTest, SubscribersSeeEveryLaterEventInOrder) {
+  auto job = *jobs_->Submit(Spec());
+  std::vector<int64_t> first, second;
+  auto a = jobs_->Subscribe(job.job_id, [&](const JobEvent* e) { first.push_back(e ? e->seq : -1); });
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->job.state, JobState::kQueued);
+  const std::string w = AddWorker();  // schedules: QUEUED -> RUNNING
+  auto running = *jobs_->Get(job.job_id);
+  RunEpoch(running, w, 1);
+  auto b = jobs_->Subscribe(job.job_id, [&](const JobEvent* e) { second.push_back(e ? e->seq : -1); });
+  ASSERT_TRUE(b.ok());
+  jobs_->Unsubscribe(a->id);
+  ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
+  ASSERT_EQ(first.size(), 2u) << "RUNNING and epoch 1";
+  EXPECT_EQ(first[0], a->seq + 1);
+  EXPECT_EQ(first[1], a->seq + 2);
+  ASSERT_EQ(second.size(), 1u) << "the cancel only";
+  EXPECT_EQ(second[0], b->seq + 1);
+  EXPECT_EQ(jobs_->Subscribe("job-999", [](const JobEvent*) {}).status().code(), absl::StatusCode::kNotFound);
+  jobs_->Shutdown();
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[1], -1) << "shutdown is announced";
+  EXPECT_EQ(first.size(), 2u);
+  EXPECT_FALSE(jobs_->Subscribe(job.job_id, [](const JobEvent*) {}).ok());
+}
+
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
   const std::string a = AddWorker();
   const std::string b = AddWorker();
