@@ -31,6 +31,7 @@ constexpr char kUsage[] =
     "  status JOB [-o json]                    show a job\n"
     "  list [-o json]                          list jobs\n"
     "  cancel JOB                              cancel a job\n"
+    "  model JOB --out FILE [-o json]          download a SUCCEEDED job's trained model\n"
     "  workers [-o json]                       list workers\n"
     "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
     "       [--split-seed N] [--eval-fraction F]   register PUMS files; the coordinator prepares shards\n"
@@ -495,6 +496,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   spec.values = {"-o", "--server"};
   if (verb == "submit") spec.switches.insert("--follow");
   if (verb == "budget") spec.values.insert({"--epsilon", "--delta"});
+  if (verb == "model") spec.values.insert("--out");
   if (verb == "datasets") {
     spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
     spec.lists.insert("--path");
@@ -573,6 +575,36 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     for (const v1::Job& j : *jobs) {
       out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %10.4f\n", j.job_id(), j.name(), StateName(j.state()),
                              j.epochs_done(), j.epochs(), j.epsilon());
+    }
+    return kExitOk;
+  }
+  if (verb == "model") {
+    if (!need_args(1, "JOB --out FILE") || !p.values.count("--out")) {
+      if (p.positional.size() == 1) err << "dpctl model: --out FILE is required\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<std::string> model = client.GetModel(p.positional[0]);
+    if (!model.ok()) return ReportError(model.status(), err);
+    const std::string path = p.values.at("--out");
+    const std::string tmp = path + ".partial";
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f.write(model->data(), static_cast<std::streamsize>(model->size()));
+      if (!f.flush()) {
+        std::remove(tmp.c_str());
+        err << "dpctl model: cannot write '" << path << "'\n";
+        return kExitUsage;
+      }
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+      std::remove(tmp.c_str());
+      err << "dpctl model: cannot write '" << path << "'\n";
+      return kExitUsage;
+    }
+    if (json) {
+      out << nlohmann::json{{"job_id", p.positional[0]}, {"path", path}, {"bytes", model->size()}}.dump() << "\n";
+    } else {
+      out << "wrote the model of " << p.positional[0] << " (" << model->size() << " bytes) to " << path << "\n";
     }
     return kExitOk;
   }

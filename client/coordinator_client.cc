@@ -136,6 +136,26 @@ absl::StatusOr<v1::Dataset> CoordinatorClient::RemoveDataset(const std::string& 
   return resp;
 }
 
+absl::StatusOr<std::string> CoordinatorClient::GetModel(const std::string& job_id) {
+  std::string model;
+  int64_t total = -1;
+  while (total < 0 || static_cast<int64_t>(model.size()) < total) {
+    v1::GetModelRequest req;
+    req.set_job_id(job_id);
+    req.set_offset(static_cast<int64_t>(model.size()));
+    req.set_max_bytes(1 << 20);
+    v1::ModelChunk resp;
+    DPFLEET_UNARY(GetModel, req, resp);
+    if (total >= 0 && resp.total_bytes() != total) return absl::DataLossError("the model changed while it was fetched");
+    if (resp.data().empty() && resp.total_bytes() != static_cast<int64_t>(model.size())) {
+      return absl::DataLossError(absl::StrCat("empty model chunk at ", model.size()));
+    }
+    total = resp.total_bytes();
+    model += resp.data();
+  }
+  return model;
+}
+
 #undef DPFLEET_UNARY
 
 absl::StatusOr<v1::Job> CoordinatorClient::Watch(

@@ -31,6 +31,8 @@ class CoordinatorClient {
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
   absl::StatusOr<v1::Dataset> RemoveDataset(const std::string& name);
+  // The whole trained model of a SUCCEEDED job (fetched in chunks).
+  absl::StatusOr<std::string> GetModel(const std::string& job_id);
   // Streams events until the job is terminal (returns its final record) or
   // on_event returns false. Reconnects if the coordinator restarts.
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,

@@ -57,6 +57,9 @@ set -e
 say "workers"
 "$BIN/dpctl" workers
 if ((RC == 0)); then
+  JOB="$("$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
+  say "downloading the trained model from the coordinator"
+  "$BIN/dpctl" model "$JOB" --out "$WORK/model.pt"
   say "done: the job SUCCEEDED (logs and trained model in $WORK)"
 else
   say "the job did not succeed (exit $RC); logs in $WORK"

@@ -20,6 +20,18 @@
 namespace dpfleet::server {
 namespace {
 
+// Bytes [offset, offset + min(max_bytes, 2 MiB)) of `data`, and its size:
+// one chunk of a blob served over gRPC.
+absl::StatusOr<std::pair<std::string, int64_t>> ChunkOf(const std::string& data, int64_t offset, int64_t max_bytes,
+                                                        absl::string_view what) {
+  const int64_t total = static_cast<int64_t>(data.size());
+  if (offset < 0 || offset > total) {
+    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside ", what, " (", total, " bytes)"));
+  }
+  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
+  return std::make_pair(data.substr(static_cast<size_t>(offset), static_cast<size_t>(n)), total);
+}
+
 std::string RendezvousKey(const std::string& job_id, int32_t attempt, const std::string& key) {
   return absl::StrCat(job_id, "/", attempt, "/", key);
 }
@@ -565,13 +577,38 @@ absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const st
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
   const int32_t epoch = job->record.epochs_done;
   if (epoch == 0) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has not finished an epoch"));
-  ASSIGN_OR_RETURN(std::string data, store_->GetCheckpoint(job_id, epoch));
-  const int64_t total = static_cast<int64_t>(data.size());
-  if (offset < 0 || offset > total) {
-    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside the checkpoint (", total, " bytes)"));
+  ASSIGN_OR_RETURN(const std::string data, store_->GetCheckpoint(job_id, epoch));
+  ASSIGN_OR_RETURN(auto chunk, ChunkOf(data, offset, max_bytes, "the checkpoint"));
+  return CheckpointChunk{std::move(chunk.first), chunk.second, epoch};
+}
+
+absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, int32_t rank,
+                                    const std::string& model) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+  const JobRecord& r = job->record;
+  if (rank != 0) return absl::InvalidArgumentError("only rank 0 uploads the model");
+  if (r.epochs_done != r.epochs) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", job_id, "' has ", r.epochs_done, " of ", r.epochs, " epochs done; no model yet"));
   }
-  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
-  return CheckpointChunk{data.substr(static_cast<size_t>(offset), static_cast<size_t>(n)), total, epoch};
+  if (model.empty()) return absl::InvalidArgumentError("the model is empty");
+  return store_->PutModel(job_id, model);
+}
+
+absl::StatusOr<std::pair<std::string, int64_t>> JobManager::GetModel(const std::string& job_id, int64_t offset,
+                                                                     int64_t max_bytes) {
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    if (job->record.state != JobState::kSucceeded) {
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is ", JobStateName(job->record.state),
+                                                        "; only a SUCCEEDED job has a model"));
+    }
+  }
+  ASSIGN_OR_RETURN(const std::string data, store_->GetModel(job_id));
+  return ChunkOf(data, offset, max_bytes, "the model");
 }
 
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,

@@ -81,7 +81,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
       "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-      "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"));
+      "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
+      "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);"));
   return store;
 }
 
@@ -261,6 +262,27 @@ absl::Status Store::DeleteCheckpoints(const std::string& job_id, int32_t below_e
   st.Bind(2, static_cast<int64_t>(below_epoch));
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "delete checkpoints of " + job_id);
   return absl::OkStatus();
+}
+
+absl::Status Store::PutModel(const std::string& job_id, const std::string& data) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "INSERT OR REPLACE INTO models(job_id, data) VALUES(?1, ?2)");
+  if (!st.ok()) return SqlError(db_, "store model");
+  st.Bind(1, job_id);
+  st.BindBlob(2, data);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store model of " + job_id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Store::GetModel(const std::string& job_id) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT data FROM models WHERE job_id = ?1");
+  if (!st.ok()) return SqlError(db_, "load model");
+  st.Bind(1, job_id);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) return st.Blob(0);
+  if (rc != SQLITE_DONE) return SqlError(db_, "load model of " + job_id);
+  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no stored model"));
 }
 
 absl::Status Store::DeleteDataset(const std::string& name) {

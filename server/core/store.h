@@ -76,6 +76,10 @@ class Store {
   absl::StatusOr<std::string> GetCheckpoint(const std::string& job_id, int32_t epoch);
   absl::Status DeleteCheckpoints(const std::string& job_id, int32_t below_epoch);
 
+  // The trained model of a job (kept with the job).
+  absl::Status PutModel(const std::string& job_id, const std::string& data);
+  absl::StatusOr<std::string> GetModel(const std::string& job_id);
+
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 

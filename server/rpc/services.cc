@@ -157,6 +157,15 @@ grpc::ServerWriteReactor<v1::JobEvent>* CoordinatorServiceImpl::WatchJob(grpc::C
   return new WatchReactor(jobs_, req->job_id());
 }
 
+grpc::Status CoordinatorServiceImpl::GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
+                                              v1::ModelChunk* resp) {
+  auto r = jobs_->GetModel(req->job_id(), req->offset(), req->max_bytes());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_data(std::move(r->first));
+  resp->set_total_bytes(r->second);
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                                                  v1::ListWorkersResponse* resp) {
   for (const WorkerRecord& w : jobs_->ListWorkers()) ToProto(w, resp->add_workers());
@@ -338,6 +347,11 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext*, const v1::
   resp->set_total_bytes(r->total_bytes);
   resp->set_epoch(r->epoch);
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::UploadModel(grpc::ServerContext*, const v1::UploadModelRequest* req,
+                                            v1::UploadModelResponse*) {
+  return ToGrpc(jobs_->StoreModel(req->job_id(), req->attempt(), req->rank(), req->model()));
 }
 
 }  // namespace dpfleet::server

@@ -190,6 +190,20 @@ TEST_F(EndToEndTest, TrainsAPrivateModelAndReportsEveryEpoch) {
   auto hj = nlohmann::json::parse(http);
   EXPECT_EQ(hj["state"], "SUCCEEDED");
   EXPECT_DOUBLE_EQ(hj["epsilon"].get<double>(), prev_eps);
+  // The trained model comes from the coordinator: the very bytes rank 0
+  // saved.
+  const std::string job_id = final_status["job_id"].get<std::string>();
+  const std::string model = dir_.Join("model.pt");
+  ASSERT_EQ(cluster_->Dpctl({"model", job_id, "--out", model}, &out, &err), 0) << err;
+  const auto slurp = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const std::string fetched = slurp(model);
+  EXPECT_GT(fetched.size(), 1000u);
+  EXPECT_EQ(fetched, slurp(dir_.Join("worker0/" + job_id + "-model.pt")));
+  EXPECT_EQ(cluster_->Dpctl({"model", job_id}, &out, &err), 2) << "--out is required";
+  EXPECT_EQ(cluster_->Dpctl({"model", "job-999999", "--out", model}, &out, &err), 2);
 }
 
 TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {

@@ -307,9 +307,21 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     }));
     if (ack.stop()) return absl::CancelledError(ack.reason());
   }
-  if (!ctx.work_dir.empty() && a.rank() == 0) {
-    const std::string model_path = absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt");
-    RETURN_IF_ERROR(trainer->Save(model_path));
+  if (a.rank() == 0) {
+    // The job succeeds only once the coordinator holds the trained model.
+    v1::UploadModelRequest upload;
+    upload.set_job_id(a.job_id());
+    upload.set_attempt(a.attempt());
+    upload.set_rank(a.rank());
+    ASSIGN_OR_RETURN(*upload.mutable_model(), trainer->SaveToBytes());
+    v1::UploadModelResponse uploaded;
+    RETURN_IF_ERROR(CallWithRetry(ctx, "uploading the trained model", [&](grpc::ClientContext* c) {
+      return ctx.stub->UploadModel(c, upload, &uploaded);
+    }));
+    if (!ctx.work_dir.empty()) {
+      const std::string model_path = absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt");
+      RETURN_IF_ERROR(trainer->Save(model_path));
+    }
   }
   return absl::OkStatus();
 }

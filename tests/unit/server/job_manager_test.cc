@@ -317,6 +317,40 @@ TEST_F(JobManagerTest, SubscribersSeeEveryLaterEventInOrder) {
   EXPECT_FALSE(jobs_->Subscribe(job.job_id, [](const JobEvent*) {}).ok());
 }
 
+// The trained model: only rank 0 of the current attempt, only after the
+// last epoch; served only once the job SUCCEEDED, in chunks.
+TEST_F(JobManagerTest, ModelIsStoredAfterTheLastEpochAndServedOnceSucceeded) {
+  const std::string a = AddWorker();
+  const std::string b = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(2, 1))->job_id);
+  ASSERT_EQ(job.state, JobState::kRunning);
+  EXPECT_EQ(jobs_->StoreModel(job.job_id, 1, 0, "weights").code(), absl::StatusCode::kFailedPrecondition)
+      << "no epoch done yet";
+  RunEpoch(job, a, 1);
+  EXPECT_EQ(jobs_->StoreModel(job.job_id, 1, 1, "weights").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(jobs_->StoreModel(job.job_id, 2, 0, "weights").ok()) << "not the current attempt";
+  EXPECT_EQ(jobs_->GetModel(job.job_id, 0, 100).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(jobs_->StoreModel(job.job_id, 1, 0, "trained-weights").ok());
+  EXPECT_EQ(jobs_->GetModel(job.job_id, 0, 100).status().code(), absl::StatusCode::kFailedPrecondition)
+      << "still RUNNING";
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 1, b, true, "").ok());
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 0, a, true, "").ok());
+  ASSERT_EQ(jobs_->Get(job.job_id)->state, JobState::kSucceeded);
+  auto all = jobs_->GetModel(job.job_id, 0, 100);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->first, "trained-weights");
+  EXPECT_EQ(all->second, 15);
+  auto tail = jobs_->GetModel(job.job_id, 8, 100);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(tail->first, "weights");
+  EXPECT_FALSE(jobs_->GetModel(job.job_id, 16, 100).ok());
+  // It survives a restart.
+  Open();
+  auto again = jobs_->GetModel(job.job_id, 0, 100);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->first, "trained-weights");
+}
+
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
   const std::string a = AddWorker();
   const std::string b = AddWorker();
