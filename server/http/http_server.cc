@@ -22,6 +22,22 @@ nlohmann::json WorkerJson(const WorkerRecord& w) {
           {"last_heartbeat_ms", w.last_heartbeat_ms}};
 }
 
+// The same fields as `dpctl budget -o json`.
+nlohmann::json BudgetJson(const BudgetView& b) {
+  nlohmann::json j = {{"dataset", b.dataset},
+                      {"delta", b.delta},
+                      {"epsilon_spent", b.spent},
+                      {"epsilon_committed", b.committed},
+                      {"jobs", b.jobs},
+                      {"epsilon_budget", nullptr},
+                      {"epsilon_remaining", nullptr}};
+  if (b.has_budget) {
+    j["epsilon_budget"] = b.epsilon_budget;
+    j["epsilon_remaining"] = b.remaining;
+  }
+  return j;
+}
+
 std::string EscapeLabel(const std::string& v) {
   std::string out;
   for (char c : v) {
@@ -94,6 +110,18 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     nlohmann::json list = nlohmann::json::array();
     for (const WorkerRecord& w : jobs->ListWorkers()) list.push_back(WorkerJson(w));
     json_reply(res, {{"workers", list}});
+  });
+  srv.Get("/v1/budgets", [jobs, json_reply](const httplib::Request& req, httplib::Response& res) {
+    absl::StatusOr<std::vector<BudgetView>> budgets =
+        jobs->GetBudgets(req.has_param("dataset") ? req.get_param_value("dataset") : "");
+    if (!budgets.ok()) {
+      json_reply(res, {{"error", std::string(budgets.status().message())}},
+                 budgets.status().code() == absl::StatusCode::kNotFound ? 404 : 500);
+      return;
+    }
+    nlohmann::json list = nlohmann::json::array();
+    for (const BudgetView& b : *budgets) list.push_back(BudgetJson(b));
+    json_reply(res, {{"datasets", list}});
   });
   srv.Get("/metrics", [jobs](const httplib::Request&, httplib::Response& res) {
     res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers()),

@@ -6,6 +6,9 @@
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
 //   GET /v1/workers           -> {"workers":[...]}
+//   GET /v1/budgets[?dataset=D] -> {"datasets":[...]}: ε spent, committed,
+//                                budget and remaining per dataset (the
+//                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format
 #ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 #define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_

@@ -501,6 +501,17 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
   EXPECT_DOUBLE_EQ(j["datasets"][0]["epsilon_spent"].get<double>(), 0.0);
   EXPECT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "x", "--delta", "1e-5"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("--epsilon"));
+  // Tools poll the same view over HTTP.
+  std::string http;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
+                        absl::StrCat("import urllib.request,urllib.parse,sys;sys.stdout.write(urllib.request.urlopen("
+                                     "'http://127.0.0.1:", cluster_->http_port(),
+                                     "/v1/budgets?dataset=' + urllib.parse.quote('", data_, "')).read().decode())")},
+                       &http, nullptr),
+            0);
+  auto h = nlohmann::json::parse(http);
+  ASSERT_EQ(h["datasets"].size(), 1u) << http;
+  EXPECT_EQ(h["datasets"][0], j["datasets"][0]) << "the HTTP view is dpctl's";
 }
 
 }  // namespace
