@@ -41,6 +41,15 @@ bool DeviceMatches(const std::string& wanted, const std::string& worker_device) 
   return worker_device == wanted;
 }
 
+
+// A job's ε over the given ledger entries (all of its charges).
+absl::StatusOr<double> EpsilonOf(const JobRecord& r, const std::vector<LedgerEntry>& entries) {
+  if (!r.dp) return 0.0;
+  std::vector<privacy::SubsampledGaussian> mechanisms;
+  for (const LedgerEntry& e : entries) mechanisms.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
+  return privacy::ComputeEpsilon(kind, mechanisms, r.delta);
+}
 }  // namespace
 
 JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options)
@@ -119,12 +128,7 @@ absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const s
 absl::StatusOr<double> JobManager::LedgerEpsilonLocked(const JobEntry& job) {
   if (!job.record.dp) return 0.0;
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job.record.job_id));
-  std::vector<privacy::SubsampledGaussian> mechanisms;
-  for (const LedgerEntry& e : entries) {
-    mechanisms.push_back({e.sample_rate, e.noise_multiplier, e.steps});
-  }
-  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(job.record.accountant));
-  return privacy::ComputeEpsilon(kind, mechanisms, job.record.delta);
+  return EpsilonOf(job.record, entries);
 }
 
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
@@ -468,9 +472,11 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
     }
     ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
     (void)inserted;
+    existing.push_back(e);
   }
   if (!r.dp) return 0.0;
-  ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
+  // The ledger as it now stands: what was read above plus this charge.
+  ASSIGN_OR_RETURN(r.epsilon, EpsilonOf(r, existing));
   RETURN_IF_ERROR(store_->PutJob(r));
   return r.epsilon;
 }
@@ -515,7 +521,7 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     }
     ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
     ASSIGN_OR_RETURN(epsilon, privacy::ComputeEpsilon(kind, through_epoch, r.delta));
-    ASSIGN_OR_RETURN(r.epsilon, LedgerEpsilonLocked(*job));
+    ASSIGN_OR_RETURN(r.epsilon, EpsilonOf(r, entries));
   }
   // The state to resume from is durable before the epoch counts as done.
   if (!checkpoint.empty()) RETURN_IF_ERROR(store_->PutCheckpoint(job_id, metrics.epoch, checkpoint));
