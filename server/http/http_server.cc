@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <cmath>
+#include <cstdlib>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -53,8 +55,17 @@ std::string EscapeLabel(const std::string& v) {
 
 }  // namespace
 
-std::string RenderPrometheus(const std::vector<JobRecord>& jobs,
-                             const std::vector<WorkerRecord>& workers) {
+// A sample value in the exposition format (which spells infinity "+Inf").
+std::string PromValue(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  // The shortest of %.15g / %.17g that reads back as the same double.
+  const std::string short_form = absl::StrFormat("%.15g", v);
+  return std::strtod(short_form.c_str(), nullptr) == v ? short_form : absl::StrFormat("%.17g", v);
+}
+
+std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
+                             const std::vector<BudgetView>& budgets) {
   std::map<std::string, int> by_state;
   for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
                      JobState::kCancelled}) {
@@ -70,12 +81,31 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs,
   out += "# HELP dpfleet_job_epsilon Privacy budget spent by a job (ledger).\n# TYPE dpfleet_job_epsilon gauge\n";
   for (const JobRecord& r : jobs) {
     absl::StrAppend(&out, "dpfleet_job_epsilon{job_id=\"", EscapeLabel(r.job_id), "\",name=\"",
-                    EscapeLabel(r.name), "\"} ", absl::StrFormat("%.17g", r.epsilon), "\n");
+                    EscapeLabel(r.name), "\"} ", PromValue(r.epsilon), "\n");
   }
   out += "# HELP dpfleet_job_epochs_done Epochs finished by a job.\n# TYPE dpfleet_job_epochs_done gauge\n";
   for (const JobRecord& r : jobs) {
     absl::StrAppend(&out, "dpfleet_job_epochs_done{job_id=\"", EscapeLabel(r.job_id), "\"} ",
                     r.epochs_done, "\n");
+  }
+  out += "# HELP dpfleet_dataset_epsilon_spent Privacy budget spent on a dataset, composed over its ledger.\n"
+         "# TYPE dpfleet_dataset_epsilon_spent gauge\n";
+  for (const BudgetView& b : budgets) {
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_spent{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+                    PromValue(b.spent), "\n");
+  }
+  out += "# HELP dpfleet_dataset_epsilon_committed Spent plus the remaining plans of queued and running jobs.\n"
+         "# TYPE dpfleet_dataset_epsilon_committed gauge\n";
+  for (const BudgetView& b : budgets) {
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_committed{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+                    PromValue(b.committed), "\n");
+  }
+  out += "# HELP dpfleet_dataset_epsilon_budget A dataset's total privacy budget (datasets that have one).\n"
+         "# TYPE dpfleet_dataset_epsilon_budget gauge\n";
+  for (const BudgetView& b : budgets) {
+    if (!b.has_budget) continue;
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_budget{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+                    PromValue(b.epsilon_budget), "\n");
   }
   return out;
 }
@@ -124,7 +154,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     json_reply(res, {{"datasets", list}});
   });
   srv.Get("/metrics", [jobs](const httplib::Request&, httplib::Response& res) {
-    res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers()),
+    absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets("");
+    res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers(),
+                                     budgets.ok() ? *budgets : std::vector<BudgetView>{}),
                     "text/plain; version=0.0.4");
   });
   if (port == 0) {

@@ -9,7 +9,8 @@
 //   GET /v1/budgets[?dataset=D] -> {"datasets":[...]}: ε spent, committed,
 //                                budget and remaining per dataset (the
 //                                fields of `dpctl budget -o json`)
-//   GET /metrics              -> Prometheus text format
+//   GET /metrics              -> Prometheus text format (jobs and workers by state,
+//                                job ε and epochs, dataset ε spent/committed/budget)
 #ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 #define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 
@@ -43,7 +44,8 @@ class HttpServer {
 };
 
 // Rendering used by the HTTP endpoints (exposed for tests).
-std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers);
+std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
+                             const std::vector<BudgetView>& budgets);
 
 }  // namespace dpfleet::server
 

@@ -512,6 +512,13 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
   auto h = nlohmann::json::parse(http);
   ASSERT_EQ(h["datasets"].size(), 1u) << http;
   EXPECT_EQ(h["datasets"][0], j["datasets"][0]) << "the HTTP view is dpctl's";
+  std::string metrics;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
+                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                                     "'http://127.0.0.1:", cluster_->http_port(), "/metrics').read().decode())")},
+                       &metrics, nullptr),
+            0);
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("dpfleet_dataset_epsilon_budget{dataset=\"", data_, "\"} 0.05\n")));
 }
 
 }  // namespace

@@ -1,0 +1,56 @@
+// The coordinator's /metrics text (server/http).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "server/http/http_server.h"
+
+namespace dpfleet::server {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+TEST(PrometheusTest, JobsWorkersAndDatasetBudgets) {
+  JobRecord running;
+  running.job_id = "job-000001";
+  running.name = "say \"hi\"";
+  running.state = JobState::kRunning;
+  running.epsilon = 0.5;
+  running.epochs_done = 2;
+  JobRecord done = running;
+  done.job_id = "job-000002";
+  done.name = "b";
+  done.state = JobState::kSucceeded;
+  WorkerRecord idle;
+  idle.state = WorkerState::kIdle;
+  BudgetView budgeted;
+  budgeted.dataset = "/data/ca.csv";
+  budgeted.has_budget = true;
+  budgeted.epsilon_budget = 3;
+  budgeted.spent = 1.25;
+  budgeted.committed = 2;
+  BudgetView open;
+  open.dataset = "/data/vt.csv";
+  open.spent = std::numeric_limits<double>::infinity();  // a non-private job ran on it
+  open.committed = open.spent;
+  const std::string text = RenderPrometheus({running, done}, {idle}, {budgeted, open});
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"RUNNING\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"SUCCEEDED\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"FAILED\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_workers{state=\"IDLE\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_job_epsilon{job_id=\"job-000001\",name=\"say \\\"hi\\\"\"} 0.5\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000002\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/ca.csv\"} 1.25\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_committed{dataset=\"/data/ca.csv\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/ca.csv\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/vt.csv\"} +Inf\n"));
+  EXPECT_THAT(text, Not(HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/vt.csv\"}")));
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_dataset_epsilon_spent gauge\n"));
+}
+
+}  // namespace
+}  // namespace dpfleet::server
