@@ -111,7 +111,7 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
 }
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
-                                                              JobManager* jobs) {
+                                                              JobManager* jobs, DatasetRegistry* datasets) {
   std::unique_ptr<HttpServer> s(new HttpServer());
   s->server_ = std::make_unique<httplib::Server>();
   httplib::Server& srv = *s->server_;
@@ -140,6 +140,23 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     nlohmann::json list = nlohmann::json::array();
     for (const WorkerRecord& w : jobs->ListWorkers()) list.push_back(WorkerJson(w));
     json_reply(res, {{"workers", list}});
+  });
+  srv.Get("/v1/datasets", [datasets, json_reply](const httplib::Request&, httplib::Response& res) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const DatasetRecord& d : datasets->List()) {
+      list.push_back({{"name", d.name},
+                      {"paths", d.paths},
+                      {"task", d.task},
+                      {"state", d.state},
+                      {"reason", d.reason},
+                      {"rows_prepared", d.rows_prepared},
+                      {"rows_train", d.rows_train},
+                      {"rows_eval", d.rows_eval},
+                      {"manifest", d.manifest_json.empty()
+                                       ? nlohmann::json(nullptr)
+                                       : nlohmann::json::parse(d.manifest_json, nullptr, false)}});
+    }
+    json_reply(res, {{"datasets", list}});
   });
   srv.Get("/v1/budgets", [jobs, json_reply](const httplib::Request& req, httplib::Response& res) {
     absl::StatusOr<std::vector<BudgetView>> budgets =

@@ -6,6 +6,8 @@
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
 //   GET /v1/workers           -> {"workers":[...]}
+//   GET /v1/datasets          -> {"datasets":[...]}: name, state, progress
+//                                (rows_prepared), counts, manifest
 //   GET /v1/budgets[?dataset=D] -> {"datasets":[...]}: ε spent, committed,
 //                                budget and remaining per dataset (the
 //                                fields of `dpctl budget -o json`)
@@ -19,6 +21,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/core/dataset_registry.h"
 #include "server/core/job_manager.h"
 
 namespace httplib {
@@ -31,7 +34,7 @@ class HttpServer {
  public:
   // Binds host:port (port 0 = any free port) and serves on a thread.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
-                                                           JobManager* jobs);
+                                                           JobManager* jobs, DatasetRegistry* datasets);
   ~HttpServer();
   int port() const { return port_; }
   void Shutdown();

@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
   if (!options.http.empty()) {
     ASSIGN_OR_RETURN(auto http, ParseHostPort("--http", options.http));
-    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http.first, http.second, s->jobs_.get()));
+    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http.first, http.second, s->jobs_.get(), s->datasets_.get()));
   }
   const int64_t tick_ms = std::max<int64_t>(20, options.coordinator.heartbeat_interval_ms / 2);
   s->ticker_ = std::thread([srv = s.get(), tick_ms] {

@@ -548,6 +548,18 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   ASSERT_EQ(ds["state"], "READY") << out;
   EXPECT_EQ(ds["manifest"]["rows_train"], ds["rows_train"]);
   EXPECT_EQ(ds["manifest"]["train_shards"].size(), 3u);
+  std::string http;
+  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
+                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                                     "'http://127.0.0.1:", cluster_->http_port(), "/v1/datasets').read().decode())")},
+                       &http, nullptr),
+            0);
+  auto listed = nlohmann::json::parse(http)["datasets"];
+  ASSERT_EQ(listed.size(), 1u) << http;
+  EXPECT_EQ(listed[0]["name"], "synth-pums");
+  EXPECT_EQ(listed[0]["state"], "READY");
+  EXPECT_EQ(listed[0]["rows_train"], ds["rows_train"]);
+  EXPECT_EQ(listed[0]["manifest"], ds["manifest"]);
   EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("already"));
 
