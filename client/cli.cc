@@ -15,6 +15,7 @@
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
 #include "common/dataset.h"
+#include "common/files.h"
 #include "common/job_spec.h"
 #include "common/plan.h"
 #include "common/pums_schema.h"
@@ -586,19 +587,8 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     absl::StatusOr<std::string> model = client.GetModel(p.positional[0]);
     if (!model.ok()) return ReportError(model.status(), err);
     const std::string path = p.values.at("--out");
-    const std::string tmp = path + ".partial";
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      f.write(model->data(), static_cast<std::streamsize>(model->size()));
-      if (!f.flush()) {
-        std::remove(tmp.c_str());
-        err << "dpctl model: cannot write '" << path << "'\n";
-        return kExitUsage;
-      }
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-      std::remove(tmp.c_str());
-      err << "dpctl model: cannot write '" << path << "'\n";
+    if (absl::Status s = WriteFileAtomically(path, *model); !s.ok()) {
+      err << "dpctl model: cannot write '" << path << "': " << s.message() << "\n";
       return kExitUsage;
     }
     if (json) {

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -13,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/pums_schema.h"
 #include "common/status.h"
 
@@ -146,25 +145,6 @@ absl::StatusOr<std::vector<ShardInfo>> FinishAll(const std::vector<ShardWriter*>
     out.push_back(std::move(*r));
   }
   return out;
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string partial = path + ".partial";
-  std::FILE* f = std::fopen(partial.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("cannot create '", partial, "': ", std::strerror(errno)));
-  }
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(partial.c_str());
-    return absl::InternalError(absl::StrCat("write to '", partial, "' failed"));
-  }
-  if (std::rename(partial.c_str(), path.c_str()) != 0) {
-    std::remove(partial.c_str());
-    return absl::InternalError(absl::StrCat("cannot rename '", partial, "' to '", path, "'"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/dataset.h"
+#include "common/files.h"
 #include "common/job_spec.h"
 #include "common/shards.h"
 #include "common/status.h"
@@ -308,7 +309,8 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     if (ack.stop()) return absl::CancelledError(ack.reason());
   }
   if (a.rank() == 0) {
-    // The job succeeds only once the coordinator holds the trained model.
+    // The job succeeds only once the coordinator holds the trained model;
+    // the same bytes go to the work directory.
     v1::UploadModelRequest upload;
     upload.set_job_id(a.job_id());
     upload.set_attempt(a.attempt());
@@ -319,8 +321,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
       return ctx.stub->UploadModel(c, upload, &uploaded);
     }));
     if (!ctx.work_dir.empty()) {
-      const std::string model_path = absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt");
-      RETURN_IF_ERROR(trainer->Save(model_path));
+      RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt"), upload.model()));
     }
   }
   return absl::OkStatus();

@@ -5,13 +5,13 @@
 #include <torch/serialize/output-archive.h>
 
 #include <cmath>
-#include <cstdio>
+#include <exception>
 #include <fstream>
 #include <sstream>
-#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/status.h"
 
 namespace dpfleet::train {
@@ -238,20 +238,7 @@ absl::StatusOr<std::string> DpSgdTrainer::SaveToBytes() const {
 
 absl::Status DpSgdTrainer::Save(const std::string& path) const {
   ASSIGN_OR_RETURN(const std::string bytes, SaveToBytes());
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out.flush()) {
-      std::remove(tmp.c_str());
-      return absl::InternalError(absl::StrCat("writing ", tmp, " failed"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::InternalError(absl::StrCat("renaming ", tmp, " to ", path, " failed"));
-  }
-  return absl::OkStatus();
+  return WriteFileAtomically(path, bytes);
 }
 
 absl::Status DpSgdTrainer::Load(const std::string& path) {
