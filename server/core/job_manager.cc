@@ -20,17 +20,8 @@
 namespace dpfleet::server {
 namespace {
 
-// Bytes [offset, offset + min(max_bytes, 2 MiB)) of `data`, and its size:
-// one chunk of a blob served over gRPC.
-absl::StatusOr<std::pair<std::string, int64_t>> ChunkOf(const std::string& data, int64_t offset, int64_t max_bytes,
-                                                        absl::string_view what) {
-  const int64_t total = static_cast<int64_t>(data.size());
-  if (offset < 0 || offset > total) {
-    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside ", what, " (", total, " bytes)"));
-  }
-  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
-  return std::make_pair(data.substr(static_cast<size_t>(offset), static_cast<size_t>(n)), total);
-}
+// The most a chunk of a shard, checkpoint or model served over gRPC holds.
+constexpr int64_t kMaxChunkBytes = 2 << 20;
 
 std::string RendezvousKey(const std::string& job_id, int32_t attempt, const std::string& key) {
   return absl::StrCat(job_id, "/", attempt, "/", key);
@@ -41,7 +32,6 @@ bool DeviceMatches(const std::string& wanted, const std::string& worker_device) 
   return worker_device == wanted;
 }
 
-
 // A job's ε over the given ledger entries (all of its charges).
 absl::StatusOr<double> EpsilonOf(const JobRecord& r, const std::vector<LedgerEntry>& entries) {
   if (!r.dp) return 0.0;
@@ -50,6 +40,7 @@ absl::StatusOr<double> EpsilonOf(const JobRecord& r, const std::vector<LedgerEnt
   ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
   return privacy::ComputeEpsilon(kind, mechanisms, r.delta);
 }
+
 }  // namespace
 
 JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options)
@@ -578,14 +569,17 @@ void JobManager::FailAttemptLocked(JobEntry* job, const std::string& reason) {
 absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const std::string& job_id, int32_t attempt,
                                                                       int32_t rank, int64_t offset,
                                                                       int64_t max_bytes) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
-  const int32_t epoch = job->record.epochs_done;
+  int32_t epoch = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+    epoch = job->record.epochs_done;
+  }
   if (epoch == 0) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has not finished an epoch"));
-  ASSIGN_OR_RETURN(const std::string data, store_->GetCheckpoint(job_id, epoch));
-  ASSIGN_OR_RETURN(auto chunk, ChunkOf(data, offset, max_bytes, "the checkpoint"));
-  return CheckpointChunk{std::move(chunk.first), chunk.second, epoch};
+  ASSIGN_OR_RETURN(Store::BlobChunk chunk,
+                   store_->ReadCheckpoint(job_id, epoch, offset, std::clamp<int64_t>(max_bytes, 1, kMaxChunkBytes)));
+  return CheckpointChunk{std::move(chunk.data), chunk.total_bytes, epoch};
 }
 
 absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, int32_t rank,
@@ -603,8 +597,8 @@ absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, 
   return store_->PutModel(job_id, model);
 }
 
-absl::StatusOr<std::pair<std::string, int64_t>> JobManager::GetModel(const std::string& job_id, int64_t offset,
-                                                                     int64_t max_bytes) {
+absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id, int64_t offset,
+                                                      int64_t max_bytes) {
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
@@ -613,8 +607,7 @@ absl::StatusOr<std::pair<std::string, int64_t>> JobManager::GetModel(const std::
                                                         "; only a SUCCEEDED job has a model"));
     }
   }
-  ASSIGN_OR_RETURN(const std::string data, store_->GetModel(job_id));
-  return ChunkOf(data, offset, max_bytes, "the model");
+  return store_->ReadModel(job_id, offset, std::clamp<int64_t>(max_bytes, 1, kMaxChunkBytes));
 }
 
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
@@ -720,7 +713,7 @@ absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std
   if (offset < 0 || offset > total) {
     return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside '", file, "' (", total, " bytes)"));
   }
-  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, 2 << 20), total - offset);
+  const int64_t n = std::min<int64_t>(std::clamp<int64_t>(max_bytes, 1, kMaxChunkBytes), total - offset);
   std::string chunk(static_cast<size_t>(n), '\0');
   in.seekg(offset);
   in.read(chunk.data(), n);

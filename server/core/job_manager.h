@@ -167,9 +167,8 @@ class JobManager {
 
   // Rank 0's trained model after the job's last epoch (current attempt only).
   absl::Status StoreModel(const std::string& job_id, int32_t attempt, int32_t rank, const std::string& model);
-  // A chunk of a SUCCEEDED job's model: (bytes, total size).
-  absl::StatusOr<std::pair<std::string, int64_t>> GetModel(const std::string& job_id, int64_t offset,
-                                                           int64_t max_bytes);
+  // A chunk of a SUCCEEDED job's model.
+  absl::StatusOr<Store::BlobChunk> GetModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
   // Expires leases and reattach deadlines; the server calls it periodically.
   void Tick();

@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
@@ -29,10 +30,6 @@ class Statement {
   void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
   void BindBlob(int i, const std::string& b) {
     sqlite3_bind_blob(stmt_, i, b.data(), static_cast<int>(b.size()), SQLITE_TRANSIENT);
-  }
-  std::string Blob(int col) {
-    const void* b = sqlite3_column_blob(stmt_, col);
-    return b ? std::string(static_cast<const char*>(b), sqlite3_column_bytes(stmt_, col)) : "";
   }
   std::string Text(int col) {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
@@ -242,18 +239,6 @@ absl::Status Store::PutCheckpoint(const std::string& job_id, int32_t epoch, cons
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Store::GetCheckpoint(const std::string& job_id, int32_t epoch) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT data FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
-  if (!st.ok()) return SqlError(db_, "load checkpoint");
-  st.Bind(1, job_id);
-  st.Bind(2, static_cast<int64_t>(epoch));
-  const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_ROW) return st.Blob(0);
-  if (rc != SQLITE_DONE) return SqlError(db_, "load checkpoint of " + job_id);
-  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no checkpoint after epoch ", epoch));
-}
-
 absl::Status Store::DeleteCheckpoints(const std::string& job_id, int32_t below_epoch) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch < ?2");
@@ -274,15 +259,55 @@ absl::Status Store::PutModel(const std::string& job_id, const std::string& data)
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Store::GetModel(const std::string& job_id) {
+absl::StatusOr<Store::BlobChunk> Store::ReadBlobLocked(const char* table, int64_t rowid, int64_t offset,
+                                                      int64_t max_bytes, const std::string& what) {
+  sqlite3_blob* blob = nullptr;
+  if (sqlite3_blob_open(db_, "main", table, "data", rowid, /*flags=read-only*/ 0, &blob) != SQLITE_OK) {
+    sqlite3_blob_close(blob);
+    return SqlError(db_, "open " + what);
+  }
+  BlobChunk chunk;
+  chunk.total_bytes = sqlite3_blob_bytes(blob);
+  if (offset < 0 || offset > chunk.total_bytes) {
+    sqlite3_blob_close(blob);
+    return absl::InvalidArgumentError(
+        absl::StrCat("offset ", offset, " is outside ", what, " (", chunk.total_bytes, " bytes)"));
+  }
+  const int64_t n = std::clamp<int64_t>(max_bytes, 0, chunk.total_bytes - offset);
+  chunk.data.resize(static_cast<size_t>(n));
+  const int rc = n > 0 ? sqlite3_blob_read(blob, chunk.data.data(), static_cast<int>(n), static_cast<int>(offset))
+                       : SQLITE_OK;
+  sqlite3_blob_close(blob);
+  if (rc != SQLITE_OK) return SqlError(db_, "read " + what);
+  return chunk;
+}
+
+absl::StatusOr<Store::BlobChunk> Store::ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
+                                                      int64_t max_bytes) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT data FROM models WHERE job_id = ?1");
+  Statement st(db_, "SELECT rowid FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
+  if (!st.ok()) return SqlError(db_, "load checkpoint");
+  st.Bind(1, job_id);
+  st.Bind(2, static_cast<int64_t>(epoch));
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no checkpoint after epoch ", epoch));
+  }
+  if (rc != SQLITE_ROW) return SqlError(db_, "load checkpoint of " + job_id);
+  return ReadBlobLocked("checkpoints", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
+                        absl::StrCat("the checkpoint of ", job_id));
+}
+
+absl::StatusOr<Store::BlobChunk> Store::ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT rowid FROM models WHERE job_id = ?1");
   if (!st.ok()) return SqlError(db_, "load model");
   st.Bind(1, job_id);
   const int rc = sqlite3_step(st.get());
-  if (rc == SQLITE_ROW) return st.Blob(0);
-  if (rc != SQLITE_DONE) return SqlError(db_, "load model of " + job_id);
-  return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no stored model"));
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no stored model"));
+  if (rc != SQLITE_ROW) return SqlError(db_, "load model of " + job_id);
+  return ReadBlobLocked("models", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
+                        absl::StrCat("the model of ", job_id));
 }
 
 absl::Status Store::DeleteDataset(const std::string& name) {

@@ -69,16 +69,25 @@ class Store {
   // Forgets a registered dataset (its ledger entries and budget stay).
   absl::Status DeleteDataset(const std::string& name);
 
+  // Bytes [offset, offset + max_bytes) of a stored blob, and its size.
+  struct BlobChunk {
+    std::string data;
+    int64_t total_bytes = 0;
+  };
+
   // Training state after `epoch` of a job (rank 0's DpSgdTrainer bytes),
   // for resuming a failed attempt. DeleteCheckpoints drops those of epochs
   // below `below_epoch` (INT32_MAX: all of the job's).
   absl::Status PutCheckpoint(const std::string& job_id, int32_t epoch, const std::string& data);
-  absl::StatusOr<std::string> GetCheckpoint(const std::string& job_id, int32_t epoch);
   absl::Status DeleteCheckpoints(const std::string& job_id, int32_t below_epoch);
-
   // The trained model of a job (kept with the job).
   absl::Status PutModel(const std::string& job_id, const std::string& data);
-  absl::StatusOr<std::string> GetModel(const std::string& job_id);
+  // Chunks of the two, read with SQLite's incremental blob I/O: a chunk
+  // costs its own size, not the blob's. NotFound when there is none;
+  // InvalidArgument for an offset past the end.
+  absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
+                                           int64_t max_bytes);
+  absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
@@ -86,6 +95,9 @@ class Store {
  private:
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A chunk of column `data` of row `rowid` of `table`.
+  absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
+                                           const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& column,
                                                        const std::string& value);
 

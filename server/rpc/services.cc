@@ -161,8 +161,8 @@ grpc::Status CoordinatorServiceImpl::GetModel(grpc::ServerContext*, const v1::Ge
                                               v1::ModelChunk* resp) {
   auto r = jobs_->GetModel(req->job_id(), req->offset(), req->max_bytes());
   if (!r.ok()) return ToGrpc(r.status());
-  resp->set_data(std::move(r->first));
-  resp->set_total_bytes(r->second);
+  resp->set_data(std::move(r->data));
+  resp->set_total_bytes(r->total_bytes);
   return grpc::Status::OK;
 }
 

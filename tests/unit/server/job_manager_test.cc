@@ -270,7 +270,7 @@ TEST_F(JobManagerTest, FailedAttemptResumesFromTheLastCheckpoint) {
   const privacy::SubsampledGaussian epoch{job.sample_rate, job.noise_multiplier, job.steps_per_epoch};
   const double four = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {epoch, epoch, epoch, epoch}, 1e-5);
   EXPECT_NEAR(done.epsilon, four, 1e-9) << "the repeated epoch is charged too";
-  EXPECT_EQ(store_->GetCheckpoint(job.job_id, 3).status().code(), absl::StatusCode::kNotFound)
+  EXPECT_EQ(store_->ReadCheckpoint(job.job_id, 3, 0, 100).status().code(), absl::StatusCode::kNotFound)
       << "checkpoints go when the job ends";
 }
 
@@ -338,17 +338,17 @@ TEST_F(JobManagerTest, ModelIsStoredAfterTheLastEpochAndServedOnceSucceeded) {
   ASSERT_EQ(jobs_->Get(job.job_id)->state, JobState::kSucceeded);
   auto all = jobs_->GetModel(job.job_id, 0, 100);
   ASSERT_TRUE(all.ok()) << all.status();
-  EXPECT_EQ(all->first, "trained-weights");
-  EXPECT_EQ(all->second, 15);
+  EXPECT_EQ(all->data, "trained-weights");
+  EXPECT_EQ(all->total_bytes, 15);
   auto tail = jobs_->GetModel(job.job_id, 8, 100);
   ASSERT_TRUE(tail.ok());
-  EXPECT_EQ(tail->first, "weights");
+  EXPECT_EQ(tail->data, "weights");
   EXPECT_FALSE(jobs_->GetModel(job.job_id, 16, 100).ok());
   // It survives a restart.
   Open();
   auto again = jobs_->GetModel(job.job_id, 0, 100);
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->first, "trained-weights");
+  EXPECT_EQ(again->data, "trained-weights");
 }
 
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
