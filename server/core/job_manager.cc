@@ -74,10 +74,10 @@ absl::StatusOr<JobManager::JobEntry*> JobManager::FindLocked(const std::string& 
 
 void JobManager::PublishLocked(JobEntry* job, JobEvent event) {
   event.seq = ++job->last_seq;
-  job->events.push_back(std::move(event));
   for (const auto& [id, listener] : listeners_) {
-    if (listener.first == job->record.job_id) listener.second(&job->events.back());
+    if (listener.first == job->record.job_id) listener.second(&event);
   }
+  // A state change ends the rendezvous waits of an attempt that is over.
   changed_.SignalAll();
 }
 
@@ -281,27 +281,6 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
   RETURN_IF_ERROR(TransitionLocked(job, JobState::kCancelled, "cancelled by user"));
   ScheduleLocked();
   return job->record;
-}
-
-absl::StatusOr<std::pair<JobRecord, int64_t>> JobManager::Snapshot(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  return std::make_pair(job->record, job->last_seq);
-}
-
-absl::StatusOr<std::vector<JobEvent>> JobManager::WaitEvents(const std::string& job_id,
-                                                             int64_t after_seq,
-                                                             absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  while (job->last_seq <= after_seq && !shutdown_) {
-    if (changed_.WaitWithDeadline(&mu_, deadline)) break;
-  }
-  std::vector<JobEvent> out;
-  for (const JobEvent& e : job->events) {
-    if (e.seq > after_seq) out.push_back(e);
-  }
-  return out;
 }
 
 std::vector<WorkerRecord> JobManager::ListWorkers() {

@@ -95,8 +95,6 @@ class JobManager {
   absl::StatusOr<JobRecord> Get(const std::string& job_id);
   std::vector<JobRecord> List();
   absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
-  // The job and the seq of its last event.
-  absl::StatusOr<std::pair<JobRecord, int64_t>> Snapshot(const std::string& job_id);
   // Watching without a thread: `listener` gets every event of the job
   // published after the returned snapshot, in order, and nullptr once at
   // Shutdown. It runs on the publishing thread under the manager's lock, so
@@ -110,10 +108,6 @@ class JobManager {
   };
   absl::StatusOr<Subscription> Subscribe(const std::string& job_id, EventListener listener);
   void Unsubscribe(int64_t id);
-  // Events with seq > after_seq; waits until there is one, the deadline
-  // passes (empty result) or Shutdown.
-  absl::StatusOr<std::vector<JobEvent>> WaitEvents(const std::string& job_id, int64_t after_seq,
-                                                   absl::Time deadline);
   std::vector<WorkerRecord> ListWorkers();
   // Sets a dataset's total budget; FailedPrecondition if more is committed.
   absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
@@ -179,8 +173,7 @@ class JobManager {
   struct JobEntry {
     JobRecord record;
     std::string dataset_key;
-    std::vector<JobEvent> events;
-    int64_t last_seq = 0;
+    int64_t last_seq = 0;  // events are numbered per job; nothing keeps them
     int64_t reattach_deadline_ms = 0;  // after a restart, for RUNNING jobs
   };
 

@@ -410,30 +410,17 @@ TEST_F(JobManagerTest, TargetEpsilonIsCalibratedAtSubmit) {
 
 TEST_F(JobManagerTest, EveryWatcherSeesEveryEventInOrder) {
   auto job = *jobs_->Submit(Spec(1, 2));
-  auto snap = *jobs_->Snapshot(job.job_id);
   std::vector<std::vector<JobEvent>> seen(2);
-  std::vector<std::thread> watchers;
   for (int i = 0; i < 2; ++i) {
-    watchers.emplace_back([&, i] {
-      int64_t seq = snap.second;
-      while (true) {
-        auto evs = jobs_->WaitEvents(job.job_id, seq, absl::Now() + absl::Seconds(10));
-        ASSERT_TRUE(evs.ok());
-        ASSERT_FALSE(evs->empty()) << "timed out waiting for events";
-        for (const JobEvent& e : *evs) {
-          seen[i].push_back(e);
-          seq = e.seq;
-        }
-        if (seen[i].back().type == JobEvent::Type::kState && IsTerminal(seen[i].back().state)) return;
-      }
-    });
+    ASSERT_TRUE(jobs_->Subscribe(job.job_id, [&seen, i](const JobEvent* e) {
+                  if (e != nullptr) seen[i].push_back(*e);
+                }).ok());
   }
   const std::string w = AddWorker();
   auto running = *jobs_->Get(job.job_id);
   RunEpoch(running, w, 1);
   RunEpoch(running, w, 2);
   ASSERT_TRUE(jobs_->ReportDone(job.job_id, running.attempt, 0, w, true, "").ok());
-  for (auto& t : watchers) t.join();
   for (const auto& events : seen) {
     ASSERT_EQ(events.size(), 4u);  // RUNNING, epoch 1, epoch 2, SUCCEEDED
     EXPECT_EQ(events[0].state, JobState::kRunning);
