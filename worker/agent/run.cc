@@ -59,31 +59,49 @@ torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) 
   return torch::from_blob(const_cast<float*>(v.data()), {rows, cols}, torch::kFloat32).clone();
 }
 
-// Copies one dataset file from the coordinator in chunks.
+// Reads a blob the coordinator serves in chunks. fetch(offset, &chunk, &total)
+// asks for the chunk at `offset`; each chunk goes to sink in order. A size
+// that changes between chunks, or an empty chunk before the end, is DataLoss.
+template <typename Fetch, typename Sink>
+absl::Status FetchInChunks(const std::string& what, Fetch fetch, Sink sink) {
+  int64_t offset = 0, total = -1;
+  while (total < 0 || offset < total) {
+    std::string chunk;
+    int64_t size = 0;
+    RETURN_IF_ERROR(fetch(offset, &chunk, &size));
+    if (total >= 0 && size != total) return absl::DataLossError(absl::StrCat(what, " changed while it was fetched"));
+    if (chunk.empty() && size != offset) return absl::DataLossError(absl::StrCat("empty chunk of ", what, " at ", offset));
+    total = size;
+    offset += static_cast<int64_t>(chunk.size());
+    sink(chunk);
+  }
+  return absl::OkStatus();
+}
+
+// Copies one dataset file from the coordinator.
 absl::Status FetchFile(const v1::Assignment& a, const RunContext& ctx, const std::string& file,
                        const std::string& dest) {
   std::ofstream out(dest + ".partial", std::ios::binary | std::ios::trunc);
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", dest));
-  int64_t offset = 0, total = -1;
-  while (total < 0 || offset < total) {
-    v1::FetchShardRequest req;
-    req.set_job_id(a.job_id());
-    req.set_attempt(a.attempt());
-    req.set_rank(a.rank());
-    req.set_file(file);
-    req.set_offset(offset);
-    req.set_max_bytes(1 << 20);
-    v1::FetchShardResponse resp;
-    RETURN_IF_ERROR(CallWithRetry(ctx, "fetching dataset shards", [&](grpc::ClientContext* c) {
-      return ctx.stub->FetchShard(c, req, &resp);
-    }));
-    if (resp.data().empty() && resp.total_bytes() != offset) {
-      return absl::DataLossError(absl::StrCat("empty chunk of ", file, " at ", offset));
-    }
-    total = resp.total_bytes();
-    out.write(resp.data().data(), static_cast<std::streamsize>(resp.data().size()));
-    offset += static_cast<int64_t>(resp.data().size());
-  }
+  RETURN_IF_ERROR(FetchInChunks(
+      file,
+      [&](int64_t offset, std::string* chunk, int64_t* total) -> absl::Status {
+        v1::FetchShardRequest req;
+        req.set_job_id(a.job_id());
+        req.set_attempt(a.attempt());
+        req.set_rank(a.rank());
+        req.set_file(file);
+        req.set_offset(offset);
+        req.set_max_bytes(1 << 20);
+        v1::FetchShardResponse resp;
+        RETURN_IF_ERROR(CallWithRetry(ctx, "fetching dataset shards", [&](grpc::ClientContext* c) {
+          return ctx.stub->FetchShard(c, req, &resp);
+        }));
+        *chunk = std::move(*resp.mutable_data());
+        *total = resp.total_bytes();
+        return absl::OkStatus();
+      },
+      [&](const std::string& chunk) { out.write(chunk.data(), static_cast<std::streamsize>(chunk.size())); }));
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", dest));
   std::filesystem::rename(dest + ".partial", dest);
@@ -106,31 +124,33 @@ absl::StatusOr<std::string> FetchShards(const v1::Assignment& a, const RunContex
   return dir;
 }
 
-// The training state a resumed attempt starts from, in chunks.
+// The training state a resumed attempt starts from, and the epoch it was
+// saved after.
 absl::StatusOr<std::string> FetchCheckpoint(const v1::Assignment& a, const RunContext& ctx, int32_t* epoch) {
   std::string bytes;
-  int64_t total = -1;
-  while (total < 0 || static_cast<int64_t>(bytes.size()) < total) {
-    v1::FetchCheckpointRequest req;
-    req.set_job_id(a.job_id());
-    req.set_attempt(a.attempt());
-    req.set_rank(a.rank());
-    req.set_offset(static_cast<int64_t>(bytes.size()));
-    req.set_max_bytes(1 << 20);
-    v1::FetchCheckpointResponse resp;
-    RETURN_IF_ERROR(CallWithRetry(ctx, "fetching the checkpoint to resume from", [&](grpc::ClientContext* c) {
-      return ctx.stub->FetchCheckpoint(c, req, &resp);
-    }));
-    if (resp.data().empty() && resp.total_bytes() != static_cast<int64_t>(bytes.size())) {
-      return absl::DataLossError(absl::StrCat("empty checkpoint chunk at ", bytes.size()));
-    }
-    if (total >= 0 && (resp.total_bytes() != total || resp.epoch() != *epoch)) {
-      return absl::DataLossError("the checkpoint changed while it was being fetched");
-    }
-    total = resp.total_bytes();
-    *epoch = resp.epoch();
-    bytes += resp.data();
-  }
+  *epoch = -1;
+  RETURN_IF_ERROR(FetchInChunks(
+      "the checkpoint",
+      [&](int64_t offset, std::string* chunk, int64_t* total) -> absl::Status {
+        v1::FetchCheckpointRequest req;
+        req.set_job_id(a.job_id());
+        req.set_attempt(a.attempt());
+        req.set_rank(a.rank());
+        req.set_offset(offset);
+        req.set_max_bytes(1 << 20);
+        v1::FetchCheckpointResponse resp;
+        RETURN_IF_ERROR(CallWithRetry(ctx, "fetching the checkpoint to resume from", [&](grpc::ClientContext* c) {
+          return ctx.stub->FetchCheckpoint(c, req, &resp);
+        }));
+        if (*epoch >= 0 && resp.epoch() != *epoch) {
+          return absl::DataLossError("the checkpoint changed while it was fetched");
+        }
+        *epoch = resp.epoch();
+        *chunk = std::move(*resp.mutable_data());
+        *total = resp.total_bytes();
+        return absl::OkStatus();
+      },
+      [&](const std::string& chunk) { bytes += chunk; }));
   return bytes;
 }
 
@@ -138,14 +158,14 @@ absl::StatusOr<std::string> FetchCheckpoint(const v1::Assignment& a, const RunCo
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
-  const bool cuda = ctx.device.rfind("cuda", 0) == 0;
+  // Where this rank computes (the worker resolved it at start-up).
+  ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
+  const bool cuda = device.is_cuda();
   if ((spec.resources.device == "cuda") != cuda) {
     return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
                                                       "' does not match this worker's device ", ctx.device));
   }
   if (ctx.threads > 0) at::set_num_threads(ctx.threads);
-  // Where this rank computes (a CUDA device loads libtorch_cuda on first use).
-  ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
 
   // This rank's training records, the global N, and (rank 0) the eval split.
   data::EncodedDataset ds;
