@@ -50,8 +50,8 @@ absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
 
 }  // namespace
 
-DatasetRegistry::DatasetRegistry(Store* store, Clock* clock, std::string state_dir)
-    : store_(store), clock_(clock), state_dir_(std::move(state_dir)) {}
+DatasetRegistry::DatasetRegistry(Store* store, Clock* clock, std::string state_dir, PrepareFn prepare)
+    : store_(store), clock_(clock), state_dir_(std::move(state_dir)), prepare_(std::move(prepare)) {}
 
 DatasetRegistry::~DatasetRegistry() {
   std::vector<std::thread> threads;
@@ -176,7 +176,7 @@ void DatasetRegistry::Prepare(DatasetRecord d, std::shared_ptr<std::atomic<bool>
     absl::MutexLock lock(&mu_);
     if (auto it = datasets_.find(name); it != datasets_.end()) it->second.rows_prepared = kept;
   };
-  absl::StatusOr<data::Manifest> m = data::PrepareShards(options);
+  absl::StatusOr<data::Manifest> m = prepare_(options);
   if (m.ok()) {
     d.state = "READY";
     d.manifest_json = data::ManifestToJson(*m);

@@ -15,6 +15,7 @@
 #define DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -25,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/prepare.h"
 #include "server/core/clock.h"
 #include "server/core/store.h"
 
@@ -51,7 +53,10 @@ struct DatasetRecord {
 
 class DatasetRegistry {
  public:
-  DatasetRegistry(Store* store, Clock* clock, std::string state_dir);
+  // Runs data::PrepareShards; `prepare` replaces it (tests that need a
+  // preparation to be in a known state).
+  using PrepareFn = std::function<absl::StatusOr<data::Manifest>(const data::PrepareOptions&)>;
+  DatasetRegistry(Store* store, Clock* clock, std::string state_dir, PrepareFn prepare = data::PrepareShards);
   ~DatasetRegistry();  // waits for running preparations
 
   // Loads records; restarts preparations a restart interrupted.
@@ -80,6 +85,7 @@ class DatasetRegistry {
   Store* const store_;
   Clock* const clock_;
   const std::string state_dir_;
+  const PrepareFn prepare_;
   absl::Mutex mu_;
   std::map<std::string, DatasetRecord> datasets_ ABSL_GUARDED_BY(mu_);
   // Cancel flags of the preparations still running, by name.

@@ -3,12 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/notification.h"
 #include "common/accountant.h"
 #include "tests/testing/temp_dir.h"
 
@@ -731,21 +733,42 @@ TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
 // Removing a dataset while it is being prepared cancels the preparation,
 // which then deletes what it wrote; the name is free again afterwards.
 TEST_F(JobManagerTest, RemovingAPreparingDatasetCancelsItsPreparation) {
-  const std::string csv = dir_.Join("big.csv");
-  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/300000, /*seed=*/5}, csv).ok());
-  DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  const std::string csv = dir_.Join("pums.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/100, /*seed=*/5}, csv).ok());
+  // The first preparation writes a partial shard, then holds until it is
+  // cancelled and the test lets it go: every step below happens in a known
+  // state. Later ones (the re-add at the end) fail at once.
+  absl::Notification started, release;
+  std::atomic<bool> saw_cancel{false};
+  std::atomic<int> calls{0};
+  DatasetRegistry registry(store_.get(), &clock_, dir_.path(),
+                           [&](const data::PrepareOptions& o) -> absl::StatusOr<data::Manifest> {
+                             if (calls++ > 0) return absl::InvalidArgumentError("not this time");
+                             std::filesystem::create_directories(o.out_dir);
+                             std::ofstream(o.out_dir + "/train-00000-of-00004.bin.partial") << "x";
+                             started.Notify();
+                             while (!o.cancel->load()) std::this_thread::yield();
+                             saw_cancel = true;
+                             release.WaitForNotification();
+                             return absl::CancelledError("preparation cancelled");
+                           });
   jobs_->set_datasets(&registry);
   DatasetRecord req;
   req.name = "big";
   req.paths = {csv};
   auto added = registry.Add(req);
   ASSERT_TRUE(added.ok());
+  started.WaitForNotification();
   auto removed = jobs_->RemoveDataset("big");
   ASSERT_TRUE(removed.ok()) << removed.status();
-  ASSERT_EQ(removed->state, "PREPARING") << "300k rows cannot be prepared in the time between two calls";
+  ASSERT_EQ(removed->state, "PREPARING");
   EXPECT_EQ(registry.Get("big").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry.Add(req).status().code(), absl::StatusCode::kUnavailable)
+      << "the name is refused while the cancelled preparation is still stopping";
+  release.Notify();
   ASSERT_TRUE(registry.WaitRemoved("big", absl::Seconds(60)).ok());
-  EXPECT_FALSE(std::filesystem::exists(added->dir));
+  EXPECT_TRUE(saw_cancel) << "the registry hands its cancel flag to the preparation";
+  EXPECT_FALSE(std::filesystem::exists(added->dir)) << "what the preparation wrote is deleted";
   auto stored = store_->LoadDatasets();
   ASSERT_TRUE(stored.ok());
   EXPECT_TRUE(stored->empty());
