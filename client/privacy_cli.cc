@@ -45,15 +45,21 @@ struct UsageError {
 using Flags = std::map<std::string, std::string>;
 
 // Splits args[begin..] into flags (client/args.h); every flag takes one
-// value. Flags are keyed by name without dashes; -o is "output".
+// value. Flags are keyed by name without dashes; "output" stands for -o,
+// whose value sets *json.
 std::optional<UsageError> ParseFlags(const std::vector<std::string>& args, size_t begin,
-                                     const std::set<std::string>& known, Flags& flags) {
+                                     const std::set<std::string>& known, Flags& flags, bool* json) {
   ArgSpec spec;
   spec.positionals = false;
   for (const std::string& name : known) spec.values.insert(name == "output" ? "-o" : absl::StrCat("--", name));
   absl::StatusOr<Args> parsed = ParseArgs({args.begin() + static_cast<std::ptrdiff_t>(begin), args.end()}, spec);
   if (!parsed.ok()) return UsageError{std::string(parsed.status().message())};
-  for (const auto& [flag, value] : parsed->values) flags[flag == "-o" ? "output" : flag.substr(2)] = value;
+  absl::StatusOr<bool> wants_json = JsonOutputRequested(*parsed);
+  if (!wants_json.ok()) return UsageError{std::string(wants_json.status().message())};
+  *json = *wants_json;
+  for (const auto& [flag, value] : parsed->values) {
+    if (flag != "-o") flags[flag.substr(2)] = value;
+  }
   return std::nullopt;
 }
 
@@ -253,18 +259,8 @@ int RunPrivacyCommand(const std::vector<std::string>& args, std::ostream& out,
                                  "steps",  "epochs",       "dataset-size", "batch-size"};
   known.insert(is_epsilon ? "noise-multiplier" : "target-epsilon");
   Flags flags;
-  if (auto e = ParseFlags(args, 1, known, flags)) return Usage(*e, err);
-
   bool json = false;
-  if (auto it = flags.find("output"); it != flags.end()) {
-    if (it->second == "json") {
-      json = true;
-    } else if (it->second != "text") {
-      return Usage({absl::StrCat("-o: \"", it->second, "\" is not an output format "
-                                 "(expected json or text)")},
-                   err);
-    }
-  }
+  if (auto e = ParseFlags(args, 1, known, flags, &json)) return Usage(*e, err);
   privacy::AccountantKind kind = privacy::AccountantKind::kRdp;
   if (auto it = flags.find("accountant"); it != flags.end()) {
     auto parsed = privacy::ParseAccountantKind(it->second);
