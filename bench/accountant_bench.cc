@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "common/accountant.h"
+#include "common/privacy/accountant.h"
 #include "nlohmann/json.hpp"
 
 namespace {

@@ -14,8 +14,8 @@
 
 #include <unistd.h>
 
-#include "common/dataset.h"
-#include "common/synth.h"
+#include "common/pums/dataset.h"
+#include "common/pums/synth.h"
 
 namespace {
 

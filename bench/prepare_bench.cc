@@ -1,4 +1,4 @@
-// Benchmark driver for the data preparation pipeline (common/prepare.h): the
+// Benchmark driver for the data preparation pipeline (common/pums/prepare.h): the
 // same library call as `dpctl data prepare`, timed, plus the two helpers the
 // benchmark script needs before dpctl has the verbs wired in.
 //
@@ -22,8 +22,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "common/prepare.h"
-#include "common/synth.h"
+#include "common/pums/prepare.h"
+#include "common/pums/synth.h"
 
 namespace {
 

@@ -14,12 +14,12 @@
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
-#include "common/dataset.h"
+#include "common/pums/dataset.h"
 #include "common/files.h"
-#include "common/job_spec.h"
-#include "common/plan.h"
-#include "common/pums_schema.h"
-#include "common/synth.h"
+#include "common/spec/job_spec.h"
+#include "common/plan/plan.h"
+#include "common/pums/schema.h"
+#include "common/pums/synth.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {

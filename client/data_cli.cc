@@ -16,8 +16,8 @@
 #include "absl/strings/str_split.h"
 #include "client/args.h"
 #include "client/cli.h"
-#include "common/prepare.h"
-#include "common/pums_schema.h"
+#include "common/pums/prepare.h"
+#include "common/pums/schema.h"
 
 namespace dpfleet::client {
 namespace {

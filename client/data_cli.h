@@ -5,7 +5,7 @@
 //                      --shards S --out DIR [--threads T] [-o json]
 //   dpctl data schema [-o json]
 //
-// `prepare` runs common/prepare.h (the same code the coordinator runs) and
+// `prepare` runs common/pums/prepare.h (the same code the coordinator runs) and
 // writes S training shards, eval.bin and manifest.json into DIR; --input takes
 // one or more files and may be repeated. `schema` prints the public PUMS
 // schema; its JSON form is what deploy/spark/prepare_pums.py reads.

@@ -21,7 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "client/args.h"
 #include "client/cli.h"
-#include "common/accountant.h"
+#include "common/privacy/accountant.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {

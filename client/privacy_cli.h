@@ -11,7 +11,7 @@
 // or missing flag, bad value: the message names the flag and the value),
 // 1 any other failure.
 //
-// Only a thin shell over common/accountant.h: it must never compute privacy
+// Only a thin shell over common/privacy/accountant.h: it must never compute privacy
 // itself, and must stay free of gRPC and LibTorch so it runs anywhere.
 #ifndef DPFLEET_CLIENT_PRIVACY_CLI_H_
 #define DPFLEET_CLIENT_PRIVACY_CLI_H_

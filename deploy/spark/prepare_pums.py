@@ -2,19 +2,19 @@
 """PySpark twin of `dpctl data prepare`: PUMS person CSVs in, dpfleet shards out.
 
 For data that outgrows one machine. It must produce exactly what the embedded
-C++ pipeline (common/prepare.cc over common/dataset.cc) produces from the same
+C++ pipeline (common/pums/prepare.cc over common/pums/dataset.cc) produces from the same
 files and options: the same rows kept and dropped for the same reasons, the
 same labels, encoding, train/eval split and shard assignment, byte-identical
 shard files (so their SHA-256s match) and a byte-identical manifest.json.
 tests/integration/spark_parity_test.cc checks that.
 
 The schema is not repeated here: the job reads the JSON that
-`dpctl data schema -o json` prints (common/prepare.cc: SchemaJson), so the
+`dpctl data schema -o json` prints (common/pums/prepare.cc: SchemaJson), so the
 public data dictionary lives in one place. What *is* repeated, and must be
 kept in step with the C++ code, is logic: the CSV field splitting and integer
-parsing of common/csv.cc, the checks and drop reasons of ParseBlock in
-common/dataset.cc, the record-key / split / partition hashes (RecordKey,
-InEvalSplit, PartitionOf), the shard format of common/shards.h and the
+parsing of common/pums/csv.cc, the checks and drop reasons of ParseBlock in
+common/pums/dataset.cc, the record-key / split / partition hashes (RecordKey,
+InEvalSplit, PartitionOf), the shard format of common/pums/shards.h and the
 canonical JSON text of the manifest.
 
 Privacy rule (DESIGN.md, "Data path"): nothing may be computed from the
@@ -44,7 +44,7 @@ EVAL_FILE = "eval.bin"
 MAX_SHARDS = 1024
 
 # ---------------------------------------------------------------------------
-# Hashes (common/dataset.cc). Python ints are unbounded, so every sum and
+# Hashes (common/pums/dataset.cc). Python ints are unbounded, so every sum and
 # product is cut back to 64 bits by hand.
 
 
@@ -78,7 +78,7 @@ def partition_of(key, world_size):
 
 
 # ---------------------------------------------------------------------------
-# CSV primitives (common/csv.cc).
+# CSV primitives (common/pums/csv.cc).
 
 
 def split_csv_line(line):
@@ -155,7 +155,7 @@ def ascii_upper(s):
 
 
 # ---------------------------------------------------------------------------
-# Schema and encoding plan (BuildPlan / MapHeader in common/dataset.cc).
+# Schema and encoding plan (BuildPlan / MapHeader in common/pums/dataset.cc).
 
 
 class Schema:
@@ -186,7 +186,7 @@ class Schema:
 
 
 class Reasons:
-    """Drop reasons, named and ordered as in common/dataset.cc."""
+    """Drop reasons, named and ordered as in common/pums/dataset.cc."""
 
     def __init__(self):
         self.names = []
@@ -366,7 +366,7 @@ def make_row_encoder(plan, layout):
 
 
 # ---------------------------------------------------------------------------
-# Shard files (common/shards.h) and the canonical manifest text.
+# Shard files (common/pums/shards.h) and the canonical manifest text.
 
 # A format string, not a struct.Struct: functions of this script are pickled
 # to the executors together with the globals they use, and Struct objects do
@@ -427,7 +427,7 @@ def _json_scalar(v):
 
 
 def canonical_json(v, indent=0):
-    """CanonicalJsonText of common/shards.cc, without the final newline."""
+    """CanonicalJsonText of common/pums/shards.cc, without the final newline."""
     pad = "  " * (indent + 1)
     close = "  " * indent
     if isinstance(v, dict):

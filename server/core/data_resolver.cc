@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/dataset.h"
+#include "common/pums/dataset.h"
 #include "common/status.h"
 
 namespace dpfleet::server {

@@ -14,7 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/job_spec.h"
+#include "common/spec/job_spec.h"
 
 namespace dpfleet::server {
 

@@ -4,10 +4,10 @@
 #include <regex>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset.h"
-#include "common/prepare.h"
-#include "common/pums_schema.h"
-#include "common/shards.h"
+#include "common/pums/dataset.h"
+#include "common/pums/prepare.h"
+#include "common/pums/schema.h"
+#include "common/pums/shards.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
 

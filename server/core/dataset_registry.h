@@ -26,7 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "common/prepare.h"
+#include "common/pums/prepare.h"
 #include "server/core/clock.h"
 #include "server/core/store.h"
 

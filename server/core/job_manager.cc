@@ -11,10 +11,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
-#include "common/accountant.h"
-#include "common/job_spec.h"
-#include "common/pums_schema.h"
-#include "common/shards.h"
+#include "common/privacy/accountant.h"
+#include "common/spec/job_spec.h"
+#include "common/pums/schema.h"
+#include "common/pums/shards.h"
 #include "common/status.h"
 
 namespace dpfleet::server {

@@ -23,7 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/accountant.h"
+#include "common/privacy/accountant.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
 #include "server/core/dataset_registry.h"

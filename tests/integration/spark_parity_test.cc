@@ -1,5 +1,5 @@
 // Parity of the two data preparation implementations: the embedded C++
-// pipeline (`dpctl data prepare`, client/data_cli.h over common/prepare.h)
+// pipeline (`dpctl data prepare`, client/data_cli.h over common/pums/prepare.h)
 // and the PySpark job (deploy/spark/prepare_pums.py) must turn the same raw
 // files into byte-identical shards and manifests. Runs on a synthetic file
 // with bad rows of every kind mixed in, and on a real 2024 state file.
@@ -23,8 +23,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "client/data_cli.h"
-#include "common/shards.h"
-#include "common/synth.h"
+#include "common/pums/shards.h"
+#include "common/pums/synth.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/process.h"
 #include "tests/testing/files.h"

@@ -10,10 +10,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "common/dataset.h"
+#include "common/pums/dataset.h"
 #include "common/files.h"
-#include "common/job_spec.h"
-#include "common/shards.h"
+#include "common/spec/job_spec.h"
+#include "common/pums/shards.h"
 #include "common/status.h"
 #include "worker/agent/coordinator_store.h"
 #include "worker/comm/communicator.h"

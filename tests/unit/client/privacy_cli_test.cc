@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "common/accountant.h"
+#include "common/privacy/accountant.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
-#include "common/accountant.h"
+#include "common/privacy/accountant.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -618,8 +618,8 @@ TEST_F(JobManagerTest, NonPrivateUseOfADatasetIsRecordedAndBlocksABudget) {
 }  // namespace
 }  // namespace dpfleet::server
 
-#include "common/synth.h"
-#include "common/shards.h"
+#include "common/pums/synth.h"
+#include "common/pums/shards.h"
 
 namespace dpfleet::server {
 namespace {

@@ -1,0 +1,157 @@
+#include "common/spec/job_spec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_replace.h"
+
+namespace dpfleet {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+
+const char kSpec[] = R"(name: employment-dp
+data: {path: /data/pums.csv}
+task: employment
+features: [AGEP, SCHL, MAR, SEX, RAC1P, DIS, CIT, NATIVITY, MIL, DREM]
+model: {type: mlp, hidden: [64, 32]}
+training: {epochs: 5, batch_size: 512, optimizer: sgd, learning_rate: 0.5, momentum: 0.0, seed: 1}
+privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}
+resources: {workers: 1, device: cpu}
+)";
+
+TEST(JobSpecTest, ParsesTheDocumentedSpec) {
+  auto spec = ParseJobSpec(kSpec);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name, "employment-dp");
+  EXPECT_EQ(spec->data_paths, std::vector<std::string>{"/data/pums.csv"});
+  EXPECT_EQ(spec->features.size(), 10u);
+  EXPECT_EQ(spec->model.hidden, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(spec->training.epochs, 5);
+  EXPECT_EQ(spec->training.batch_size, 512);
+  EXPECT_DOUBLE_EQ(*spec->privacy.noise_multiplier, 1.0);
+  EXPECT_DOUBLE_EQ(spec->privacy.delta, 1e-5);
+  EXPECT_TRUE(spec->dp());
+}
+
+TEST(JobSpecTest, TheShippedExampleIsValid) {
+  const char* src = std::getenv("DPFLEET_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  std::ifstream f(std::string(src) + "/deploy/examples/employment-dp.yaml");
+  ASSERT_TRUE(f.good());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto spec = ParseJobSpec(ss.str());
+  EXPECT_TRUE(spec.ok()) << spec.status();
+}
+
+TEST(JobSpecTest, RoundTripsThroughCanonicalYaml) {
+  auto spec = ParseJobSpec(kSpec);
+  ASSERT_TRUE(spec.ok());
+  auto again = ParseJobSpec(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_EQ(JobSpecToYaml(*again), JobSpecToYaml(*spec));
+  EXPECT_EQ(again->features, spec->features);
+  EXPECT_EQ(again->model.hidden, spec->model.hidden);
+}
+
+struct BadCase {
+  std::string from, to;
+  std::string field, value;
+};
+
+class JobSpecErrorTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(JobSpecErrorTest, NamesFieldAndValue) {
+  const BadCase& c = GetParam();
+  const std::string yaml = absl::StrReplaceAll(kSpec, {{c.from, c.to}});
+  ASSERT_NE(yaml, kSpec) << "test case does not change the spec";
+  auto spec = ParseJobSpec(yaml);
+  ASSERT_FALSE(spec.ok()) << yaml;
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()), AllOf(HasSubstr(c.field), HasSubstr(c.value)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, JobSpecErrorTest,
+    ::testing::Values(BadCase{"epochs: 5", "epochs: -1", "training.epochs", "-1"},
+                      BadCase{"epochs: 5", "epochs: 2.5", "training.epochs", "2.5"},
+                      BadCase{"type: mlp", "type: transformer", "model.type", "transformer"},
+                      BadCase{"MIL, DREM", "MIL, XYZZY", "features[9]", "XYZZY"},
+                      BadCase{"MIL, DREM", "MIL, ESR", "features[9]", "ESR"},
+                      BadCase{"MIL, DREM", "MIL, MIL", "features[9]", "MIL"},
+                      BadCase{"delta: 1.0e-5", "delta: 1.0", "privacy.delta", "1"},
+                      BadCase{"delta: 1.0e-5", "delta: 0", "privacy.delta", "0"},
+                      BadCase{"batch_size: 512", "batch_size: 0", "training.batch_size", "0"},
+                      BadCase{"batch_size: 512", "batch_size: many", "training.batch_size", "many"},
+                      BadCase{"learning_rate: 0.5", "learning_rate: -0.5", "training.learning_rate", "-0.5"},
+                      BadCase{"momentum: 0.0", "momentum: 1.5", "training.momentum", "1.5"},
+                      BadCase{"noise_multiplier: 1.0", "noise_multiplier: -1", "privacy.noise_multiplier", "-1"},
+                      BadCase{"noise_multiplier: 1.0", "noise_multiplier: 1.0, target_epsilon: 3",
+                              "privacy.target_epsilon", "3"},
+                      BadCase{"max_grad_norm: 1.0", "max_grad_norm: 0", "privacy.max_grad_norm", "0"},
+                      BadCase{"mode: dp", "mode: maybe", "privacy.mode", "maybe"},
+                      BadCase{"workers: 1", "workers: 0", "resources.workers", "0"},
+                      BadCase{"device: cpu", "device: tpu", "resources.device", "tpu"},
+                      BadCase{"task: employment", "task: income", "task", "income"},
+                      BadCase{"optimizer: sgd", "optimizer: lbfgs", "training.optimizer", "lbfgs"},
+                      BadCase{"seed: 1}", "seed: 1, epoch: 3}", "training.epoch", "not a known field"},
+                      BadCase{"name: employment-dp", "name: employment-dp\ncolor: blue", "color",
+                              "not a known field"},
+                      BadCase{"hidden: [64, 32]", "hidden: [64, -2]", "model.hidden[1]", "-2"},
+                      BadCase{"data: {path: /data/pums.csv}", "data: {}", "data.path", "required"}));
+
+TEST(JobSpecTest, DatasetReplacesDataPath) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"data: {path: /data/pums.csv}", "dataset: acs-vt"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->dataset, "acs-vt");
+  EXPECT_TRUE(spec->data_paths.empty());
+  auto again = ParseJobSpec(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->dataset, "acs-vt");
+  auto both = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"data: {path: /data/pums.csv}",
+                                                        "data: {path: /data/pums.csv}\ndataset: acs-vt"}}));
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(std::string(both.status().message()), HasSubstr("dataset"));
+}
+
+TEST(JobSpecTest, EncodeOptionsComeFromTheSpec) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(
+      kSpec, {{"task: employment", "task: unemployment"}, {"seed: 1}", "seed: 7, eval_fraction: 0.3}"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  auto options = EncodeOptionsFor(*spec);
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->task, data::Task::kUnemployment);
+  EXPECT_EQ(options->features, spec->features);
+  EXPECT_EQ(options->split_seed, 7u);
+  EXPECT_DOUBLE_EQ(options->eval_fraction, 0.3);
+}
+
+TEST(JobSpecTest, UnknownAccountantIsRefused) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, accountant: gdp}"}}));
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), AllOf(HasSubstr("privacy.accountant"), HasSubstr("gdp")));
+}
+
+TEST(JobSpecTest, MalformedYamlSaysWhere) {
+  auto spec = ParseJobSpec("name: [unclosed\n");
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("line"));
+  EXPECT_FALSE(ParseJobSpec("").ok());
+  EXPECT_FALSE(ParseJobSpec("- a\n- b\n").ok());
+}
+
+TEST(JobSpecTest, NonPrivateBaselineNeedsNoNoise) {
+  auto spec = ParseJobSpec(absl::StrReplaceAll(
+      kSpec, {{"privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}",
+               "privacy: {mode: none}"}}));
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_FALSE(spec->dp());
+}
+
+}  // namespace
+}  // namespace dpfleet
