@@ -65,22 +65,64 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
   RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
-  RETURN_IF_ERROR(store->Exec(
-      "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
-      "  record TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
-      "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
-      "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
-      "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
-      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
-      "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
-      "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-      "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
-      "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);"));
+  RETURN_IF_ERROR(store->MigrateLocked());
   return store;
+}
+
+absl::Status Store::MigrateLocked() {
+  int version = 0;
+  {
+    Statement st(db_, "PRAGMA user_version");
+    if (!st.ok() || sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "read schema version");
+    version = sqlite3_column_int(st.get(), 0);
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("the state database has schema version ", version,
+                                                      ", newer than this dpfleet-server's ", kSchemaVersion));
+  }
+  if (version == kSchemaVersion) return absl::OkStatus();
+  // One transaction: a crash mid-migration leaves the old version intact.
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = [&]() -> absl::Status {
+    if (version < 1) {
+      // Version 1 (the first, unnumbered schema): jobs, ledger, datasets,
+      // budgets, checkpoints, models. IF NOT EXISTS: a database from before
+      // versioning reads 0 and already has them.
+      RETURN_IF_ERROR(Exec(
+          "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+          "  record TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+          "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
+          "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
+          "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
+          "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
+          "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
+          "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
+          "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
+          "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);"));
+    }
+    if (version < 2) {
+      // Version 2: API tokens (SHA-256 only; one valid token per name) and
+      // the audit trail.
+      RETURN_IF_ERROR(Exec(
+          "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
+          "  role TEXT NOT NULL, sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, "
+          "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+          "CREATE UNIQUE INDEX tokens_valid_name ON tokens (name) WHERE revoked_ms = 0;"
+          "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, "
+          "  kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, "
+          "  target TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);"));
+    }
+    return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+  }();
+  if (!s.ok()) {
+    (void)Exec("ROLLBACK");
+    return Annotate(s, absl::StrCat("migrating the state database from schema version ", version));
+  }
+  return Exec("COMMIT");
 }
 
 Store::~Store() {
@@ -332,6 +374,120 @@ absl::Status Store::PutBudget(const BudgetRecord& b) {
   st.Bind(4, b.updated_ms);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
   return absl::OkStatus();
+}
+
+namespace {
+
+TokenRecord TokenFromRow(Statement& st) {
+  TokenRecord t;
+  t.id = sqlite3_column_int64(st.get(), 0);
+  t.name = st.Text(1);
+  t.role = st.Text(2);
+  const void* blob = sqlite3_column_blob(st.get(), 3);
+  t.sha256.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(st.get(), 3)));
+  t.created_ms = sqlite3_column_int64(st.get(), 4);
+  t.revoked_ms = sqlite3_column_int64(st.get(), 5);
+  return t;
+}
+
+constexpr char kTokenColumns[] = "id, name, role, sha256, created_ms, revoked_ms";
+
+}  // namespace
+
+absl::StatusOr<TokenRecord> Store::PutToken(TokenRecord token) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "INSERT INTO tokens(name, role, sha256, created_ms, revoked_ms) VALUES(?1, ?2, ?3, ?4, 0)");
+  if (!st.ok()) return SqlError(db_, "store token");
+  st.Bind(1, token.name);
+  st.Bind(2, token.role);
+  st.BindBlob(3, token.sha256);
+  st.Bind(4, token.created_ms);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_CONSTRAINT) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a valid token named '", token.name, "' already exists; revoke it first"));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "store token");
+  token.id = sqlite3_last_insert_rowid(db_);
+  token.revoked_ms = 0;
+  return token;
+}
+
+absl::StatusOr<std::optional<TokenRecord>> Store::FindToken(const std::string& sha256) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE sha256 = ?1").c_str());
+  if (!st.ok()) return SqlError(db_, "find token");
+  st.BindBlob(1, sha256);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::optional<TokenRecord>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "find token");
+  return std::optional<TokenRecord>(TokenFromRow(st));
+}
+
+absl::StatusOr<std::vector<TokenRecord>> Store::ListTokens() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY id").c_str());
+  if (!st.ok()) return SqlError(db_, "list tokens");
+  std::vector<TokenRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(TokenFromRow(st));
+  if (rc != SQLITE_DONE) return SqlError(db_, "list tokens");
+  return out;
+}
+
+absl::StatusOr<int> Store::RevokeTokens(const std::string& name, int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "UPDATE tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms = 0");
+  if (!st.ok()) return SqlError(db_, "revoke token");
+  st.Bind(1, name);
+  st.Bind(2, std::max<int64_t>(now_ms, 1));
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "revoke token " + name);
+  return sqlite3_changes(db_);
+}
+
+absl::Status Store::AppendAudit(const AuditRecord& r) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO audit(time_ms, kind, name, role, action, target, outcome, detail) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!st.ok()) return SqlError(db_, "append audit");
+  st.Bind(1, r.time_ms);
+  st.Bind(2, r.kind);
+  st.Bind(3, r.name);
+  st.Bind(4, r.role);
+  st.Bind(5, r.action);
+  st.Bind(6, r.target);
+  st.Bind(7, r.outcome);
+  st.Bind(8, r.detail);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "append audit");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<AuditRecord>> Store::ListAudit(int64_t after_id, int64_t limit) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "SELECT id, time_ms, kind, name, role, action, target, outcome, detail FROM audit "
+               "WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!st.ok()) return SqlError(db_, "read audit");
+  st.Bind(1, after_id);
+  st.Bind(2, limit);
+  std::vector<AuditRecord> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    AuditRecord r;
+    r.id = sqlite3_column_int64(st.get(), 0);
+    r.time_ms = sqlite3_column_int64(st.get(), 1);
+    r.kind = st.Text(2);
+    r.name = st.Text(3);
+    r.role = st.Text(4);
+    r.action = st.Text(5);
+    r.target = st.Text(6);
+    r.outcome = st.Text(7);
+    r.detail = st.Text(8);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "read audit");
+  return out;
 }
 
 absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {

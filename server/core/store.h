@@ -1,5 +1,6 @@
-// Durable coordinator state in SQLite (WAL mode, synchronous=FULL): jobs and
-// the privacy ledger. A write returns only after it is on disk, so a
+// Durable coordinator state in SQLite (WAL mode, synchronous=FULL): jobs,
+// the privacy ledger, datasets, budgets, API tokens (hashes only) and the
+// audit trail. A write returns only after it is on disk, so a
 // coordinator crash loses neither a submitted job nor a recorded epoch, and
 // no privacy charge is ever forgotten.
 //
@@ -9,6 +10,7 @@
 #define DPFLEET_SERVER_CORE_STORE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,9 +45,36 @@ struct BudgetRecord {
   int64_t updated_ms = 0;
 };
 
+// An API token: only its SHA-256 is ever stored, never the secret.
+struct TokenRecord {
+  int64_t id = 0;
+  std::string name;  // the person or program it stands for (owns their jobs)
+  std::string role;  // custodian | analyst | viewer
+  std::string sha256;  // 32 raw bytes
+  int64_t created_ms = 0;
+  int64_t revoked_ms = 0;  // 0 while valid
+};
+
+// One entry of the audit trail: a state-changing call (or its refusal).
+struct AuditRecord {
+  int64_t id = 0;  // increasing
+  int64_t time_ms = 0;
+  std::string kind;  // user | worker | anonymous | local
+  std::string name;  // token name or certificate name
+  std::string role;
+  std::string action;  // e.g. SubmitJob, CreateToken
+  std::string target;  // job id, dataset, token name, ...
+  std::string outcome;  // OK or the status code name
+  std::string detail;
+};
+
 class Store {
  public:
-  // Opens (creating if needed) DIR/coordinator.db.
+  // The schema version this build writes (PRAGMA user_version). A database
+  // of an older version is migrated when it is opened.
+  static constexpr int kSchemaVersion = 2;
+
+  // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
   ~Store();
 
@@ -92,9 +121,23 @@ class Store {
   absl::Status PutBudget(const BudgetRecord& budget);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 
+  // Adds a token; AlreadyExists while another valid token has its name.
+  absl::StatusOr<TokenRecord> PutToken(TokenRecord token);
+  // The token with this SHA-256 (valid or revoked), if any.
+  absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& sha256);
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens();
+  // Marks every valid token of `name` revoked; returns how many there were.
+  absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms);
+
+  absl::Status AppendAudit(const AuditRecord& record);
+  // Entries with id > after_id, oldest first, at most `limit`.
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit);
+
  private:
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings a database of any earlier schema version to kSchemaVersion.
+  absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk of column `data` of row `rowid` of `table`.
   absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
                                            const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
