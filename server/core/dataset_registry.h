@@ -5,7 +5,10 @@
 // restart interrupted runs again.
 //
 // Never exposes rows: a dataset's public face is its manifest (counts,
-// layout, checksums).
+// layout, checksums). Never reads a raw file outside the data roots
+// (server/core/data_resolver.h): paths are checked, and stored as their
+// realpath, when a dataset is added, and again before an interrupted
+// preparation restarts.
 //
 // Remove forgets a registration and deletes the shards the coordinator made
 // (never the raw files); a preparation in progress is cancelled. The
@@ -28,6 +31,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/pums/prepare.h"
 #include "server/core/clock.h"
+#include "server/core/data_resolver.h"
 #include "server/core/store.h"
 
 namespace dpfleet::server {
@@ -59,6 +63,10 @@ class DatasetRegistry {
   DatasetRegistry(Store* store, Clock* clock, std::string state_dir, PrepareFn prepare = data::PrepareShards);
   ~DatasetRegistry();  // waits for running preparations
 
+  // Where raw files may come from; without roots (the default) every path
+  // is refused. Set before Recover.
+  void set_data_roots(DataRoots roots) { roots_ = std::move(roots); }
+
   // Loads records; restarts preparations a restart interrupted.
   absl::Status Recover();
   // Validates (name, files, task, features, shards) and starts preparing.
@@ -86,6 +94,7 @@ class DatasetRegistry {
   Clock* const clock_;
   const std::string state_dir_;
   const PrepareFn prepare_;
+  DataRoots roots_;
   absl::Mutex mu_;
   std::map<std::string, DatasetRecord> datasets_ ABSL_GUARDED_BY(mu_);
   // Cancel flags of the preparations still running, by name.

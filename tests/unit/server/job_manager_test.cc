@@ -628,6 +628,7 @@ TEST_F(JobManagerTest, FetchShardServesOnlyTheRanksOwnFiles) {
   const std::string csv = dir_.Join("pums.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
   DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  registry.set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(&registry);
   DatasetRecord req;
   req.name = "tiny";
@@ -674,6 +675,7 @@ TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
   const std::string csv = dir_.Join("pums.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
   auto registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  registry->set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(registry.get());
   DatasetRecord req;
   req.name = "tiny";
@@ -719,6 +721,7 @@ TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
   registry.reset();
   Open();
   registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  registry->set_data_roots(*DataRoots::Create({dir_.path()}));
   ASSERT_TRUE(registry->Recover().ok());
   jobs_->set_datasets(registry.get());
   EXPECT_TRUE(registry->List().empty());
@@ -752,6 +755,7 @@ TEST_F(JobManagerTest, RemovingAPreparingDatasetCancelsItsPreparation) {
                              release.WaitForNotification();
                              return absl::CancelledError("preparation cancelled");
                            });
+  registry.set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(&registry);
   DatasetRecord req;
   req.name = "big";
