@@ -122,7 +122,7 @@ absl::StatusOr<double> JobManager::LedgerEpsilonLocked(const JobEntry& job) {
   return EpsilonOf(job.record, entries);
 }
 
-absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
+absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const std::string& owner) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(spec_yaml));
   DataFacts facts;
   std::vector<std::string> data_paths = spec.data_paths;
@@ -165,6 +165,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
         " training records of the data (the sampling rate B/N must be at most 1)"));
   }
   JobRecord r;
+  r.owner = owner;
   r.name = spec.name;
   r.spec_yaml = spec_yaml;
   r.data_paths = data_paths;
@@ -295,7 +296,7 @@ std::vector<WorkerRecord> JobManager::ListWorkers() {
 
 RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device,
                                           int32_t pid, const std::string& previous_id,
-                                          const std::optional<RunningRun>& running) {
+                                          const std::optional<RunningRun>& running, const std::string& identity) {
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowMs();
   WorkerRecord w;
@@ -305,6 +306,7 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
     w.worker_id = absl::StrFormat("w-%x-%d", now & 0xffffff, next_worker_++);
   }
   w.hostname = hostname;
+  w.identity = identity;
   w.device = device;
   w.pid = pid;
   w.registered_ms = now;
@@ -312,9 +314,15 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
   w.state = WorkerState::kIdle;
   if (running) {
     auto it = jobs_.find(running->job_id);
-    const bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
+    bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
                          it->second.record.attempt == running->attempt &&
                          running->rank < static_cast<int32_t>(it->second.record.worker_ids.size());
+    // Only the worker that held the rank gets it back (records from before
+    // worker identities name none).
+    const std::vector<std::string>* held = current ? &it->second.record.worker_identities : nullptr;
+    if (held != nullptr && running->rank < static_cast<int32_t>(held->size()) && (*held)[running->rank] != identity) {
+      current = false;
+    }
     if (current) {
       w.state = WorkerState::kBusy;
       w.job_id = running->job_id;
@@ -329,6 +337,22 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
   workers_[w.worker_id] = w;
   ScheduleLocked();
   return {w.worker_id, options_.lease_ttl_ms, options_.heartbeat_interval_ms};
+}
+
+bool JobManager::HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.record.attempt != attempt) return false;
+  const std::vector<std::string>& held = it->second.record.worker_identities;
+  if (rank < 0) return std::find(held.begin(), held.end(), identity) != held.end();
+  return rank < static_cast<int32_t>(held.size()) && held[rank] == identity;
+}
+
+std::optional<std::string> JobManager::WorkerIdentity(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end()) return std::nullopt;
+  return it->second.identity;
 }
 
 absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id,
@@ -726,6 +750,7 @@ void JobManager::ScheduleLocked() {
     JobRecord& r = job.record;
     r.attempt += 1;
     r.worker_ids.clear();
+    r.worker_identities.clear();
     for (std::size_t rank = 0; rank < chosen.size(); ++rank) {
       WorkerRecord* w = chosen[rank];
       w->state = WorkerState::kBusy;
@@ -733,6 +758,7 @@ void JobManager::ScheduleLocked() {
       w->attempt = r.attempt;
       w->rank = static_cast<int32_t>(rank);
       r.worker_ids.push_back(w->worker_id);
+      r.worker_identities.push_back(w->identity);
       Assignment a;
       a.job_id = r.job_id;
       a.attempt = r.attempt;

@@ -91,7 +91,8 @@ class JobManager {
   absl::Status Recover();
 
   // --- Coordinator API ---
-  absl::StatusOr<JobRecord> Submit(const std::string& spec_yaml);
+  // `owner` is recorded on the job (the submitting token's name).
+  absl::StatusOr<JobRecord> Submit(const std::string& spec_yaml, const std::string& owner = "");
   absl::StatusOr<JobRecord> Get(const std::string& job_id);
   std::vector<JobRecord> List();
   absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
@@ -115,9 +116,16 @@ class JobManager {
   absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset);
 
   // --- Worker API ---
+  // `identity` is what the worker's certificate proves; a run it claims
+  // after a restart is given back only when that identity held the rank.
   RegisterResult RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
                                 const std::string& previous_id,
-                                const std::optional<RunningRun>& running);
+                                const std::optional<RunningRun>& running, const std::string& identity = "");
+  // Whether the worker with certificate identity `identity` holds rank
+  // `rank` (-1: any rank) of the current attempt of `job_id`.
+  bool HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank);
+  // The identity a registered worker id is bound to; nullopt when unknown.
+  std::optional<std::string> WorkerIdentity(const std::string& worker_id);
   absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id,
                                             int32_t attempt);
   // Durably records the privacy cost of `epoch` (idempotent); returns the

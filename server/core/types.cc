@@ -71,7 +71,9 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"started_ms", j.started_ms},
           {"finished_ms", j.finished_ms},
           {"attempt", j.attempt},
-          {"worker_ids", j.worker_ids}};
+          {"worker_ids", j.worker_ids},
+          {"owner", j.owner},
+          {"worker_identities", j.worker_identities}};
 }
 
 absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
@@ -116,6 +118,9 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     r.finished_ms = j.at("finished_ms").get<int64_t>();
     r.attempt = j.at("attempt").get<int32_t>();
     r.worker_ids = j.at("worker_ids").get<std::vector<std::string>>();
+    // Absent in records written before owners and worker identities.
+    r.owner = j.value("owner", "");
+    r.worker_identities = j.value("worker_identities", std::vector<std::string>{});
     return r;
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat("stored job record is malformed: ", e.what()));

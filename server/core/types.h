@@ -52,6 +52,12 @@ struct JobRecord {
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   int32_t attempt = 0;
   std::vector<std::string> worker_ids;  // by rank, current attempt
+  // Who submitted it (the token's name); analysts see only their own jobs.
+  std::string owner;
+  // By rank, the certificate identity of the worker that holds it in the
+  // current attempt (survives a coordinator restart, unlike worker ids'
+  // records); only that worker may speak for the rank.
+  std::vector<std::string> worker_identities;
 };
 
 enum class WorkerState { kIdle, kBusy, kLost };
@@ -80,6 +86,7 @@ struct WorkerRecord {
   int32_t rank = 0;
   int64_t registered_ms = 0;
   int64_t last_heartbeat_ms = 0;
+  std::string identity;  // the name its client certificate proves
 };
 
 // One entry of a job's event stream.
