@@ -1,11 +1,17 @@
 // HTTP/JSON endpoints for tools that poll: job status and ε as JSON,
 // Prometheus metrics. Read-only; everything that changes state goes through
-// the gRPC API.
+// the gRPC API. Over TLS when the coordinator has a certificate.
 //
-//   GET /healthz              -> {"status":"ok"}
+// One middleware (cpp-httplib's pre-routing handler) runs the Gate on every
+// request before any route: a bearer token ("Authorization: Bearer T"),
+// the role table's HTTP rows (server/rpc/access.h), the request rate. The
+// routes then show each caller what its role may see (an analyst: only its
+// own jobs; a viewer: states and ε).
+//
+//   GET /healthz              -> {"status":"ok"}               (anyone)
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
-//   GET /v1/workers           -> {"workers":[...]}
+//   GET /v1/workers           -> {"workers":[...]}             (custodian)
 //   GET /v1/datasets          -> {"datasets":[...]}: name, state, progress
 //                                (rows_prepared), counts, manifest
 //   GET /v1/budgets[?dataset=D] -> {"datasets":[...]}: ε spent, committed,
@@ -13,6 +19,10 @@
 //                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
 //                                job ε and epochs, dataset ε spent/committed/budget)
+//
+// Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
+// may not), 404 (no such route or job), 413 (request too large), 429
+// (request rate); the body is {"error": "..."}.
 #ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 #define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 
@@ -23,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/dataset_registry.h"
 #include "server/core/job_manager.h"
+#include "server/rpc/auth.h"
 
 namespace httplib {
 class Server;
@@ -30,11 +41,18 @@ class Server;
 
 namespace dpfleet::server {
 
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0 = any free port
+  // PEM files; both set = HTTPS.
+  std::string tls_cert, tls_key;
+};
+
 class HttpServer {
  public:
-  // Binds host:port (port 0 = any free port) and serves on a thread.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
-                                                           JobManager* jobs, DatasetRegistry* datasets);
+  // Binds and serves on a thread.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options, JobManager* jobs,
+                                                           DatasetRegistry* datasets, Gate* gate);
   ~HttpServer();
   int port() const { return port_; }
   void Shutdown();

@@ -69,6 +69,7 @@ void ToProto(const JobRecord& r, v1::Job* out) {
   out->set_sample_rate(r.sample_rate);
   out->set_steps_per_epoch(r.steps_per_epoch);
   out->set_train_rows(r.train_rows);
+  out->set_owner(r.owner);
 }
 
 void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
@@ -86,6 +87,7 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
   out->set_registered_unix_ms(w.registered_ms);
   out->set_last_heartbeat_unix_ms(w.last_heartbeat_ms);
   out->set_pid(w.pid);
+  out->set_identity(w.identity);
 }
 
 void ToProto(const BudgetView& b, v1::DatasetBudget* out) {
