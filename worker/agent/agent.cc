@@ -30,8 +30,15 @@ WorkerAgent::WorkerAgent(AgentOptions options) : options_(std::move(options)) {
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // Reconnect quickly after a coordinator restart.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  stub_ = v1::WorkerService::NewStub(
-      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options_.tls_ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_ca;
+    ssl.pem_cert_chain = options_.tls_cert;
+    ssl.pem_private_key = options_.tls_key;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  stub_ = v1::WorkerService::NewStub(grpc::CreateCustomChannel(options_.server, credentials, args));
 }
 
 WorkerAgent::~WorkerAgent() {
@@ -58,7 +65,8 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   v1::RegisterResponse resp;
   grpc::Status s = stub_->Register(&ctx, req, &resp);
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("register with ", options_.server, ": ", s.error_message()));
   }
   absl::MutexLock lock(&mu_);
   worker_id_ = resp.worker_id();
@@ -128,8 +136,18 @@ void WorkerAgent::FinishRunIfDone() {
 }
 
 absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
+  absl::Time last_said = absl::InfinitePast();
   while (!stop) {
-    if (Register(false).ok()) break;
+    absl::Status s = Register(false);
+    if (s.ok()) break;
+    // A coordinator that refuses this worker's identity will not change
+    // its mind: stop. Anything else (down, TLS handshake refused) may be
+    // temporary; say why every few seconds and keep trying.
+    if (s.code() == absl::StatusCode::kUnauthenticated || s.code() == absl::StatusCode::kPermissionDenied) return s;
+    if (absl::Now() - last_said > absl::Seconds(5)) {
+      Log(s.ToString());
+      last_said = absl::Now();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   while (!stop) {
