@@ -1,5 +1,7 @@
 // End-to-end tests: real dpfleet-server, dpfleet-worker and dpctl processes
-// on loopback ports chosen by the OS.
+// on loopback ports chosen by the OS, over TLS with tokens (the custodian's
+// unless a test says otherwise; tests/integration/security_test.cc covers
+// the other roles).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,9 +15,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/coordinator_client.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet/cluster.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -23,81 +27,23 @@ namespace dpfleet {
 namespace {
 
 using ::dpfleet::testing::BinPath;
+using ::dpfleet::testing::Cluster;
 using ::dpfleet::testing::Process;
 using ::dpfleet::testing::RunCommand;
 using ::dpfleet::testing::WaitFor;
 using ::testing::HasSubstr;
 
-class Cluster {
- public:
-  explicit Cluster(const std::string& dir) : dir_(dir) {}
-
-  // Starts the coordinator; port 0 picks a free port the first time, and a
-  // restart reuses the same ports.
-  void StartServer(int64_t lease_ttl_ms = 3000) {
-    const std::string port_file = dir_ + "/ports";
-    std::remove(port_file.c_str());
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", grpc_port_),
-                                 absl::StrCat("--http=127.0.0.1:", http_port_), "--state-dir=" + dir_ + "/state",
-                                 absl::StrCat("--lease_ttl_ms=", lease_ttl_ms), "--heartbeat_interval_ms=200",
-                                 "--port_file=" + port_file},
-        absl::StrCat(dir_, "/server-", ++server_starts_, ".log"));
-    ASSERT_TRUE(WaitFor([&] { return std::ifstream(port_file).good() || !server_->running(); },
-                        absl::Seconds(30)))
-        << server_->Log();
-    std::ifstream f(port_file);
-    ASSERT_TRUE(f >> grpc_port_ >> http_port_) << server_->Log();
-    client_ = std::make_unique<client::CoordinatorClient>(address(), absl::Seconds(10));
-  }
-
-  void StartWorkers(int n, const std::vector<std::string>& extra_flags = {}) {
-    for (int i = 0; i < n; ++i) {
-      const int id = static_cast<int>(workers_.size());
-      std::vector<std::string> argv = {BinPath("dpfleet-worker"), "--server=" + address(), "--device=cpu",
-                                       absl::StrCat("--work-dir=", dir_, "/worker", id), "--threads=1"};
-      argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-      workers_.push_back(std::make_unique<Process>(argv, absl::StrCat(dir_, "/worker", id, ".log")));
+std::string UrlEncode(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += absl::StrFormat("%%%02X", c);
     }
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto w = client_->Workers();
-          return w.ok() && static_cast<int>(w->size()) >= static_cast<int>(workers_.size());
-        },
-        absl::Seconds(60)));
   }
-
-  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
-  int http_port() const { return http_port_; }
-  Process& server() { return *server_; }
-  Process& worker(int i) { return *workers_[i]; }
-  client::CoordinatorClient& client() { return *client_; }
-
-  int Dpctl(std::vector<std::string> args, std::string* out, std::string* err = nullptr) {
-    args.insert(args.begin(), {BinPath("dpctl"), "--server", address()});
-    std::string e;
-    int rc = RunCommand(args, out, &e);
-    if (err) *err = e;
-    return rc;
-  }
-
-  std::string Logs() {
-    std::string all = server_ ? "--- server ---\n" + server_->Log() : "";
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      all += absl::StrCat("--- worker ", i, " ---\n", workers_[i]->Log());
-    }
-    return all;
-  }
-
- private:
-  std::string dir_;
-  int grpc_port_ = 0;
-  int http_port_ = 0;
-  int server_starts_ = 0;
-  std::unique_ptr<Process> server_;
-  std::vector<std::unique_ptr<Process>> workers_;
-  std::unique_ptr<client::CoordinatorClient> client_;
-};
+  return out;
+}
 
 class EndToEndTest : public ::testing::Test {
  protected:
@@ -179,14 +125,8 @@ TEST_F(EndToEndTest, TrainsAPrivateModelAndReportsEveryEpoch) {
   for (const std::string& l : lines) epoch_events += nlohmann::json::parse(l).value("event", "") == "epoch";
   EXPECT_EQ(epoch_events, 3);
   // The HTTP endpoint serves the same job.
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:",
-                                     cluster_->http_port(), "/v1/jobs/", final_status["job_id"].get<std::string>(),
-                                     "').read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/jobs/" + final_status["job_id"].get<std::string>());
+  ASSERT_EQ(code, 200) << http;
   auto hj = nlohmann::json::parse(http);
   EXPECT_EQ(hj["state"], "SUCCEEDED");
   EXPECT_DOUBLE_EQ(hj["epsilon"].get<double>(), prev_eps);
@@ -227,8 +167,9 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &listed), 0);
   EXPECT_TRUE(nlohmann::json::parse(listed)["jobs"].empty()) << "refused specs are not stored";
   EXPECT_TRUE(cluster_->server().running()) << "bad input never crashes the coordinator";
-  // Unreachable coordinator: exit 2.
-  EXPECT_EQ(RunCommand({BinPath("dpctl"), "--server", "127.0.0.1:1", "list"}, &out, &err), 2);
+  // Unreachable coordinator: exit 3 (retryable), naming the status.
+  EXPECT_EQ(RunCommand({BinPath("dpctl"), "--server", "127.0.0.1:1", "list"}, &out, &err), 3);
+  EXPECT_THAT(err, HasSubstr("UNAVAILABLE"));
 }
 
 TEST_F(EndToEndTest, CancelStopsTheRunAndFreesTheWorker) {
@@ -310,7 +251,7 @@ TEST_F(EndToEndTest, ManyWatchersHoldNoThreadEachAndSeeEveryEvent) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kWatchers; ++i) {
     threads.emplace_back([&, i] {
-      client::CoordinatorClient c(cluster_->address(), absl::Seconds(10));
+      client::CoordinatorClient c(cluster_->OptionsWith(cluster_->custodian_token()));
       bool counted = false;
       absl::StatusOr<v1::Job> end = c.Watch(job, [&](const v1::JobEvent& e) {
         seqs[i].push_back(e.seq());
@@ -502,22 +443,13 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
   EXPECT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "x", "--delta", "1e-5"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("--epsilon"));
   // Tools poll the same view over HTTP.
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,urllib.parse,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(),
-                                     "/v1/budgets?dataset=' + urllib.parse.quote('", data_, "')).read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/budgets?dataset=" + UrlEncode(data_));
+  ASSERT_EQ(code, 200) << http;
   auto h = nlohmann::json::parse(http);
   ASSERT_EQ(h["datasets"].size(), 1u) << http;
   EXPECT_EQ(h["datasets"][0], j["datasets"][0]) << "the HTTP view is dpctl's";
-  std::string metrics;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(), "/metrics').read().decode())")},
-                       &metrics, nullptr),
-            0);
+  auto [metrics_code, metrics] = cluster_->HttpGet("/metrics");
+  ASSERT_EQ(metrics_code, 200) << metrics;
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("dpfleet_dataset_epsilon_budget{dataset=\"", data_, "\"} 0.05\n")));
 }
 
@@ -548,19 +480,17 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   ASSERT_EQ(ds["state"], "READY") << out;
   EXPECT_EQ(ds["manifest"]["rows_train"], ds["rows_train"]);
   EXPECT_EQ(ds["manifest"]["train_shards"].size(), 3u);
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(), "/v1/datasets').read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/datasets");
+  ASSERT_EQ(code, 200) << http;
   auto listed = nlohmann::json::parse(http)["datasets"];
   ASSERT_EQ(listed.size(), 1u) << http;
   EXPECT_EQ(listed[0]["name"], "synth-pums");
   EXPECT_EQ(listed[0]["state"], "READY");
   EXPECT_EQ(listed[0]["rows_train"], ds["rows_train"]);
   EXPECT_EQ(listed[0]["manifest"], ds["manifest"]);
-  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 2);
+  // A name already registered conflicts with the state: exit 1.
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("ALREADY_EXISTS"));
   EXPECT_THAT(err, HasSubstr("already"));
 
   const std::string spec = dir_.Join("from-dataset.yaml");
