@@ -33,8 +33,9 @@ bool IsInside(const std::string& root, const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<DataRoots> DataRoots::Create(const std::vector<std::string>& roots) {
+absl::StatusOr<DataRoots> DataRoots::Create(const std::vector<std::string>& roots, const std::string& state_dir) {
   DataRoots out;
+  if (!state_dir.empty()) out.state_dir_ = RealPath(state_dir);
   for (const std::string& r : roots) {
     const std::string real = RealPath(r);
     struct stat st;
@@ -73,7 +74,7 @@ absl::StatusOr<std::string> DataRoots::Resolve(const std::string& field, const s
   const std::string real = RealPath(path);
   bool inside = false;
   for (const std::string& root : roots_) inside = inside || (!real.empty() && IsInside(root, real));
-  if (!inside) return refused;
+  if (!inside || (!state_dir_.empty() && (real == state_dir_ || IsInside(state_dir_, real)))) return refused;
   struct stat st;
   if (stat(real.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || access(real.c_str(), R_OK) != 0) return refused;
   if (st.st_nlink > 1) {

@@ -39,7 +39,9 @@ class DataRoots {
  public:
   DataRoots() = default;  // no roots: every raw path is refused
   // Each root must be an existing directory (InvalidArgument naming it).
-  static absl::StatusOr<DataRoots> Create(const std::vector<std::string>& roots);
+  // Nothing inside `state_dir` is ever a raw file, even under a root: the
+  // coordinator's database and shards are not data an input may name.
+  static absl::StatusOr<DataRoots> Create(const std::vector<std::string>& roots, const std::string& state_dir = "");
 
   bool empty() const { return roots_.empty(); }
   const std::vector<std::string>& roots() const { return roots_; }  // their realpaths
@@ -49,6 +51,7 @@ class DataRoots {
  private:
   std::vector<std::string> roots_;
   std::vector<std::string> given_;  // as configured, for the lexical pre-check
+  std::string state_dir_;           // its realpath, or "" when none
 };
 
 struct DataFacts {

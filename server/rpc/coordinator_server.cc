@@ -151,7 +151,6 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("--client-ca", options.client_ca));
     ssl.pem_key_cert_pairs.push_back(std::move(pair));
   }
-  ASSIGN_OR_RETURN(DataRoots roots, DataRoots::Create(options.data_roots));
 
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
   if (tls) {
@@ -168,11 +167,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
         " serve plaintext: tokens cross the network in the clear and anyone who reaches the port can act as a "
         "worker and read the shards of running jobs"));
   }
+  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));  // creates the state directory
+  ASSIGN_OR_RETURN(DataRoots roots, DataRoots::Create(options.data_roots, options.state_dir));
   s->security_notes_.push_back(
       roots.empty() ? "no --data-root: raw files are refused; only datasets already registered can be used"
                     : absl::StrCat("raw files only from ", absl::StrJoin(roots.roots(), ", ")));
-
-  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));
   s->clock_ = std::make_unique<SystemClock>();
   s->data_ = std::make_unique<PipelineDataResolver>(roots);
   s->datasets_ = std::make_unique<DatasetRegistry>(s->store_.get(), s->clock_.get(), options.state_dir);

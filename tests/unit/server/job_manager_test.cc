@@ -460,6 +460,44 @@ TEST_F(JobManagerTest, RestartKeepsJobsEpochsAndLedger) {
   EXPECT_EQ(jobs_->Get(running.job_id)->history.size(), 3u);
 }
 
+// Ranks are bound to the certificate identity of the worker that holds
+// them, durably: only that identity holds the run, also after a restart,
+// and only it gets the rank back when it re-registers.
+TEST_F(JobManagerTest, RunsBelongToTheIdentityOfTheirWorkerAcrossARestart) {
+  clock_.AdvanceMs(1);
+  const std::string w1 = jobs_->RegisterWorker("h1", "cpu", 1, "", std::nullopt, "worker-1").worker_id;
+  clock_.AdvanceMs(1);
+  const std::string w2 = jobs_->RegisterWorker("h2", "cpu", 2, "", std::nullopt, "worker-2").worker_id;
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 3), "alice")->job_id);
+  EXPECT_EQ(job.owner, "alice");
+  ASSERT_EQ(job.worker_identities, std::vector<std::string>{"worker-1"});
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 0));
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, -1));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-2", job.job_id, job.attempt, 0));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 1));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt + 1, 0));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", "job-999999", job.attempt, 0));
+  EXPECT_EQ(jobs_->WorkerIdentity(w2), "worker-2");
+  EXPECT_EQ(jobs_->WorkerIdentity("w-unknown"), std::nullopt);
+  Poll(w1);
+  RunEpoch(job, w1, 1);
+  Open();  // coordinator restart: no worker is known, the binding is
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 0));
+  EXPECT_EQ(jobs_->Get(job.job_id)->owner, "alice");
+  // Another identity claiming the rank (under the holder's old id) is told
+  // to stop; the holder gets it back.
+  const std::string imposter =
+      jobs_->RegisterWorker("h2", "cpu", 2, w1, RunningRun{job.job_id, job.attempt, 0}, "worker-2").worker_id;
+  auto told = jobs_->Heartbeat(imposter, job.job_id, job.attempt);
+  ASSERT_TRUE(told.ok());
+  EXPECT_THAT(told->cancel_job_ids, ::testing::Contains(job.job_id));
+  const std::string back =
+      jobs_->RegisterWorker("h1", "cpu", 1, "", RunningRun{job.job_id, job.attempt, 0}, "worker-1").worker_id;
+  EXPECT_EQ(jobs_->Get(job.job_id)->worker_ids[0], back);
+  RunEpoch(job, back, 2);
+  EXPECT_EQ(jobs_->Get(job.job_id)->epochs_done, 2);
+}
+
 TEST_F(JobManagerTest, RunningJobWhoseWorkersDoNotReturnFailsAfterRestart) {
   const std::string w = AddWorker();
   auto running = *jobs_->Get(jobs_->Submit(Spec())->job_id);
