@@ -670,17 +670,20 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       nlohmann::json arr = nlohmann::json::array();
       for (const v1::WorkerInfo& w : *workers) {
         const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
-        arr.push_back({{"worker_id", w.worker_id()}, {"hostname", w.hostname()}, {"device", w.device()},
+        arr.push_back({{"worker_id", w.worker_id()}, {"identity", w.identity()}, {"hostname", w.hostname()},
+                       {"device", w.device()},
                        {"state", st}, {"job_id", w.job_id()}, {"rank", w.rank()}, {"pid", w.pid()},
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms()}});
       }
       out << nlohmann::json{{"workers", arr}}.dump(2) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", "WORKER", "HOST", "DEVICE", "STATE", "JOB", "RANK");
+    out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %s\n", "WORKER", "IDENTITY", "HOST", "DEVICE", "STATE",
+                           "JOB", "RANK");
     for (const v1::WorkerInfo& w : *workers) {
       const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
-      out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", w.worker_id(), w.hostname(), w.device(), st,
+      out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %s\n", w.worker_id(),
+                             w.identity().empty() ? "-" : w.identity(), w.hostname(), w.device(), st,
                              w.job_id().empty() ? "-" : w.job_id(),
                              w.job_id().empty() ? "-" : std::to_string(w.rank()));
     }

@@ -1,8 +1,8 @@
 #include "server/rpc/token_command.h"
 
+#include <pwd.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -63,8 +63,9 @@ int RunTokenCommand(const std::vector<std::string>& args, std::ostream& out, std
   AuditRecord audit;
   audit.time_ms = clock.NowMs();
   audit.kind = "local";
-  const char* user = std::getenv("USER");
-  audit.name = absl::StrCat(user ? user : "uid", "(uid ", getuid(), ")");
+  // Who ran it, as the operating system knows them.
+  const struct passwd* user = getpwuid(getuid());
+  audit.name = absl::StrCat(user != nullptr ? user->pw_name : "uid", " (uid ", getuid(), ")");
   audit.action = "CreateToken";
   audit.target = absl::StrCat(values["--name"], " (", values["--role"], ")");
   audit.outcome = secret.ok() ? "OK" : absl::StatusCodeToString(secret.status().code());
