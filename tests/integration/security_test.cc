@@ -451,6 +451,17 @@ TEST_F(SecurityTest, AnalystsSeeAndActOnlyOnTheirOwnJobs) {
   std::string out, err;
   ASSERT_EQ(cluster_->DpctlAs(bob, {"list", "-o", "json"}, &out, &err), 0) << err;
   EXPECT_TRUE(nlohmann::json::parse(out)["jobs"].empty()) << out;
+  // One connection, two tokens: each call is its own caller (gRPC's auth
+  // context is per connection; nothing of Alice's call may reach Bob's).
+  auto shared = v1::Coordinator::NewStub(Channel(*cluster_, ca_pem_));
+  for (const auto& [token, jobs] : std::vector<std::pair<std::string, int>>{{alice, 1}, {bob, 0}, {alice, 1}}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::ListJobsRequest req;
+    v1::ListJobsResponse resp;
+    ASSERT_TRUE(shared->ListJobs(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.jobs_size(), jobs) << (token == alice ? "alice" : "bob");
+  }
   ASSERT_EQ(cluster_->DpctlAs(alice, {"status", job, "-o", "json"}, &out, &err), 0) << err;
   auto mine = nlohmann::json::parse(out);
   EXPECT_EQ(mine["owner"], "alice");
