@@ -28,9 +28,9 @@
 #include "dpfleet/v1/admin.grpc.pb.h"
 #include "dpfleet/v1/coordinator.grpc.pb.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
-#include "google/protobuf/descriptor.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/fleet/cluster.h"
+#include "tests/testing/fleet/rpc_methods.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -189,16 +189,7 @@ TEST_F(SecurityTest, EveryRpcAnswersEveryCallerAsTheRoleTableSays) {
   const std::string revoked = cluster_->CreateToken("rex", "analyst");
   ASSERT_TRUE(cluster_->client().RevokeToken("rex").ok());
   // The table covers exactly the methods the protos declare.
-  std::set<std::string> declared;
-  // Through a message of each file: linking it is what registers the file.
-  for (const google::protobuf::ServiceDescriptor* d :
-       {v1::SubmitJobRequest::descriptor()->file()->FindServiceByName("Coordinator"),
-        v1::CreateTokenRequest::descriptor()->file()->FindServiceByName("Admin"),
-        v1::RegisterRequest::descriptor()->file()->FindServiceByName("WorkerService")}) {
-    const std::string service = d == nullptr ? "?" : d->full_name();
-    ASSERT_NE(d, nullptr) << service;
-    for (int i = 0; i < d->method_count(); ++i) declared.insert(absl::StrCat("/", service, "/", d->method(i)->name()));
-  }
+  const std::set<std::string> declared = testing::DeclaredRpcMethods();
   std::set<std::string> expected;
   for (const auto& [m, roles] : ExpectedRpcRoles()) expected.insert(m);
   ASSERT_EQ(declared, expected) << "a method was added: give it a row in server/rpc/access.cc and here";

@@ -7,11 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "dpfleet/v1/admin.pb.h"
-#include "dpfleet/v1/coordinator.pb.h"
-#include "dpfleet/v1/worker.pb.h"
-#include "google/protobuf/descriptor.h"
-#include "tests/testing/temp_dir.h"
+#include "tests/testing/fleet/rpc_methods.h"
 
 namespace dpfleet::server {
 namespace {
@@ -26,21 +22,12 @@ const Identity kWorkerId = Identity::Worker("worker-1");
 const Identity kNobody;
 
 TEST(AccessTest, TheTableHasARowForEveryMethodOfEveryService) {
-  std::set<std::string> declared;
-  // Through a message of each file: linking it is what registers the file.
-  for (const google::protobuf::ServiceDescriptor* d :
-       {v1::SubmitJobRequest::descriptor()->file()->FindServiceByName("Coordinator"),
-        v1::CreateTokenRequest::descriptor()->file()->FindServiceByName("Admin"),
-        v1::RegisterRequest::descriptor()->file()->FindServiceByName("WorkerService")}) {
-    const std::string service = d == nullptr ? "?" : d->full_name();
-    ASSERT_NE(d, nullptr) << service;
-    for (int i = 0; i < d->method_count(); ++i) {
-      const std::string m = absl::StrCat("/", service, "/", d->method(i)->name());
-      declared.insert(m);
-      const RpcRule* rule = FindRpcRule(m);
-      ASSERT_NE(rule, nullptr) << m << " has no row";
-      EXPECT_EQ(rule->roles & kPublic, 0u) << m << " must need an identity";
-    }
+  const std::set<std::string> declared = testing::DeclaredRpcMethods();
+  ASSERT_EQ(declared.size(), 29u) << "the dpfleet protos' methods";
+  for (const std::string& m : declared) {
+    const RpcRule* rule = FindRpcRule(m);
+    ASSERT_NE(rule, nullptr) << m << " has no row";
+    EXPECT_EQ(rule->roles & kPublic, 0u) << m << " must need an identity";
   }
   for (const RpcRule& r : RpcRoleTable()) {
     if (r.method.rfind("/dpfleet.", 0) == 0) EXPECT_TRUE(declared.count(r.method)) << r.method << " is stale";
