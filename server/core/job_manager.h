@@ -157,6 +157,12 @@ class JobManager {
   // A chunk of a SUCCEEDED job's model.
   absl::StatusOr<Store::BlobChunk> GetModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
+  // Blocks, without polling, until `n` RendezvousGet calls wait for the
+  // key: lets tests and benchmarks act only once the waiters are parked.
+  void AwaitRendezvousWaiters(const std::string& job_id, int32_t attempt, const std::string& key, int n) {
+    rendezvous_.AwaitWaiters(job_id, attempt, key, n);
+  }
+
   // Expires leases and reattach deadlines; the server calls it periodically.
   void Tick();
   // Wakes every waiter; later waits return at once.

@@ -489,6 +489,48 @@ TEST_F(JobManagerTest, RendezvousGetWaitsForSetAndTimesOut) {
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(JobManagerTest, RendezvousWaitHoldsNothingHeartbeatsAndStatusReadsNeed) {
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
+  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  // Each of these takes the job lock; a wait that held it would hang here.
+  EXPECT_TRUE(jobs_->Heartbeat(a, job.job_id, job.attempt).ok());
+  EXPECT_EQ(jobs_->Get(job.job_id)->state, JobState::kRunning);
+  EXPECT_EQ(jobs_->ListWorkers().size(), 1u);
+  EXPECT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate,
+                            job.noise_multiplier)
+                  .ok());
+  ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok());
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "abc");
+}
+
+TEST_F(JobManagerTest, RendezvousWaitEndsWithTheAttemptAndSaysWhy) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
+  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
+  waiter.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(got.status().message(), HasSubstr("is CANCELLED, not RUNNING"));
+}
+
+TEST_F(JobManagerTest, ShutdownEndsRendezvousWaits) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
+  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  jobs_->Shutdown();
+  waiter.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace dpfleet::server
 
