@@ -51,8 +51,7 @@ absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
   return EpsilonOf(job, rows);
 }
 
-absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan,
-                                 const std::vector<LivePlan>& live) {
+absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
   absl::MutexLock lock(&mu_);
   auto b = budgets_.find(dataset);
   if (b == budgets_.end()) return absl::OkStatus();
@@ -66,16 +65,16 @@ absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& pl
   ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset, {}, {}, live));
   ASSIGN_OR_RETURN(BudgetView after, BudgetViewLocked(dataset, {}, {whole_plan}, live));
   if (after.committed > b->second.epsilon) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
-        "queued and running jobs; this job would bring the composed total to %.6g",
-        dataset, b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+    return absl::FailedPreconditionError(
+        absl::StrFormat("dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
+                        "queued and running jobs; this job would bring the composed total to %.6g",
+                        dataset, b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt,
-                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier) {
+absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt, int32_t epoch,
+                                      int64_t steps, double sample_rate, double noise_multiplier) {
   if (epoch < 1 || epoch > r.epochs) {
     return absl::InvalidArgumentError(
         absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", r.job_id, "'"));
@@ -87,8 +86,7 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
     return absl::FailedPreconditionError(absl::StrFormat(
         "charge for job '%s' epoch %d does not match the job: steps %d vs %d, q %.9g vs %.9g, "
         "sigma %.9g vs %.9g",
-        r.job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier,
-        r.noise_multiplier));
+        r.job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier, r.noise_multiplier));
   }
   LedgerEntry e;
   e.job_id = r.job_id;
@@ -104,9 +102,8 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
   e.recorded_ms = clock_->NowMs();
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(r.job_id));
-  const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
-    return x.attempt == attempt && x.epoch == epoch;
-  });
+  const bool retry = std::any_of(existing.begin(), existing.end(),
+                                 [&](const LedgerEntry& x) { return x.attempt == attempt && x.epoch == epoch; });
   if (!retry) {
     if (auto b = budgets_.find(dataset); b != budgets_.end()) {
       // Submit reserved the whole plan; this guards anything outside it.
@@ -130,9 +127,8 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
 absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch) {
   if (!job.dp) return ReleaseEpsilon{};
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job.job_id));
-  const bool charged = std::any_of(entries.begin(), entries.end(), [&](const LedgerEntry& e) {
-    return e.attempt == attempt && e.epoch == epoch;
-  });
+  const bool charged = std::any_of(entries.begin(), entries.end(),
+                                   [&](const LedgerEntry& e) { return e.attempt == attempt && e.epoch == epoch; });
   if (!charged) {
     return absl::FailedPreconditionError(
         absl::StrCat("epoch ", epoch, " of job '", job.job_id, "' was not charged to the privacy ledger"));

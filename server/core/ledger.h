@@ -43,10 +43,10 @@ struct BudgetView {
   std::string dataset;
   bool has_budget = false;
   double epsilon_budget = 0;
-  double delta = 0;  // the delta at which the epsilons below are stated
-  double spent = 0;       // composed over the dataset's ledger entries
-  double committed = 0;   // spent + the remaining plans of queued/running jobs
-  double remaining = 0;   // budget - committed (when has_budget)
+  double delta = 0;      // the delta at which the epsilons below are stated
+  double spent = 0;      // composed over the dataset's ledger entries
+  double committed = 0;  // spent + the remaining plans of queued/running jobs
+  double remaining = 0;  // budget - committed (when has_budget)
   int32_t jobs = 0;
 };
 

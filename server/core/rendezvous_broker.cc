@@ -26,7 +26,8 @@ void RendezvousBroker::DropJob(const std::string& job_id) {
   std::vector<std::pair<AttemptKey, std::map<int64_t, Waiter>>> dropped;
   {
     absl::MutexLock lock(&mu_);
-    for (auto it = values_.lower_bound({job_id, std::numeric_limits<int32_t>::min()}); it != values_.end() && it->first.first == job_id;) {
+    for (auto it = values_.lower_bound({job_id, std::numeric_limits<int32_t>::min()});
+         it != values_.end() && it->first.first == job_id;) {
       dropped.emplace_back(it->first, TakeWaitersLocked(it->first, nullptr));
       it = values_.erase(it);
     }
@@ -101,8 +102,8 @@ bool RendezvousBroker::CancelWait(int64_t waiter_id) {
   return waiters_.erase(waiter_id) > 0;
 }
 
-absl::StatusOr<std::string> RendezvousBroker::Get(const std::string& job_id, int32_t attempt,
-                                                  const std::string& key, absl::Time deadline) {
+absl::StatusOr<std::string> RendezvousBroker::Get(const std::string& job_id, int32_t attempt, const std::string& key,
+                                                  absl::Time deadline) {
   // Shared with the callback, which may outlive this frame by the moment it
   // takes to notify after CancelWait lost the race.
   struct Result {

@@ -88,8 +88,7 @@ class RendezvousBroker {
   // of the attempt when `key` is null.
   std::map<int64_t, Waiter> TakeWaitersLocked(const AttemptKey& attempt, const std::string* key)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int CountWaitersLocked(const AttemptKey& attempt, const std::string& key) const
-      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  int CountWaitersLocked(const AttemptKey& attempt, const std::string& key) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;

@@ -29,8 +29,7 @@ const WorkerRecord& WorkerRegistry::Register(const std::string& hostname, const 
   return stored;
 }
 
-void WorkerRegistry::Attach(const std::string& worker_id, const std::string& job_id, int32_t attempt,
-                            int32_t rank) {
+void WorkerRegistry::Attach(const std::string& worker_id, const std::string& job_id, int32_t attempt, int32_t rank) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) return;
   WorkerRecord& w = it->second;

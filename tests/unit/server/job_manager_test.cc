@@ -60,6 +60,14 @@ class JobManagerTest : public ::testing::Test {
     EXPECT_TRUE(hb.ok());
     return hb->assignments;
   }
+  // A rank waiting for `key` of the job's attempt, with no deadline; returns
+  // once the wait is parked in the broker.
+  std::thread WaitForKey(const JobRecord& job, const std::string& key, absl::StatusOr<std::string>* got) {
+    std::thread waiter(
+        [this, job, key, got] { *got = jobs_->RendezvousGet(job.job_id, job.attempt, key, absl::InfiniteFuture()); });
+    jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, key, 1);
+    return waiter;
+  }
   // Runs epoch `e` of a single-rank job the way a worker does.
   void RunEpoch(const JobRecord& job, const std::string& worker, int e, int rank = 0) {
     ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate,
@@ -493,8 +501,7 @@ TEST_F(JobManagerTest, RendezvousWaitHoldsNothingHeartbeatsAndStatusReadsNeed) {
   const std::string a = AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
   absl::StatusOr<std::string> got;
-  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
-  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
   // Each of these takes the job lock; a wait that held it would hang here.
   EXPECT_TRUE(jobs_->Heartbeat(a, job.job_id, job.attempt).ok());
   EXPECT_EQ(jobs_->Get(job.job_id)->state, JobState::kRunning);
@@ -512,8 +519,7 @@ TEST_F(JobManagerTest, RendezvousWaitEndsWithTheAttemptAndSaysWhy) {
   AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
   absl::StatusOr<std::string> got;
-  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
-  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
   ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
   waiter.join();
   EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
@@ -524,8 +530,7 @@ TEST_F(JobManagerTest, ShutdownEndsRendezvousWaits) {
   AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
   absl::StatusOr<std::string> got;
-  std::thread waiter([&] { got = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::InfiniteFuture()); });
-  jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, "nccl_id", 1);
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
   jobs_->Shutdown();
   waiter.join();
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
