@@ -1,5 +1,6 @@
 // dpfleet-server: the coordinator daemon.
 //   dpfleet-server --listen HOST:PORT --http HOST:PORT --state-dir DIR [--config FILE]
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,9 +12,11 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/synchronization/notification.h"
 #include "server/rpc/coordinator_server.h"
 #include "common/cli_flags.h"
+#include "common/version.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address HOST:PORT (port 0 = any free port)");
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "HTTP/JSON address HOST:PORT; empty disables it");
@@ -35,6 +38,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dpfleet coordinator\n  dpfleet-server --listen HOST:PORT --http HOST:PORT --state-dir DIR "
       "[--config FILE]");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return dpfleet::VersionLine("dpfleet-server") + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   dpfleet::DashedFlags flags(argc, argv);
   absl::ParseCommandLine(flags.argc(), flags.argv());
   dpfleet::server::ServerOptions options;
@@ -72,6 +78,9 @@ int main(int argc, char** argv) {
     }
     std::rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str());
   }
+  // Under systemd (Type=notify) the unit is ready now: serving, state
+  // recovered. Without NOTIFY_SOCKET this does nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=gRPC on port %d, HTTP on port %d", (*server)->grpc_port(), (*server)->http_port());
   if (pipe(g_signal_pipe) != 0) return 1;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
@@ -79,6 +88,7 @@ int main(int argc, char** argv) {
   while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
   }
   std::fprintf(stderr, "dpfleet-server: shutting down\n");
+  sd_notify(0, "STOPPING=1");
   (*server)->Shutdown();
   return 0;
 }

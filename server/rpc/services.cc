@@ -4,7 +4,9 @@
 #include <deque>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/version.h"
 #include "server/rpc/convert.h"
 
 namespace dpfleet::server {
@@ -172,6 +174,16 @@ grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1:
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorServiceImpl::GetVersion(grpc::ServerContext*, const v1::GetVersionRequest*,
+                                                v1::VersionInfo* resp) {
+  const BuildInfo& b = GetBuildInfo();
+  resp->set_version(b.version);
+  resp->set_git(b.git);
+  resp->set_build_type(b.build_type);
+  resp->set_protocol_version(kProtocolVersion);
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest* req,
                                                v1::DatasetBudget* resp) {
   absl::StatusOr<BudgetView> b = jobs_->SetBudget(req->dataset(), req->epsilon(), req->delta());
@@ -245,6 +257,14 @@ grpc::Status CoordinatorServiceImpl::RemoveDataset(grpc::ServerContext*, const v
 
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
+  if (req->protocol_version() != kProtocolVersion) {
+    // An old or newer worker may train or report under rules this
+    // coordinator does not account for: it must not get a job.
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat("worker speaks protocol version ", req->protocol_version(),
+                                     "; this coordinator (dpfleet ", GetBuildInfo().version, ") speaks ",
+                                     kProtocolVersion, ": run a worker of the same release"));
+  }
   if (req->device().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "device: must be cpu or cuda[:N]");
   }

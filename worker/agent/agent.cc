@@ -1,6 +1,7 @@
 #include "worker/agent/agent.h"
 
 #include <grpcpp/grpcpp.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/version.h"
 #include "worker/agent/run.h"
 
 namespace dpfleet::worker {
@@ -44,6 +46,7 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   req.set_hostname(Hostname());
   req.set_device(options_.device);
   req.set_pid(getpid());
+  req.set_protocol_version(kProtocolVersion);
   {
     absl::MutexLock lock(&mu_);
     req.set_previous_worker_id(worker_id_);
@@ -57,6 +60,11 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::RegisterResponse resp;
   grpc::Status s = stub_->Register(&ctx, req, &resp);
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // Refused for what this worker is (another protocol version): retrying
+    // cannot help.
+    return absl::FailedPreconditionError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
+  }
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
   }
@@ -64,6 +72,9 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   worker_id_ = resp.worker_id();
   heartbeat_interval_ms_ = std::max<int64_t>(20, resp.heartbeat_interval_ms());
   Log(absl::StrCat("registered as ", worker_id_, " with ", options_.server, " (device ", options_.device, ")"));
+  // Under systemd (Type=notify) the worker is ready once the coordinator
+  // knows it; a no-op without NOTIFY_SOCKET.
+  sd_notify(0, absl::StrCat("READY=1\nSTATUS=registered as ", worker_id_, " with ", options_.server).c_str());
   return absl::OkStatus();
 }
 
@@ -129,7 +140,9 @@ void WorkerAgent::FinishRunIfDone() {
 
 absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
   while (!stop) {
-    if (Register(false).ok()) break;
+    const absl::Status registered = Register(false);
+    if (registered.ok()) break;
+    if (absl::IsFailedPrecondition(registered)) return registered;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   while (!stop) {
@@ -149,7 +162,7 @@ absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
     grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
     if (s.ok()) {
       if (resp.reregister()) {
-        (void)Register(true);
+        if (absl::Status again = Register(true); absl::IsFailedPrecondition(again)) return again;
       }
       for (const std::string& id : resp.cancel_job_ids()) {
         if (run_ && run_->job_id() == id) {
