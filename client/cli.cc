@@ -21,6 +21,7 @@
 #include "common/files.h"
 #include "common/spec/job_spec.h"
 #include "common/plan/plan.h"
+#include "common/version.h"
 #include "common/pums/schema.h"
 #include "common/pums/synth.h"
 #include "nlohmann/json.hpp"
@@ -65,6 +66,7 @@ constexpr char kUsage[] =
     "  cancel JOB                              cancel a job\n"
     "  model JOB --out FILE [-o json]          download a SUCCEEDED job's trained model\n"
     "  workers [-o json]                       list workers\n"
+    "  version [-o json]                       dpctl's and the coordinator's versions (--version: dpctl's only)\n"
     "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
     "       [--split-seed N] [--eval-fraction F]   register PUMS files; the coordinator prepares shards\n"
     "  datasets list [-o json] | datasets show NAME [-o json]   registered datasets and their manifests\n"
@@ -523,6 +525,10 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     }
     if (!matched) args.push_back(a);
   }
+  if (!args.empty() && args[0] == "--version") {
+    out << VersionLine("dpctl") << "\n";
+    return kExitOk;
+  }
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
     (args.empty() ? err : out) << kUsage;
     return args.empty() ? kExitUsage : kExitOk;
@@ -687,6 +693,30 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
                              w.job_id().empty() ? "-" : w.job_id(),
                              w.job_id().empty() ? "-" : std::to_string(w.rank()));
     }
+    return kExitOk;
+  }
+  if (verb == "version") {
+    if (!need_args(0, "no arguments")) return kExitUsage;
+    const BuildInfo& mine = GetBuildInfo();
+    absl::StatusOr<v1::VersionInfo> server_version = client.Version();
+    if (json) {
+      nlohmann::json j = {{"client", {{"version", mine.version}, {"git", mine.git}, {"build_type", mine.build_type},
+                                      {"protocol_version", kProtocolVersion}}}};
+      if (server_version.ok()) {
+        j["server"] = {{"version", server_version->version()}, {"git", server_version->git()},
+                       {"build_type", server_version->build_type()},
+                       {"protocol_version", server_version->protocol_version()}};
+      }
+      out << j.dump(2) << "\n";
+    } else {
+      out << VersionLine("dpctl") << "\n";
+      if (server_version.ok()) {
+        out << "dpfleet-server " << server_version->version() << " (git " << server_version->git() << ", "
+            << server_version->build_type() << " build, protocol " << server_version->protocol_version() << ") at "
+            << options->target << "\n";
+      }
+    }
+    if (!server_version.ok()) return ReportError(server_version.status(), err);
     return kExitOk;
   }
   if (verb == "budget") return BudgetVerb(client, p, json, out, err);

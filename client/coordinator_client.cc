@@ -112,6 +112,13 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> CoordinatorClient::Workers() {
   return std::vector<v1::WorkerInfo>(resp.workers().begin(), resp.workers().end());
 }
 
+absl::StatusOr<v1::VersionInfo> CoordinatorClient::Version() {
+  v1::GetVersionRequest req;
+  v1::VersionInfo resp;
+  DPFLEET_UNARY(GetVersion, req, resp);
+  return resp;
+}
+
 absl::StatusOr<v1::DatasetBudget> CoordinatorClient::SetBudget(const std::string& dataset, double epsilon,
                                                                double delta) {
   v1::SetBudgetRequest req;

@@ -41,6 +41,7 @@ class CoordinatorClient {
   absl::StatusOr<std::vector<v1::Job>> List();
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> Workers();
+  absl::StatusOr<v1::VersionInfo> Version();
   absl::StatusOr<v1::DatasetBudget> SetBudget(const std::string& dataset, double epsilon, double delta);
   absl::StatusOr<std::vector<v1::DatasetBudget>> Budgets(const std::string& dataset);
   absl::StatusOr<v1::Dataset> AddDataset(const v1::AddDatasetRequest& request);

@@ -51,6 +51,7 @@ target_link_libraries(dpfleet_torch INTERFACE
 # The wheel is built with the C++11 ABI and with c10d's Gloo backend.
 target_compile_definitions(dpfleet_torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1 USE_C10D_GLOO)
 set(DPFLEET_TORCH_LIB_DIR "${DPFLEET_TORCH_ROOT}/lib")
-# Binaries find the wheel's libraries without LD_LIBRARY_PATH.
+# Binaries in the build tree find the wheel's libraries without
+# LD_LIBRARY_PATH; installed ones find the copies installed beside them
+# (cmake/Install.cmake).
 set(CMAKE_BUILD_RPATH ${CMAKE_BUILD_RPATH} ${DPFLEET_TORCH_LIB_DIRS})
-set(CMAKE_INSTALL_RPATH ${CMAKE_INSTALL_RPATH} ${DPFLEET_TORCH_LIB_DIRS})

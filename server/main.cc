@@ -3,6 +3,7 @@
 //                  [--tls-cert F --tls-key F --client-ca F] [--insecure-plaintext]
 //                  [--data-root DIR]...
 //   dpfleet-server token create --state-dir DIR --name NAME --role custodian|analyst|viewer
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -16,10 +17,12 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/synchronization/notification.h"
 #include "server/rpc/coordinator_server.h"
 #include "server/rpc/token_command.h"
 #include "common/cli_flags.h"
+#include "common/version.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address HOST:PORT (port 0 = any free port)");
 ABSL_FLAG(std::string, http, "127.0.0.1:7071", "HTTP/JSON address HOST:PORT; empty disables it");
@@ -53,6 +56,9 @@ int main(int argc, char** argv) {
       "dpfleet coordinator\n  dpfleet-server --listen HOST:PORT --http HOST:PORT --state-dir DIR "
       "[--config FILE] [--tls-cert F --tls-key F --client-ca F] [--insecure-plaintext] [--data-root DIR]...\n"
       "  dpfleet-server token create --state-dir DIR --name NAME --role custodian|analyst|viewer");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return dpfleet::VersionLine("dpfleet-server") + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
   dpfleet::DashedFlags flags(argc, argv);
   // --data-root repeats (Abseil would keep only the last one): collect
   // every occurrence here and hand the rest to Abseil.
@@ -116,6 +122,9 @@ int main(int argc, char** argv) {
     }
     std::rename(tmp.c_str(), absl::GetFlag(FLAGS_port_file).c_str());
   }
+  // Under systemd (Type=notify) the unit is ready now: serving, state
+  // recovered. Without NOTIFY_SOCKET this does nothing.
+  sd_notifyf(0, "READY=1\nSTATUS=gRPC on port %d, HTTP on port %d", (*server)->grpc_port(), (*server)->http_port());
   if (pipe(g_signal_pipe) != 0) return 1;
   std::signal(SIGTERM, OnSignal);
   std::signal(SIGINT, OnSignal);
@@ -123,6 +132,7 @@ int main(int argc, char** argv) {
   while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
   }
   std::fprintf(stderr, "dpfleet-server: shutting down\n");
+  sd_notify(0, "STOPPING=1");
   (*server)->Shutdown();
   return 0;
 }

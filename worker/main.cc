@@ -13,9 +13,16 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
 #include "worker/agent/agent.h"
 #include "worker/train/device.h"
 #include "common/cli_flags.h"
+#include "common/version.h"
+#include "torch/headeronly/version.h"
+#ifdef DPFLEET_WITH_NCCL
+#include "worker/comm/cuda/nccl_communicator.h"
+#endif
 
 ABSL_FLAG(std::string, server, "127.0.0.1:7070", "coordinator gRPC address HOST:PORT");
 ABSL_FLAG(std::string, device, "cpu", "cpu or cuda[:N]");
@@ -52,6 +59,18 @@ bool ReadPem(const char* flag, const std::string& path, std::string* out) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "dpfleet worker daemon\n  dpfleet-worker --server HOST:PORT --device cpu|cuda[:N] --work-dir DIR");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] {
+    std::string v = absl::StrCat(dpfleet::VersionLine("dpfleet-worker"), "\nLibTorch ", TORCH_VERSION_MAJOR, ".",
+                                 TORCH_VERSION_MINOR, ".", TORCH_VERSION_PATCH, "\n");
+#ifdef DPFLEET_WITH_NCCL
+    absl::StrAppend(&v, dpfleet::comm::CudaBuildVersions(), "\n");
+#else
+    absl::StrAppend(&v, "NCCL: not built (DPFLEET_WITH_CUDA=OFF)\n");
+#endif
+    return v;
+  };
+  absl::SetFlagsUsageConfig(usage);
   dpfleet::DashedFlags flags(argc, argv);
   absl::ParseCommandLine(flags.argc(), flags.argv());
   dpfleet::worker::AgentOptions options;

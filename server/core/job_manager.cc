@@ -4,18 +4,15 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
-#include <set>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/str_format.h"
-#include "common/privacy/accountant.h"
 #include "common/spec/job_spec.h"
 #include "common/pums/schema.h"
 #include "common/pums/shards.h"
 #include "common/status.h"
+#include "server/core/scheduler.h"
 
 namespace dpfleet::server {
 namespace {
@@ -23,43 +20,33 @@ namespace {
 // The most a chunk of a shard, checkpoint or model served over gRPC holds.
 constexpr int64_t kMaxChunkBytes = 2 << 20;
 
-std::string RendezvousKey(const std::string& job_id, int32_t attempt, const std::string& key) {
-  return absl::StrCat(job_id, "/", attempt, "/", key);
-}
-
-bool DeviceMatches(const std::string& wanted, const std::string& worker_device) {
-  if (wanted == "cuda") return worker_device.rfind("cuda", 0) == 0;
-  return worker_device == wanted;
-}
-
-// A job's ε over the given ledger entries (all of its charges).
-absl::StatusOr<double> EpsilonOf(const JobRecord& r, const std::vector<LedgerEntry>& entries) {
-  if (!r.dp) return 0.0;
-  std::vector<privacy::SubsampledGaussian> mechanisms;
-  for (const LedgerEntry& e : entries) mechanisms.push_back({e.sample_rate, e.noise_multiplier, e.steps});
-  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
-  return privacy::ComputeEpsilon(kind, mechanisms, r.delta);
-}
-
 }  // namespace
 
 JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options)
-    : store_(store), data_(data), clock_(clock), options_(options) {}
+    : store_(store),
+      data_(data),
+      clock_(clock),
+      options_(options),
+      ledger_(store, clock),
+      workers_(clock, options.lease_ttl_ms) {}
 
 absl::Status JobManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->LoadJobs());
-  ASSIGN_OR_RETURN(std::vector<BudgetRecord> budgets, store_->LoadBudgets());
+  RETURN_IF_ERROR(ledger_.Recover());
   absl::MutexLock lock(&mu_);
-  for (const BudgetRecord& b : budgets) budgets_[b.dataset] = b;
   const int64_t now = clock_->NowMs();
   for (JobRecord& r : jobs) {
     JobEntry entry;
     entry.dataset_key = DatasetKey(r.data_paths);
-    if (r.state == JobState::kRunning) entry.reattach_deadline_ms = now + options_.lease_ttl_ms;
+    if (r.state == JobState::kRunning) {
+      entry.reattach_deadline_ms = now + options_.lease_ttl_ms;
+      // Ranks that re-attach may still publish and read keys.
+      rendezvous_.OpenAttempt(r.job_id, r.attempt);
+    }
     entry.record = std::move(r);
     // A charge may have landed after the record was last written (crash
     // between charge and release): the ledger is the truth.
-    ASSIGN_OR_RETURN(entry.record.epsilon, LedgerEpsilonLocked(entry));
+    ASSIGN_OR_RETURN(entry.record.epsilon, ledger_.JobEpsilon(entry.record));
     job_order_.push_back(entry.record.job_id);
     jobs_.emplace(entry.record.job_id, std::move(entry));
   }
@@ -77,8 +64,6 @@ void JobManager::PublishLocked(JobEntry* job, JobEvent event) {
   for (const auto& [id, listener] : listeners_) {
     if (listener.first == job->record.job_id) listener.second(&event);
   }
-  // A state change ends the rendezvous waits of an attempt that is over.
-  changed_.SignalAll();
 }
 
 absl::StatusOr<JobManager::Subscription> JobManager::Subscribe(const std::string& job_id,
@@ -106,6 +91,13 @@ absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const s
   const int64_t now = clock_->NowMs();
   if (state == JobState::kRunning) r.started_ms = now;
   if (IsTerminal(state)) r.finished_ms = now;
+  // Waits of an attempt that is over end here (Aborted; the caller then
+  // says why), so no rank waits out its deadline for a dead attempt.
+  if (state == JobState::kRunning) {
+    rendezvous_.OpenAttempt(r.job_id, r.attempt);
+  } else {
+    rendezvous_.DropJob(r.job_id);
+  }
   absl::Status s = store_->PutJob(r);
   if (IsTerminal(state) && s.ok()) s = store_->DeleteCheckpoints(r.job_id, std::numeric_limits<int32_t>::max());
   JobEvent ev;
@@ -116,10 +108,15 @@ absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const s
   return s;
 }
 
-absl::StatusOr<double> JobManager::LedgerEpsilonLocked(const JobEntry& job) {
-  if (!job.record.dp) return 0.0;
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job.record.job_id));
-  return EpsilonOf(job.record, entries);
+std::vector<LivePlan> JobManager::LivePlansLocked() const {
+  std::vector<LivePlan> live;
+  for (const auto& [id, job] : jobs_) {
+    const JobRecord& r = job.record;
+    if (IsTerminal(r.state) || !r.dp) continue;
+    live.push_back({id, job.dataset_key, r.attempt, r.epochs, r.sample_rate, r.noise_multiplier, r.steps_per_epoch,
+                    r.delta});
+  }
+  return live;
 }
 
 absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const std::string& owner) {
@@ -180,22 +177,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   r.sample_rate = static_cast<double>(spec.training.batch_size) / facts.train_rows;
   r.steps_per_epoch = std::max<int64_t>(
       1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
-  if (spec.dp()) {
-    if (spec.privacy.target_epsilon) {
-      ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
-      absl::StatusOr<double> sigma = privacy::CalibrateNoiseMultiplier(
-          kind, *spec.privacy.target_epsilon, r.delta, r.sample_rate,
-          r.steps_per_epoch * static_cast<int64_t>(r.epochs));
-      if (!sigma.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "privacy.target_epsilon: '", *spec.privacy.target_epsilon,
-            "' cannot be met: ", sigma.status().message()));
-      }
-      r.noise_multiplier = *sigma;
-    } else {
-      r.noise_multiplier = spec.privacy.noise_multiplier.value_or(1.0);
-    }
-  }
+  ASSIGN_OR_RETURN(r.noise_multiplier, Ledger::NoiseMultiplierFor(spec, r));
   absl::MutexLock lock(&mu_);
   if (!spec.dataset.empty()) {
     // RemoveDataset holds this lock too: the dataset is still the one read
@@ -208,24 +190,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   }
   // The budget check and the job's creation happen under one lock, so
   // concurrent submissions cannot together overshoot a budget.
-  if (auto b = budgets_.find(dataset_key); b != budgets_.end()) {
-    if (!r.dp) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "privacy.mode: 'none' cannot run on dataset ", dataset_key,
-          ": it has a privacy budget and a non-private job has no finite epsilon"));
-    }
-    const privacy::SubsampledGaussian plan{r.sample_rate, r.noise_multiplier,
-                                           r.steps_per_epoch * static_cast<int64_t>(r.epochs)};
-    ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset_key, {}, {}));
-    ASSIGN_OR_RETURN(BudgetView after, BudgetViewLocked(dataset_key, {}, {plan}));
-    if (after.committed > b->second.epsilon) {
-      return absl::FailedPreconditionError(absl::StrFormat(
-          "dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
-          "queued and running jobs; this job would bring the composed total to %.6g",
-          dataset_key, b->second.epsilon, b->second.delta, before.spent, before.committed,
-          after.committed));
-    }
-  }
+  RETURN_IF_ERROR(ledger_.CheckSubmit(dataset_key, r, LivePlansLocked()));
   ASSIGN_OR_RETURN(r.job_id, store_->NextJobId());
   r.created_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->PutJob(r));
@@ -286,32 +251,14 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
 
 std::vector<WorkerRecord> JobManager::ListWorkers() {
   absl::MutexLock lock(&mu_);
-  std::vector<WorkerRecord> out;
-  for (const auto& [id, w] : workers_) out.push_back(w);
-  std::sort(out.begin(), out.end(), [](const WorkerRecord& a, const WorkerRecord& b) {
-    return std::tie(a.registered_ms, a.worker_id) < std::tie(b.registered_ms, b.worker_id);
-  });
-  return out;
+  return workers_.List();
 }
 
 RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device,
                                           int32_t pid, const std::string& previous_id,
                                           const std::optional<RunningRun>& running, const std::string& identity) {
   absl::MutexLock lock(&mu_);
-  const int64_t now = clock_->NowMs();
-  WorkerRecord w;
-  if (!previous_id.empty() && !workers_.count(previous_id)) {
-    w.worker_id = previous_id;  // re-attach after a coordinator restart
-  } else {
-    w.worker_id = absl::StrFormat("w-%x-%d", now & 0xffffff, next_worker_++);
-  }
-  w.hostname = hostname;
-  w.identity = identity;
-  w.device = device;
-  w.pid = pid;
-  w.registered_ms = now;
-  w.last_heartbeat_ms = now;
-  w.state = WorkerState::kIdle;
+  const std::string worker_id = workers_.Register(hostname, device, pid, previous_id, identity).worker_id;
   if (running) {
     auto it = jobs_.find(running->job_id);
     bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
@@ -324,19 +271,15 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
       current = false;
     }
     if (current) {
-      w.state = WorkerState::kBusy;
-      w.job_id = running->job_id;
-      w.attempt = running->attempt;
-      w.rank = running->rank;
-      it->second.record.worker_ids[running->rank] = w.worker_id;
+      workers_.Attach(worker_id, running->job_id, running->attempt, running->rank);
+      it->second.record.worker_ids[running->rank] = worker_id;
     } else {
       // The run it still has is over; make it stop.
-      pending_cancels_[w.worker_id].push_back(running->job_id);
+      workers_.QueueCancel(worker_id, running->job_id);
     }
   }
-  workers_[w.worker_id] = w;
   ScheduleLocked();
-  return {w.worker_id, options_.lease_ttl_ms, options_.heartbeat_interval_ms};
+  return {worker_id, options_.lease_ttl_ms, options_.heartbeat_interval_ms};
 }
 
 bool JobManager::HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank) {
@@ -350,41 +293,18 @@ bool JobManager::HoldsRun(const std::string& identity, const std::string& job_id
 
 std::optional<std::string> JobManager::WorkerIdentity(const std::string& worker_id) {
   absl::MutexLock lock(&mu_);
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end()) return std::nullopt;
-  return it->second.identity;
+  const WorkerRecord* w = workers_.Find(worker_id);
+  if (w == nullptr) return std::nullopt;
+  return w->identity;
 }
 
 absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id,
                                                       const std::string& job_id, int32_t attempt) {
   absl::MutexLock lock(&mu_);
-  HeartbeatResult result;
-  auto it = workers_.find(worker_id);
-  if (it == workers_.end() || it->second.state == WorkerState::kLost) {
-    if (it != workers_.end()) workers_.erase(it);
-    result.reregister = true;
-    return result;
-  }
-  WorkerRecord& w = it->second;
-  w.last_heartbeat_ms = clock_->NowMs();
-  auto pa = pending_assignments_.find(worker_id);
-  if (pa != pending_assignments_.end()) {
-    result.assignments = std::move(pa->second);
-    pending_assignments_.erase(pa);
-  }
-  auto pc = pending_cancels_.find(worker_id);
-  if (pc != pending_cancels_.end()) {
-    result.cancel_job_ids = std::move(pc->second);
-    pending_cancels_.erase(pc);
-  }
-  if (job_id.empty() && w.state == WorkerState::kBusy && result.assignments.empty() &&
-      !pending_assignments_.count(worker_id)) {
-    // It has delivered its assignment and runs nothing: the run ended
-    // without a ReportDone reaching us (e.g. lost on the network).
-    w.state = WorkerState::kIdle;
-    w.job_id.clear();
-    ScheduleLocked();
-  }
+  bool freed = false;
+  HeartbeatResult result = workers_.Heartbeat(worker_id, job_id, &freed);
+  if (result.reregister) return result;
+  if (freed) ScheduleLocked();
   // A worker still running a run that is over is told to stop again.
   if (!job_id.empty()) {
     auto j = jobs_.find(job_id);
@@ -423,54 +343,10 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
   JobRecord& r = job->record;
-  if (epoch < 1 || epoch > r.epochs) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", job_id, "'"));
-  }
-  // The coordinator's own parameters are what is charged; a worker that
-  // disagrees is misconfigured and must not train.
-  if (steps != r.steps_per_epoch || std::abs(sample_rate - r.sample_rate) > 1e-12 * r.sample_rate ||
-      (r.dp && std::abs(noise_multiplier - r.noise_multiplier) > 1e-12 * r.noise_multiplier)) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "charge for job '%s' epoch %d does not match the job: steps %d vs %d, q %.9g vs %.9g, "
-        "sigma %.9g vs %.9g",
-        job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier,
-        r.noise_multiplier));
-  }
-  LedgerEntry e;
-  e.job_id = job_id;
-  e.attempt = attempt;
-  e.epoch = epoch;
-  e.dataset = job->dataset_key;
-  e.steps = steps;
-  e.sample_rate = r.sample_rate;
-  // A non-private epoch is recorded too, with sigma 0: the dataset has then
-  // been used without a finite guarantee, and its budget view says so.
-  e.noise_multiplier = r.dp ? r.noise_multiplier : 0.0;
-  e.delta = r.delta;
-  e.recorded_ms = clock_->NowMs();
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(job_id));
-  const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
-    return x.attempt == attempt && x.epoch == epoch;
-  });
-  if (!retry) {
-    if (auto b = budgets_.find(job->dataset_key); b != budgets_.end()) {
-      // Submit reserved the whole plan; this guards anything outside it.
-      ASSIGN_OR_RETURN(BudgetView after,
-                       BudgetViewLocked(job->dataset_key, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}));
-      if (after.spent > b->second.epsilon) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "charging epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
-            epoch, job_id, job->dataset_key, after.spent, b->second.epsilon));
-      }
-    }
-    ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
-    (void)inserted;
-    existing.push_back(e);
-  }
+  ASSIGN_OR_RETURN(double epsilon, ledger_.Charge(r, job->dataset_key, attempt, epoch, steps, sample_rate,
+                                                  noise_multiplier));
   if (!r.dp) return 0.0;
-  // The ledger as it now stands: what was read above plus this charge.
-  ASSIGN_OR_RETURN(r.epsilon, EpsilonOf(r, existing));
+  r.epsilon = epsilon;
   RETURN_IF_ERROR(store_->PutJob(r));
   return r.epsilon;
 }
@@ -495,28 +371,9 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
                                                    r.epochs_done, " epochs done"));
   }
   // Charge-before-release: refuse results whose privacy cost is not recorded.
-  double epsilon = 0;
-  if (r.dp) {
-    ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job_id));
-    const bool charged = std::any_of(entries.begin(), entries.end(), [&](const LedgerEntry& e) {
-      return e.attempt == attempt && e.epoch == metrics.epoch;
-    });
-    if (!charged) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "epoch ", metrics.epoch, " of job '", job_id, "' was not charged to the privacy ledger"));
-    }
-    // The epoch's row carries the spend through this epoch; the job's total
-    // also counts epochs other ranks have already charged ahead of it.
-    std::vector<privacy::SubsampledGaussian> through_epoch;
-    for (const LedgerEntry& e : entries) {
-      if (e.attempt < attempt || e.epoch <= metrics.epoch) {
-        through_epoch.push_back({e.sample_rate, e.noise_multiplier, e.steps});
-      }
-    }
-    ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
-    ASSIGN_OR_RETURN(epsilon, privacy::ComputeEpsilon(kind, through_epoch, r.delta));
-    ASSIGN_OR_RETURN(r.epsilon, EpsilonOf(r, entries));
-  }
+  ASSIGN_OR_RETURN(ReleaseEpsilon released, ledger_.CheckRelease(r, attempt, metrics.epoch));
+  const double epsilon = released.epoch;
+  if (r.dp) r.epsilon = released.job;
   // The state to resume from is durable before the epoch counts as done.
   if (!checkpoint.empty()) RETURN_IF_ERROR(store_->PutCheckpoint(job_id, metrics.epoch, checkpoint));
   EpochRecord rec = metrics;
@@ -534,22 +391,8 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
 }
 
 void JobManager::ReleaseAttemptLocked(JobEntry* job) {
-  for (auto& [id, w] : workers_) {
-    if (w.job_id == job->record.job_id && w.attempt == job->record.attempt &&
-        w.state == WorkerState::kBusy) {
-      // The worker stays BUSY until it confirms it stopped (ReportDone or a
-      // heartbeat without the run), so no new job lands on a busy process.
-      pending_cancels_[id].push_back(job->record.job_id);
-    }
-  }
-  for (auto& [id, list] : pending_assignments_) {
-    list.erase(std::remove_if(list.begin(), list.end(),
-                              [&](const Assignment& a) { return a.job_id == job->record.job_id; }),
-               list.end());
-  }
-  for (auto it = rendezvous_.begin(); it != rendezvous_.end();) {
-    it = it->first.rfind(job->record.job_id + "/", 0) == 0 ? rendezvous_.erase(it) : std::next(it);
-  }
+  // Its rendezvous keys go with the transition that follows (TransitionLocked).
+  workers_.CancelRun(job->record.job_id, job->record.attempt);
 }
 
 void JobManager::FailAttemptLocked(JobEntry* job, const std::string& reason) {
@@ -617,11 +460,7 @@ absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, 
                                     const std::string& worker_id, bool success,
                                     const std::string& error) {
   absl::MutexLock lock(&mu_);
-  auto w = workers_.find(worker_id);
-  if (w != workers_.end() && w->second.job_id == job_id && w->second.attempt == attempt) {
-    w->second.state = WorkerState::kIdle;
-    w->second.job_id.clear();
-  }
+  workers_.FinishRun(worker_id, job_id, attempt);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   JobRecord& r = job->record;
   if (r.state == JobState::kRunning && r.attempt == attempt) {
@@ -644,9 +483,7 @@ absl::Status JobManager::RendezvousSet(const std::string& job_id, int32_t attemp
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
-  rendezvous_[RendezvousKey(job_id, attempt, key)] = value;
-  changed_.SignalAll();
-  return absl::OkStatus();
+  return rendezvous_.Set(job_id, attempt, key, value);
 }
 
 absl::StatusOr<int64_t> JobManager::RendezvousAdd(const std::string& job_id, int32_t attempt,
@@ -654,35 +491,24 @@ absl::StatusOr<int64_t> JobManager::RendezvousAdd(const std::string& job_id, int
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
-  std::string& v = rendezvous_[RendezvousKey(job_id, attempt, key)];
-  int64_t current = 0;
-  if (!v.empty() && !absl::SimpleAtoi(v, &current)) {
-    return absl::FailedPreconditionError(absl::StrCat("rendezvous key '", key, "' is not a counter"));
-  }
-  current += delta;
-  v = absl::StrCat(current);
-  changed_.SignalAll();
-  return current;
+  return rendezvous_.Add(job_id, attempt, key, delta);
 }
 
 absl::StatusOr<std::string> JobManager::RendezvousGet(const std::string& job_id, int32_t attempt,
                                                       const std::string& key, absl::Time deadline) {
-  absl::MutexLock lock(&mu_);
-  const std::string k = RendezvousKey(job_id, attempt, key);
-  while (true) {
+  {
+    absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
     RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
-    auto it = rendezvous_.find(k);
-    if (it != rendezvous_.end()) return it->second;
-    if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
-    if (changed_.WaitWithDeadline(&mu_, deadline)) {
-      auto again = rendezvous_.find(k);
-      if (again != rendezvous_.end()) return again->second;
-      return absl::DeadlineExceededError(
-          absl::StrCat("rendezvous key '", key, "' of job '", job_id, "' attempt ", attempt,
-                       " was not published in time"));
-    }
   }
+  // The wait holds only the broker's lock: heartbeats and status reads go on.
+  absl::StatusOr<std::string> value = rendezvous_.Get(job_id, attempt, key, deadline);
+  if (!absl::IsAborted(value.status())) return value;
+  // The attempt ended before the key came: say why, as a call made now would.
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
+  return value;
 }
 
 absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std::string& job_id, int32_t attempt,
@@ -725,40 +551,24 @@ absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std
 }
 
 void JobManager::ScheduleLocked() {
-  // First fit in submission order over idle workers in registration order:
-  // deterministic rank assignment, no job waits behind one that cannot fit.
-  std::vector<WorkerRecord*> idle;
-  for (auto& [id, w] : workers_) {
-    if (w.state == WorkerState::kIdle) idle.push_back(&w);
-  }
-  std::sort(idle.begin(), idle.end(), [](const WorkerRecord* a, const WorkerRecord* b) {
-    return std::tie(a->registered_ms, a->worker_id) < std::tie(b->registered_ms, b->worker_id);
-  });
+  std::vector<QueuedJob> queued;
   for (const std::string& id : job_order_) {
-    JobEntry& job = jobs_.at(id);
-    if (job.record.state != JobState::kQueued) continue;
-    absl::StatusOr<JobSpec> spec = ParseJobSpec(job.record.spec_yaml);
+    const JobRecord& r = jobs_.at(id).record;
+    if (r.state != JobState::kQueued) continue;
+    absl::StatusOr<JobSpec> spec = ParseJobSpec(r.spec_yaml);
     if (!spec.ok()) continue;  // validated at submit; unreachable
-    std::vector<WorkerRecord*> chosen;
-    for (WorkerRecord* w : idle) {
-      if (w->state == WorkerState::kIdle && DeviceMatches(spec->resources.device, w->device)) {
-        chosen.push_back(w);
-        if (static_cast<int32_t>(chosen.size()) == job.record.world_size) break;
-      }
-    }
-    if (static_cast<int32_t>(chosen.size()) < job.record.world_size) continue;
+    queued.push_back({id, r.world_size, spec->resources.device});
+  }
+  for (const Placement& p : PlaceJobs(queued, workers_.Idle())) {
+    JobEntry& job = jobs_.at(p.job_id);
     JobRecord& r = job.record;
     r.attempt += 1;
     r.worker_ids.clear();
     r.worker_identities.clear();
-    for (std::size_t rank = 0; rank < chosen.size(); ++rank) {
-      WorkerRecord* w = chosen[rank];
-      w->state = WorkerState::kBusy;
-      w->job_id = r.job_id;
-      w->attempt = r.attempt;
-      w->rank = static_cast<int32_t>(rank);
-      r.worker_ids.push_back(w->worker_id);
-      r.worker_identities.push_back(w->identity);
+    for (std::size_t rank = 0; rank < p.worker_ids.size(); ++rank) {
+      r.worker_ids.push_back(p.worker_ids[rank]);
+      const WorkerRecord* w = workers_.Find(p.worker_ids[rank]);
+      r.worker_identities.push_back(w != nullptr ? w->identity : "");
       Assignment a;
       a.job_id = r.job_id;
       a.attempt = r.attempt;
@@ -769,7 +579,7 @@ void JobManager::ScheduleLocked() {
       a.data_paths = r.data_paths;
       a.shard_dir = r.shard_dir;
       a.start_epoch = r.epochs_done;
-      pending_assignments_[w->worker_id].push_back(a);
+      workers_.Assign(p.worker_ids[rank], a);
     }
     absl::Status s = TransitionLocked(&job, JobState::kRunning, "");
     if (!s.ok()) r.reason = std::string(s.message());
@@ -780,12 +590,10 @@ void JobManager::Tick() {
   absl::MutexLock lock(&mu_);
   const int64_t now = clock_->NowMs();
   bool freed = false;
-  for (auto& [id, w] : workers_) {
-    if (w.state == WorkerState::kLost || now - w.last_heartbeat_ms <= options_.lease_ttl_ms) continue;
-    const WorkerState before = w.state;
-    w.state = WorkerState::kLost;
+  for (const std::string& id : workers_.ExpiredLeases(now)) {
+    const WorkerRecord w = workers_.MarkLost(id);
     freed = true;
-    if (before != WorkerState::kBusy) continue;
+    if (w.state != WorkerState::kBusy) continue;
     auto j = jobs_.find(w.job_id);
     if (j == jobs_.end()) continue;
     JobEntry& job = j->second;
@@ -803,8 +611,8 @@ void JobManager::Tick() {
     job.reattach_deadline_ms = 0;
     std::vector<int> missing;
     for (int rank = 0; rank < static_cast<int>(job.record.worker_ids.size()); ++rank) {
-      auto w = workers_.find(job.record.worker_ids[rank]);
-      if (w == workers_.end() || w->second.job_id != id || w->second.attempt != job.record.attempt) {
+      const WorkerRecord* w = workers_.Find(job.record.worker_ids[rank]);
+      if (w == nullptr || w->job_id != id || w->attempt != job.record.attempt) {
         missing.push_back(rank);
       }
     }
@@ -817,105 +625,19 @@ void JobManager::Tick() {
   if (freed) ScheduleLocked();
 }
 
-absl::StatusOr<BudgetView> JobManager::BudgetViewLocked(
-    const std::string& dataset, const std::vector<privacy::SubsampledGaussian>& extra_spent,
-    const std::vector<privacy::SubsampledGaussian>& extra_planned) {
-  BudgetView v;
-  v.dataset = dataset;
-  auto b = budgets_.find(dataset);
-  v.has_budget = b != budgets_.end();
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForDataset(dataset));
-  std::vector<privacy::SubsampledGaussian> spent = extra_spent;
-  std::set<std::string> jobs;
-  // Without a budget, state epsilon at the smallest delta any job asked for
-  // (the largest epsilon among the natural choices).
-  double delta = v.has_budget ? b->second.delta : 1.0;
-  bool non_private = false;
-  for (const LedgerEntry& e : entries) {
-    if (e.noise_multiplier == 0) {
-      non_private = true;  // a non-private epoch: no finite epsilon
-      jobs.insert(e.job_id);
-      continue;
-    }
-    spent.push_back({e.sample_rate, e.noise_multiplier, e.steps});
-    jobs.insert(e.job_id);
-    if (!v.has_budget) delta = std::min(delta, e.delta);
-  }
-  std::vector<privacy::SubsampledGaussian> committed = spent;
-  committed.insert(committed.end(), extra_planned.begin(), extra_planned.end());
-  for (const auto& [id, job] : jobs_) {
-    const JobRecord& r = job.record;
-    if (job.dataset_key != dataset || IsTerminal(r.state) || !r.dp) continue;
-    int64_t charged = 0;
-    for (const LedgerEntry& e : entries) charged += e.job_id == id && e.attempt == r.attempt;
-    const int64_t epochs_left = std::max<int64_t>(0, r.epochs - charged);
-    if (epochs_left > 0) {
-      committed.push_back({r.sample_rate, r.noise_multiplier, epochs_left * r.steps_per_epoch});
-      jobs.insert(id);
-      if (!v.has_budget) delta = std::min(delta, r.delta);
-    }
-  }
-  if (delta >= 1.0) delta = 1e-5;  // nothing recorded: any delta gives epsilon 0
-  v.delta = delta;
-  v.jobs = static_cast<int32_t>(jobs.size());
-  ASSIGN_OR_RETURN(v.spent, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, spent, delta));
-  ASSIGN_OR_RETURN(v.committed, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, delta));
-  if (non_private) {
-    v.spent = v.committed = std::numeric_limits<double>::infinity();
-  }
-  if (v.has_budget) {
-    v.epsilon_budget = b->second.epsilon;
-    v.remaining = std::max(0.0, v.epsilon_budget - v.committed);
-  }
-  return v;
-}
-
 absl::StatusOr<BudgetView> JobManager::SetBudget(const std::string& dataset, double epsilon, double delta) {
-  if (dataset.empty()) return absl::InvalidArgumentError("dataset: must name the data (its path)");
-  if (!(epsilon > 0) || !std::isfinite(epsilon)) {
-    return absl::InvalidArgumentError(absl::StrCat("epsilon: '", epsilon, "' must be positive"));
-  }
-  if (!(delta > 0 && delta < 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
-  }
-  const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
   absl::MutexLock lock(&mu_);
-  BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
-  std::optional<BudgetRecord> previous;
-  if (auto it = budgets_.find(key); it != budgets_.end()) previous = it->second;
-  budgets_[key] = rec;
-  absl::StatusOr<BudgetView> view = BudgetViewLocked(key, {}, {});
-  if (!view.ok() || view->committed > epsilon) {
-    if (previous) {
-      budgets_[key] = *previous;
-    } else {
-      budgets_.erase(key);
-    }
-    if (!view.ok()) return view.status();
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "dataset %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it",
-        key, view->committed, delta, epsilon));
-  }
-  RETURN_IF_ERROR(store_->PutBudget(rec));
-  return view;
+  return ledger_.SetBudget(dataset, epsilon, delta, LivePlansLocked());
 }
 
 absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string& dataset) {
   absl::MutexLock lock(&mu_);
-  std::set<std::string> names;
-  if (!dataset.empty()) {
-    names.insert(DatasetKey(absl::StrSplit(dataset, '+')));
-  } else {
-    for (const auto& [k, b] : budgets_) names.insert(k);
-    ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerDatasets());
-    names.insert(charged.begin(), charged.end());
-  }
-  std::vector<BudgetView> out;
-  for (const std::string& n : names) {
-    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(n, {}, {}));
-    out.push_back(v);
-  }
-  return out;
+  return ledger_.GetBudgets(dataset, LivePlansLocked());
+}
+
+absl::StatusOr<LedgerListing> JobManager::ListLedger(const std::string& dataset) {
+  absl::MutexLock lock(&mu_);
+  return ledger_.List(dataset, LivePlansLocked());
 }
 
 void JobManager::Shutdown() {
@@ -924,7 +646,7 @@ void JobManager::Shutdown() {
     for (const auto& [id, listener] : listeners_) listener.second(nullptr);
   }
   shutdown_ = true;
-  changed_.SignalAll();
+  rendezvous_.Shutdown();
 }
 
 }  // namespace dpfleet::server

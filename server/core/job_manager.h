@@ -1,14 +1,23 @@
-// JobManager: the coordinator's state machine for jobs, workers, the privacy
-// ledger and rendezvous. Plain C++ with its store, data resolver and clock
-// passed in; the gRPC and HTTP layers are thin adapters over it.
+// JobManager: the coordinator's job state machine, and the one place that
+// orchestrates the parts it is built from: the Ledger (every ε), the
+// Scheduler (placement policy), the WorkerRegistry (leases, heartbeats,
+// what each worker is owed) and the RendezvousBroker (per-attempt keys).
+// Plain C++ with its store, data resolver and clock passed in; the gRPC and
+// HTTP layers are thin adapters over it.
 //
 // Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (QUEUED may
-// go straight to CANCELLED). Every transition and every epoch is written to
-// the store before it is published, so a restart loses neither.
+// go straight to CANCELLED; RUNNING goes back to QUEUED when a failed
+// attempt is retried). Every transition and every epoch is written to the
+// store before it is published, so a restart loses neither.
 //
 // Privacy rule enforced here: an epoch's results are accepted only after its
 // privacy cost is in the durable ledger (Charge before ReportProgress), and ε
-// is always computed from the ledger, never taken from a worker.
+// is always computed by the Ledger from its rows, never taken from a worker.
+//
+// Locking (docs/DESIGN.md, "Locking"): `mu_` guards the job table and the
+// worker registry; the ledger and the rendezvous broker have their own
+// locks, always taken after `mu_` or without it. A rendezvous wait holds
+// only the broker's lock, never `mu_`.
 #ifndef DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 #define DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 
@@ -23,12 +32,14 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "common/privacy/accountant.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
 #include "server/core/dataset_registry.h"
+#include "server/core/ledger.h"
+#include "server/core/rendezvous_broker.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
+#include "server/core/worker_registry.h"
 
 namespace dpfleet::server {
 
@@ -44,12 +55,6 @@ struct RegisterResult {
   int64_t heartbeat_interval_ms = 0;
 };
 
-struct HeartbeatResult {
-  bool reregister = false;
-  std::vector<Assignment> assignments;
-  std::vector<std::string> cancel_job_ids;
-};
-
 struct ProgressResult {
   bool stop = false;
   std::string reason;
@@ -61,18 +66,6 @@ struct RunningRun {
   std::string job_id;
   int32_t attempt = 0;
   int32_t rank = 0;
-};
-
-// A dataset's privacy budget and what is spent and promised against it.
-struct BudgetView {
-  std::string dataset;
-  bool has_budget = false;
-  double epsilon_budget = 0;
-  double delta = 0;  // the delta at which the epsilons below are stated
-  double spent = 0;       // composed over the dataset's ledger entries
-  double committed = 0;   // spent + the remaining plans of queued/running jobs
-  double remaining = 0;   // budget - committed (when has_budget)
-  int32_t jobs = 0;
 };
 
 class JobManager {
@@ -114,6 +107,8 @@ class JobManager {
   absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
   // One dataset, or (empty name) every dataset with a budget or ledger entry.
   absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset);
+  // Every charge on a dataset with its ε increment (Ledger::List).
+  absl::StatusOr<LedgerListing> ListLedger(const std::string& dataset);
 
   // --- Worker API ---
   // `identity` is what the worker's certificate proves; a run it claims
@@ -172,6 +167,12 @@ class JobManager {
   // A chunk of a SUCCEEDED job's model.
   absl::StatusOr<Store::BlobChunk> GetModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
+  // Blocks, without polling, until `n` RendezvousGet calls wait for the
+  // key: lets tests and benchmarks act only once the waiters are parked.
+  void AwaitRendezvousWaiters(const std::string& job_id, int32_t attempt, const std::string& key, int n) {
+    rendezvous_.AwaitWaiters(job_id, attempt, key, n);
+  }
+
   // Expires leases and reattach deadlines; the server calls it periodically.
   void Tick();
   // Wakes every waiter; later waits return at once.
@@ -186,11 +187,13 @@ class JobManager {
   };
 
   absl::StatusOr<JobEntry*> FindLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Persists, then publishes a state event.
+  // Persists, then publishes a state event. The attempt's rendezvous
+  // opens when the job goes RUNNING and is dropped when it leaves RUNNING.
   absl::Status TransitionLocked(JobEntry* job, JobState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(JobEntry* job, JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt: frees its workers' slots, tells live ranks to stop.
+  // Ends the current attempt: withdraws its undelivered assignments, tells
+  // live ranks to stop.
   void ReleaseAttemptLocked(JobEntry* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt as failed: back to QUEUED (resuming from the
   // last finished epoch) while the spec's resources.max_attempts allows,
@@ -199,13 +202,8 @@ class JobManager {
   void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<double> LedgerEpsilonLocked(const JobEntry& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Composes the dataset's ledger (+ the remaining plans of live jobs, +
-  // `extra`) at the budget's delta.
-  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& dataset,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_spent,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_planned)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The plans of queued and running private jobs, for the ledger.
+  std::vector<LivePlan> LivePlansLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   DataResolver* const data_;
@@ -213,20 +211,17 @@ class JobManager {
   Clock* const clock_;
   const CoordinatorOptions options_;
 
-  absl::Mutex mu_;
-  absl::CondVar changed_;
+  Ledger ledger_;
+  RendezvousBroker rendezvous_;
+
+  mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   // Watchers by subscription id: (job id, listener).
   std::map<int64_t, std::pair<std::string, EventListener>> listeners_ ABSL_GUARDED_BY(mu_);
   int64_t next_listener_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, JobEntry> jobs_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> job_order_ ABSL_GUARDED_BY(mu_);  // submission order
-  std::map<std::string, WorkerRecord> workers_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<Assignment>> pending_assignments_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::vector<std::string>> pending_cancels_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string> rendezvous_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, BudgetRecord> budgets_ ABSL_GUARDED_BY(mu_);
-  int64_t next_worker_ ABSL_GUARDED_BY(mu_) = 1;
+  WorkerRegistry workers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace dpfleet::server

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/version.h"
 #include "server/rpc/access.h"
 
 namespace dpfleet::server {
@@ -74,7 +75,12 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
     by_state[JobStateName(s)] = 0;
   }
   for (const JobRecord& r : jobs) by_state[JobStateName(r.state)]++;
-  std::string out = "# HELP dpfleet_jobs Jobs known to the coordinator, by state.\n# TYPE dpfleet_jobs gauge\n";
+  const BuildInfo& build = GetBuildInfo();
+  std::string out = absl::StrCat(
+      "# HELP dpfleet_build_info The coordinator's build (value 1).\n# TYPE dpfleet_build_info gauge\n",
+      "dpfleet_build_info{version=\"", EscapeLabel(build.version), "\",git=\"", EscapeLabel(build.git),
+      "\",build_type=\"", EscapeLabel(build.build_type), "\",protocol=\"", kProtocolVersion, "\"} 1\n");
+  out += "# HELP dpfleet_jobs Jobs known to the coordinator, by state.\n# TYPE dpfleet_jobs gauge\n";
   for (const auto& [s, n] : by_state) absl::StrAppend(&out, "dpfleet_jobs{state=\"", s, "\"} ", n, "\n");
   std::map<std::string, int> wstate = {{"IDLE", 0}, {"BUSY", 0}, {"LOST", 0}};
   for (const WorkerRecord& w : workers) wstate[WorkerStateName(w.state)]++;

@@ -30,6 +30,7 @@ std::vector<RpcRule> BuildRpcTable() {
   add(c("WatchJob"), kCustodian | kAnalyst, false);
   add(c("GetModel"), kCustodian | kAnalyst, false);
   add(c("ListWorkers"), kCustodian, false);
+  add(c("GetVersion"), kAnyUser, false);
   add(c("SetBudget"), kCustodian, true);
   add(c("GetBudgets"), kCustodian | kAnalyst | kViewer, false);
   add(c("AddDataset"), kCustodian, true);

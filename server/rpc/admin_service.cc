@@ -1,14 +1,9 @@
 // The Admin service (tokens, audit trail, ledger listing); its class is
 // declared with the other adapters in server/rpc/services.h.
-#include <cmath>
-#include <limits>
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "common/privacy/accountant.h"
 #include "common/status.h"
-#include "server/core/data_resolver.h"
 #include "server/rpc/convert.h"
 #include "server/rpc/services.h"
 
@@ -80,50 +75,31 @@ grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext*, const v1::ListAud
 grpc::Status AdminServiceImpl::GetLedger(grpc::ServerContext*, const v1::GetLedgerRequest* req,
                                          v1::GetLedgerResponse* resp) {
   if (req->dataset().empty()) return ToGrpc(absl::InvalidArgumentError("dataset: a name or data path is required"));
-  const std::string key = DatasetKey(absl::StrSplit(DatasetArgumentKey(deps_.datasets, req->dataset()), '+'));
-  absl::StatusOr<std::vector<LedgerEntry>> entries = deps_.store->LedgerForDataset(key);
-  if (!entries.ok()) return ToGrpc(entries.status());
-  // The delta the dataset's budget view states epsilon at.
-  absl::StatusOr<std::vector<BudgetView>> views = deps_.jobs->GetBudgets(key);
-  if (!views.ok()) return ToGrpc(views.status());
-  const double delta = views->empty() ? 1e-5 : views->front().delta;
-  resp->set_dataset(key);
-  resp->set_delta(delta);
+  absl::StatusOr<LedgerListing> listing =
+      deps_.jobs->ListLedger(DatasetArgumentKey(deps_.datasets, req->dataset()));
+  if (!listing.ok()) return ToGrpc(listing.status());
+  resp->set_dataset(listing->dataset);
+  resp->set_delta(listing->delta);
   std::map<std::string, std::string> owners;
-  std::vector<privacy::SubsampledGaussian> composed;
-  double before = 0;
-  bool infinite = false;
-  for (const LedgerEntry& e : *entries) {
-    v1::LedgerCharge* c = resp->add_charges();
-    c->set_job_id(e.job_id);
+  for (const ListedCharge& c : listing->charges) {
+    const LedgerEntry& e = c.entry;
     if (!owners.count(e.job_id)) {
       absl::StatusOr<JobRecord> job = deps_.jobs->Get(e.job_id);
       owners[e.job_id] = job.ok() ? job->owner : "";
     }
-    c->set_owner(owners[e.job_id]);
-    c->set_attempt(e.attempt);
-    c->set_epoch(e.epoch);
-    c->set_mechanism("subsampled_gaussian");
-    c->set_sample_rate(e.sample_rate);
-    c->set_noise_multiplier(e.noise_multiplier);
-    c->set_steps(e.steps);
-    c->set_delta(e.delta);
-    c->set_recorded_unix_ms(e.recorded_ms);
-    double after = std::numeric_limits<double>::infinity();
-    if (e.noise_multiplier == 0) {
-      infinite = true;  // a non-private epoch: no finite guarantee from here on
-    } else {
-      composed.push_back({e.sample_rate, e.noise_multiplier, e.steps});
-    }
-    if (!infinite) {
-      absl::StatusOr<double> eps = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, composed, delta);
-      if (!eps.ok()) return ToGrpc(eps.status());
-      after = *eps;
-    }
-    c->set_epsilon_total(after);
-    // Once a non-private epoch is in, nothing more can be lost.
-    c->set_epsilon_increment(std::isinf(before) ? 0.0 : after - before);
-    before = after;
+    v1::LedgerCharge* out = resp->add_charges();
+    out->set_job_id(e.job_id);
+    out->set_owner(owners[e.job_id]);
+    out->set_attempt(e.attempt);
+    out->set_epoch(e.epoch);
+    out->set_mechanism("subsampled_gaussian");
+    out->set_sample_rate(e.sample_rate);
+    out->set_noise_multiplier(e.noise_multiplier);
+    out->set_steps(e.steps);
+    out->set_delta(e.delta);
+    out->set_epsilon_total(c.epsilon_total);
+    out->set_epsilon_increment(c.epsilon_increment);
+    out->set_recorded_unix_ms(e.recorded_ms);
   }
   return grpc::Status::OK;
 }

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "common/version.h"
 #include "server/rpc/convert.h"
 
 namespace dpfleet::server {
@@ -224,6 +225,16 @@ grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1:
   return grpc::Status::OK;
 }
 
+grpc::Status CoordinatorServiceImpl::GetVersion(grpc::ServerContext*, const v1::GetVersionRequest*,
+                                                v1::VersionInfo* resp) {
+  const BuildInfo& b = GetBuildInfo();
+  resp->set_version(b.version);
+  resp->set_git(b.git);
+  resp->set_build_type(b.build_type);
+  resp->set_protocol_version(kProtocolVersion);
+  return grpc::Status::OK;
+}
+
 grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext* ctx, const v1::SetBudgetRequest* req,
                                                v1::DatasetBudget* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
@@ -320,6 +331,15 @@ grpc::Status CoordinatorServiceImpl::RemoveDataset(grpc::ServerContext* ctx, con
 grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (req->protocol_version() != kProtocolVersion) {
+    // An old or newer worker may train or report under rules this
+    // coordinator does not account for: it must not get a job.
+    const absl::Status refused = absl::FailedPreconditionError(
+        absl::StrCat("worker speaks protocol version ", req->protocol_version(), "; this coordinator (dpfleet ",
+                     GetBuildInfo().version, ") speaks ", kProtocolVersion, ": run a worker of the same release"));
+    deps_.audit->Record(caller, "Register", req->hostname(), refused);
+    return ToGrpc(refused);
+  }
   if (req->device().empty()) {
     const absl::Status bad = absl::InvalidArgumentError("device: must be cpu or cuda[:N]");
     deps_.audit->Record(caller, "Register", req->hostname(), bad);

@@ -46,6 +46,7 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   grpc::Status GetModel(grpc::ServerContext*, const v1::GetModelRequest*, v1::ModelChunk*) override;
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                            v1::ListWorkersResponse*) override;
+  grpc::Status GetVersion(grpc::ServerContext*, const v1::GetVersionRequest*, v1::VersionInfo*) override;
   grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::DatasetBudget*) override;
   grpc::Status GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest*, v1::GetBudgetsResponse*) override;
   grpc::Status AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest*, v1::Dataset*) override;

@@ -153,6 +153,7 @@ const std::map<std::string, std::set<Who>>& ExpectedRpcRoles() {
       {"/dpfleet.v1.Coordinator/WatchJob", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Coordinator/GetModel", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Coordinator/ListWorkers", {kCustodian}},
+      {"/dpfleet.v1.Coordinator/GetVersion", {kCustodian, kAnalyst, kViewer}},
       {"/dpfleet.v1.Coordinator/SetBudget", {kCustodian}},
       {"/dpfleet.v1.Coordinator/GetBudgets", {kCustodian, kAnalyst, kViewer}},
       {"/dpfleet.v1.Coordinator/AddDataset", {kCustodian}},

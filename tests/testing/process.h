@@ -35,7 +35,8 @@ class Process {
   std::string log_path_;
 };
 
-// Runs to completion; returns the exit code and fills stdout/stderr.
+// Runs to completion; returns the exit code (127 when argv[0] is not found;
+// a name without a slash is looked up in PATH) and fills stdout/stderr.
 int RunCommand(const std::vector<std::string>& argv, std::string* out, std::string* err,
                absl::Duration timeout = absl::Minutes(3));
 

@@ -1,6 +1,7 @@
 #include "worker/agent/agent.h"
 
 #include <grpcpp/grpcpp.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/version.h"
 #include "worker/agent/run.h"
 
 namespace dpfleet::worker {
@@ -51,6 +53,7 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   req.set_hostname(Hostname());
   req.set_device(options_.device);
   req.set_pid(getpid());
+  req.set_protocol_version(kProtocolVersion);
   {
     absl::MutexLock lock(&mu_);
     req.set_previous_worker_id(worker_id_);
@@ -64,6 +67,11 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   v1::RegisterResponse resp;
   grpc::Status s = stub_->Register(&ctx, req, &resp);
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    // Refused for what this worker is (another protocol version): retrying
+    // cannot help.
+    return absl::FailedPreconditionError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
+  }
   if (!s.ok()) {
     return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
                         absl::StrCat("register with ", options_.server, ": ", s.error_message()));
@@ -72,6 +80,9 @@ absl::Status WorkerAgent::Register(bool keep_run) {
   worker_id_ = resp.worker_id();
   heartbeat_interval_ms_ = std::max<int64_t>(20, resp.heartbeat_interval_ms());
   Log(absl::StrCat("registered as ", worker_id_, " with ", options_.server, " (device ", options_.device, ")"));
+  // Under systemd (Type=notify) the worker is ready once the coordinator
+  // knows it; a no-op without NOTIFY_SOCKET.
+  sd_notify(0, absl::StrCat("READY=1\nSTATUS=registered as ", worker_id_, " with ", options_.server).c_str());
   return absl::OkStatus();
 }
 
@@ -138,14 +149,17 @@ void WorkerAgent::FinishRunIfDone() {
 absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
   absl::Time last_said = absl::InfinitePast();
   while (!stop) {
-    absl::Status s = Register(false);
-    if (s.ok()) break;
-    // A coordinator that refuses this worker's identity will not change
-    // its mind: stop. Anything else (down, TLS handshake refused) may be
-    // temporary; say why every few seconds and keep trying.
-    if (s.code() == absl::StatusCode::kUnauthenticated || s.code() == absl::StatusCode::kPermissionDenied) return s;
+    const absl::Status registered = Register(false);
+    if (registered.ok()) break;
+    // A coordinator that refuses this worker (its protocol, its identity)
+    // will not change its mind: stop. Anything else (down, a TLS handshake
+    // refused) may be temporary; say why every few seconds and keep trying.
+    if (absl::IsFailedPrecondition(registered) || absl::IsUnauthenticated(registered) ||
+        absl::IsPermissionDenied(registered)) {
+      return registered;
+    }
     if (absl::Now() - last_said > absl::Seconds(5)) {
-      Log(s.ToString());
+      Log(registered.ToString());
       last_said = absl::Now();
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -167,7 +181,7 @@ absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
     grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
     if (s.ok()) {
       if (resp.reregister()) {
-        (void)Register(true);
+        if (absl::Status again = Register(true); absl::IsFailedPrecondition(again)) return again;
       }
       for (const std::string& id : resp.cancel_job_ids()) {
         if (run_ && run_->job_id() == id) {

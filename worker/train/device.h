@@ -14,6 +14,7 @@
 #include <c10/core/Device.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,9 +27,11 @@ namespace dpfleet::train {
 absl::StatusOr<c10::Device> ParseDevice(absl::string_view name);
 
 // ParseDevice, then for CUDA: loads libtorch_cuda (once) and checks that
-// device N exists. FailedPrecondition says why a CUDA device cannot be used
+// device N exists and that the loaded LibTorch has kernels for its compute
+// capability. FailedPrecondition says why a CUDA device cannot be used
 // (library not found or not loadable, with the loader's message; no driver
-// or no device; index out of range).
+// or no device; index out of range; a GPU generation this LibTorch build
+// does not support, naming both).
 absl::StatusOr<c10::Device> ResolveDevice(absl::string_view name);
 
 // Loads libtorch_cuda into the process if it is not loaded yet; the result
@@ -37,6 +40,24 @@ absl::Status LoadCudaRuntime();
 
 // Number of CUDA devices ATen sees (0 when the CUDA runtime is not loaded).
 int CudaDevices();
+
+// The GPU generations a LibTorch build carries kernels for, read from its
+// build configuration (the "NVCC architecture flags" line of
+// CUDAHooks::showConfig, e.g. "-gencode;arch=compute_75,code=sm_75;...").
+struct CudaArchList {
+  std::vector<std::string> sass;  // machine code: "sm_75", "sm_90a", ...
+  std::vector<std::string> ptx;   // PTX the driver can compile for newer GPUs: "compute_120"
+};
+CudaArchList ParseCudaArchFlags(absl::string_view build_config);
+// "sm_75, sm_80, ..., PTX compute_120".
+std::string ArchListString(const CudaArchList& archs);
+
+// Whether a GPU of compute capability major.minor can run `archs`: machine
+// code sm_XY runs on capability X.Z with Z >= Y (an "a" suffix: on X.Y
+// only); PTX compute_XY is compiled by the driver for any capability >= X.Y.
+// FailedPrecondition naming the capability and the list otherwise. An empty
+// list (configuration not readable) is accepted: nothing to check against.
+absl::Status CheckCudaCapability(int major, int minor, const CudaArchList& archs);
 
 }  // namespace dpfleet::train
 

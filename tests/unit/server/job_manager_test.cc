@@ -60,6 +60,14 @@ class JobManagerTest : public ::testing::Test {
     EXPECT_TRUE(hb.ok());
     return hb->assignments;
   }
+  // A rank waiting for `key` of the job's attempt, with no deadline; returns
+  // once the wait is parked in the broker.
+  std::thread WaitForKey(const JobRecord& job, const std::string& key, absl::StatusOr<std::string>* got) {
+    std::thread waiter(
+        [this, job, key, got] { *got = jobs_->RendezvousGet(job.job_id, job.attempt, key, absl::InfiniteFuture()); });
+    jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, key, 1);
+    return waiter;
+  }
   // Runs epoch `e` of a single-rank job the way a worker does.
   void RunEpoch(const JobRecord& job, const std::string& worker, int e, int rank = 0) {
     ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate,
@@ -525,6 +533,45 @@ TEST_F(JobManagerTest, RendezvousGetWaitsForSetAndTimesOut) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kDeadlineExceeded);
   auto stale = jobs_->RendezvousGet(job.job_id, job.attempt + 1, "nccl_id", absl::Now());
   EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(JobManagerTest, RendezvousWaitHoldsNothingHeartbeatsAndStatusReadsNeed) {
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
+  // Each of these takes the job lock; a wait that held it would hang here.
+  EXPECT_TRUE(jobs_->Heartbeat(a, job.job_id, job.attempt).ok());
+  EXPECT_EQ(jobs_->Get(job.job_id)->state, JobState::kRunning);
+  EXPECT_EQ(jobs_->ListWorkers().size(), 1u);
+  EXPECT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate,
+                            job.noise_multiplier)
+                  .ok());
+  ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok());
+  waiter.join();
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "abc");
+}
+
+TEST_F(JobManagerTest, RendezvousWaitEndsWithTheAttemptAndSaysWhy) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
+  ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
+  waiter.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(got.status().message(), HasSubstr("is CANCELLED, not RUNNING"));
+}
+
+TEST_F(JobManagerTest, ShutdownEndsRendezvousWaits) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
+  absl::StatusOr<std::string> got;
+  std::thread waiter = WaitForKey(job, "nccl_id", &got);
+  jobs_->Shutdown();
+  waiter.join();
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

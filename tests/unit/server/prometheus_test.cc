@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/version.h"
 #include "server/http/http_server.h"
 
 namespace dpfleet::server {
@@ -50,6 +52,16 @@ TEST(PrometheusTest, JobsWorkersAndDatasetBudgets) {
   EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/vt.csv\"} +Inf\n"));
   EXPECT_THAT(text, Not(HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/vt.csv\"}")));
   EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_dataset_epsilon_spent gauge\n"));
+}
+
+TEST(PrometheusTest, BuildInfoNamesTheVersionCommitAndProtocol) {
+  const std::string text = RenderPrometheus({}, {}, {});
+  const BuildInfo& b = GetBuildInfo();
+  EXPECT_FALSE(b.version.empty());
+  EXPECT_THAT(text, HasSubstr(absl::StrCat("dpfleet_build_info{version=\"", b.version, "\",git=\"", b.git,
+                                           "\",build_type=\"", b.build_type, "\",protocol=\"", kProtocolVersion,
+                                           "\"} 1\n")));
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_build_info gauge\n"));
 }
 
 }  // namespace

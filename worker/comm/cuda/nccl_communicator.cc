@@ -28,6 +28,11 @@ absl::Status NcclError(const char* what, ncclResult_t r, ncclComm_t comm) {
 
 }  // namespace
 
+std::string CudaBuildVersions() {
+  return absl::StrCat("NCCL ", NCCL_MAJOR, ".", NCCL_MINOR, ".", NCCL_PATCH, ", CUDA runtime ", CUDART_VERSION / 1000,
+                      ".", (CUDART_VERSION % 1000) / 10);
+}
+
 int CudaDeviceCount() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

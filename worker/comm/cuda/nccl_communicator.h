@@ -34,6 +34,10 @@ struct NcclOptions {
 // Number of CUDA devices visible (0 when the driver or a GPU is missing).
 int CudaDeviceCount();
 
+// The NCCL and CUDA runtime versions this binary was built against:
+// "NCCL 2.27.7, CUDA runtime 13.0".
+std::string CudaBuildVersions();
+
 class NcclCommunicator final : public Communicator {
  public:
   static absl::StatusOr<std::unique_ptr<NcclCommunicator>> Create(c10::intrusive_ptr<c10d::Store> store, int rank,

@@ -1,0 +1,278 @@
+#include "server/core/ledger.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "common/status.h"
+#include "server/core/data_resolver.h"
+
+namespace dpfleet::server {
+
+Ledger::Ledger(Store* store, Clock* clock) : store_(store), clock_(clock) {}
+
+absl::Status Ledger::Recover() {
+  ASSIGN_OR_RETURN(std::vector<BudgetRecord> budgets, store_->LoadBudgets());
+  absl::MutexLock lock(&mu_);
+  for (const BudgetRecord& b : budgets) budgets_[b.dataset] = b;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Ledger::NoiseMultiplierFor(const JobSpec& spec, const JobRecord& plan) {
+  if (!spec.dp()) return 0.0;
+  if (!spec.privacy.target_epsilon) return spec.privacy.noise_multiplier.value_or(1.0);
+  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(plan.accountant));
+  absl::StatusOr<double> sigma =
+      privacy::CalibrateNoiseMultiplier(kind, *spec.privacy.target_epsilon, plan.delta, plan.sample_rate,
+                                        plan.steps_per_epoch * static_cast<int64_t>(plan.epochs));
+  if (!sigma.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("privacy.target_epsilon: '", *spec.privacy.target_epsilon,
+                                                   "' cannot be met: ", sigma.status().message()));
+  }
+  return *sigma;
+}
+
+absl::StatusOr<double> Ledger::EpsilonOf(const JobRecord& job, const std::vector<LedgerEntry>& rows) {
+  if (!job.dp) return 0.0;
+  std::vector<privacy::SubsampledGaussian> mechanisms;
+  for (const LedgerEntry& e : rows) mechanisms.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(job.accountant));
+  return privacy::ComputeEpsilon(kind, mechanisms, job.delta);
+}
+
+absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
+  if (!job.dp) return 0.0;
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForJob(job.job_id));
+  return EpsilonOf(job, rows);
+}
+
+absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
+  absl::MutexLock lock(&mu_);
+  auto b = budgets_.find(dataset);
+  if (b == budgets_.end()) return absl::OkStatus();
+  if (!plan.dp) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("privacy.mode: 'none' cannot run on dataset ", dataset,
+                     ": it has a privacy budget and a non-private job has no finite epsilon"));
+  }
+  const privacy::SubsampledGaussian whole_plan{plan.sample_rate, plan.noise_multiplier,
+                                               plan.steps_per_epoch * static_cast<int64_t>(plan.epochs)};
+  ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset, {}, {}, live));
+  ASSIGN_OR_RETURN(BudgetView after, BudgetViewLocked(dataset, {}, {whole_plan}, live));
+  if (after.committed > b->second.epsilon) {
+    return absl::FailedPreconditionError(
+        absl::StrFormat("dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
+                        "queued and running jobs; this job would bring the composed total to %.6g",
+                        dataset, b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt, int32_t epoch,
+                                      int64_t steps, double sample_rate, double noise_multiplier) {
+  if (epoch < 1 || epoch > r.epochs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", r.job_id, "'"));
+  }
+  // The coordinator's own parameters are what is charged; a worker that
+  // disagrees is misconfigured and must not train.
+  if (steps != r.steps_per_epoch || std::abs(sample_rate - r.sample_rate) > 1e-12 * r.sample_rate ||
+      (r.dp && std::abs(noise_multiplier - r.noise_multiplier) > 1e-12 * r.noise_multiplier)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "charge for job '%s' epoch %d does not match the job: steps %d vs %d, q %.9g vs %.9g, "
+        "sigma %.9g vs %.9g",
+        r.job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier, r.noise_multiplier));
+  }
+  LedgerEntry e;
+  e.job_id = r.job_id;
+  e.attempt = attempt;
+  e.epoch = epoch;
+  e.dataset = dataset;
+  e.steps = steps;
+  e.sample_rate = r.sample_rate;
+  // A non-private epoch is recorded too, with sigma 0: the dataset has then
+  // been used without a finite guarantee, and its budget view says so.
+  e.noise_multiplier = r.dp ? r.noise_multiplier : 0.0;
+  e.delta = r.delta;
+  e.recorded_ms = clock_->NowMs();
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(r.job_id));
+  const bool retry = std::any_of(existing.begin(), existing.end(),
+                                 [&](const LedgerEntry& x) { return x.attempt == attempt && x.epoch == epoch; });
+  if (!retry) {
+    if (auto b = budgets_.find(dataset); b != budgets_.end()) {
+      // Submit reserved the whole plan; this guards anything outside it.
+      // Only the spent total is compared, so live plans play no part.
+      ASSIGN_OR_RETURN(BudgetView after,
+                       BudgetViewLocked(dataset, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
+      if (after.spent > b->second.epsilon) {
+        return absl::FailedPreconditionError(absl::StrFormat(
+            "charging epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g", epoch,
+            r.job_id, dataset, after.spent, b->second.epsilon));
+      }
+    }
+    ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
+    (void)inserted;
+    existing.push_back(e);
+  }
+  // The ledger as it now stands: what was read above plus this charge.
+  return EpsilonOf(r, existing);
+}
+
+absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch) {
+  if (!job.dp) return ReleaseEpsilon{};
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job.job_id));
+  const bool charged = std::any_of(entries.begin(), entries.end(),
+                                   [&](const LedgerEntry& e) { return e.attempt == attempt && e.epoch == epoch; });
+  if (!charged) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("epoch ", epoch, " of job '", job.job_id, "' was not charged to the privacy ledger"));
+  }
+  // The epoch's row carries the spend through this epoch; the job's total
+  // also counts epochs other ranks have already charged ahead of it.
+  std::vector<privacy::SubsampledGaussian> through_epoch;
+  for (const LedgerEntry& e : entries) {
+    if (e.attempt < attempt || e.epoch <= epoch) through_epoch.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+  }
+  ReleaseEpsilon out;
+  ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(job.accountant));
+  ASSIGN_OR_RETURN(out.epoch, privacy::ComputeEpsilon(kind, through_epoch, job.delta));
+  ASSIGN_OR_RETURN(out.job, EpsilonOf(job, entries));
+  return out;
+}
+
+absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
+                                                    const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                                    const std::vector<privacy::SubsampledGaussian>& extra_planned,
+                                                    const std::vector<LivePlan>& live) {
+  BudgetView v;
+  v.dataset = dataset;
+  auto b = budgets_.find(dataset);
+  v.has_budget = b != budgets_.end();
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForDataset(dataset));
+  std::vector<privacy::SubsampledGaussian> spent = extra_spent;
+  std::set<std::string> jobs;
+  // Without a budget, state epsilon at the smallest delta any job asked for
+  // (the largest epsilon among the natural choices).
+  double delta = v.has_budget ? b->second.delta : 1.0;
+  bool non_private = false;
+  for (const LedgerEntry& e : entries) {
+    if (e.noise_multiplier == 0) {
+      non_private = true;  // a non-private epoch: no finite epsilon
+      jobs.insert(e.job_id);
+      continue;
+    }
+    spent.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+    jobs.insert(e.job_id);
+    if (!v.has_budget) delta = std::min(delta, e.delta);
+  }
+  std::vector<privacy::SubsampledGaussian> committed = spent;
+  committed.insert(committed.end(), extra_planned.begin(), extra_planned.end());
+  for (const LivePlan& p : live) {
+    if (p.dataset != dataset) continue;
+    int64_t charged = 0;
+    for (const LedgerEntry& e : entries) charged += e.job_id == p.job_id && e.attempt == p.attempt;
+    const int64_t epochs_left = std::max<int64_t>(0, p.epochs - charged);
+    if (epochs_left > 0) {
+      committed.push_back({p.sample_rate, p.noise_multiplier, epochs_left * p.steps_per_epoch});
+      jobs.insert(p.job_id);
+      if (!v.has_budget) delta = std::min(delta, p.delta);
+    }
+  }
+  if (delta >= 1.0) delta = 1e-5;  // nothing recorded: any delta gives epsilon 0
+  v.delta = delta;
+  v.jobs = static_cast<int32_t>(jobs.size());
+  ASSIGN_OR_RETURN(v.spent, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, spent, delta));
+  ASSIGN_OR_RETURN(v.committed, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, delta));
+  if (non_private) {
+    v.spent = v.committed = std::numeric_limits<double>::infinity();
+  }
+  if (v.has_budget) {
+    v.epsilon_budget = b->second.epsilon;
+    v.remaining = std::max(0.0, v.epsilon_budget - v.committed);
+  }
+  return v;
+}
+
+absl::StatusOr<BudgetView> Ledger::SetBudget(const std::string& dataset, double epsilon, double delta,
+                                             const std::vector<LivePlan>& live) {
+  if (dataset.empty()) return absl::InvalidArgumentError("dataset: must name the data (its path)");
+  if (!(epsilon > 0) || !std::isfinite(epsilon)) {
+    return absl::InvalidArgumentError(absl::StrCat("epsilon: '", epsilon, "' must be positive"));
+  }
+  if (!(delta > 0 && delta < 1)) {
+    return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
+  }
+  const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
+  absl::MutexLock lock(&mu_);
+  BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
+  std::optional<BudgetRecord> previous;
+  if (auto it = budgets_.find(key); it != budgets_.end()) previous = it->second;
+  budgets_[key] = rec;
+  absl::StatusOr<BudgetView> view = BudgetViewLocked(key, {}, {}, live);
+  if (!view.ok() || view->committed > epsilon) {
+    if (previous) {
+      budgets_[key] = *previous;
+    } else {
+      budgets_.erase(key);
+    }
+    if (!view.ok()) return view.status();
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "dataset %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it", key,
+        view->committed, delta, epsilon));
+  }
+  RETURN_IF_ERROR(store_->PutBudget(rec));
+  return view;
+}
+
+absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::string& dataset,
+                                                           const std::vector<LivePlan>& live) {
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> names;
+  if (!dataset.empty()) {
+    names.insert(DatasetKey(absl::StrSplit(dataset, '+')));
+  } else {
+    for (const auto& [k, b] : budgets_) names.insert(k);
+    ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerDatasets());
+    names.insert(charged.begin(), charged.end());
+  }
+  std::vector<BudgetView> out;
+  for (const std::string& n : names) {
+    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(n, {}, {}, live));
+    out.push_back(v);
+  }
+  return out;
+}
+
+absl::StatusOr<LedgerListing> Ledger::List(const std::string& dataset, const std::vector<LivePlan>& live) {
+  absl::MutexLock lock(&mu_);
+  LedgerListing out;
+  out.dataset = DatasetKey(absl::StrSplit(dataset, '+'));
+  ASSIGN_OR_RETURN(BudgetView view, BudgetViewLocked(out.dataset, {}, {}, live));
+  out.delta = view.delta;
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForDataset(out.dataset));
+  std::vector<privacy::SubsampledGaussian> composed;
+  double before = 0;
+  for (LedgerEntry& e : rows) {
+    ListedCharge c;
+    if (e.noise_multiplier == 0 || std::isinf(before)) {
+      // A non-private epoch: no finite guarantee from here on.
+      c.epsilon_total = std::numeric_limits<double>::infinity();
+    } else {
+      composed.push_back({e.sample_rate, e.noise_multiplier, e.steps});
+      ASSIGN_OR_RETURN(c.epsilon_total, privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, composed, out.delta));
+    }
+    c.epsilon_increment = std::isinf(before) ? 0.0 : c.epsilon_total - before;
+    before = c.epsilon_total;
+    c.entry = std::move(e);
+    out.charges.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace dpfleet::server
