@@ -125,8 +125,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     res.status = status;
     res.set_content(j.dump(2) + "\n", "application/json");
   };
+  // Liveness: the process serves HTTP. Readiness: the store answers too.
   srv.Get("/healthz", [json_reply](const httplib::Request&, httplib::Response& res) {
     json_reply(res, {{"status", "ok"}});
+  });
+  srv.Get("/readyz", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+    absl::StatusOr<int> workers = jobs->Ready();
+    if (!workers.ok()) {
+      json_reply(res, {{"status", "unavailable"}, {"reason", std::string(workers.status().message())}}, 503);
+      return;
+    }
+    json_reply(res, {{"status", "ready"}, {"workers", *workers}});
   });
   srv.Get("/v1/jobs", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
     nlohmann::json list = nlohmann::json::array();

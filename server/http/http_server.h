@@ -2,7 +2,9 @@
 // Prometheus metrics. Read-only; everything that changes state goes through
 // the gRPC API.
 //
-//   GET /healthz              -> {"status":"ok"}
+//   GET /healthz              -> {"status":"ok"} (liveness)
+//   GET /readyz               -> {"status":"ready","workers":N}, or 503 with the reason
+//                                when the store does not answer (readiness)
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
 //   GET /v1/workers           -> {"workers":[...]}
