@@ -477,7 +477,8 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
       arr.push_back({{"shape", r.shape}, {"instances", r.instances}, {"ranks", r.ranks},
                      {"price_per_hour", r.price_per_hour}, {"step_seconds", r.step_seconds},
                      {"job_seconds", r.job_seconds}, {"cost", r.cost}, {"cheapest", r.cheapest},
-                     {"fastest", r.fastest}});
+                     {"fastest", r.fastest}, {"supported", r.supported}});
+      if (!r.supported) arr.back()["unsupported_reason"] = r.unsupported_reason;
     }
     out << nlohmann::json{{"currency", prices.currency}, {"source", prices.source}, {"parameters", job.parameters},
                           {"rows", arr}}
@@ -490,9 +491,16 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   out << absl::StrFormat("%-14s %9s %6s %10s %10s %12s %10s\n", "SHAPE", "INSTANCES", "RANKS", "PRICE/H",
                          "MS/STEP", "JOB TIME", "COST");
   for (const plan::PlanRow& r : *rows) {
-    out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s\n", r.shape, r.instances, r.ranks,
+    out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s%s\n", r.shape, r.instances, r.ranks,
                            r.price_per_hour, r.step_seconds * 1e3, r.job_seconds, r.cost,
-                           r.cheapest ? "  <- best value" : "", r.fastest ? "  <- fastest" : "");
+                           r.cheapest ? "  <- best value" : "", r.fastest ? "  <- fastest" : "",
+                           r.supported ? "" : "  UNSUPPORTED");
+  }
+  std::set<std::string> reasons;
+  for (const plan::PlanRow& r : *rows) {
+    if (!r.supported && reasons.insert(r.shape).second) {
+      out << "# UNSUPPORTED " << r.shape << ": " << r.unsupported_reason << "\n";
+    }
   }
   return kExitOk;
 }

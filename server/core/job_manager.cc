@@ -249,6 +249,15 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
   return job->record;
 }
 
+absl::StatusOr<int> JobManager::Ready() {
+  RETURN_IF_ERROR(store_->Ping());
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
+  int live = 0;
+  for (const WorkerRecord& w : workers_.List()) live += w.state != WorkerState::kLost;
+  return live;
+}
+
 std::vector<WorkerRecord> JobManager::ListWorkers() {
   absl::MutexLock lock(&mu_);
   return workers_.List();

@@ -103,6 +103,10 @@ class JobManager {
   absl::StatusOr<Subscription> Subscribe(const std::string& job_id, EventListener listener);
   void Unsubscribe(int64_t id);
   std::vector<WorkerRecord> ListWorkers();
+  // Readiness: the store answers (Store::Ping, outside the lock) and the
+  // coordinator is not shutting down; returns the number of live (not
+  // lost) workers.
+  absl::StatusOr<int> Ready();
   // Sets a dataset's total budget; FailedPrecondition if more is committed.
   absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
   // One dataset, or (empty name) every dataset with a budget or ledger entry.

@@ -130,6 +130,18 @@ Store::~Store() {
   sqlite3_close(db_);
 }
 
+absl::Status Store::Ping() {
+  absl::MutexLock lock(&mu_);
+  sqlite3_stmt* stmt = nullptr;
+  int rc = sqlite3_prepare_v2(db_, "SELECT count(*) FROM sqlite_master", -1, &stmt, nullptr);
+  if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_ROW) {
+    return absl::UnavailableError(absl::StrCat("state store does not answer: ", sqlite3_errstr(rc)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Store::Exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {

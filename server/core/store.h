@@ -78,6 +78,10 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
   ~Store();
 
+  // Reads the database (a query that touches its pages): Unavailable
+  // naming the cause when the store cannot serve. For readiness probes.
+  absl::Status Ping();
+
   // Next job id, durably reserved.
   absl::StatusOr<std::string> NextJobId();
   absl::Status PutJob(const JobRecord& job);

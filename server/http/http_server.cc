@@ -176,8 +176,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     return httplib::Server::HandlerResponse::Handled;
   });
   auto caller_of = [gate](const httplib::Request& req) { return gate->HttpCaller(AuthorizationHeaders(req)); };
+  // Liveness: the process serves HTTP. Readiness: the store answers too.
   srv.Get("/healthz", [json_reply](const httplib::Request&, httplib::Response& res) {
     json_reply(res, {{"status", "ok"}});
+  });
+  srv.Get("/readyz", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+    absl::StatusOr<int> workers = jobs->Ready();
+    if (!workers.ok()) {
+      json_reply(res, {{"status", "unavailable"}, {"reason", std::string(workers.status().message())}}, 503);
+      return;
+    }
+    json_reply(res, {{"status", "ready"}, {"workers", *workers}});
   });
   srv.Get("/v1/jobs", [jobs, json_reply, caller_of](const httplib::Request& req, httplib::Response& res) {
     const Identity caller = caller_of(req);

@@ -8,7 +8,9 @@
 // routes then show each caller what its role may see (an analyst: only its
 // own jobs; a viewer: states and ε).
 //
-//   GET /healthz              -> {"status":"ok"}               (anyone)
+//   GET /healthz              -> {"status":"ok"}               (anyone; liveness)
+//   GET /readyz               -> {"status":"ready","workers":N} (anyone; readiness),
+//                                or 503 with the reason when the store does not answer
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
 //   GET /v1/workers           -> {"workers":[...]}             (custodian)

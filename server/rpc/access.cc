@@ -85,6 +85,7 @@ const std::vector<RpcRule>& RpcRoleTable() {
 const std::vector<HttpRule>& HttpRoleTable() {
   static const std::vector<HttpRule>* table = new std::vector<HttpRule>{
       {"GET", "/healthz", kPublic},
+      {"GET", "/readyz", kPublic},
       {"GET", "/v1/jobs", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/jobs/[A-Za-z0-9._-]+", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/workers", kCustodian},

@@ -361,6 +361,20 @@ TEST_F(JobManagerTest, ModelIsStoredAfterTheLastEpochAndServedOnceSucceeded) {
   EXPECT_EQ(again->data, "trained-weights");
 }
 
+TEST_F(JobManagerTest, ReadinessCountsLiveWorkersAndEndsAtShutdown) {
+  EXPECT_EQ(*jobs_->Ready(), 0);
+  const std::string a = AddWorker();
+  AddWorker();
+  EXPECT_EQ(*jobs_->Ready(), 2);
+  clock_.AdvanceMs(600);
+  Poll(a);
+  clock_.AdvanceMs(600);
+  jobs_->Tick();  // the second worker's lease ran out
+  EXPECT_EQ(*jobs_->Ready(), 1);
+  jobs_->Shutdown();
+  EXPECT_EQ(jobs_->Ready().status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
   const std::string a = AddWorker();
   const std::string b = AddWorker();
