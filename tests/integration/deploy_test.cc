@@ -173,12 +173,14 @@ TEST(KubernetesTest, TheBaseIsCompleteAndEveryManifestIsSound) {
   std::set<std::string> images;
   for (const auto& i : kustomization["images"]) images.insert(Str(i["name"]));
   std::map<std::string, int> kinds;
-  std::set<std::string> listed;
+  std::set<std::string> listed, secrets, wanted_secrets;
   for (const auto& r : kustomization["resources"]) {
     const std::string file = r.as<std::string>();
     listed.insert(file);
-    YAML::Node doc;
-    ASSERT_NO_THROW(doc = YAML::LoadFile(Deploy("kubernetes/base/" + file))) << file;
+    std::vector<YAML::Node> docs;
+    ASSERT_NO_THROW(docs = YAML::LoadAllFromFile(Deploy("kubernetes/base/" + file))) << file;
+    ASSERT_FALSE(docs.empty()) << file;
+    for (const YAML::Node& doc : docs) {
     for (const char* field : {"apiVersion", "kind"}) EXPECT_FALSE(Str(doc[field]).empty()) << file << ": " << field;
     EXPECT_FALSE(Str(doc["metadata"]["name"]).empty()) << file << ": metadata.name";
     const std::string kind = Str(doc["kind"]);
@@ -202,7 +204,23 @@ TEST(KubernetesTest, TheBaseIsCompleteAndEveryManifestIsSound) {
       EXPECT_EQ(doc["spec"]["replicas"].as<int>(), 1) << "the ledger has one writer";
       EXPECT_TRUE(doc["spec"]["volumeClaimTemplates"]) << file;
     }
+    if (kind == "Secret") secrets.insert(Str(doc["metadata"]["name"]));
+    if (kind == "StatefulSet" || kind == "DaemonSet" || kind == "Deployment") {
+      for (const auto& v : doc["spec"]["template"]["spec"]["volumes"]) {
+        if (v["secret"]) wanted_secrets.insert(Str(v["secret"]["secretName"]));
+      }
+    }
+    if (kind == "ServiceMonitor") {
+      for (const auto& e : doc["spec"]["endpoints"]) {
+        wanted_secrets.insert(Str(e["authorization"]["credentials"]["name"]));
+        wanted_secrets.insert(Str(e["tlsConfig"]["ca"]["secret"]["name"]));
+      }
+    }
+    }
   }
+  // Every secret a pod or the ServiceMonitor reads is declared in the base.
+  for (const std::string& name : wanted_secrets) EXPECT_TRUE(secrets.count(name)) << "secret " << name;
+  EXPECT_GE(wanted_secrets.size(), 3u);
   // Every manifest in the folder is part of the base.
   for (const auto& e : fs::directory_iterator(Deploy("kubernetes/base"))) {
     const std::string name = e.path().filename().string();
