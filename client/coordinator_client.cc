@@ -216,19 +216,23 @@ absl::StatusOr<v1::Job> CoordinatorClient::Watch(
   }
 }
 
+nlohmann::json EpochJson(const v1::EpochMetrics& m) {
+  // An epoch without an eval release has null metrics, never zeros.
+  auto metric = [](bool has, double v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"epoch", m.epoch()},
+          {"eval_loss", metric(m.has_eval_loss(), m.eval_loss())},
+          {"eval_accuracy", metric(m.has_eval_accuracy(), m.eval_accuracy())},
+          {"eval_auc", metric(m.has_eval_auc(), m.eval_auc())},
+          {"eval_balanced_accuracy", metric(m.has_eval_balanced_accuracy(), m.eval_balanced_accuracy())},
+          {"majority_rate", metric(m.has_majority_rate(), m.majority_rate())},
+          {"epsilon", m.epsilon()},
+          {"steps", m.steps()},
+          {"train_seconds", m.train_seconds()}};
+}
+
 std::string JobToJson(const v1::Job& job, int indent) {
   nlohmann::json history = nlohmann::json::array();
-  for (const v1::EpochMetrics& m : job.history()) {
-    history.push_back({{"epoch", m.epoch()},
-                       {"eval_loss", m.eval_loss()},
-                       {"eval_accuracy", m.eval_accuracy()},
-                       {"eval_auc", m.eval_auc()},
-                       {"eval_balanced_accuracy", m.eval_balanced_accuracy()},
-                       {"majority_rate", m.majority_rate()},
-                       {"epsilon", m.epsilon()},
-                       {"steps", m.steps()},
-                       {"train_seconds", m.train_seconds()}});
-  }
+  for (const v1::EpochMetrics& m : job.history()) history.push_back(EpochJson(m));
   nlohmann::json j = {{"job_id", job.job_id()},
                       {"name", job.name()},
                       {"state", StateName(job.state())},
@@ -241,6 +245,8 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"sample_rate", job.sample_rate()},
                       {"steps_per_epoch", job.steps_per_epoch()},
                       {"train_rows", job.train_rows()},
+                      {"eval_noise_multiplier", job.eval_noise_multiplier()},
+                      {"eval_every", job.eval_every()},
                       {"world_size", job.world_size()},
                       {"attempt", job.attempt()},
                       {"worker_ids", std::vector<std::string>(job.worker_ids().begin(), job.worker_ids().end())},

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "dpfleet/v1/coordinator.grpc.pb.h"
+#include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
 
@@ -46,6 +47,9 @@ class CoordinatorClient {
 
 // The JSON form of a job that `dpctl status -o json` prints.
 std::string JobToJson(const v1::Job& job, int indent = 2);
+// One epoch of a job's history as JSON: eval metrics null when the epoch had
+// no eval release.
+nlohmann::json EpochJson(const v1::EpochMetrics& m);
 const char* StateName(v1::JobState s);
 bool IsTerminal(v1::JobState s);
 

@@ -20,8 +20,8 @@ std::string DatasetKey(const std::vector<std::string>& paths) {
 }
 
 absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
-  std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|",
-                                 spec.training.seed, "|", spec.training.eval_fraction);
+  ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec, split_key_));
+  std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|", options.eval_fraction);
   std::string dataset_key;
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
     const std::string& p = spec.data_paths[i];
@@ -42,7 +42,6 @@ absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
   }
-  ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec));
   absl::StatusOr<data::EncodedDataset> ds = data::LoadAndEncode(spec.data_paths, options);
   if (!ds.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("data.path: ", ds.status().message()));

@@ -37,12 +37,16 @@ class DataResolver {
 };
 
 // Runs the embedded data pipeline, caching by (files, sizes, mtimes, task,
-// features, split).
+// features, eval fraction). The split is the coordinator's: `split_key` is
+// its secret (Store::SplitKey), the same one the job's ranks get, and is
+// never part of anything this class returns.
 class PipelineDataResolver final : public DataResolver {
  public:
+  explicit PipelineDataResolver(uint64_t split_key) : split_key_(split_key) {}
   absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override;
 
  private:
+  const uint64_t split_key_;
   absl::Mutex mu_;
   std::map<std::string, DataFacts> cache_ ABSL_GUARDED_BY(mu_);
 };

@@ -32,6 +32,25 @@ bool DeviceMatches(const std::string& wanted, const std::string& worker_device) 
   return worker_device == wanted;
 }
 
+// The job's eval release schedule, as its spec's privacy.eval said.
+EvalSpec EvalOf(const JobRecord& r) {
+  EvalSpec e;
+  e.enabled = r.eval_every > 0;
+  e.every = r.eval_every;
+  e.noise_multiplier = r.eval_noise_multiplier;
+  return e;
+}
+
+// What a DP job still plans to spend: `train_epochs` epochs of DP-SGD and
+// `eval_releases` eval releases (each the Gaussian mechanism: q 1, 1 step).
+std::vector<privacy::SubsampledGaussian> PlannedMechanisms(const JobRecord& r, int64_t train_epochs,
+                                                           int64_t eval_releases) {
+  std::vector<privacy::SubsampledGaussian> plan;
+  if (train_epochs > 0) plan.push_back({r.sample_rate, r.noise_multiplier, train_epochs * r.steps_per_epoch});
+  if (eval_releases > 0 && r.eval_noise_multiplier > 0) plan.push_back({1.0, r.eval_noise_multiplier, eval_releases});
+  return plan;
+}
+
 // A job's ε over the given ledger entries (all of its charges).
 absl::StatusOr<double> EpsilonOf(const JobRecord& r, const std::vector<LedgerEntry>& entries) {
   if (!r.dp) return 0.0;
@@ -179,12 +198,21 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   r.sample_rate = static_cast<double>(spec.training.batch_size) / facts.train_rows;
   r.steps_per_epoch = std::max<int64_t>(
       1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
+  if (spec.privacy.eval.enabled) {
+    r.eval_every = spec.privacy.eval.every;
+    // A non-private job's metrics are exact (sigma_e 0): it has no finite
+    // epsilon to protect.
+    r.eval_noise_multiplier = spec.dp() ? spec.privacy.eval.noise_multiplier : 0.0;
+  }
+  const int32_t eval_releases = EvalOf(r).Releases(r.epochs);
   if (spec.dp()) {
     if (spec.privacy.target_epsilon) {
+      // sigma is calibrated so that training AND the eval releases meet the
+      // target together.
       ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(r.accountant));
       absl::StatusOr<double> sigma = privacy::CalibrateNoiseMultiplier(
           kind, *spec.privacy.target_epsilon, r.delta, r.sample_rate,
-          r.steps_per_epoch * static_cast<int64_t>(r.epochs));
+          r.steps_per_epoch * static_cast<int64_t>(r.epochs), PlannedMechanisms(r, 0, eval_releases));
       if (!sigma.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
             "privacy.target_epsilon: '", *spec.privacy.target_epsilon,
@@ -213,10 +241,9 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
           "privacy.mode: 'none' cannot run on dataset ", dataset_key,
           ": it has a privacy budget and a non-private job has no finite epsilon"));
     }
-    const privacy::SubsampledGaussian plan{r.sample_rate, r.noise_multiplier,
-                                           r.steps_per_epoch * static_cast<int64_t>(r.epochs)};
     ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset_key, {}, {}));
-    ASSIGN_OR_RETURN(BudgetView after, BudgetViewLocked(dataset_key, {}, {plan}));
+    ASSIGN_OR_RETURN(BudgetView after,
+                     BudgetViewLocked(dataset_key, {}, PlannedMechanisms(r, r.epochs, eval_releases)));
     if (after.committed > b->second.epsilon) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
@@ -394,7 +421,7 @@ absl::Status JobManager::CheckRunLocked(JobEntry* job, int32_t attempt, int32_t 
 
 absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                           int32_t epoch, int64_t steps, double sample_rate,
-                                          double noise_multiplier) {
+                                          double noise_multiplier, Mechanism mechanism) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
@@ -403,31 +430,46 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
     return absl::InvalidArgumentError(
         absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", job_id, "'"));
   }
-  // The coordinator's own parameters are what is charged; a worker that
-  // disagrees is misconfigured and must not train.
-  if (steps != r.steps_per_epoch || std::abs(sample_rate - r.sample_rate) > 1e-12 * r.sample_rate ||
-      (r.dp && std::abs(noise_multiplier - r.noise_multiplier) > 1e-12 * r.noise_multiplier)) {
+  const bool eval = mechanism == Mechanism::kEval;
+  // The mechanism the coordinator's own parameters say this charge is; a
+  // worker that disagrees is misconfigured and must not train or release.
+  const int64_t want_steps = eval ? 1 : r.steps_per_epoch;
+  const double want_q = eval ? 1.0 : r.sample_rate;
+  const double want_sigma = eval ? r.eval_noise_multiplier : r.noise_multiplier;
+  if (eval && (!r.dp || rank != 0 || !EvalOf(r).ReleasedAfter(epoch, r.epochs))) {
+    const std::string why =
+        !r.dp               ? "the job is not private (its metrics are exact, not a charged release)"
+        : r.eval_every == 0 ? "the job releases no eval metrics (privacy.eval: none)"
+        : rank != 0         ? "only rank 0 releases eval metrics"
+                            : absl::StrCat("the job releases them after every epoch that is a multiple of ",
+                                           r.eval_every, " and after the last");
+    return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' has no eval release to charge after epoch ",
+                                                      epoch, " from rank ", rank, ": ", why));
+  }
+  if (steps != want_steps || std::abs(sample_rate - want_q) > 1e-12 * want_q ||
+      (r.dp && std::abs(noise_multiplier - want_sigma) > 1e-12 * want_sigma)) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "charge for job '%s' epoch %d does not match the job: steps %d vs %d, q %.9g vs %.9g, "
+        "%s charge for job '%s' epoch %d does not match the job: steps %d vs %d, q %.9g vs %.9g, "
         "sigma %.9g vs %.9g",
-        job_id, epoch, steps, r.steps_per_epoch, sample_rate, r.sample_rate, noise_multiplier,
-        r.noise_multiplier));
+        MechanismName(mechanism), job_id, epoch, steps, want_steps, sample_rate, want_q, noise_multiplier,
+        want_sigma));
   }
   LedgerEntry e;
   e.job_id = job_id;
   e.attempt = attempt;
   e.epoch = epoch;
+  e.mechanism = mechanism;
   e.dataset = job->dataset_key;
-  e.steps = steps;
-  e.sample_rate = r.sample_rate;
+  e.steps = want_steps;
+  e.sample_rate = want_q;
   // A non-private epoch is recorded too, with sigma 0: the dataset has then
   // been used without a finite guarantee, and its budget view says so.
-  e.noise_multiplier = r.dp ? r.noise_multiplier : 0.0;
+  e.noise_multiplier = r.dp ? want_sigma : 0.0;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(job_id));
   const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
-    return x.attempt == attempt && x.epoch == epoch;
+    return x.attempt == attempt && x.epoch == epoch && x.mechanism == mechanism;
   });
   if (!retry) {
     if (auto b = budgets_.find(job->dataset_key); b != budgets_.end()) {
@@ -436,8 +478,8 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
                        BudgetViewLocked(job->dataset_key, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}));
       if (after.spent > b->second.epsilon) {
         return absl::FailedPreconditionError(absl::StrFormat(
-            "charging epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
-            epoch, job_id, job->dataset_key, after.spent, b->second.epsilon));
+            "charging the %s of epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
+            eval ? "eval release" : "training", epoch, job_id, job->dataset_key, after.spent, b->second.epsilon));
       }
     }
     ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
@@ -470,16 +512,31 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " reported out of order; ",
                                                    r.epochs_done, " epochs done"));
   }
+  const bool has_eval = metrics.has_eval();
+  if (has_eval != metrics.eval_loss.has_value() || has_eval != metrics.eval_auc.has_value() ||
+      has_eval != metrics.eval_balanced_accuracy.has_value() || has_eval != metrics.majority_rate.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " of job '", job_id,
+                                                   "': eval metrics must be all present or all absent"));
+  }
+  if (has_eval && r.eval_every == 0) {
+    return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' releases no eval metrics (privacy.eval: none)"));
+  }
   // Charge-before-release: refuse results whose privacy cost is not recorded.
   double epsilon = 0;
   if (r.dp) {
     ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForJob(job_id));
-    const bool charged = std::any_of(entries.begin(), entries.end(), [&](const LedgerEntry& e) {
-      return e.attempt == attempt && e.epoch == metrics.epoch;
-    });
-    if (!charged) {
+    auto charged = [&](Mechanism m) {
+      return std::any_of(entries.begin(), entries.end(), [&](const LedgerEntry& e) {
+        return e.attempt == attempt && e.epoch == metrics.epoch && e.mechanism == m;
+      });
+    };
+    if (!charged(Mechanism::kTrain)) {
       return absl::FailedPreconditionError(absl::StrCat(
           "epoch ", metrics.epoch, " of job '", job_id, "' was not charged to the privacy ledger"));
+    }
+    if (has_eval && !charged(Mechanism::kEval)) {
+      return absl::FailedPreconditionError(absl::StrCat("the eval metrics of epoch ", metrics.epoch, " of job '",
+                                                        job_id, "' were not charged to the privacy ledger"));
     }
     // The epoch's row carries the spend through this epoch; the job's total
     // also counts epochs other ranks have already charged ahead of it.
@@ -743,6 +800,9 @@ void JobManager::ScheduleLocked() {
       a.data_paths = r.data_paths;
       a.shard_dir = r.shard_dir;
       a.start_epoch = r.epochs_done;
+      // Raw files are split by the coordinator's key; a prepared dataset
+      // carries its own split.
+      if (r.shard_dir.empty()) a.split_key = options_.split_key;
       pending_assignments_[w->worker_id].push_back(a);
     }
     absl::Status s = TransitionLocked(&job, JobState::kRunning, "");
@@ -820,11 +880,16 @@ absl::StatusOr<BudgetView> JobManager::BudgetViewLocked(
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
     if (job.dataset_key != dataset || IsTerminal(r.state) || !r.dp) continue;
-    int64_t charged = 0;
-    for (const LedgerEntry& e : entries) charged += e.job_id == id && e.attempt == r.attempt;
+    int64_t charged = 0, evals_charged = 0;
+    for (const LedgerEntry& e : entries) {
+      if (e.job_id != id || e.attempt != r.attempt) continue;
+      (e.mechanism == Mechanism::kEval ? evals_charged : charged) += 1;
+    }
     const int64_t epochs_left = std::max<int64_t>(0, r.epochs - charged);
-    if (epochs_left > 0) {
-      committed.push_back({r.sample_rate, r.noise_multiplier, epochs_left * r.steps_per_epoch});
+    const int64_t evals_left = std::max<int64_t>(0, EvalOf(r).Releases(r.epochs) - evals_charged);
+    const std::vector<privacy::SubsampledGaussian> left = PlannedMechanisms(r, epochs_left, evals_left);
+    if (!left.empty()) {
+      committed.insert(committed.end(), left.begin(), left.end());
       jobs.insert(id);
       if (!v.has_budget) delta = std::min(delta, r.delta);
     }

@@ -3,10 +3,12 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/secure_random.h"
 #include "common/status.h"
 
 namespace dpfleet::server {
@@ -42,7 +44,25 @@ class Statement {
   int rc_;
 };
 
+// The ledger table as it is now: one row per (job, attempt, epoch,
+// mechanism).
+constexpr char kLedgerTable[] =
+    "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+    "  epoch INTEGER NOT NULL, mechanism TEXT NOT NULL DEFAULT 'train', dataset TEXT NOT NULL, "
+    "  steps INTEGER NOT NULL, sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, "
+    "  delta REAL NOT NULL, recorded_ms INTEGER NOT NULL, "
+    "  PRIMARY KEY (job_id, attempt, epoch, mechanism));"
+    "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);";
+
+absl::StatusOr<Mechanism> ParseMechanism(const std::string& name) {
+  if (name == "train") return Mechanism::kTrain;
+  if (name == "eval") return Mechanism::kEval;
+  return absl::DataLossError(absl::StrCat("state store: unknown ledger mechanism '", name, "'"));
+}
+
 }  // namespace
+
+const char* MechanismName(Mechanism m) { return m == Mechanism::kEval ? "eval" : "train"; }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
   std::error_code ec;
@@ -69,18 +89,49 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
       "  record TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
-      "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
-      "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
-      "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
-      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
+      "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
       "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
       "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
       "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
       "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
       "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);"));
+  RETURN_IF_ERROR(store->MigrateLedgerLocked());
   return store;
+}
+
+absl::Status Store::MigrateLedgerLocked() {
+  // A ledger from before eval releases had no mechanism column and one row
+  // per (job, attempt, epoch): every such row paid for training. SQLite
+  // cannot change a primary key in place, so the table is rebuilt in one
+  // transaction (a crash leaves the old table whole).
+  bool exists = false, has_mechanism = false;
+  {
+    Statement st(db_, "SELECT name FROM pragma_table_info('ledger')");
+    if (!st.ok()) return SqlError(db_, "inspect ledger");
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      exists = true;
+      has_mechanism = has_mechanism || st.Text(0) == "mechanism";
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "inspect ledger");
+  }
+  if (!exists || has_mechanism) return Exec(kLedgerTable);
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = Exec(absl::StrCat(
+      "ALTER TABLE ledger RENAME TO ledger_before_mechanism;"
+      "DROP INDEX IF EXISTS ledger_dataset;",
+      kLedgerTable,
+      "INSERT INTO ledger (job_id, attempt, epoch, mechanism, dataset, steps, sample_rate, "
+      "  noise_multiplier, delta, recorded_ms) "
+      "SELECT job_id, attempt, epoch, 'train', dataset, steps, sample_rate, noise_multiplier, delta, "
+      "  recorded_ms FROM ledger_before_mechanism;"
+      "DROP TABLE ledger_before_mechanism;"));
+  if (!s.ok()) {
+    (void)Exec("ROLLBACK");
+    return Annotate(s, "migrating the privacy ledger");
+  }
+  return Exec("COMMIT");
 }
 
 Store::~Store() {
@@ -142,7 +193,8 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
-               "noise_multiplier, delta, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+               "noise_multiplier, delta, recorded_ms, mechanism) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!st.ok()) return SqlError(db_, "charge ledger");
   st.Bind(1, e.job_id);
   st.Bind(2, static_cast<int64_t>(e.attempt));
@@ -153,6 +205,7 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   st.Bind(7, e.noise_multiplier);
   st.Bind(8, e.delta);
   st.Bind(9, e.recorded_ms);
+  st.Bind(10, std::string(MechanismName(e.mechanism)));
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
   return sqlite3_changes(db_) > 0;
 }
@@ -162,8 +215,8 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
   absl::MutexLock lock(&mu_);
   const std::string sql = absl::StrCat(
       "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
-      "recorded_ms FROM ledger WHERE ",
-      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
+      "recorded_ms, mechanism FROM ledger WHERE ",
+      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch, mechanism DESC");
   Statement st(db_, sql.c_str());
   if (!st.ok()) return SqlError(db_, "read ledger");
   st.Bind(1, value);
@@ -180,6 +233,7 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
     e.noise_multiplier = sqlite3_column_double(st.get(), 6);
     e.delta = sqlite3_column_double(st.get(), 7);
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
+    ASSIGN_OR_RETURN(e.mechanism, ParseMechanism(st.Text(9)));
     out.push_back(e);
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "read ledger");
@@ -350,6 +404,27 @@ absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "load budgets");
   return out;
+}
+
+absl::StatusOr<uint64_t> Store::SplitKey() {
+  absl::MutexLock lock(&mu_);
+  // Drawn before the statement so that the insert is one step; a key
+  // already stored wins (INSERT OR IGNORE) and this draw is dropped.
+  ASSIGN_OR_RETURN(const uint64_t fresh, SecureRandomU64());
+  {
+    Statement st(db_, "INSERT OR IGNORE INTO secrets(name, value) VALUES('split_key', ?1)");
+    if (!st.ok()) return SqlError(db_, "store the split key");
+    st.BindBlob(1, std::string(reinterpret_cast<const char*>(&fresh), sizeof(fresh)));
+    if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store the split key");
+  }
+  Statement st(db_, "SELECT value FROM secrets WHERE name = 'split_key'");
+  if (!st.ok() || sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "read the split key");
+  if (sqlite3_column_bytes(st.get(), 0) != static_cast<int>(sizeof(uint64_t))) {
+    return absl::DataLossError("state store: the stored split key is not 8 bytes");
+  }
+  uint64_t key = 0;
+  std::memcpy(&key, sqlite3_column_blob(st.get(), 0), sizeof(key));
+  return key;
 }
 
 }  // namespace dpfleet::server

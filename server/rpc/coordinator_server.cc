@@ -65,12 +65,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   ASSIGN_OR_RETURN(auto listen, ParseHostPort("--listen", options.listen));
   std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
   ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));
-  s->data_ = std::make_unique<PipelineDataResolver>();
+  // One secret split for every data.path job: the resolver counts N with it
+  // and the assignments carry it to the ranks.
+  CoordinatorOptions coordinator = options.coordinator;
+  ASSIGN_OR_RETURN(coordinator.split_key, s->store_->SplitKey());
+  s->data_ = std::make_unique<PipelineDataResolver>(coordinator.split_key);
   s->clock_ = std::make_unique<SystemClock>();
   s->datasets_ = std::make_unique<DatasetRegistry>(s->store_.get(), s->clock_.get(), options.state_dir);
   RETURN_IF_ERROR(s->datasets_->Recover());
-  s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(),
-                                          options.coordinator);
+  s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(), coordinator);
   s->jobs_->set_datasets(s->datasets_.get());
   RETURN_IF_ERROR(s->jobs_->Recover());
 

@@ -4,6 +4,7 @@
 #include <deque>
 #include <optional>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "server/rpc/convert.h"
 
@@ -276,6 +277,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
     for (const std::string& p : a.data_paths) out->add_data_paths(p);
     out->set_shard_dir(a.shard_dir);
     out->set_start_epoch(a.start_epoch);
+    out->set_split_key(a.split_key);
   }
   for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);
   return grpc::Status::OK;
@@ -283,8 +285,19 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
 
 grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext*, const v1::ChargeBudgetRequest* req,
                                              v1::ChargeBudgetResponse* resp) {
+  Mechanism mechanism = Mechanism::kTrain;
+  switch (req->mechanism()) {
+    case v1::MECHANISM_TRAIN:
+      break;
+    case v1::MECHANISM_EVAL:
+      mechanism = Mechanism::kEval;
+      break;
+    default:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("mechanism: ", req->mechanism(), " is not a known mechanism (train, eval)"));
+  }
   absl::StatusOr<double> eps = jobs_->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
-                                             req->steps(), req->sample_rate(), req->noise_multiplier());
+                                             req->steps(), req->sample_rate(), req->noise_multiplier(), mechanism);
   if (!eps.ok()) return ToGrpc(eps.status());
   resp->set_epsilon_after(*eps);
   return grpc::Status::OK;
