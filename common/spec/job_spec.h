@@ -57,7 +57,7 @@ struct TrainingSpec {
 // histogram: post-processing, free. Defaults: docs/PRIVACY.md states their
 // cost and accuracy at deploy/examples/employment-dp.yaml.
 inline constexpr double kDefaultEvalNoiseMultiplier = 25.0;
-inline constexpr int32_t kDefaultEvalBins = 20;
+inline constexpr int32_t kDefaultEvalBins = 16;
 struct EvalSpec {
   bool enabled = true;  // false: `privacy.eval: none`, no metrics at all
   double noise_multiplier = kDefaultEvalNoiseMultiplier;  // sigma_e

@@ -37,6 +37,17 @@ ScoreHistogram HistogramOfScores(const torch::Tensor& logits, const torch::Tenso
   return h;
 }
 
+namespace {
+
+// The mean of -ln(p) over p uniform in [a, b] (0 <= a < b <= 1): with
+// F(p) = p - p ln p (F' = -ln p, F(0) = 0), (F(b) - F(a)) / (b - a).
+double MeanNegLog(double a, double b) {
+  auto f = [](double p) { return p > 0 ? p - p * std::log(p) : 0.0; };
+  return (f(b) - f(a)) / (b - a);
+}
+
+}  // namespace
+
 EvalMetrics MetricsFromHistogram(const ScoreHistogram& histogram) {
   EvalMetrics m;
   const int bins = histogram.bins();
@@ -53,9 +64,11 @@ EvalMetrics MetricsFromHistogram(const ScoreHistogram& histogram) {
     } else {
       true_positives += pos[k];
     }
-    // Binary cross-entropy at the bin's midpoint score.
-    const double mid = (k + 0.5) / bins;
-    loss += pos[k] * -std::log(mid) + neg[k] * -std::log1p(-mid);
+    // Binary cross-entropy averaged over the bin's scores, taken as uniform
+    // in [lo, hi]: less biased than the midpoint's (-ln is convex, so the
+    // midpoint always under-states the loss, most in the outer bins).
+    const double lo = static_cast<double>(k) / bins, hi = static_cast<double>(k + 1) / bins;
+    loss += pos[k] * MeanNegLog(lo, hi) + neg[k] * MeanNegLog(1.0 - hi, 1.0 - lo);
   }
   const double n = negatives + positives;
   m.rows = std::llround(n);

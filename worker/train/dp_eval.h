@@ -14,8 +14,9 @@
 // K is even, so 0.5 is a bin edge: a bin's records all get the same
 // prediction and accuracy, balanced accuracy and majority rate carry no
 // binning error, only noise. AUC counts pairs in the same bin as ties (one
-// half); the loss uses each bin's midpoint score. Both are therefore
-// coarser than their exact values by up to the bin width.
+// half); the loss is each bin's mean cross-entropy for scores spread
+// uniformly over the bin. Both therefore carry a binning error besides the
+// noise (docs/PRIVACY.md gives both at the defaults).
 //
 // This unit must never let an exact count or an exact metric out (the exact
 // histogram lives only inside NoisyHistogram), draw its noise from anything

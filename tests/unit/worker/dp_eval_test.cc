@@ -78,7 +78,7 @@ TEST(MetricsFromHistogramTest, ExactCountsGiveTheExactThresholdMetrics) {
     for (int64_t i = 0; i < 4000; ++i) bin_of[i] = static_cast<float>(ScoreBin(z[i].item<double>(), bins));
     EXPECT_NEAR(m.auc, RocAuc(at::tensor(bin_of), y), 1e-12);
   }
-  // Finer bins bring AUC and the midpoint loss towards the exact values.
+  // Finer bins bring AUC and the binned loss towards the exact values.
   const EvalMetrics fine = MetricsFromHistogram(HistogramOfScores(z, y, 1000));
   EXPECT_NEAR(fine.auc, exact.auc, 2e-3);
   EXPECT_NEAR(fine.loss, exact.loss, 0.02);
