@@ -214,13 +214,14 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
     MapReader p(top.Get("privacy"), "privacy");
     RETURN_IF_ERROR(p.CheckIsMap());
     RETURN_IF_ERROR(p.CheckKnown({"mode", "max_grad_norm", "noise_multiplier", "target_epsilon",
-                                  "delta", "accountant", "eval", "secure_rng"}));
+                                  "delta", "accountant", "eval", "noise_split", "secure_rng"}));
     RETURN_IF_ERROR(p.String("mode", &spec->privacy.mode));
     RETURN_IF_ERROR(p.Number("max_grad_norm", &spec->privacy.max_grad_norm));
     RETURN_IF_ERROR(p.OptionalNumber("noise_multiplier", &spec->privacy.noise_multiplier));
     RETURN_IF_ERROR(p.OptionalNumber("target_epsilon", &spec->privacy.target_epsilon));
     RETURN_IF_ERROR(p.Number("delta", &spec->privacy.delta));
     RETURN_IF_ERROR(p.String("accountant", &spec->privacy.accountant));
+    RETURN_IF_ERROR(p.String("noise_split", &spec->privacy.noise_split));
     // secure_rng is what every DP job now does: `true` is accepted and
     // changes nothing; `false` asked for seed-derived noise, which no longer
     // exists, so it is refused rather than silently ignored.
@@ -313,6 +314,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   const PrivacySpec& p = spec.privacy;
   RETURN_IF_ERROR(OneOf("privacy.mode", p.mode, {"dp", "none"}));
   RETURN_IF_ERROR(OneOf("privacy.accountant", p.accountant, {"rdp", "pld"}));
+  RETURN_IF_ERROR(OneOf("privacy.noise_split", p.noise_split, {"per_rank", "full"}));
   if (spec.dp()) {
     if (!(p.max_grad_norm > 0) || !std::isfinite(p.max_grad_norm)) {
       return FieldError("privacy.max_grad_norm", absl::StrCat(p.max_grad_norm),
@@ -364,6 +366,10 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
                       "must be between 1 and 100");
   }
   return absl::OkStatus();
+}
+
+double AccountedNoiseMultiplier(const JobSpec& spec, double sigma) {
+  return spec.privacy.noise_split == "full" ? sigma * std::sqrt(static_cast<double>(spec.resources.workers)) : sigma;
 }
 
 bool EvalSpec::ReleasedAfter(int32_t epoch, int32_t epochs) const {
@@ -443,6 +449,7 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   if (p.target_epsilon) e << YAML::Key << "target_epsilon" << YAML::Value << *p.target_epsilon;
   e << YAML::Key << "delta" << YAML::Value << p.delta;
   e << YAML::Key << "accountant" << YAML::Value << p.accountant;
+  if (p.noise_split != "per_rank") e << YAML::Key << "noise_split" << YAML::Value << p.noise_split;
   if (!p.eval.enabled) {
     e << YAML::Key << "eval" << YAML::Value << "none";
   } else if (spec.dp()) {

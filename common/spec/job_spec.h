@@ -80,7 +80,18 @@ struct PrivacySpec {
   // mode dp: the DP release of the eval metrics. mode none: exact metrics
   // (the job is not private anyway) unless `eval: none`.
   EvalSpec eval;
+  // How the noise is split among the W ranks. per_rank: each rank adds
+  // N(0, sigma^2 C^2 / W), the all-reduced total is N(0, sigma^2 C^2) and the
+  // accountant uses sigma; what one rank sends is then noised only
+  // sigma/sqrt(W) — fine when peers and the network are trusted. full: each
+  // rank adds N(0, sigma^2 C^2) itself, so every buffer that leaves a rank is
+  // already a sigma-noised release (against curious peers or a network
+  // observer); the total is N(0, W sigma^2 C^2) and the accountant uses
+  // sigma sqrt(W). With target_epsilon, full calibrates the total and each
+  // rank adds 1/sqrt(W) of it.
+  std::string noise_split = "per_rank";  // per_rank | full
 };
+
 
 struct ResourcesSpec {
   int32_t workers = 1;
@@ -106,6 +117,11 @@ struct JobSpec {
 
   bool dp() const { return privacy.mode == "dp"; }
 };
+
+// The noise multiplier the accountant charges for a per-rank sigma of
+// `spec` (privacy.noise_split: sigma for per_rank, sigma * sqrt(workers) for
+// full).
+double AccountedNoiseMultiplier(const JobSpec& spec, double sigma);
 
 // Parses and validates a YAML job spec. InvalidArgument on any problem.
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml);

@@ -285,6 +285,26 @@ TEST_F(JobManagerTest, EvalEveryChargesOnlyItsEpochs) {
   EXPECT_NEAR(view.committed, committed, 1e-9) << "the queued job's plan includes its 3 eval releases";
 }
 
+// privacy.noise_split: full — every rank adds the spec's sigma itself, so
+// the total (what the ledger charges and what the ranks share out) is
+// sigma * sqrt(W).
+TEST_F(JobManagerTest, FullNoiseSplitChargesSigmaTimesRootW) {
+  for (int i = 0; i < 4; ++i) AddWorker();
+  auto full = *jobs_->Get(jobs_->Submit(Spec(4, 1, "noise_multiplier: 1.5, noise_split: full"))->job_id);
+  auto split = *jobs_->Submit(Spec(4, 1, "noise_multiplier: 1.5"));
+  EXPECT_DOUBLE_EQ(full.noise_multiplier, 3.0);
+  EXPECT_DOUBLE_EQ(split.noise_multiplier, 1.5);
+  auto eps = jobs_->Charge(full.job_id, full.attempt, 2, 1, full.steps_per_epoch, full.sample_rate, 3.0);
+  ASSERT_TRUE(eps.ok()) << eps.status();
+  EXPECT_DOUBLE_EQ(*eps, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                  {{full.sample_rate, 3.0, full.steps_per_epoch}}, 1e-5));
+  EXPECT_EQ(jobs_->Charge(full.job_id, full.attempt, 2, 1, full.steps_per_epoch, full.sample_rate, 1.5).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "a rank that would add only the per-rank share is refused";
+  EXPECT_EQ(Poll(full.worker_ids[0])[0].noise_multiplier, 3.0);
+  EXPECT_FALSE(jobs_->Submit(Spec(1, 1, "noise_multiplier: 1.5, noise_split: half")).ok());
+}
+
 // The held-out split of raw files is the coordinator's: its key goes to the
 // ranks of a data.path job in the assignment and to nobody else.
 TEST_F(JobManagerTest, DataPathAssignmentsCarryTheCoordinatorsSplitKey) {

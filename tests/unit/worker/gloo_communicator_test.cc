@@ -147,6 +147,37 @@ TEST_P(GlooDpSgdTest, TotalNoiseVarianceIsSigmaSquaredCSquared) {
   }
 }
 
+// privacy.noise_split: full runs a rank with the total multiplier
+// sigma * sqrt(W) (the coordinator's AccountedNoiseMultiplier): every rank's
+// own buffer then carries N(0, sigma^2 C^2) before it leaves, and the
+// all-reduced total is N(0, W sigma^2 C^2) — the noise of sigma * sqrt(W).
+TEST_P(GlooDpSgdTest, FullNoiseSplitGivesEveryRankTheWholeSigma) {
+  const int world = GetParam();
+  const double sigma = 2.0, clip = 0.5;
+  train::ModelConfig mc;
+  mc.hidden = {256, 256};
+  train::TrainConfig tc = Config(sigma * std::sqrt(static_cast<double>(world)));
+  std::vector<double> total(world);
+  RunRanks(world, [&](int rank, GlooCommunicator& c) {
+    auto trainer = train::DpSgdTrainer::Create(mc, tc, 100, &c);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    torch::Tensor before = torch::cat([&] {
+      std::vector<torch::Tensor> v;
+      for (auto& p : (*trainer)->parameters()) v.push_back(p.reshape({-1}));
+      return v;
+    }());
+    ASSERT_TRUE((*trainer)->Step(torch::zeros({0, 100}), torch::zeros({0})).ok());
+    std::vector<torch::Tensor> after;
+    for (auto& p : (*trainer)->parameters()) after.push_back(p.reshape({-1}));
+    // The update is -lr * (sum of shares) / B: undo the scaling.
+    torch::Tensor sum = (torch::cat(after) - before).to(torch::kDouble) * (-tc.batch_size / tc.learning_rate);
+    total[rank] = sum.var().item<double>();
+  });
+  for (int r = 0; r < world; ++r) {
+    EXPECT_NEAR(total[r] / (world * sigma * sigma * clip * clip), 1.0, 0.03) << "W=" << world;
+  }
+}
+
 // Ranks sample their own records, add their own noise and still end with
 // identical parameters after training.
 TEST_P(GlooDpSgdTest, ParametersAreIdenticalAcrossRanksAfterTraining) {
