@@ -240,26 +240,23 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   std::ofstream(missing) << "name: x\ndata: {path: /nonexistent/pums.csv}\n";
   EXPECT_EQ(cluster_->Dpctl({"submit", missing}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("/nonexistent/pums.csv"));
+  // Refused at submit (exit 2), the message naming why.
+  auto refused = [&](const std::string& name, const std::string& yaml, const std::string& why) {
+    const std::string path = dir_.Join(name + ".yaml");
+    std::ofstream(path) << "name: x\n" << yaml;
+    std::string o, e;
+    EXPECT_EQ(cluster_->Dpctl({"submit", path}, &o, &e), 2) << name;
+    EXPECT_THAT(e, HasSubstr(why)) << name;
+  };
+  const std::string on_data = absl::StrCat("data: {path: ", data_, "}\n");
   // The held-out set is not the submitter's to shrink, nor (for a dataset)
   // to choose at all.
-  const std::string tiny_eval = dir_.Join("tiny-eval.yaml");
-  std::ofstream(tiny_eval) << "name: x\ndata: {path: " << data_ << "}\ntraining: {eval_fraction: 0.0001}\n";
-  EXPECT_EQ(cluster_->Dpctl({"submit", tiny_eval}, &out, &err), 2);
-  EXPECT_THAT(err, HasSubstr("training.eval_fraction"));
-  const std::string on_dataset = dir_.Join("on-dataset.yaml");
-  std::ofstream(on_dataset) << "name: x\ndataset: any\ntraining: {eval_fraction: 0.3}\n";
-  EXPECT_EQ(cluster_->Dpctl({"submit", on_dataset}, &out, &err), 2);
-  EXPECT_THAT(err, HasSubstr("fixed by the data custodian"));
+  refused("tiny-eval", on_data + "training: {eval_fraction: 0.0001}\n", "training.eval_fraction");
+  refused("on-dataset", "dataset: any\ntraining: {eval_fraction: 0.3}\n", "fixed by the data custodian");
   // Seed-derived noise is gone for good.
-  const std::string seeded = dir_.Join("seeded.yaml");
-  std::ofstream(seeded) << "name: x\ndata: {path: " << data_ << "}\nprivacy: {secure_rng: false}\n";
-  EXPECT_EQ(cluster_->Dpctl({"submit", seeded}, &out, &err), 2);
-  EXPECT_THAT(err, HasSubstr("privacy.secure_rng"));
+  refused("seeded", on_data + "privacy: {secure_rng: false}\n", "privacy.secure_rng");
   // The same file twice.
-  const std::string twice = dir_.Join("twice.yaml");
-  std::ofstream(twice) << "name: x\ndata: {path: [" << data_ << ", " << data_ << "]}\n";
-  EXPECT_EQ(cluster_->Dpctl({"submit", twice}, &out, &err), 2);
-  EXPECT_THAT(err, HasSubstr("the same data given twice"));
+  refused("twice", absl::StrCat("data: {path: [", data_, ", ", data_, "]}\n"), "the same data given twice");
   EXPECT_EQ(cluster_->Dpctl({"status", "job-999999"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
   EXPECT_EQ(cluster_->Dpctl({"frobnicate"}, &out, &err), 2);
