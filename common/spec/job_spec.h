@@ -87,8 +87,9 @@ struct PrivacySpec {
   // rank adds N(0, sigma^2 C^2) itself, so every buffer that leaves a rank is
   // already a sigma-noised release (against curious peers or a network
   // observer); the total is N(0, W sigma^2 C^2) and the accountant uses
-  // sigma sqrt(W). With target_epsilon, full calibrates the total and each
-  // rank adds 1/sqrt(W) of it.
+  // sigma sqrt(W). With target_epsilon, sigma is calibrated as for per_rank
+  // (the target then bounds what one rank's buffer reveals) and the job's
+  // epsilon is that of sigma sqrt(W), below the target.
   std::string noise_split = "per_rank";  // per_rank | full
 };
 

@@ -220,11 +220,12 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
       }
       r.noise_multiplier = *sigma;
     } else {
-      // The total noise's multiplier: what every charge of the job uses, and
-      // what a rank divides by sqrt(W) for its share. noise_split full
-      // makes each share the spec's sigma.
-      r.noise_multiplier = AccountedNoiseMultiplier(spec, spec.privacy.noise_multiplier.value_or(1.0));
+      r.noise_multiplier = spec.privacy.noise_multiplier.value_or(1.0);
     }
+    // The total noise's multiplier: what every charge of the job uses, and
+    // what a rank divides by sqrt(W) for its share. noise_split full makes
+    // each share the spec's (or the calibrated) sigma.
+    r.noise_multiplier = AccountedNoiseMultiplier(spec, r.noise_multiplier);
   }
   absl::MutexLock lock(&mu_);
   if (!spec.dataset.empty()) {

@@ -303,6 +303,11 @@ TEST_F(JobManagerTest, FullNoiseSplitChargesSigmaTimesRootW) {
       << "a rank that would add only the per-rank share is refused";
   EXPECT_EQ(Poll(full.worker_ids[0])[0].noise_multiplier, 3.0);
   EXPECT_FALSE(jobs_->Submit(Spec(1, 1, "noise_multiplier: 1.5, noise_split: half")).ok());
+  // A target: sigma calibrated for it, every rank adds it whole, the total
+  // (and the job's epsilon) is that of sigma * 2.
+  auto target = *jobs_->Submit(Spec(4, 1, "target_epsilon: 2.0, noise_split: full"));
+  auto per_rank = *jobs_->Submit(Spec(4, 1, "target_epsilon: 2.0"));
+  EXPECT_NEAR(target.noise_multiplier, 2 * per_rank.noise_multiplier, 1e-12);
 }
 
 // The held-out split of raw files is the coordinator's: its key goes to the
