@@ -116,6 +116,10 @@ bool JsonOutput(const Args& p, std::ostream& err, bool* json) {
 
 
 std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
+  if (!m.has_eval_accuracy()) {
+    return absl::StrFormat("epoch %3d/%-3d  (no eval release)  eps %8.4f  (%.1fs)", m.epoch(), epochs,
+                           m.epsilon(), m.train_seconds());
+  }
   return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %8.4f  (%.1fs)",
                          m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(),
                          m.epsilon(), m.train_seconds());
@@ -137,9 +141,7 @@ nlohmann::json EventJson(const v1::JobEvent& e) {
       break;
     case v1::JobEvent::EPOCH:
       j["event"] = "epoch";
-      j["epoch"] = {{"epoch", e.epoch().epoch()},         {"eval_loss", e.epoch().eval_loss()},
-                    {"eval_accuracy", e.epoch().eval_accuracy()}, {"eval_auc", e.epoch().eval_auc()},
-                    {"epsilon", e.epoch().epsilon()},     {"steps", e.epoch().steps()}};
+      j["epoch"] = EpochJson(e.epoch());
       break;
     default:
       j["event"] = "state";

@@ -286,24 +286,29 @@ absl::StatusOr<v1::Job> CoordinatorClient::Watch(
     // The coordinator went away (restart): retry for up to the client timeout.
     if (unreachable_since == absl::InfiniteFuture()) unreachable_since = absl::Now();
     if (absl::Now() - unreachable_since > options_.timeout) return FromGrpc(st, options_);
-    if (last_seq < 0) last_seq = 0;
+    // A stream that broke before its first event leaves last_seq < 0, so
+    // the next snapshot is delivered as the first one, not as a replay.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
+nlohmann::json EpochJson(const v1::EpochMetrics& m) {
+  // An epoch without an eval release has null metrics, never zeros.
+  auto metric = [](bool has, double v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"epoch", m.epoch()},
+          {"eval_loss", metric(m.has_eval_loss(), m.eval_loss())},
+          {"eval_accuracy", metric(m.has_eval_accuracy(), m.eval_accuracy())},
+          {"eval_auc", metric(m.has_eval_auc(), m.eval_auc())},
+          {"eval_balanced_accuracy", metric(m.has_eval_balanced_accuracy(), m.eval_balanced_accuracy())},
+          {"majority_rate", metric(m.has_majority_rate(), m.majority_rate())},
+          {"epsilon", m.epsilon()},
+          {"steps", m.steps()},
+          {"train_seconds", m.train_seconds()}};
+}
+
 std::string JobToJson(const v1::Job& job, int indent) {
   nlohmann::json history = nlohmann::json::array();
-  for (const v1::EpochMetrics& m : job.history()) {
-    history.push_back({{"epoch", m.epoch()},
-                       {"eval_loss", m.eval_loss()},
-                       {"eval_accuracy", m.eval_accuracy()},
-                       {"eval_auc", m.eval_auc()},
-                       {"eval_balanced_accuracy", m.eval_balanced_accuracy()},
-                       {"majority_rate", m.majority_rate()},
-                       {"epsilon", m.epsilon()},
-                       {"steps", m.steps()},
-                       {"train_seconds", m.train_seconds()}});
-  }
+  for (const v1::EpochMetrics& m : job.history()) history.push_back(EpochJson(m));
   nlohmann::json j = {{"job_id", job.job_id()},
                       {"name", job.name()},
                       {"state", StateName(job.state())},
@@ -317,6 +322,8 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"steps_per_epoch", job.steps_per_epoch()},
                       {"train_rows", job.train_rows()},
                       {"owner", job.owner()},
+                      {"eval_noise_multiplier", job.eval_noise_multiplier()},
+                      {"eval_every", job.eval_every()},
                       {"world_size", job.world_size()},
                       {"attempt", job.attempt()},
                       {"worker_ids", std::vector<std::string>(job.worker_ids().begin(), job.worker_ids().end())},

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "dpfleet/v1/admin.grpc.pb.h"
 #include "dpfleet/v1/coordinator.grpc.pb.h"
+#include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
 
@@ -76,6 +77,9 @@ std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const std::strin
 
 // The JSON form of a job that `dpctl status -o json` prints.
 std::string JobToJson(const v1::Job& job, int indent = 2);
+// One epoch of a job's history as JSON: eval metrics null when the epoch had
+// no eval release.
+nlohmann::json EpochJson(const v1::EpochMetrics& m);
 const char* StateName(v1::JobState s);
 bool IsTerminal(v1::JobState s);
 

@@ -97,8 +97,8 @@ std::string DatasetKey(const std::vector<std::string>& paths) {
 }
 
 absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
-  std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|",
-                                 spec.training.seed, "|", spec.training.eval_fraction);
+  ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec, split_key_));
+  std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|", options.eval_fraction);
   std::string dataset_key;
   std::vector<std::string> real_paths;
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
@@ -118,7 +118,6 @@ absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
   }
-  ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec));
   // The checked files, not the names the spec gave them.
   absl::StatusOr<data::EncodedDataset> ds = data::LoadAndEncode(real_paths, options);
   if (!ds.ok()) {

@@ -73,14 +73,17 @@ class DataResolver {
 };
 
 // Runs the embedded data pipeline on files inside `roots`, caching by
-// (files, sizes, mtimes, task, features, split).
+// (files, sizes, mtimes, task, features, eval fraction). The split is the
+// coordinator's: `split_key` is its secret (Store::SplitKey), the same one
+// the job's ranks get, and is never part of anything this class returns.
 class PipelineDataResolver final : public DataResolver {
  public:
-  explicit PipelineDataResolver(DataRoots roots) : roots_(std::move(roots)) {}
+  PipelineDataResolver(DataRoots roots, uint64_t split_key) : roots_(std::move(roots)), split_key_(split_key) {}
   absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override;
 
  private:
   const DataRoots roots_;
+  const uint64_t split_key_;
   absl::Mutex mu_;
   std::map<std::string, DataFacts> cache_ ABSL_GUARDED_BY(mu_);
 };

@@ -113,8 +113,7 @@ std::vector<LivePlan> JobManager::LivePlansLocked() const {
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
     if (IsTerminal(r.state) || !r.dp) continue;
-    live.push_back({id, job.dataset_key, r.attempt, r.epochs, r.sample_rate, r.noise_multiplier, r.steps_per_epoch,
-                    r.delta});
+    live.push_back(PlanOf(r, job.dataset_key));
   }
   return live;
 }
@@ -177,6 +176,12 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   r.sample_rate = static_cast<double>(spec.training.batch_size) / facts.train_rows;
   r.steps_per_epoch = std::max<int64_t>(
       1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
+  if (spec.privacy.eval.enabled) {
+    r.eval_every = spec.privacy.eval.every;
+    // A non-private job's metrics are exact (sigma_e 0): it has no finite
+    // epsilon to protect.
+    r.eval_noise_multiplier = spec.dp() ? spec.privacy.eval.noise_multiplier : 0.0;
+  }
   ASSIGN_OR_RETURN(r.noise_multiplier, Ledger::NoiseMultiplierFor(spec, r));
   absl::MutexLock lock(&mu_);
   if (!spec.dataset.empty()) {
@@ -347,13 +352,13 @@ absl::Status JobManager::CheckRunLocked(JobEntry* job, int32_t attempt, int32_t 
 
 absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                           int32_t epoch, int64_t steps, double sample_rate,
-                                          double noise_multiplier) {
+                                          double noise_multiplier, Mechanism mechanism) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
   JobRecord& r = job->record;
-  ASSIGN_OR_RETURN(double epsilon, ledger_.Charge(r, job->dataset_key, attempt, epoch, steps, sample_rate,
-                                                  noise_multiplier));
+  ASSIGN_OR_RETURN(double epsilon, ledger_.Charge(r, job->dataset_key, attempt, rank, epoch, steps, sample_rate,
+                                                  noise_multiplier, mechanism));
   if (!r.dp) return 0.0;
   r.epsilon = epsilon;
   RETURN_IF_ERROR(store_->PutJob(r));
@@ -379,8 +384,14 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " reported out of order; ",
                                                    r.epochs_done, " epochs done"));
   }
+  const bool has_eval = metrics.has_eval();
+  if (has_eval != metrics.eval_loss.has_value() || has_eval != metrics.eval_auc.has_value() ||
+      has_eval != metrics.eval_balanced_accuracy.has_value() || has_eval != metrics.majority_rate.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " of job '", job_id,
+                                                   "': eval metrics must be all present or all absent"));
+  }
   // Charge-before-release: refuse results whose privacy cost is not recorded.
-  ASSIGN_OR_RETURN(ReleaseEpsilon released, ledger_.CheckRelease(r, attempt, metrics.epoch));
+  ASSIGN_OR_RETURN(ReleaseEpsilon released, ledger_.CheckRelease(r, attempt, metrics.epoch, has_eval));
   const double epsilon = released.epoch;
   if (r.dp) r.epsilon = released.job;
   // The state to resume from is durable before the epoch counts as done.
@@ -588,6 +599,9 @@ void JobManager::ScheduleLocked() {
       a.data_paths = r.data_paths;
       a.shard_dir = r.shard_dir;
       a.start_epoch = r.epochs_done;
+      // Raw files are split by the coordinator's key; a prepared dataset
+      // carries its own split.
+      if (r.shard_dir.empty()) a.split_key = options_.split_key;
       workers_.Assign(p.worker_ids[rank], a);
     }
     absl::Status s = TransitionLocked(&job, JobState::kRunning, "");

@@ -47,6 +47,9 @@ struct CoordinatorOptions {
   // A worker whose last heartbeat is older than this is lost; its job fails.
   int64_t lease_ttl_ms = 10'000;
   int64_t heartbeat_interval_ms = 500;
+  // The secret key of data.path jobs' train/eval split (Store::SplitKey);
+  // handed to their ranks in the assignment, nowhere else.
+  uint64_t split_key = 0;
 };
 
 struct RegisterResult {
@@ -128,11 +131,16 @@ class JobManager {
   absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id,
                                             int32_t attempt);
   // Durably records the privacy cost of `epoch` (idempotent); returns the
-  // job's ε after it.
+  // job's ε after it. Mechanism::kTrain: the epoch's DP-SGD steps, with the
+  // job's q, σ and steps. Mechanism::kEval: the epoch's eval release (rank
+  // 0, an epoch the job's privacy.eval releases after), with steps 1, q 1
+  // and the job's σ_e. Anything else is refused and nothing is recorded.
   absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                 int32_t epoch, int64_t steps, double sample_rate,
-                                double noise_multiplier);
-  // Rank 0's epoch results. `checkpoint` (optional; jobs with
+                                double noise_multiplier, Mechanism mechanism = Mechanism::kTrain);
+  // Rank 0's epoch results. Eval metrics (all present or all absent) are
+  // refused unless the job releases them and, for a DP job, the epoch's
+  // eval release is in the ledger. `checkpoint` (optional; jobs with
   // resources.max_attempts > 1 send it) is the training state after the
   // epoch; it is stored durably before the epoch counts as done, and a
   // retried attempt resumes from it.

@@ -10,10 +10,11 @@
 // live jobs — the plans of queued and running jobs that are not charged
 // yet — comes in as plain data (LivePlan); it never reads the job table.
 //
-// Where later mechanisms go: a charge that covers several input files
-// becomes one row per file key inside Charge; an eval release becomes a
-// second mechanism charged with the epoch and composed by the same
-// EpsilonOf. Callers do not change for either.
+// Two mechanisms are charged: an epoch of DP-SGD (Mechanism::kTrain, every
+// rank before the epoch trains) and the epoch's eval release
+// (Mechanism::kEval, rank 0 before the metrics leave it: the Gaussian
+// mechanism, stored as q 1, one step, σ_e). Both are subsampled Gaussians,
+// so every ε here composes the two alike.
 //
 // Thread-safe. Its lock guards the budgets and makes each decide-then-write
 // sequence (budget check + charge, budget check + new budget) one step. A
@@ -51,7 +52,7 @@ struct BudgetView {
 };
 
 // A queued or running private job's plan: the ledger reserves the epochs
-// its current attempt has not charged yet.
+// and eval releases its current attempt has not charged yet.
 struct LivePlan {
   std::string job_id;
   std::string dataset;  // the dataset key it charges
@@ -61,7 +62,11 @@ struct LivePlan {
   double noise_multiplier = 0;
   int64_t steps_per_epoch = 0;
   double delta = 0;
+  double eval_noise_multiplier = 0;  // σ_e; 0 with eval_every 0
+  int32_t eval_every = 0;            // 0: no eval release
 };
+// The plan of `job` on `dataset`, as the ledger reserves it.
+LivePlan PlanOf(const JobRecord& job, const std::string& dataset);
 
 // One charge as the ledger lists it (`dpctl ledger`): its row, and what it
 // did to the dataset's composed ε.
@@ -90,10 +95,12 @@ class Ledger {
   // Loads the budgets from the store.
   absl::Status Recover();
 
-  // σ for a job planned as `plan` (its q, steps, δ and accountant): the
-  // spec's noise_multiplier, or calibrated to privacy.target_epsilon. 0 for
-  // a non-private job. InvalidArgument naming target_epsilon when no σ
-  // meets it.
+  // σ for a job planned as `plan` (its q, steps, δ, accountant and eval
+  // releases): the spec's noise_multiplier, or calibrated so that training
+  // and the eval releases together meet privacy.target_epsilon; times
+  // sqrt(W) with privacy.noise_split full (the total noise the ledger
+  // charges). 0 for a non-private job. InvalidArgument naming
+  // target_epsilon when no σ meets it.
   static absl::StatusOr<double> NoiseMultiplierFor(const JobSpec& spec, const JobRecord& plan);
   // A job's ε over the given rows (all of its charges); 0 when not private.
   static absl::StatusOr<double> EpsilonOf(const JobRecord& job, const std::vector<LedgerEntry>& rows);
@@ -105,16 +112,23 @@ class Ledger {
   // dataset's budget, and a non-private job on a budgeted dataset.
   absl::Status CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live);
 
-  // Durably records the cost of `epoch` of `attempt` of `job` on `dataset`
-  // (idempotent: a repeated charge records nothing). The worker's steps, q
-  // and σ must be the job's own; a charge that would overshoot the budget
-  // is refused. Returns the job's ε after it.
-  absl::StatusOr<double> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt, int32_t epoch,
-                                int64_t steps, double sample_rate, double noise_multiplier);
+  // Durably records the cost of `mechanism` for `epoch` of `attempt` of
+  // `job` on `dataset`, sent by `rank` (idempotent: a repeated charge records
+  // nothing). kTrain: the worker's steps, q and σ must be the job's own.
+  // kEval: only rank 0, only after an epoch the job's privacy.eval releases
+  // after, with steps 1, q 1 and the job's σ_e. Anything else, and a charge
+  // that would overshoot the budget, is refused and records nothing.
+  // Returns the job's ε after it.
+  absl::StatusOr<double> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt, int32_t rank,
+                                int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier,
+                                Mechanism mechanism);
 
   // Charge-before-release: FailedPrecondition unless `epoch` of `attempt`
-  // is in the ledger; otherwise the ε to state with its results.
-  absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch);
+  // is in the ledger and, when the results carry eval metrics
+  // (`with_eval`), so is the epoch's eval release; eval metrics of a job
+  // that releases none are refused too. Otherwise the ε to state with the
+  // results.
+  absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch, bool with_eval);
 
   // Sets a dataset's total budget ('+'-joined paths); FailedPrecondition if
   // more is already committed.

@@ -3,10 +3,12 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/secure_random.h"
 #include "common/status.h"
 
 namespace dpfleet::server {
@@ -42,7 +44,25 @@ class Statement {
   int rc_;
 };
 
+// The ledger table of schema version 3: one row per (job, attempt, epoch,
+// mechanism).
+constexpr char kLedgerTableV3[] =
+    "CREATE TABLE ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+    "  epoch INTEGER NOT NULL, mechanism TEXT NOT NULL DEFAULT 'train', dataset TEXT NOT NULL, "
+    "  steps INTEGER NOT NULL, sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, "
+    "  delta REAL NOT NULL, recorded_ms INTEGER NOT NULL, "
+    "  PRIMARY KEY (job_id, attempt, epoch, mechanism));"
+    "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);";
+
+absl::StatusOr<Mechanism> ParseMechanism(const std::string& name) {
+  if (name == "train") return Mechanism::kTrain;
+  if (name == "eval") return Mechanism::kEval;
+  return absl::DataLossError(absl::StrCat("state store: unknown ledger mechanism '", name, "'"));
+}
+
 }  // namespace
+
+const char* MechanismName(Mechanism m) { return m == Mechanism::kEval ? "eval" : "train"; }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
   std::error_code ec;
@@ -116,6 +136,13 @@ absl::Status Store::MigrateLocked() {
           "  kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, "
           "  target TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);"));
     }
+    if (version < 3) {
+      // Version 3: the eval release (a `mechanism` column in the ledger)
+      // and the coordinator's secrets (the split key). A database of the
+      // unversioned line that had them already reads 0 and keeps them.
+      RETURN_IF_ERROR(MigrateLedgerMechanismLocked());
+      RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);"));
+    }
     return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   }();
   if (!s.ok()) {
@@ -123,6 +150,31 @@ absl::Status Store::MigrateLocked() {
     return Annotate(s, absl::StrCat("migrating the state database from schema version ", version));
   }
   return Exec("COMMIT");
+}
+
+absl::Status Store::MigrateLedgerMechanismLocked() {
+  // A ledger from before eval releases had no mechanism column and one row
+  // per (job, attempt, epoch): every such row paid for training. SQLite
+  // cannot change a primary key in place, so the table is rebuilt (inside
+  // MigrateLocked's transaction: a crash leaves the old table whole).
+  bool has_mechanism = false;
+  {
+    Statement st(db_, "SELECT name FROM pragma_table_info('ledger')");
+    if (!st.ok()) return SqlError(db_, "inspect ledger");
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) has_mechanism = has_mechanism || st.Text(0) == "mechanism";
+    if (rc != SQLITE_DONE) return SqlError(db_, "inspect ledger");
+  }
+  if (has_mechanism) return absl::OkStatus();
+  return Exec(absl::StrCat(
+      "ALTER TABLE ledger RENAME TO ledger_before_mechanism;"
+      "DROP INDEX IF EXISTS ledger_dataset;",
+      kLedgerTableV3,
+      "INSERT INTO ledger (job_id, attempt, epoch, mechanism, dataset, steps, sample_rate, "
+      "  noise_multiplier, delta, recorded_ms) "
+      "SELECT job_id, attempt, epoch, 'train', dataset, steps, sample_rate, noise_multiplier, delta, "
+      "  recorded_ms FROM ledger_before_mechanism;"
+      "DROP TABLE ledger_before_mechanism;"));
 }
 
 Store::~Store() {
@@ -196,7 +248,8 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
-               "noise_multiplier, delta, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+               "noise_multiplier, delta, recorded_ms, mechanism) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   if (!st.ok()) return SqlError(db_, "charge ledger");
   st.Bind(1, e.job_id);
   st.Bind(2, static_cast<int64_t>(e.attempt));
@@ -207,6 +260,7 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   st.Bind(7, e.noise_multiplier);
   st.Bind(8, e.delta);
   st.Bind(9, e.recorded_ms);
+  st.Bind(10, std::string(MechanismName(e.mechanism)));
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
   return sqlite3_changes(db_) > 0;
 }
@@ -216,8 +270,8 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
   absl::MutexLock lock(&mu_);
   const std::string sql = absl::StrCat(
       "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
-      "recorded_ms FROM ledger WHERE ",
-      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
+      "recorded_ms, mechanism FROM ledger WHERE ",
+      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch, mechanism DESC");
   Statement st(db_, sql.c_str());
   if (!st.ok()) return SqlError(db_, "read ledger");
   st.Bind(1, value);
@@ -234,6 +288,7 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
     e.noise_multiplier = sqlite3_column_double(st.get(), 6);
     e.delta = sqlite3_column_double(st.get(), 7);
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
+    ASSIGN_OR_RETURN(e.mechanism, ParseMechanism(st.Text(9)));
     out.push_back(e);
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "read ledger");
@@ -518,6 +573,27 @@ absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "load budgets");
   return out;
+}
+
+absl::StatusOr<uint64_t> Store::SplitKey() {
+  absl::MutexLock lock(&mu_);
+  // Drawn before the statement so that the insert is one step; a key
+  // already stored wins (INSERT OR IGNORE) and this draw is dropped.
+  ASSIGN_OR_RETURN(const uint64_t fresh, SecureRandomU64());
+  {
+    Statement st(db_, "INSERT OR IGNORE INTO secrets(name, value) VALUES('split_key', ?1)");
+    if (!st.ok()) return SqlError(db_, "store the split key");
+    st.BindBlob(1, std::string(reinterpret_cast<const char*>(&fresh), sizeof(fresh)));
+    if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store the split key");
+  }
+  Statement st(db_, "SELECT value FROM secrets WHERE name = 'split_key'");
+  if (!st.ok() || sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "read the split key");
+  if (sqlite3_column_bytes(st.get(), 0) != static_cast<int>(sizeof(uint64_t))) {
+    return absl::DataLossError("state store: the stored split key is not 8 bytes");
+  }
+  uint64_t key = 0;
+  std::memcpy(&key, sqlite3_column_blob(st.get(), 0), sizeof(key));
+  return key;
 }
 
 }  // namespace dpfleet::server

@@ -23,12 +23,20 @@ struct sqlite3;
 
 namespace dpfleet::server {
 
+// What a ledger row pays for: an epoch of DP-SGD, or the epoch's eval
+// release (the Gaussian mechanism on the eval score histogram, stored as
+// steps 1, sample_rate 1, noise_multiplier sigma_e). Both are
+// Poisson-subsampled Gaussians, so the accountants compose them alike.
+enum class Mechanism { kTrain, kEval };
+const char* MechanismName(Mechanism m);  // "train" | "eval"
+
 // One charge of the privacy ledger: `steps` applications of the
 // Poisson-subsampled Gaussian mechanism for one epoch of one attempt.
 struct LedgerEntry {
   std::string job_id;
   int32_t attempt = 0;
   int32_t epoch = 0;
+  Mechanism mechanism = Mechanism::kTrain;
   std::string dataset;  // the data the mechanism touched (dataset key)
   int64_t steps = 0;
   double sample_rate = 0;
@@ -72,7 +80,7 @@ class Store {
  public:
   // The schema version this build writes (PRAGMA user_version). A database
   // of an older version is migrated when it is opened.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
@@ -89,7 +97,8 @@ class Store {
   absl::StatusOr<std::vector<JobRecord>> LoadJobs();
 
   // Records a charge. Returns true when it was new, false when the same
-  // (job, attempt, epoch) was already recorded (idempotent retries).
+  // (job, attempt, epoch, mechanism) was already recorded (idempotent
+  // retries).
   absl::StatusOr<bool> Charge(const LedgerEntry& entry);
   absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id);
   absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset);
@@ -137,11 +146,21 @@ class Store {
   // Entries with id > after_id, oldest first, at most `limit`.
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit);
 
+  // The coordinator's secret key of the train/eval split of data.path jobs:
+  // 64 bits from getrandom(2), drawn the first time and stored here (so it
+  // survives restarts and every job on the same files gets the same
+  // held-out persons). Nothing here hands it to an API response or a log;
+  // it goes to workers inside their assignments only.
+  absl::StatusOr<uint64_t> SplitKey();
+
  private:
   explicit Store(sqlite3* db) : db_(db) {}
   absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings a database of any earlier schema version to kSchemaVersion.
   absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Version 3's step: rebuilds a ledger without a mechanism column (its
+  // rows are training charges); a ledger that has one is left alone.
+  absl::Status MigrateLedgerMechanismLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk of column `data` of row `rowid` of `table`.
   absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
                                            const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

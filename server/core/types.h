@@ -4,6 +4,7 @@
 #define DPFLEET_SERVER_CORE_TYPES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,11 @@ inline bool IsTerminal(JobState s) {
 
 struct EpochRecord {
   int32_t epoch = 0;
-  double eval_loss = 0, eval_accuracy = 0, eval_auc = 0, eval_balanced_accuracy = 0;
-  double majority_rate = 0;
+  // From the epoch's eval release; all present or all absent (no release
+  // after this epoch). Absent is absent in every API, never 0.
+  std::optional<double> eval_loss, eval_accuracy, eval_auc, eval_balanced_accuracy;
+  std::optional<double> majority_rate;
+  bool has_eval() const { return eval_accuracy.has_value(); }
   double epsilon = 0;
   int64_t steps = 0;
   double train_seconds = 0;
@@ -46,6 +50,10 @@ struct JobRecord {
   double sample_rate = 0;
   int64_t steps_per_epoch = 0;
   int64_t train_rows = 0;
+  // The DP eval release (privacy.eval): sigma_e, and every E-th epoch (and
+  // the last) releases. eval_every 0: no eval release.
+  double eval_noise_multiplier = 0;
+  int32_t eval_every = 0;
   int32_t world_size = 1;
   std::vector<EpochRecord> history;
   std::string reason;
@@ -73,6 +81,9 @@ struct Assignment {
   std::vector<std::string> data_paths;
   std::string shard_dir;
   int32_t start_epoch = 0;
+  // data.path jobs: the coordinator's secret split key (never in a
+  // JobRecord, so never in a job's JSON).
+  uint64_t split_key = 0;
 };
 
 struct WorkerRecord {

@@ -92,7 +92,7 @@ grpc::Status AdminServiceImpl::GetLedger(grpc::ServerContext*, const v1::GetLedg
     out->set_owner(owners[e.job_id]);
     out->set_attempt(e.attempt);
     out->set_epoch(e.epoch);
-    out->set_mechanism("subsampled_gaussian");
+    out->set_mechanism(MechanismName(e.mechanism));
     out->set_sample_rate(e.sample_rate);
     out->set_noise_multiplier(e.noise_multiplier);
     out->set_steps(e.steps);

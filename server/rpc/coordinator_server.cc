@@ -172,13 +172,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   s->security_notes_.push_back(
       roots.empty() ? "no --data-root: raw files are refused; only datasets already registered can be used"
                     : absl::StrCat("raw files only from ", absl::StrJoin(roots.roots(), ", ")));
+  // One secret split for every data.path job: the resolver counts N with it
+  // and the assignments carry it to the ranks.
+  CoordinatorOptions coordinator = options.coordinator;
+  ASSIGN_OR_RETURN(coordinator.split_key, s->store_->SplitKey());
   s->clock_ = std::make_unique<SystemClock>();
-  s->data_ = std::make_unique<PipelineDataResolver>(roots);
+  s->data_ = std::make_unique<PipelineDataResolver>(roots, coordinator.split_key);
   s->datasets_ = std::make_unique<DatasetRegistry>(s->store_.get(), s->clock_.get(), options.state_dir);
   s->datasets_->set_data_roots(roots);
   RETURN_IF_ERROR(s->datasets_->Recover());
-  s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(),
-                                          options.coordinator);
+  s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(), coordinator);
   s->jobs_->set_datasets(s->datasets_.get());
   RETURN_IF_ERROR(s->jobs_->Recover());
   s->tokens_ = std::make_unique<Tokens>(s->store_.get(), s->clock_.get());

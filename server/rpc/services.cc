@@ -376,6 +376,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::He
     for (const std::string& p : a.data_paths) out->add_data_paths(p);
     out->set_shard_dir(a.shard_dir);
     out->set_start_epoch(a.start_epoch);
+    out->set_split_key(a.split_key);
   }
   for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);
   return grpc::Status::OK;
@@ -387,8 +388,20 @@ grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext* ctx, const v1:
   if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
     return ToGrpc(s);
   }
+  Mechanism mechanism = Mechanism::kTrain;
+  switch (req->mechanism()) {
+    case v1::MECHANISM_TRAIN:
+      break;
+    case v1::MECHANISM_EVAL:
+      mechanism = Mechanism::kEval;
+      break;
+    default:
+      return ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("mechanism: ", req->mechanism(), " is not a known mechanism (train, eval)")));
+  }
   absl::StatusOr<double> eps = deps_.jobs->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
-                                                  req->steps(), req->sample_rate(), req->noise_multiplier());
+                                                  req->steps(), req->sample_rate(), req->noise_multiplier(),
+                                                  mechanism);
   if (!eps.ok()) return ToGrpc(eps.status());
   resp->set_epsilon_after(*eps);
   return grpc::Status::OK;

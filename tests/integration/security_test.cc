@@ -571,33 +571,36 @@ TEST_F(SecurityTest, AuditAndLedgerListExactlyWhatHappened) {
   EXPECT_THAT(out, Not(HasSubstr(analyst))) << "no token in the trail";
   EXPECT_THAT(out, Not(HasSubstr(cluster_->custodian_token())));
 
-  // The ledger: one charge per epoch, owned by the analyst, composing to
-  // the job's epsilon.
+  // The ledger: per epoch a training charge and its eval release, owned by
+  // the analyst, composing to the job's epsilon.
   ASSERT_EQ(cluster_->Dpctl({"ledger", "synth", "-o", "json"}, &out, &err), 0) << err;
   auto ledger = nlohmann::json::parse(out);
-  ASSERT_EQ(ledger["charges"].size(), 2u) << out;
+  ASSERT_EQ(ledger["charges"].size(), 4u) << out;
   auto final_job = *cluster_->client().Get(job);
+  ASSERT_GT(final_job.eval_noise_multiplier(), 0);
   double sum = 0;
-  for (int i = 0; i < 2; ++i) {
+  for (int i = 0; i < 4; ++i) {
     const auto& c = ledger["charges"][i];
+    const bool eval = i % 2 == 1;
     EXPECT_EQ(c["job_id"], job);
     EXPECT_EQ(c["owner"], "ann");
     EXPECT_EQ(c["attempt"], 1);
-    EXPECT_EQ(c["epoch"], i + 1);
-    EXPECT_EQ(c["mechanism"], "subsampled_gaussian");
-    EXPECT_DOUBLE_EQ(c["sample_rate"].get<double>(), final_job.sample_rate());
-    EXPECT_DOUBLE_EQ(c["noise_multiplier"].get<double>(), 1.0);
-    EXPECT_EQ(c["steps"], final_job.steps_per_epoch());
+    EXPECT_EQ(c["epoch"], i / 2 + 1);
+    EXPECT_EQ(c["mechanism"], eval ? "eval" : "train");
+    EXPECT_DOUBLE_EQ(c["sample_rate"].get<double>(), eval ? 1.0 : final_job.sample_rate());
+    EXPECT_DOUBLE_EQ(c["noise_multiplier"].get<double>(), eval ? final_job.eval_noise_multiplier() : 1.0);
+    EXPECT_EQ(c["steps"], eval ? 1 : final_job.steps_per_epoch());
     EXPECT_GT(c["epsilon_increment"].get<double>(), 0);
     sum += c["epsilon_increment"].get<double>();
   }
   EXPECT_NEAR(sum, final_job.epsilon(), 1e-9);
-  EXPECT_NEAR(ledger["charges"][1]["epsilon_total"].get<double>(), final_job.epsilon(), 1e-9);
+  EXPECT_NEAR(ledger["charges"][3]["epsilon_total"].get<double>(), final_job.epsilon(), 1e-9);
   ASSERT_EQ(cluster_->Dpctl({"ledger", "synth", "-o", "csv"}, &out, &err), 0) << err;
   std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), 3u) << out;
+  ASSERT_EQ(lines.size(), 5u) << out;
   EXPECT_THAT(lines[0], HasSubstr("job_id,owner,attempt,epoch"));
-  EXPECT_THAT(lines[1], HasSubstr(job + ",ann,1,1,subsampled_gaussian,"));
+  EXPECT_THAT(lines[1], HasSubstr(job + ",ann,1,1,train,"));
+  EXPECT_THAT(lines[2], HasSubstr(job + ",ann,1,1,eval,1,"));
 }
 
 // Malformed authorization metadata: UNAUTHENTICATED, never a crash.
