@@ -1,11 +1,10 @@
 #include "client/admin_cli.h"
 
-#include <cmath>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "client/cli.h"
+#include "client/privacy_format.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
@@ -15,9 +14,6 @@ std::string Time(int64_t unix_ms) {
   if (unix_ms == 0) return "-";
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
 }
-
-// JSON has no infinity; a non-private charge composes to null.
-nlohmann::json Number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
 int TokenVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream& out, std::ostream& err) {
   const std::string sub = p.positional.size() > 1 ? p.positional[1] : "";
@@ -129,44 +125,17 @@ int LedgerVerb(CoordinatorClient& client, const Args& p, std::ostream& out, std:
     return kExitUsage;
   }
   if (p.positional.size() != 1) {
-    err << "dpctl ledger: expected DATASET (a registered name or a data path)\n";
+    err << "dpctl ledger: expected DATASET (a registered name, a data path or a file key)\n";
     return kExitUsage;
   }
   absl::StatusOr<v1::GetLedgerResponse> ledger = client.GetLedger(p.positional[0]);
   if (!ledger.ok()) return ReportError(ledger.status(), err);
   if (format == "json") {
-    nlohmann::json arr = nlohmann::json::array();
-    for (const v1::LedgerCharge& c : ledger->charges()) {
-      arr.push_back({{"job_id", c.job_id()}, {"owner", c.owner()}, {"attempt", c.attempt()}, {"epoch", c.epoch()},
-                     {"mechanism", c.mechanism()}, {"sample_rate", c.sample_rate()},
-                     {"noise_multiplier", c.noise_multiplier()}, {"steps", c.steps()}, {"delta", c.delta()},
-                     {"epsilon_increment", Number(c.epsilon_increment())},
-                     {"epsilon_total", Number(c.epsilon_total())}, {"recorded_unix_ms", c.recorded_unix_ms()}});
-    }
-    out << nlohmann::json{{"dataset", ledger->dataset()}, {"delta", ledger->delta()}, {"charges", arr}}.dump(2)
-        << "\n";
-    return kExitOk;
-  }
-  if (format == "csv") {
-    out << "job_id,owner,attempt,epoch,mechanism,sample_rate,noise_multiplier,steps,delta,epsilon_increment,"
-           "epsilon_total,recorded_unix_ms\n";
-    for (const v1::LedgerCharge& c : ledger->charges()) {
-      // Job ids and token names hold no commas or quotes.
-      out << absl::StrFormat("%s,%s,%d,%d,%s,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%d\n", c.job_id(), c.owner(),
-                             c.attempt(), c.epoch(), c.mechanism(), c.sample_rate(), c.noise_multiplier(), c.steps(),
-                             c.delta(), c.epsilon_increment(), c.epsilon_total(), c.recorded_unix_ms());
-    }
-    return kExitOk;
-  }
-  out << absl::StrFormat("ledger of %s (epsilon composed with RDP at delta %.3g)\n", ledger->dataset(),
-                         ledger->delta());
-  out << absl::StrFormat("%-12s %-16s %7s %5s %10s %8s %7s %10s %10s  %s\n", "JOB", "OWNER", "ATTEMPT", "EPOCH",
-                         "Q", "SIGMA", "STEPS", "+EPSILON", "EPSILON", "TIME");
-  for (const v1::LedgerCharge& c : ledger->charges()) {
-    out << absl::StrFormat("%-12s %-16s %7d %5d %10.6g %8.4g %7d %10.4f %10.4f  %s\n", c.job_id(),
-                           c.owner().empty() ? "-" : c.owner(), c.attempt(), c.epoch(), c.sample_rate(),
-                           c.noise_multiplier(), c.steps(), c.epsilon_increment(), c.epsilon_total(),
-                           Time(c.recorded_unix_ms()));
+    out << LedgerJson(*ledger).dump(2) << "\n";
+  } else if (format == "csv") {
+    out << LedgerCsv(*ledger);
+  } else {
+    out << LedgerText(*ledger);
   }
   return kExitOk;
 }

@@ -17,6 +17,7 @@
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
+#include "client/privacy_format.h"
 #include "common/pums/dataset.h"
 #include "common/files.h"
 #include "common/spec/job_spec.h"
@@ -116,20 +117,21 @@ bool JsonOutput(const Args& p, std::ostream& err, bool* json) {
 
 
 std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
+  const std::string eps = Pad(EpsilonText(EpochEpsilon(m)), 8);
   if (!m.has_eval_accuracy()) {
-    return absl::StrFormat("epoch %3d/%-3d  (no eval release)  eps %8.4f  (%.1fs)", m.epoch(), epochs,
-                           m.epsilon(), m.train_seconds());
+    return absl::StrFormat("epoch %3d/%-3d  (no eval release)  eps %s  (%.1fs)", m.epoch(), epochs, eps,
+                           m.train_seconds());
   }
-  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %8.4f  (%.1fs)",
-                         m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(),
-                         m.epsilon(), m.train_seconds());
+  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %s  (%.1fs)",
+                         m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(), eps,
+                         m.train_seconds());
 }
 
-std::string ProgressBar(int32_t done, int32_t total, double eps, const char* state) {
+std::string ProgressBar(int32_t done, int32_t total, std::optional<double> eps, const char* state) {
   const int width = 30;
   const int filled = total > 0 ? static_cast<int>(static_cast<double>(done) / total * width) : 0;
-  return absl::StrFormat("\r[%s%s] %d/%d epochs  eps %.4f  %s\x1b[K", std::string(filled, '#'),
-                         std::string(width - filled, '.'), done, total, eps, state);
+  return absl::StrFormat("\r[%s%s] %d/%d epochs  eps %s  %s\x1b[K", std::string(filled, '#'),
+                         std::string(width - filled, '.'), done, total, EpsilonText(eps), state);
 }
 
 nlohmann::json EventJson(const v1::JobEvent& e) {
@@ -154,7 +156,7 @@ nlohmann::json EventJson(const v1::JobEvent& e) {
 int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool interactive,
            std::ostream& out, std::ostream& err) {
   int32_t epochs = 0;
-  double eps = 0;
+  std::optional<double> eps;
   int32_t done = 0;
   std::string state = "QUEUED";
   auto on_event = [&](const v1::JobEvent& e) {
@@ -165,14 +167,14 @@ int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool
     state = StateName(e.state());
     if (e.type() == v1::JobEvent::SNAPSHOT) {
       epochs = e.job().epochs();
-      eps = e.job().epsilon();
+      eps = JobEpsilon(e.job());
       done = e.job().epochs_done();
       out << "job " << e.job().job_id() << " (" << e.job().name() << "): " << state << "\n";
       for (const v1::EpochMetrics& m : e.job().history()) out << EpochRow(m, epochs) << "\n";
     } else if (e.type() == v1::JobEvent::EPOCH) {
       if (interactive) out << "\r\x1b[K";
       out << EpochRow(e.epoch(), epochs) << "\n";
-      eps = e.epoch().epsilon();
+      eps = EpochEpsilon(e.epoch());
       done = e.epoch().epoch();
     } else {
       if (interactive) out << "\r\x1b[K";
@@ -188,9 +190,10 @@ int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool
     out << JobToJson(*final_job, -1) << "\n";
   } else {
     if (interactive) out << "\r\x1b[K";
-    out << absl::StrFormat("job %s %s after %d/%d epochs; eps %.4f (delta %.3g)%s\n", final_job->job_id(),
+    out << absl::StrFormat("job %s %s after %d/%d epochs; eps %s%s%s\n", final_job->job_id(),
                            StateName(final_job->state()), final_job->epochs_done(), final_job->epochs(),
-                           final_job->epsilon(), final_job->delta(),
+                           EpsilonText(JobEpsilon(*final_job)),
+                           IsPrivate(*final_job) ? absl::StrFormat(" (delta %.3g)", final_job->delta()) : "",
                            final_job->reason().empty() ? "" : ": " + final_job->reason());
   }
   return final_job->state() == v1::SUCCEEDED ? kExitOk : kExitJobFailed;
@@ -231,22 +234,6 @@ int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   return kExitOk;
 }
 
-nlohmann::json BudgetJson(const v1::DatasetBudget& b) {
-  nlohmann::json j = {{"dataset", b.dataset()},
-                      {"delta", b.delta()},
-                      {"epsilon_spent", b.epsilon_spent()},
-                      {"epsilon_committed", b.epsilon_committed()},
-                      {"jobs", b.jobs()}};
-  if (b.has_budget()) {
-    j["epsilon_budget"] = b.epsilon_budget();
-    j["epsilon_remaining"] = b.epsilon_remaining();
-  } else {
-    j["epsilon_budget"] = nullptr;
-    j["epsilon_remaining"] = nullptr;
-  }
-  return j;
-}
-
 int BudgetVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream& out, std::ostream& err) {
   if (!p.positional.empty() && p.positional[0] == "set") {
     if (p.positional.size() != 2 || !p.values.count("--epsilon") || !p.values.count("--delta")) {
@@ -262,14 +249,16 @@ int BudgetVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream
       err << "dpctl budget set: --delta '" << p.values.at("--delta") << "' is not a number\n";
       return kExitUsage;
     }
-    absl::StatusOr<v1::DatasetBudget> b = client.SetBudget(p.positional[1], eps, delta);
-    if (!b.ok()) return ReportError(b.status(), err);
+    absl::StatusOr<std::vector<v1::DatasetBudget>> set = client.SetBudget(p.positional[1], eps, delta);
+    if (!set.ok()) return ReportError(set.status(), err);
     if (json) {
-      out << BudgetJson(*b).dump(2) << "\n";
+      nlohmann::json arr = nlohmann::json::array();
+      for (const v1::DatasetBudget& b : *set) arr.push_back(BudgetJson(b));
+      out << nlohmann::json{{"files", arr}}.dump(2) << "\n";
     } else {
-      out << absl::StrFormat("dataset %s: budget epsilon %.6g at delta %.3g; %.6g spent, %.6g remaining\n",
-                             b->dataset(), b->epsilon_budget(), b->delta(), b->epsilon_spent(),
-                             b->epsilon_remaining());
+      out << absl::StrFormat("budget epsilon %.6g at delta %.3g on %d file(s) of %s:\n", eps, delta, set->size(),
+                             p.positional[1])
+          << BudgetTable(*set);
     }
     return kExitOk;
   }
@@ -282,18 +271,10 @@ int BudgetVerb(CoordinatorClient& client, const Args& p, bool json, std::ostream
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const v1::DatasetBudget& b : *budgets) arr.push_back(BudgetJson(b));
-    out << nlohmann::json{{"datasets", arr}}.dump(2) << "\n";
+    out << nlohmann::json{{"files", arr}}.dump(2) << "\n";
     return kExitOk;
   }
-  out << absl::StrFormat("%-40s %10s %10s %10s %10s %8s %5s\n", "DATASET", "BUDGET", "SPENT", "COMMITTED",
-                         "REMAINING", "DELTA", "JOBS");
-  for (const v1::DatasetBudget& b : *budgets) {
-    out << absl::StrFormat("%-40s %10s %10.4f %10.4f %10s %8.2g %5d\n", b.dataset(),
-                           b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_budget()) : "-", b.epsilon_spent(),
-                           b.epsilon_committed(),
-                           b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_remaining()) : "-", b.delta(),
-                           b.jobs());
-  }
+  out << BudgetTable(*budgets);
   return kExitOk;
 }
 
@@ -625,13 +606,14 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       out << JobToJson(*job) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("job      %s (%s)\nstate    %s%s\nepochs   %d/%d\nepsilon  %.4f (delta %.3g, %s)\n"
+    out << absl::StrFormat("job      %s (%s)\nstate    %s%s\nepochs   %d/%d\nepsilon  %s%s\n"
                            "sigma    %.4g   q %.6g   %d steps/epoch   %d worker(s)\n",
                            job->job_id(), job->name(), StateName(job->state()),
-                           job->reason().empty() ? "" : ": " + job->reason(), job->epochs_done(),
-                           job->epochs(), job->epsilon(), job->delta(), job->accountant(),
-                           job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(),
-                           job->world_size());
+                           job->reason().empty() ? "" : ": " + job->reason(), job->epochs_done(), job->epochs(),
+                           EpsilonText(JobEpsilon(*job)),
+                           IsPrivate(*job) ? absl::StrFormat(" (delta %.3g, %s)", job->delta(), job->accountant())
+                                           : "",
+                           job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(), job->world_size());
     for (const v1::EpochMetrics& m : job->history()) out << EpochRow(m, job->epochs()) << "\n";
     return kExitOk;
   }
@@ -645,10 +627,10 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       out << nlohmann::json{{"jobs", arr}}.dump(2) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("%-12s %-24s %-10s %8s %10s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON");
+    out << absl::StrFormat("%-12s %-24s %-10s %8s %16s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON");
     for (const v1::Job& j : *jobs) {
-      out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %10.4f\n", j.job_id(), j.name(), StateName(j.state()),
-                             j.epochs_done(), j.epochs(), j.epsilon());
+      out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %s\n", j.job_id(), j.name(), StateName(j.state()),
+                             j.epochs_done(), j.epochs(), Pad(EpsilonText(JobEpsilon(j)), 16));
     }
     return kExitOk;
   }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "client/privacy_format.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
@@ -119,15 +120,15 @@ absl::StatusOr<v1::VersionInfo> CoordinatorClient::Version() {
   return resp;
 }
 
-absl::StatusOr<v1::DatasetBudget> CoordinatorClient::SetBudget(const std::string& dataset, double epsilon,
-                                                               double delta) {
+absl::StatusOr<std::vector<v1::DatasetBudget>> CoordinatorClient::SetBudget(const std::string& dataset,
+                                                                            double epsilon, double delta) {
   v1::SetBudgetRequest req;
   req.set_dataset(dataset);
   req.set_epsilon(epsilon);
   req.set_delta(delta);
-  v1::DatasetBudget resp;
+  v1::SetBudgetResponse resp;
   DPFLEET_UNARY(SetBudget, req, resp);
-  return resp;
+  return std::vector<v1::DatasetBudget>(resp.budgets().begin(), resp.budgets().end());
 }
 
 absl::StatusOr<std::vector<v1::DatasetBudget>> CoordinatorClient::Budgets(const std::string& dataset) {
@@ -301,7 +302,7 @@ nlohmann::json EpochJson(const v1::EpochMetrics& m) {
           {"eval_auc", metric(m.has_eval_auc(), m.eval_auc())},
           {"eval_balanced_accuracy", metric(m.has_eval_balanced_accuracy(), m.eval_balanced_accuracy())},
           {"majority_rate", metric(m.has_majority_rate(), m.majority_rate())},
-          {"epsilon", m.epsilon()},
+          {"epsilon", EpsilonJson(EpochEpsilon(m))},
           {"steps", m.steps()},
           {"train_seconds", m.train_seconds()}};
 }
@@ -314,7 +315,9 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"state", StateName(job.state())},
                       {"epochs_done", job.epochs_done()},
                       {"epochs", job.epochs()},
-                      {"epsilon", job.epsilon()},
+                      {"mode", job.mode()},
+                      {"private", IsPrivate(job)},
+                      {"epsilon", EpsilonJson(JobEpsilon(job))},
                       {"delta", job.delta()},
                       {"noise_multiplier", job.noise_multiplier()},
                       {"accountant", job.accountant()},

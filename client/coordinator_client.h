@@ -43,7 +43,8 @@ class CoordinatorClient {
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> Workers();
   absl::StatusOr<v1::VersionInfo> Version();
-  absl::StatusOr<v1::DatasetBudget> SetBudget(const std::string& dataset, double epsilon, double delta);
+  // One budget per file the name maps to.
+  absl::StatusOr<std::vector<v1::DatasetBudget>> SetBudget(const std::string& dataset, double epsilon, double delta);
   absl::StatusOr<std::vector<v1::DatasetBudget>> Budgets(const std::string& dataset);
   absl::StatusOr<v1::Dataset> AddDataset(const v1::AddDatasetRequest& request);
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name);
@@ -75,10 +76,11 @@ class CoordinatorClient {
 // The channel credentials for `ca_pem` (TLS) or plaintext when it is empty.
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const std::string& ca_pem);
 
-// The JSON form of a job that `dpctl status -o json` prints.
+// The JSON form of a job that `dpctl status -o json` prints ("epsilon" null
+// and "private" false for a non-private job).
 std::string JobToJson(const v1::Job& job, int indent = 2);
 // One epoch of a job's history as JSON: eval metrics null when the epoch had
-// no eval release.
+// no eval release, epsilon null when the job is not private.
 nlohmann::json EpochJson(const v1::EpochMetrics& m);
 const char* StateName(v1::JobState s);
 bool IsTerminal(v1::JobState s);

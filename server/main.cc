@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
                ? 2
                : 1;
   }
+  for (const std::string& note : (*server)->upgrade_notes()) {
+    std::fprintf(stderr, "dpfleet-server: %s\n", note.c_str());
+  }
   for (const std::string& note : (*server)->security_notes()) {
     std::fprintf(stderr, "dpfleet-server: %s\n", note.c_str());
   }

@@ -96,23 +96,41 @@ std::string DatasetKey(const std::vector<std::string>& paths) {
   return key;
 }
 
+absl::Status CheckDistinctInputs(const std::string& field, const std::vector<std::string>& paths,
+                                 const std::vector<std::string>& keys) {
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (keys[i] != keys[j]) continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, "[", i, "]: '", paths[i], "' has the same content as ", field, "[", j, "] '", paths[j],
+          "' (a link or a copy of it): the same records twice would count every person in them twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PipelineDataResolver::FileKey(const std::string& field, const std::string& path) {
+  ASSIGN_OR_RETURN(const std::string real, roots_.Resolve(field, path));
+  return files_->Identify(real);
+}
+
 absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
   ASSIGN_OR_RETURN(data::EncodeOptions options, EncodeOptionsFor(spec, split_key_));
   std::string key = absl::StrCat(spec.task, "|", absl::StrJoin(spec.features, ","), "|", options.eval_fraction);
-  std::string dataset_key;
+  DataFacts facts;
   std::vector<std::string> real_paths;
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
-    ASSIGN_OR_RETURN(const std::string real,
-                     roots_.Resolve(spec.data_paths.size() == 1 ? std::string("data.path")
-                                                                : absl::StrCat("data.path[", i, "]"),
-                                    spec.data_paths[i]));
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(real, ec);
-    const auto mtime = std::filesystem::last_write_time(real, ec).time_since_epoch().count();
-    absl::StrAppend(&key, "|", real, ":", size, ":", mtime);
+    const std::string field =
+        spec.data_paths.size() == 1 ? std::string("data.path") : absl::StrCat("data.path[", i, "]");
+    ASSIGN_OR_RETURN(const std::string real, roots_.Resolve(field, spec.data_paths[i]));
+    absl::StatusOr<std::string> file = files_->Identify(real);
+    if (!file.ok()) return absl::InvalidArgumentError(absl::StrCat(field, ": ", file.status().message()));
+    absl::StrAppend(&key, "|", *file);
     real_paths.push_back(real);
+    facts.input_files.push_back(*std::move(file));
   }
-  dataset_key = DatasetKey(spec.data_paths);
+  // Before anything is read: the same content twice is refused by name.
+  RETURN_IF_ERROR(CheckDistinctInputs("data.path", spec.data_paths, facts.input_files));
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(key);
@@ -123,8 +141,6 @@ absl::StatusOr<DataFacts> PipelineDataResolver::Resolve(const JobSpec& spec) {
   if (!ds.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("data.path: ", ds.status().message()));
   }
-  DataFacts facts;
-  facts.dataset_key = dataset_key;
   facts.train_rows = ds->train.rows;
   facts.eval_rows = ds->eval.rows;
   facts.input_dim = ds->train.dim;

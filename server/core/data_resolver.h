@@ -1,6 +1,7 @@
 // Resolves a job's data to the facts the coordinator needs before it can
-// schedule and account for the job: the number of training records N (which
-// fixes q = B/N), the eval size and the encoded width.
+// schedule and account for the job: the ledger keys of its files (their
+// content, server/core/content_key.h), the number of training records N
+// (which fixes q = B/N), the eval size and the encoded width.
 //
 // The coordinator runs the same pipeline the workers run, so N here is
 // exactly the N the workers sample from.
@@ -20,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/spec/job_spec.h"
+#include "server/core/file_identifier.h"
 
 namespace dpfleet::server {
 
@@ -55,35 +57,51 @@ class DataRoots {
 };
 
 struct DataFacts {
-  std::string dataset_key;  // identifies the data for the privacy ledger
+  std::vector<std::string> input_files;  // ledger keys, in data.path order
   int64_t train_rows = 0;
   int64_t eval_rows = 0;
   int64_t input_dim = 0;
 };
 
-// The ledger's name for the data a job reads: its files' absolute paths,
-// '+'-joined in spec order.
+// A label for the data a job reads, as it named it: its files' absolute
+// paths, '+'-joined in spec order (ledger rows keep it for display; budgets
+// follow the files' content keys).
 std::string DatasetKey(const std::vector<std::string>& paths);
+
+// Refuses (InvalidArgument naming `field`[i] and the earlier input) two
+// inputs with the same content key: the same records twice would count
+// every person in them twice. `keys` are in `paths` order.
+absl::Status CheckDistinctInputs(const std::string& field, const std::vector<std::string>& paths,
+                                 const std::vector<std::string>& keys);
 
 class DataResolver {
  public:
   virtual ~DataResolver() = default;
-  // InvalidArgument naming data.path when the files are missing or unusable.
+  // InvalidArgument naming data.path when the files are missing, unusable
+  // or the same content twice.
   virtual absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) = 0;
+  // The ledger key of one raw file a request names outside a spec (a
+  // budget or ledger argument), confined exactly like data.path; the
+  // refusal is DataRoots' and names `field`.
+  virtual absl::StatusOr<std::string> FileKey(const std::string& field, const std::string& path) = 0;
 };
 
 // Runs the embedded data pipeline on files inside `roots`, caching by
-// (files, sizes, mtimes, task, features, eval fraction). The split is the
+// (content keys, task, features, eval fraction). The split is the
 // coordinator's: `split_key` is its secret (Store::SplitKey), the same one
 // the job's ranks get, and is never part of anything this class returns.
+// `files` (not owned) identifies every file before it is read.
 class PipelineDataResolver final : public DataResolver {
  public:
-  PipelineDataResolver(DataRoots roots, uint64_t split_key) : roots_(std::move(roots)), split_key_(split_key) {}
+  PipelineDataResolver(DataRoots roots, uint64_t split_key, FileIdentifier* files)
+      : roots_(std::move(roots)), split_key_(split_key), files_(files) {}
   absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override;
+  absl::StatusOr<std::string> FileKey(const std::string& field, const std::string& path) override;
 
  private:
   const DataRoots roots_;
   const uint64_t split_key_;
+  FileIdentifier* const files_;
   absl::Mutex mu_;
   std::map<std::string, DataFacts> cache_ ABSL_GUARDED_BY(mu_);
 };

@@ -15,7 +15,7 @@ namespace dpfleet::server {
 namespace {
 
 nlohmann::json ToJson(const DatasetRecord& d) {
-  return {{"name", d.name},         {"paths", d.paths},         {"task", d.task},
+  return {{"name", d.name},         {"paths", d.paths},         {"input_files", d.input_files}, {"task", d.task},
           {"features", d.features}, {"shards", d.shards},       {"split_seed", d.split_seed},
           {"eval_fraction", d.eval_fraction}, {"state", d.state}, {"reason", d.reason},
           {"dir", d.dir},           {"manifest_json", d.manifest_json}, {"rows_train", d.rows_train},
@@ -28,6 +28,7 @@ absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
     DatasetRecord d;
     d.name = j.at("name");
     d.paths = j.at("paths").get<std::vector<std::string>>();
+    d.input_files = j.value("input_files", std::vector<std::string>{});
     d.task = j.at("task");
     d.features = j.at("features").get<std::vector<std::string>>();
     d.shards = j.at("shards");
@@ -51,7 +52,11 @@ absl::StatusOr<DatasetRecord> FromJson(const std::string& text) {
 }  // namespace
 
 DatasetRegistry::DatasetRegistry(Store* store, Clock* clock, std::string state_dir, PrepareFn prepare)
-    : store_(store), clock_(clock), state_dir_(std::move(state_dir)), prepare_(std::move(prepare)) {}
+    : store_(store),
+      clock_(clock),
+      state_dir_(std::move(state_dir)),
+      prepare_(std::move(prepare)),
+      files_(store, clock) {}
 
 DatasetRegistry::~DatasetRegistry() {
   std::vector<std::thread> threads;
@@ -69,6 +74,16 @@ absl::Status DatasetRegistry::Recover() {
   for (const std::string& r : rows) {
     ASSIGN_OR_RETURN(DatasetRecord d, FromJson(r));
     dirs.insert(std::filesystem::path(d.dir).filename().string());
+    if (d.input_files.size() != d.paths.size()) {
+      // Recorded before content keys. The paths are the coordinator's own
+      // record of files it read, so they are hashed where they are.
+      d.input_files.clear();
+      for (const std::string& path : d.paths) {
+        absl::StatusOr<std::string> key = files_.Identify(path);
+        d.input_files.push_back(key.ok() ? *key : LegacyPathKey(path));
+      }
+      RETURN_IF_ERROR(store_->PutDataset(d.name, ToJson(d).dump()));
+    }
     if (d.state == "PREPARING") {
       // The roots may have changed since the dataset was added.
       for (std::size_t i = 0; i < d.paths.size() && d.state == "PREPARING"; ++i) {
@@ -101,9 +116,15 @@ absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
         "name: '", d.name, "' must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"));
   }
   if (d.paths.empty()) return absl::InvalidArgumentError("path: at least one PUMS person file is required");
+  std::vector<std::string> given = d.paths;
+  d.input_files.clear();
   for (std::size_t i = 0; i < d.paths.size(); ++i) {
     ASSIGN_OR_RETURN(d.paths[i], roots_.Resolve(absl::StrCat("path[", i, "]"), d.paths[i]));
+    absl::StatusOr<std::string> key = files_.Identify(d.paths[i]);
+    if (!key.ok()) return absl::InvalidArgumentError(absl::StrCat("path[", i, "]: ", key.status().message()));
+    d.input_files.push_back(*std::move(key));
   }
+  RETURN_IF_ERROR(CheckDistinctInputs("path", given, d.input_files));
   if (!data::ParseTask(d.task).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("task: '", d.task, "' is not one of: employment, unemployment"));
   }

@@ -10,10 +10,15 @@
 // realpath, when a dataset is added, and again before an interrupted
 // preparation restarts.
 //
+// Each dataset records the content keys of its files when it is added
+// (server/core/file_identifier.h): the ledger charges a job on the dataset
+// to those files, whoever else reads them under whatever name.
+//
 // Remove forgets a registration and deletes the shards the coordinator made
 // (never the raw files); a preparation in progress is cancelled. The
-// privacy ledger is keyed by the raw files, not by the registration, so
-// removing (and re-adding) a dataset never forgets budget already spent.
+// privacy ledger is keyed by the raw files' content, not by the
+// registration, so removing (and re-adding) a dataset never forgets budget
+// already spent.
 #ifndef DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 #define DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 
@@ -32,6 +37,7 @@
 #include "common/pums/prepare.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
+#include "server/core/file_identifier.h"
 #include "server/core/store.h"
 
 namespace dpfleet::server {
@@ -39,6 +45,9 @@ namespace dpfleet::server {
 struct DatasetRecord {
   std::string name;
   std::vector<std::string> paths;
+  // The ledger keys of `paths` (same order), taken when the dataset was
+  // added: what it prepared is what its jobs are charged to.
+  std::vector<std::string> input_files;
   std::string task = "employment";
   std::vector<std::string> features;
   int shards = 4;
@@ -67,9 +76,13 @@ class DatasetRegistry {
   // is refused. Set before Recover.
   void set_data_roots(DataRoots roots) { roots_ = std::move(roots); }
 
-  // Loads records; restarts preparations a restart interrupted.
+  // Loads records; restarts preparations a restart interrupted. Records
+  // from before content keys get theirs now: the files that still exist
+  // are hashed where the record names them, the others keep
+  // LegacyPathKey (as the store's migration keyed their ledger rows).
   absl::Status Recover();
-  // Validates (name, files, task, features, shards) and starts preparing.
+  // Validates (name, files — confined, identified and distinct —, task,
+  // features, shards) and starts preparing.
   absl::StatusOr<DatasetRecord> Add(DatasetRecord request);
   absl::StatusOr<DatasetRecord> Get(const std::string& name);
   std::vector<DatasetRecord> List();
@@ -95,6 +108,7 @@ class DatasetRegistry {
   const std::string state_dir_;
   const PrepareFn prepare_;
   DataRoots roots_;
+  FileIdentifier files_;
   absl::Mutex mu_;
   std::map<std::string, DatasetRecord> datasets_ ABSL_GUARDED_BY(mu_);
   // Cancel flags of the preparations still running, by name.

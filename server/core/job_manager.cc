@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/spec/job_spec.h"
 #include "common/pums/schema.h"
 #include "common/pums/shards.h"
@@ -37,7 +38,13 @@ absl::Status JobManager::Recover() {
   const int64_t now = clock_->NowMs();
   for (JobRecord& r : jobs) {
     JobEntry entry;
-    entry.dataset_key = DatasetKey(r.data_paths);
+    if (!IsTerminal(r.state) && r.input_files.size() != r.data_paths.size()) {
+      // Queued or running across the upgrade to content keys: its plan and
+      // its charges from now on belong to its files' keys. Stored before
+      // the job is in the table.
+      ASSIGN_OR_RETURN(r.input_files, InputFilesOfOldJob(r));
+      RETURN_IF_ERROR(store_->PutJob(r));
+    }
     if (r.state == JobState::kRunning) {
       entry.reattach_deadline_ms = now + options_.lease_ttl_ms;
       // Ranks that re-attach may still publish and read keys.
@@ -61,6 +68,7 @@ absl::StatusOr<JobManager::JobEntry*> JobManager::FindLocked(const std::string& 
 
 void JobManager::PublishLocked(JobEntry* job, JobEvent event) {
   event.seq = ++job->last_seq;
+  event.dp = job->record.dp;
   for (const auto& [id, listener] : listeners_) {
     if (listener.first == job->record.job_id) listener.second(&event);
   }
@@ -113,7 +121,7 @@ std::vector<LivePlan> JobManager::LivePlansLocked() const {
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
     if (IsTerminal(r.state) || !r.dp) continue;
-    live.push_back(PlanOf(r, job.dataset_key));
+    live.push_back(PlanOf(r));
   }
   return live;
 }
@@ -144,13 +152,13 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
     }
     facts.train_rows = d->rows_train;
     facts.eval_rows = d->rows_eval;
+    facts.input_files = d->input_files;
     data_paths = d->paths;
     shard_dir = d->dir;
   } else {
     // Reading the data is slow; do it before taking the lock.
     ASSIGN_OR_RETURN(facts, data_->Resolve(spec));
   }
-  const std::string dataset_key = DatasetKey(data_paths);
   if (facts.train_rows < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("data.path: '", data_paths[0], "' has no training records for task ", spec.task));
@@ -165,6 +173,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   r.name = spec.name;
   r.spec_yaml = spec_yaml;
   r.data_paths = data_paths;
+  r.input_files = facts.input_files;
   r.dataset = spec.dataset;
   r.shard_dir = shard_dir;
   r.epochs = spec.training.epochs;
@@ -182,6 +191,8 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
     // epsilon to protect.
     r.eval_noise_multiplier = spec.dp() ? spec.privacy.eval.noise_multiplier : 0.0;
   }
+  // δ against the N the job trains on, before σ is calibrated to it.
+  RETURN_IF_ERROR(Ledger::CheckDelta(spec, r.train_rows));
   ASSIGN_OR_RETURN(r.noise_multiplier, Ledger::NoiseMultiplierFor(spec, r));
   absl::MutexLock lock(&mu_);
   if (!spec.dataset.empty()) {
@@ -195,13 +206,12 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   }
   // The budget check and the job's creation happen under one lock, so
   // concurrent submissions cannot together overshoot a budget.
-  RETURN_IF_ERROR(ledger_.CheckSubmit(dataset_key, r, LivePlansLocked()));
+  RETURN_IF_ERROR(ledger_.CheckSubmit(r, LivePlansLocked()));
   ASSIGN_OR_RETURN(r.job_id, store_->NextJobId());
   r.created_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->PutJob(r));
   JobEntry entry;
   entry.record = r;
-  entry.dataset_key = dataset_key;
   job_order_.push_back(r.job_id);
   JobEntry* job = &jobs_.emplace(r.job_id, std::move(entry)).first->second;
   JobEvent ev;
@@ -357,8 +367,8 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
   JobRecord& r = job->record;
-  ASSIGN_OR_RETURN(double epsilon, ledger_.Charge(r, job->dataset_key, attempt, rank, epoch, steps, sample_rate,
-                                                  noise_multiplier, mechanism));
+  ASSIGN_OR_RETURN(double epsilon,
+                   ledger_.Charge(r, attempt, rank, epoch, steps, sample_rate, noise_multiplier, mechanism));
   if (!r.dp) return 0.0;
   r.epsilon = epsilon;
   RETURN_IF_ERROR(store_->PutJob(r));
@@ -648,19 +658,134 @@ void JobManager::Tick() {
   if (freed) ScheduleLocked();
 }
 
-absl::StatusOr<BudgetView> JobManager::SetBudget(const std::string& dataset, double epsilon, double delta) {
-  absl::MutexLock lock(&mu_);
-  return ledger_.SetBudget(dataset, epsilon, delta, LivePlansLocked());
+absl::StatusOr<std::vector<std::string>> JobManager::InputFilesOfOldJob(const JobRecord& r) {
+  // Charged already: the store's migration mapped those rows onto the
+  // files, and later charges must land on the same keys.
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForJob(r.job_id));
+  for (const LedgerEntry& e : rows) {
+    if (e.files.size() == r.data_paths.size()) return e.files;
+  }
+  if (datasets_ != nullptr && !r.dataset.empty()) {
+    absl::StatusOr<DatasetRecord> d = datasets_->Get(r.dataset);
+    if (d.ok() && d->paths == r.data_paths) return d->input_files;
+  }
+  std::vector<std::string> files;
+  for (const std::string& path : r.data_paths) {
+    absl::StatusOr<std::string> key = data_->FileKey("data.path", path);
+    files.push_back(key.ok() ? *key : LegacyPathKey(path));
+  }
+  return files;
 }
 
-absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string& dataset) {
-  absl::MutexLock lock(&mu_);
-  return ledger_.GetBudgets(dataset, LivePlansLocked());
+absl::StatusOr<std::vector<std::string>> JobManager::FilesNamed(const std::string& argument, bool to_set) {
+  if (argument.empty()) {
+    return absl::InvalidArgumentError("dataset: must name a registered dataset, a data path or a file key");
+  }
+  if (datasets_ != nullptr) {
+    if (absl::StatusOr<DatasetRecord> d = datasets_->Get(argument); d.ok()) return d->input_files;
+  }
+  const absl::Status unknown = absl::NotFoundError(absl::StrCat(
+      "dataset: '", argument, "' names no registered dataset, no file under the coordinator's data roots and no ",
+      to_set ? "existing file's key" : "file the ledger knows"));
+  if (IsContentKey(argument) || IsLegacyKey(argument)) {
+    ASSIGN_OR_RETURN(const bool known, store_->KnowsFile(argument));
+    // A legacy key is a file gone before the upgrade: its rows can be
+    // read, but a budget on it would protect nothing.
+    if (!known || (to_set && IsLegacyKey(argument))) return unknown;
+    return std::vector<std::string>{argument};
+  }
+  // One path (which may itself hold a '+'), or several '+'-joined as in
+  // the ledger's old keys.
+  if (absl::StatusOr<std::string> whole = data_->FileKey("dataset", argument); whole.ok()) {
+    return std::vector<std::string>{*std::move(whole)};
+  }
+  std::vector<std::string> paths = absl::StrSplit(argument, '+', absl::SkipEmpty());
+  std::vector<std::string> files;
+  for (const std::string& path : paths) {
+    absl::StatusOr<std::string> key = data_->FileKey("dataset", path);
+    if (key.ok()) {
+      files.push_back(*std::move(key));
+      continue;
+    }
+    // A file that was gone before the upgrade keeps its rows under its old
+    // path: viewable by that path, never budgeted.
+    if (!to_set) {
+      ASSIGN_OR_RETURN(const bool known, store_->KnowsFile(LegacyPathKey(path)));
+      if (known) {
+        files.push_back(LegacyPathKey(path));
+        continue;
+      }
+    }
+    return absl::NotFoundError(absl::StrCat("dataset: '", argument,
+                                            "' is not a registered dataset, and as a path: ", key.status().message()));
+  }
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
+  return files;
 }
 
-absl::StatusOr<LedgerListing> JobManager::ListLedger(const std::string& dataset) {
-  absl::MutexLock lock(&mu_);
-  return ledger_.List(dataset, LivePlansLocked());
+absl::StatusOr<std::map<std::string, std::vector<std::string>>> JobManager::FileNames() {
+  std::map<std::string, std::vector<std::string>> names;
+  if (datasets_ != nullptr) {
+    for (const DatasetRecord& d : datasets_->List()) {  // sorted by name
+      for (const std::string& f : d.input_files) names[f].push_back(d.name);
+    }
+  }
+  ASSIGN_OR_RETURN(auto paths, store_->FilePaths());
+  for (auto& [file, held] : paths) {
+    std::vector<std::string>& n = names[file];
+    n.insert(n.end(), held.begin(), held.end());
+  }
+  return names;
+}
+
+absl::StatusOr<std::vector<BudgetView>> JobManager::Named(absl::StatusOr<std::vector<BudgetView>> views) {
+  if (!views.ok()) return views;
+  ASSIGN_OR_RETURN(auto names, FileNames());
+  for (BudgetView& v : *views) {
+    v.names = names[v.file];
+    if (IsLegacyKey(v.file)) v.names.push_back(v.file.substr(sizeof(kLegacyKeyPrefix) - 1));
+  }
+  return views;
+}
+
+absl::StatusOr<std::vector<BudgetView>> JobManager::SetBudget(const std::string& argument, double epsilon,
+                                                              double delta) {
+  // Naming may hash a file: done before the lock.
+  ASSIGN_OR_RETURN(const std::vector<std::string> files, FilesNamed(argument, /*to_set=*/true));
+  absl::StatusOr<std::vector<BudgetView>> views = [&] {
+    absl::MutexLock lock(&mu_);
+    return ledger_.SetBudget(files, epsilon, delta, LivePlansLocked());
+  }();
+  return Named(std::move(views));
+}
+
+absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string& argument) {
+  std::vector<std::string> files;
+  if (!argument.empty()) {
+    ASSIGN_OR_RETURN(files, FilesNamed(argument, /*to_set=*/false));
+  }
+  absl::StatusOr<std::vector<BudgetView>> views = [&] {
+    absl::MutexLock lock(&mu_);
+    return ledger_.GetBudgets(files, LivePlansLocked());
+  }();
+  return Named(std::move(views));
+}
+
+absl::StatusOr<std::vector<LedgerListing>> JobManager::ListLedger(const std::string& argument) {
+  ASSIGN_OR_RETURN(const std::vector<std::string> files, FilesNamed(argument, /*to_set=*/false));
+  std::vector<LedgerListing> out;
+  {
+    absl::MutexLock lock(&mu_);
+    const std::vector<LivePlan> live = LivePlansLocked();
+    for (const std::string& f : files) {
+      ASSIGN_OR_RETURN(LedgerListing l, ledger_.List(f, live));
+      out.push_back(std::move(l));
+    }
+  }
+  ASSIGN_OR_RETURN(auto names, FileNames());
+  for (LedgerListing& l : out) l.names = names[l.file];
+  return out;
 }
 
 void JobManager::Shutdown() {

@@ -110,12 +110,21 @@ class JobManager {
   // coordinator is not shutting down; returns the number of live (not
   // lost) workers.
   absl::StatusOr<int> Ready();
-  // Sets a dataset's total budget; FailedPrecondition if more is committed.
-  absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
-  // One dataset, or (empty name) every dataset with a budget or ledger entry.
-  absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset);
-  // Every charge on a dataset with its ε increment (Ledger::List).
-  absl::StatusOr<LedgerListing> ListLedger(const std::string& dataset);
+  // Budgets and the ledger are per file (Ledger). `argument` names files:
+  // a registered dataset (its files), a data path or several '+'-joined
+  // (confined like data.path, identified by content), or a ledger key
+  // ("sha256:...", or "path:..." for rows kept from a file gone before the
+  // upgrade to content keys). A name that matches none is NotFound naming
+  // it. Views carry the names that map to each file.
+  //
+  // Gives each named file the total budget; FailedPrecondition if more is
+  // committed on any of them (then none changes).
+  absl::StatusOr<std::vector<BudgetView>> SetBudget(const std::string& argument, double epsilon, double delta);
+  // The named files, or (empty argument) every file with a budget or a
+  // ledger entry.
+  absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& argument);
+  // Every charge on each named file with its ε increment (Ledger::List).
+  absl::StatusOr<std::vector<LedgerListing>> ListLedger(const std::string& argument);
 
   // --- Worker API ---
   // `identity` is what the worker's certificate proves; a run it claims
@@ -193,7 +202,6 @@ class JobManager {
  private:
   struct JobEntry {
     JobRecord record;
-    std::string dataset_key;
     int64_t last_seq = 0;  // events are numbered per job; nothing keeps them
     int64_t reattach_deadline_ms = 0;  // after a restart, for RUNNING jobs
   };
@@ -216,6 +224,18 @@ class JobManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The plans of queued and running private jobs, for the ledger.
   std::vector<LivePlan> LivePlansLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The ledger keys of a job recorded before content keys: those its
+  // migrated charges name, else its dataset's, else its paths' now (a path
+  // that no longer resolves keeps LegacyPathKey).
+  absl::StatusOr<std::vector<std::string>> InputFilesOfOldJob(const JobRecord& r);
+  // The ledger keys a budget or ledger argument names (see SetBudget);
+  // `to_set` refuses keys of files that no longer exist.
+  absl::StatusOr<std::vector<std::string>> FilesNamed(const std::string& argument, bool to_set);
+  // Ledger key -> the registered datasets that read it, then the paths
+  // last seen holding it.
+  absl::StatusOr<std::map<std::string, std::vector<std::string>>> FileNames();
+  // `views` with their names filled in.
+  absl::StatusOr<std::vector<BudgetView>> Named(absl::StatusOr<std::vector<BudgetView>> views);
 
   Store* const store_;
   DataResolver* const data_;

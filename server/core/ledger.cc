@@ -8,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "server/core/data_resolver.h"
 
@@ -34,12 +33,22 @@ std::vector<privacy::SubsampledGaussian> PlannedMechanisms(const LivePlan& p, in
   return plan;
 }
 
+// How a message names input file `i` of `job`: by the path the custodian
+// gave, or, for a registered dataset (whose paths and content keys are the
+// custodian's, not the analyst's), by its place in the dataset.
+std::string FileLabel(const JobRecord& job, std::size_t i) {
+  if (!job.dataset.empty()) {
+    return absl::StrCat("file ", i + 1, " of ", job.input_files.size(), " of dataset '", job.dataset, "'");
+  }
+  return i < job.data_paths.size() ? absl::StrCat("input file ", job.data_paths[i]) : job.input_files[i];
+}
+
 }  // namespace
 
-LivePlan PlanOf(const JobRecord& r, const std::string& dataset) {
+LivePlan PlanOf(const JobRecord& r) {
   LivePlan p;
   p.job_id = r.job_id;
-  p.dataset = dataset;
+  p.files = r.input_files;
   p.attempt = r.attempt;
   p.epochs = r.epochs;
   p.sample_rate = r.sample_rate;
@@ -56,7 +65,19 @@ Ledger::Ledger(Store* store, Clock* clock) : store_(store), clock_(clock) {}
 absl::Status Ledger::Recover() {
   ASSIGN_OR_RETURN(std::vector<BudgetRecord> budgets, store_->LoadBudgets());
   absl::MutexLock lock(&mu_);
-  for (const BudgetRecord& b : budgets) budgets_[b.dataset] = b;
+  for (const BudgetRecord& b : budgets) budgets_[b.file] = b;
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::CheckDelta(const JobSpec& spec, int64_t train_rows) {
+  if (!spec.dp() || train_rows < 1) return absl::OkStatus();
+  const double bound = 1.0 / static_cast<double>(train_rows);
+  if (spec.privacy.delta > bound) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "privacy.delta: '%g' must be at most 1/N = %.6g, N being the job's %d training records after "
+        "de-duplication: a delta above 1/N admits mechanisms that publish a whole record with probability delta",
+        spec.privacy.delta, bound, train_rows));
+  }
   return absl::OkStatus();
 }
 
@@ -66,7 +87,7 @@ absl::StatusOr<double> Ledger::NoiseMultiplierFor(const JobSpec& spec, const Job
   if (spec.privacy.target_epsilon) {
     // σ is calibrated so that training AND the eval releases meet the target
     // together.
-    const LivePlan p = PlanOf(plan, "");
+    const LivePlan p = PlanOf(plan);
     ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(plan.accountant));
     absl::StatusOr<double> calibrated = privacy::CalibrateNoiseMultiplier(
         kind, *spec.privacy.target_epsilon, plan.delta, plan.sample_rate,
@@ -97,37 +118,44 @@ absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
   return EpsilonOf(job, rows);
 }
 
-absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
+absl::Status Ledger::CheckSubmit(const JobRecord& plan, const std::vector<LivePlan>& live) {
   absl::MutexLock lock(&mu_);
-  auto b = budgets_.find(dataset);
-  if (b == budgets_.end()) return absl::OkStatus();
-  if (!plan.dp) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("privacy.mode: 'none' cannot run on dataset ", dataset,
-                     ": it has a privacy budget and a non-private job has no finite epsilon"));
-  }
-  const LivePlan p = PlanOf(plan, dataset);
-  ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset, {}, {}, live));
-  ASSIGN_OR_RETURN(BudgetView after,
-                   BudgetViewLocked(dataset, {}, PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
-  if (after.committed > b->second.epsilon) {
-    return absl::FailedPreconditionError(
-        absl::StrFormat("dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
-                        "queued and running jobs; this job would bring the composed total to %.6g",
-                        dataset, b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+  const LivePlan p = PlanOf(plan);
+  for (std::size_t i = 0; i < plan.input_files.size(); ++i) {
+    const std::string& file = plan.input_files[i];
+    auto b = budgets_.find(file);
+    if (b == budgets_.end()) continue;
+    if (!plan.dp) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("privacy.mode: 'none' cannot run on ", FileLabel(plan, i),
+                       ": it has a privacy budget and a non-private job has no finite epsilon"));
+    }
+    ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(file, {}, {}, live));
+    ASSIGN_OR_RETURN(BudgetView after,
+                     BudgetViewLocked(file, {}, PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
+    if (after.committed > b->second.epsilon) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "%s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by queued and running "
+          "jobs; this job would bring the composed total to %.6g",
+          FileLabel(plan, i), b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+    }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt, int32_t rank,
-                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier,
-                                      Mechanism mechanism) {
+absl::StatusOr<double> Ledger::Charge(const JobRecord& r, int32_t attempt, int32_t rank, int32_t epoch, int64_t steps,
+                                      double sample_rate, double noise_multiplier, Mechanism mechanism) {
+  if (r.input_files.empty()) {
+    // Every job gets its files' keys at submit; a charge that would count
+    // against no budget is never recorded.
+    return absl::InternalError(absl::StrCat("job '", r.job_id, "' has no input files to charge"));
+  }
   if (epoch < 1 || epoch > r.epochs) {
     return absl::InvalidArgumentError(
         absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", r.job_id, "'"));
   }
   const bool eval = mechanism == Mechanism::kEval;
-  if (eval && (!r.dp || rank != 0 || !EvalOf(PlanOf(r, dataset)).ReleasedAfter(epoch, r.epochs))) {
+  if (eval && (!r.dp || rank != 0 || !EvalOf(PlanOf(r)).ReleasedAfter(epoch, r.epochs))) {
     const std::string why =
         !r.dp               ? "the job is not private (its metrics are exact, not a charged release)"
         : r.eval_every == 0 ? "the job releases no eval metrics (privacy.eval: none)"
@@ -155,7 +183,9 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
   e.attempt = attempt;
   e.epoch = epoch;
   e.mechanism = mechanism;
-  e.dataset = dataset;
+  e.dataset = DatasetKey(r.data_paths);
+  e.files = r.input_files;
+  std::sort(e.files.begin(), e.files.end());
   e.steps = want_steps;
   e.sample_rate = want_q;
   // A non-private epoch is recorded too, with sigma 0: the dataset has then
@@ -169,15 +199,18 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
     return x.attempt == attempt && x.epoch == epoch && x.mechanism == mechanism;
   });
   if (!retry) {
-    if (auto b = budgets_.find(dataset); b != budgets_.end()) {
-      // Submit reserved the whole plan; this guards anything outside it.
-      // Only the spent total is compared, so live plans play no part.
+    // Submit reserved the whole plan; this guards anything outside it, for
+    // every file before any row is written. Only the spent totals are
+    // compared, so live plans play no part.
+    for (std::size_t i = 0; i < r.input_files.size(); ++i) {
+      auto b = budgets_.find(r.input_files[i]);
+      if (b == budgets_.end()) continue;
       ASSIGN_OR_RETURN(BudgetView after,
-                       BudgetViewLocked(dataset, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
+                       BudgetViewLocked(r.input_files[i], {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
       if (after.spent > b->second.epsilon) {
         return absl::FailedPreconditionError(absl::StrFormat(
-            "charging the %s of epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
-            eval ? "eval release" : "training", epoch, r.job_id, dataset, after.spent, b->second.epsilon));
+            "charging the %s of epoch %d of job '%s' would bring %s to epsilon %.6g, over its budget %.6g",
+            eval ? "eval release" : "training", epoch, r.job_id, FileLabel(r, i), after.spent, b->second.epsilon));
       }
     }
     ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
@@ -222,15 +255,15 @@ absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_
   return out;
 }
 
-absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
+absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& file,
                                                     const std::vector<privacy::SubsampledGaussian>& extra_spent,
                                                     const std::vector<privacy::SubsampledGaussian>& extra_planned,
                                                     const std::vector<LivePlan>& live) {
   BudgetView v;
-  v.dataset = dataset;
-  auto b = budgets_.find(dataset);
+  v.file = file;
+  auto b = budgets_.find(file);
   v.has_budget = b != budgets_.end();
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForDataset(dataset));
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForFile(file));
   std::vector<privacy::SubsampledGaussian> spent = extra_spent;
   std::set<std::string> jobs;
   // Without a budget, state epsilon at the smallest delta any job asked for
@@ -250,7 +283,7 @@ absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
   std::vector<privacy::SubsampledGaussian> committed = spent;
   committed.insert(committed.end(), extra_planned.begin(), extra_planned.end());
   for (const LivePlan& p : live) {
-    if (p.dataset != dataset) continue;
+    if (std::find(p.files.begin(), p.files.end(), file) == p.files.end()) continue;
     int64_t charged = 0, evals_charged = 0;
     for (const LedgerEntry& e : entries) {
       if (e.job_id != p.job_id || e.attempt != p.attempt) continue;
@@ -280,63 +313,71 @@ absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
   return v;
 }
 
-absl::StatusOr<BudgetView> Ledger::SetBudget(const std::string& dataset, double epsilon, double delta,
-                                             const std::vector<LivePlan>& live) {
-  if (dataset.empty()) return absl::InvalidArgumentError("dataset: must name the data (its path)");
+absl::StatusOr<std::vector<BudgetView>> Ledger::SetBudget(const std::vector<std::string>& files, double epsilon,
+                                                          double delta, const std::vector<LivePlan>& live) {
+  if (files.empty()) return absl::InvalidArgumentError("dataset: must name the data (a dataset or its paths)");
   if (!(epsilon > 0) || !std::isfinite(epsilon)) {
     return absl::InvalidArgumentError(absl::StrCat("epsilon: '", epsilon, "' must be positive"));
   }
   if (!(delta > 0 && delta < 1)) {
     return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
   }
-  const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
   absl::MutexLock lock(&mu_);
-  BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
-  std::optional<BudgetRecord> previous;
-  if (auto it = budgets_.find(key); it != budgets_.end()) previous = it->second;
-  budgets_[key] = rec;
-  absl::StatusOr<BudgetView> view = BudgetViewLocked(key, {}, {}, live);
-  if (!view.ok() || view->committed > epsilon) {
-    if (previous) {
-      budgets_[key] = *previous;
-    } else {
-      budgets_.erase(key);
-    }
-    if (!view.ok()) return view.status();
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "dataset %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it", key,
-        view->committed, delta, epsilon));
+  const std::map<std::string, BudgetRecord> previous = budgets_;
+  std::vector<BudgetRecord> records;
+  for (const std::string& f : files) {
+    records.push_back({f, epsilon, delta, clock_->NowMs()});
+    budgets_[f] = records.back();
   }
-  RETURN_IF_ERROR(store_->PutBudget(rec));
-  return view;
+  // Every file's view under the new budget; all are kept or none.
+  std::vector<BudgetView> views;
+  absl::Status refused;
+  for (const std::string& f : files) {
+    absl::StatusOr<BudgetView> view = BudgetViewLocked(f, {}, {}, live);
+    if (!view.ok()) {
+      refused = view.status();
+      break;
+    }
+    if (view->committed > epsilon) {
+      refused = absl::FailedPreconditionError(absl::StrFormat(
+          "file %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it", f,
+          view->committed, delta, epsilon));
+      break;
+    }
+    views.push_back(*std::move(view));
+  }
+  if (refused.ok()) refused = store_->PutBudgets(records);
+  if (!refused.ok()) {
+    budgets_ = previous;
+    return refused;
+  }
+  return views;
 }
 
-absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::string& dataset,
+absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::vector<std::string>& files,
                                                            const std::vector<LivePlan>& live) {
   absl::MutexLock lock(&mu_);
-  std::set<std::string> names;
-  if (!dataset.empty()) {
-    names.insert(DatasetKey(absl::StrSplit(dataset, '+')));
-  } else {
-    for (const auto& [k, b] : budgets_) names.insert(k);
-    ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerDatasets());
-    names.insert(charged.begin(), charged.end());
+  std::set<std::string> keys(files.begin(), files.end());
+  if (files.empty()) {
+    for (const auto& [k, b] : budgets_) keys.insert(k);
+    ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerFiles());
+    keys.insert(charged.begin(), charged.end());
   }
   std::vector<BudgetView> out;
-  for (const std::string& n : names) {
-    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(n, {}, {}, live));
-    out.push_back(v);
+  for (const std::string& k : keys) {
+    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(k, {}, {}, live));
+    out.push_back(std::move(v));
   }
   return out;
 }
 
-absl::StatusOr<LedgerListing> Ledger::List(const std::string& dataset, const std::vector<LivePlan>& live) {
+absl::StatusOr<LedgerListing> Ledger::List(const std::string& file, const std::vector<LivePlan>& live) {
   absl::MutexLock lock(&mu_);
   LedgerListing out;
-  out.dataset = DatasetKey(absl::StrSplit(dataset, '+'));
-  ASSIGN_OR_RETURN(BudgetView view, BudgetViewLocked(out.dataset, {}, {}, live));
+  out.file = file;
+  ASSIGN_OR_RETURN(BudgetView view, BudgetViewLocked(file, {}, {}, live));
   out.delta = view.delta;
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForDataset(out.dataset));
+  ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForFile(file));
   std::vector<privacy::SubsampledGaussian> composed;
   double before = 0;
   for (LedgerEntry& e : rows) {

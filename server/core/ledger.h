@@ -1,9 +1,16 @@
 // Ledger: the privacy ledger and the budgets kept against it — the only
-// code in the coordinator that decides an ε. It calibrates σ at submit,
-// refuses a job whose plan would overshoot its dataset's budget, records
-// each epoch's charge durably (checking it against the job's own terms and
-// the budget), tells whether an epoch may be released and at what ε, and
-// states a dataset's spent / committed / remaining budget.
+// code in the coordinator that decides an ε. It checks δ and calibrates σ
+// at submit, refuses a job whose plan would overshoot the budget of any
+// file it reads, records each epoch's charge durably (checking it against
+// the job's own terms and every budget), tells whether an epoch may be
+// released and at what ε, and states each file's spent / committed /
+// remaining budget.
+//
+// The ledger follows the records, not the path: every charge applies to
+// each input file the job reads, named by its content key
+// (server/core/content_key.h, one charge row plus a charge -> file row per
+// file in the Store), and a budget belongs to one file. A symlink, hard
+// link, copy or reordering of a file is the same key, so the same budget.
 //
 // Every ε is composed from rows of the durable ledger (Store), never taken
 // from a worker and never from a cached number. What it needs to know of
@@ -17,7 +24,8 @@
 // so every ε here composes the two alike.
 //
 // Thread-safe. Its lock guards the budgets and makes each decide-then-write
-// sequence (budget check + charge, budget check + new budget) one step. A
+// sequence (budget checks of every file + the charge, budget check + new
+// budgets) one step. A
 // submit check stays true only while the set of live plans stays fixed:
 // JobManager holds its own lock across CheckSubmit and the job's creation.
 #ifndef DPFLEET_SERVER_CORE_LEDGER_H_
@@ -39,13 +47,14 @@
 
 namespace dpfleet::server {
 
-// A dataset's privacy budget and what is spent and promised against it.
+// One file's privacy budget and what is spent and promised against it.
 struct BudgetView {
-  std::string dataset;
+  std::string file;                // ledger key
+  std::vector<std::string> names;  // registered datasets reading it, then paths holding it (JobManager fills them)
   bool has_budget = false;
   double epsilon_budget = 0;
   double delta = 0;      // the delta at which the epsilons below are stated
-  double spent = 0;      // composed over the dataset's ledger entries
+  double spent = 0;      // composed over every charge applied to the file; +inf after a non-private one
   double committed = 0;  // spent + the remaining plans of queued/running jobs
   double remaining = 0;  // budget - committed (when has_budget)
   int32_t jobs = 0;
@@ -55,7 +64,7 @@ struct BudgetView {
 // and eval releases its current attempt has not charged yet.
 struct LivePlan {
   std::string job_id;
-  std::string dataset;  // the dataset key it charges
+  std::vector<std::string> files;  // the ledger keys it charges
   int32_t attempt = 0;
   int32_t epochs = 0;
   double sample_rate = 0;
@@ -65,19 +74,20 @@ struct LivePlan {
   double eval_noise_multiplier = 0;  // σ_e; 0 with eval_every 0
   int32_t eval_every = 0;            // 0: no eval release
 };
-// The plan of `job` on `dataset`, as the ledger reserves it.
-LivePlan PlanOf(const JobRecord& job, const std::string& dataset);
+// The plan of `job` on its input files, as the ledger reserves it.
+LivePlan PlanOf(const JobRecord& job);
 
 // One charge as the ledger lists it (`dpctl ledger`): its row, and what it
-// did to the dataset's composed ε.
+// did to the file's composed ε.
 struct ListedCharge {
   LedgerEntry entry;
-  double epsilon_total = 0;      // the dataset's ε after it; +inf once a non-private epoch is in
+  double epsilon_total = 0;      // the file's ε after it; +inf once a non-private epoch is in
   double epsilon_increment = 0;  // what it added (0 once the total is infinite)
 };
 struct LedgerListing {
-  std::string dataset;  // the ledger's key
-  double delta = 0;     // where the epsilons are stated: the budget view's delta
+  std::string file;                // the ledger's key
+  std::vector<std::string> names;  // as in BudgetView (JobManager fills them)
+  double delta = 0;                // where the epsilons are stated: the budget view's delta
   std::vector<ListedCharge> charges;  // in recorded order
 };
 
@@ -95,6 +105,13 @@ class Ledger {
   // Loads the budgets from the store.
   absl::Status Recover();
 
+  // δ must be at most 1/N, N the job's training records after
+  // de-duplication (the N that fixes q, declared public): a larger δ admits
+  // mechanisms that publish a whole record with probability δ each.
+  // InvalidArgument naming privacy.delta, δ and N. A non-private job has
+  // no δ to check.
+  static absl::Status CheckDelta(const JobSpec& spec, int64_t train_rows);
+
   // σ for a job planned as `plan` (its q, steps, δ, accountant and eval
   // releases): the spec's noise_multiplier, or calibrated so that training
   // and the eval releases together meet privacy.target_epsilon; times
@@ -108,20 +125,20 @@ class Ledger {
   absl::StatusOr<double> JobEpsilon(const JobRecord& job);
 
   // Refuses (FailedPrecondition, with the numbers) a job planned as `plan`
-  // on `dataset` whose whole plan would bring the committed total over the
-  // dataset's budget, and a non-private job on a budgeted dataset.
-  absl::Status CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live);
+  // whose whole plan would bring the committed total of any of its input
+  // files (plan.input_files) over that file's budget, and a non-private job
+  // that reads a budgeted file.
+  absl::Status CheckSubmit(const JobRecord& plan, const std::vector<LivePlan>& live);
 
   // Durably records the cost of `mechanism` for `epoch` of `attempt` of
-  // `job` on `dataset`, sent by `rank` (idempotent: a repeated charge records
-  // nothing). kTrain: the worker's steps, q and σ must be the job's own.
+  // `job`, sent by `rank`, against every file it reads (idempotent: a
+  // repeated charge records nothing). kTrain: the worker's steps, q and σ must be the job's own.
   // kEval: only rank 0, only after an epoch the job's privacy.eval releases
   // after, with steps 1, q 1 and the job's σ_e. Anything else, and a charge
-  // that would overshoot the budget, is refused and records nothing.
-  // Returns the job's ε after it.
-  absl::StatusOr<double> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt, int32_t rank,
-                                int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier,
-                                Mechanism mechanism);
+  // that would overshoot the budget of any of the files, is refused and
+  // records nothing. Returns the job's ε after it.
+  absl::StatusOr<double> Charge(const JobRecord& job, int32_t attempt, int32_t rank, int32_t epoch, int64_t steps,
+                                double sample_rate, double noise_multiplier, Mechanism mechanism);
 
   // Charge-before-release: FailedPrecondition unless `epoch` of `attempt`
   // is in the ledger and, when the results carry eval metrics
@@ -130,20 +147,23 @@ class Ledger {
   // results.
   absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch, bool with_eval);
 
-  // Sets a dataset's total budget ('+'-joined paths); FailedPrecondition if
-  // more is already committed.
-  absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta,
-                                       const std::vector<LivePlan>& live);
-  // One dataset, or (empty name) every dataset with a budget or ledger entry.
-  absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset, const std::vector<LivePlan>& live);
-  // Every charge on `dataset` ('+'-joined paths), composed in recorded order
-  // with RDP at the delta its budget view states ε at.
-  absl::StatusOr<LedgerListing> List(const std::string& dataset, const std::vector<LivePlan>& live);
+  // Gives each of `files` (ledger keys) the total budget (ε, δ), all of
+  // them or none: FailedPrecondition naming the first file that already
+  // has more spent or committed.
+  absl::StatusOr<std::vector<BudgetView>> SetBudget(const std::vector<std::string>& files, double epsilon,
+                                                    double delta, const std::vector<LivePlan>& live);
+  // The views of `files`, or (empty) of every file with a budget or a
+  // ledger entry.
+  absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::vector<std::string>& files,
+                                                     const std::vector<LivePlan>& live);
+  // Every charge applied to `file`, composed in recorded order with RDP at
+  // the delta its budget view states ε at.
+  absl::StatusOr<LedgerListing> List(const std::string& file, const std::vector<LivePlan>& live);
 
  private:
-  // Composes the dataset's ledger (+ the remaining plans of live jobs, +
-  // `extra`) at the budget's delta.
-  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& dataset,
+  // Composes the file's ledger (+ the remaining plans of live jobs that
+  // read it, + `extra`) at the budget's delta.
+  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& file,
                                               const std::vector<privacy::SubsampledGaussian>& extra_spent,
                                               const std::vector<privacy::SubsampledGaussian>& extra_planned,
                                               const std::vector<LivePlan>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -2,12 +2,19 @@
 
 #include <sqlite3.h>
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "common/secure_random.h"
 #include "common/status.h"
 
@@ -53,6 +60,36 @@ constexpr char kLedgerTableV3[] =
     "  delta REAL NOT NULL, recorded_ms INTEGER NOT NULL, "
     "  PRIMARY KEY (job_id, attempt, epoch, mechanism));"
     "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);";
+
+// Version 4: the charge -> file table, the content-key cache, the paths
+// seen per content, and budgets per file (replacing `budgets`, keyed by
+// path strings).
+constexpr char kContentKeyTablesV4[] =
+    "CREATE TABLE ledger_files (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, "
+    "  mechanism TEXT NOT NULL, file TEXT NOT NULL, PRIMARY KEY (job_id, attempt, epoch, mechanism, file));"
+    "CREATE INDEX ledger_files_file ON ledger_files (file);"
+    "CREATE TABLE content_keys (device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL, "
+    "  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, file TEXT NOT NULL, PRIMARY KEY (device, inode));"
+    "CREATE TABLE file_paths (path TEXT PRIMARY KEY, file TEXT NOT NULL, seen_ms INTEGER NOT NULL);"
+    "CREATE INDEX file_paths_file ON file_paths (file);"
+    "CREATE TABLE file_budgets (file TEXT PRIMARY KEY, epsilon REAL NOT NULL, delta REAL NOT NULL, "
+    "  updated_ms INTEGER NOT NULL);";
+
+// realpath(3), or `path` itself when it does not resolve.
+std::string RealPathOr(const std::string& path) {
+  char* resolved = realpath(path.c_str(), nullptr);
+  if (resolved == nullptr) return path;
+  std::string out(resolved);
+  std::free(resolved);
+  return out;
+}
+
+// The paths of a key written before content keys: the data's paths
+// '+'-joined. A whole key that is a file is one path (paths may hold a '+').
+std::vector<std::string> PathsOfLegacyKey(const std::string& key) {
+  if (StampOf(key).ok()) return {key};
+  return absl::StrSplit(key, '+', absl::SkipEmpty());
+}
 
 absl::StatusOr<Mechanism> ParseMechanism(const std::string& name) {
   if (name == "train") return Mechanism::kTrain;
@@ -143,6 +180,11 @@ absl::Status Store::MigrateLocked() {
       RETURN_IF_ERROR(MigrateLedgerMechanismLocked());
       RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);"));
     }
+    if (version < 4) {
+      // Version 4: the ledger follows the records, not the path — charges
+      // and budgets are keyed by the content of each input file.
+      RETURN_IF_ERROR(MigrateLedgerToContentKeysLocked());
+    }
     return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
   }();
   if (!s.ok()) {
@@ -175,6 +217,137 @@ absl::Status Store::MigrateLedgerMechanismLocked() {
       "SELECT job_id, attempt, epoch, 'train', dataset, steps, sample_rate, noise_multiplier, delta, "
       "  recorded_ms FROM ledger_before_mechanism;"
       "DROP TABLE ledger_before_mechanism;"));
+}
+
+absl::Status Store::MigrateLedgerToContentKeysLocked() {
+  RETURN_IF_ERROR(Exec(kContentKeyTablesV4));
+  const absl::Time start = absl::Now();
+  const int64_t now_ms = absl::ToUnixMillis(start);
+  // Which files each job read, exactly: the rows' own '+'-joined key is
+  // ambiguous for a path that holds a '+'.
+  std::map<std::string, std::vector<std::string>> job_paths;
+  {
+    Statement st(db_, "SELECT job_id, record FROM jobs");
+    if (!st.ok()) return SqlError(db_, "read jobs for the ledger migration");
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      const nlohmann::json j = nlohmann::json::parse(st.Text(1), nullptr, /*allow_exceptions=*/false);
+      if (j.is_object() && j.contains("data_paths") && j["data_paths"].is_array()) {
+        for (const auto& p : j["data_paths"]) {
+          if (p.is_string()) job_paths[st.Text(0)].push_back(p.get<std::string>());
+        }
+      }
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "read jobs for the ledger migration");
+  }
+  std::map<std::string, std::string> key_of;  // path as recorded -> ledger key
+  std::set<std::string> files;
+  std::vector<std::string> unreadable;
+  int hashed = 0;
+  int64_t hashed_bytes = 0;
+  auto key_for = [&](const std::string& path) -> absl::StatusOr<std::string> {
+    if (auto it = key_of.find(path); it != key_of.end()) return it->second;
+    absl::StatusOr<HashedFile> h = HashFile(path);
+    std::string key;
+    if (h.ok()) {
+      key = h->key;
+      RETURN_IF_ERROR(PutContentKeyLocked(h->stamp, key));
+      RETURN_IF_ERROR(PutFilePathLocked(RealPathOr(path), key, now_ms));
+      ++hashed;
+      hashed_bytes += h->stamp.size;
+    } else {
+      // Nothing to hash: the rows stay under the name they had.
+      key = LegacyPathKey(path);
+      unreadable.push_back(absl::StrCat(key, absl::IsNotFound(h.status()) ? " (no longer exists)"
+                                                                          : absl::StrCat(" (", h.status().message(), ")")));
+    }
+    files.insert(key);
+    key_of.emplace(path, key);
+    return key;
+  };
+
+  struct Row {
+    std::string job_id, mechanism, dataset;
+    int64_t attempt = 0, epoch = 0;
+  };
+  std::vector<Row> rows;
+  {
+    Statement st(db_, "SELECT job_id, attempt, epoch, mechanism, dataset FROM ledger");
+    if (!st.ok()) return SqlError(db_, "read the ledger for its migration");
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      rows.push_back({st.Text(0), st.Text(3), st.Text(4), sqlite3_column_int64(st.get(), 1),
+                      sqlite3_column_int64(st.get(), 2)});
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "read the ledger for its migration");
+  }
+  for (const Row& r : rows) {
+    auto jp = job_paths.find(r.job_id);
+    const std::vector<std::string> paths =
+        jp != job_paths.end() && !jp->second.empty() ? jp->second : PathsOfLegacyKey(r.dataset);
+    for (const std::string& path : paths) {
+      ASSIGN_OR_RETURN(const std::string key, key_for(path));
+      Statement st(db_, "INSERT OR IGNORE INTO ledger_files(job_id, attempt, epoch, mechanism, file) "
+                        "VALUES(?1, ?2, ?3, ?4, ?5)");
+      if (!st.ok()) return SqlError(db_, "migrate the ledger");
+      st.Bind(1, r.job_id);
+      st.Bind(2, r.attempt);
+      st.Bind(3, r.epoch);
+      st.Bind(4, r.mechanism);
+      st.Bind(5, key);
+      if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "migrate the ledger");
+    }
+  }
+
+  // A budget on a path string becomes a budget on each of its files; where
+  // two old budgets meet on one file, the smaller epsilon holds.
+  std::map<std::string, BudgetRecord> budgets;
+  int old_budgets = 0;
+  {
+    Statement st(db_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets");
+    if (!st.ok()) return SqlError(db_, "read budgets for their migration");
+    std::vector<BudgetRecord> old;
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+      old.push_back({st.Text(0), sqlite3_column_double(st.get(), 1), sqlite3_column_double(st.get(), 2),
+                     sqlite3_column_int64(st.get(), 3)});
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "read budgets for their migration");
+    old_budgets = static_cast<int>(old.size());
+    for (const BudgetRecord& b : old) {
+      for (const std::string& path : PathsOfLegacyKey(b.file)) {
+        ASSIGN_OR_RETURN(const std::string key, key_for(path));
+        auto it = budgets.find(key);
+        if (it == budgets.end() || b.epsilon < it->second.epsilon ||
+            (b.epsilon == it->second.epsilon && b.delta < it->second.delta)) {
+          budgets[key] = BudgetRecord{key, b.epsilon, b.delta, b.updated_ms};
+        }
+      }
+    }
+  }
+  for (const auto& [key, b] : budgets) {
+    Statement st(db_, "INSERT INTO file_budgets(file, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4)");
+    if (!st.ok()) return SqlError(db_, "migrate budgets");
+    st.Bind(1, key);
+    st.Bind(2, b.epsilon);
+    st.Bind(3, b.delta);
+    st.Bind(4, b.updated_ms);
+    if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "migrate budgets");
+  }
+  RETURN_IF_ERROR(Exec("DROP TABLE budgets"));
+
+  if (rows.empty() && old_budgets == 0) return absl::OkStatus();
+  migration_notes_.push_back(absl::StrFormat(
+      "state store upgraded to schema 4: the privacy ledger now follows file content; %d charge(s) and %d "
+      "budget(s) moved onto %d file(s) (%d hashed, %.1f MB, in %.2f s)",
+      rows.size(), old_budgets, files.size(), hashed, hashed_bytes / 1e6, absl::ToDoubleSeconds(absl::Now() - start)));
+  if (!unreadable.empty()) {
+    migration_notes_.push_back(absl::StrCat(
+        "WARNING: ", unreadable.size(), " file(s) could not be hashed; their charges and budgets stay under their "
+        "old path key and count for no other name or copy of the same records: ",
+        absl::StrJoin(unreadable, ", ")));
+  }
+  return absl::OkStatus();
 }
 
 Store::~Store() {
@@ -246,32 +419,56 @@ absl::StatusOr<std::vector<JobRecord>> Store::LoadJobs() {
 
 absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_,
-               "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
-               "noise_multiplier, delta, recorded_ms, mechanism) "
-               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
-  if (!st.ok()) return SqlError(db_, "charge ledger");
-  st.Bind(1, e.job_id);
-  st.Bind(2, static_cast<int64_t>(e.attempt));
-  st.Bind(3, static_cast<int64_t>(e.epoch));
-  st.Bind(4, e.dataset);
-  st.Bind(5, e.steps);
-  st.Bind(6, e.sample_rate);
-  st.Bind(7, e.noise_multiplier);
-  st.Bind(8, e.delta);
-  st.Bind(9, e.recorded_ms);
-  st.Bind(10, std::string(MechanismName(e.mechanism)));
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
-  return sqlite3_changes(db_) > 0;
+  // The charge and the files it applies to land together or not at all: a
+  // charge without its files would count against no budget.
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::StatusOr<bool> inserted = [&]() -> absl::StatusOr<bool> {
+    Statement st(db_,
+                 "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
+                 "noise_multiplier, delta, recorded_ms, mechanism) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+    if (!st.ok()) return SqlError(db_, "charge ledger");
+    st.Bind(1, e.job_id);
+    st.Bind(2, static_cast<int64_t>(e.attempt));
+    st.Bind(3, static_cast<int64_t>(e.epoch));
+    st.Bind(4, e.dataset);
+    st.Bind(5, e.steps);
+    st.Bind(6, e.sample_rate);
+    st.Bind(7, e.noise_multiplier);
+    st.Bind(8, e.delta);
+    st.Bind(9, e.recorded_ms);
+    st.Bind(10, std::string(MechanismName(e.mechanism)));
+    if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
+    if (sqlite3_changes(db_) == 0) return false;
+    for (const std::string& file : e.files) {
+      Statement f(db_, "INSERT OR IGNORE INTO ledger_files(job_id, attempt, epoch, mechanism, file) "
+                       "VALUES(?1, ?2, ?3, ?4, ?5)");
+      if (!f.ok()) return SqlError(db_, "charge ledger files");
+      f.Bind(1, e.job_id);
+      f.Bind(2, static_cast<int64_t>(e.attempt));
+      f.Bind(3, static_cast<int64_t>(e.epoch));
+      f.Bind(4, std::string(MechanismName(e.mechanism)));
+      f.Bind(5, file);
+      if (sqlite3_step(f.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger files");
+    }
+    return true;
+  }();
+  if (!inserted.ok()) {
+    (void)Exec("ROLLBACK");
+    return inserted.status();
+  }
+  RETURN_IF_ERROR(Exec("COMMIT"));
+  return inserted;
 }
 
-absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& column,
-                                                            const std::string& value) {
+absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& where, const std::string& value) {
   absl::MutexLock lock(&mu_);
+  // One row per (charge, file), grouped back into charges below.
   const std::string sql = absl::StrCat(
-      "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
-      "recorded_ms, mechanism FROM ledger WHERE ",
-      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch, mechanism DESC");
+      "SELECT l.job_id, l.attempt, l.epoch, l.dataset, l.steps, l.sample_rate, l.noise_multiplier, l.delta, "
+      "l.recorded_ms, l.mechanism, f.file FROM ledger l LEFT JOIN ledger_files f ON f.job_id = l.job_id AND "
+      "f.attempt = l.attempt AND f.epoch = l.epoch AND f.mechanism = l.mechanism WHERE ",
+      where, " ORDER BY l.recorded_ms, l.job_id, l.attempt, l.epoch, l.mechanism DESC, f.file");
   Statement st(db_, sql.c_str());
   if (!st.ok()) return SqlError(db_, "read ledger");
   st.Bind(1, value);
@@ -289,29 +486,116 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
     e.delta = sqlite3_column_double(st.get(), 7);
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
     ASSIGN_OR_RETURN(e.mechanism, ParseMechanism(st.Text(9)));
-    out.push_back(e);
+    const bool has_file = sqlite3_column_type(st.get(), 10) != SQLITE_NULL;
+    if (!out.empty() && out.back().job_id == e.job_id && out.back().attempt == e.attempt &&
+        out.back().epoch == e.epoch && out.back().mechanism == e.mechanism) {
+      if (has_file) out.back().files.push_back(st.Text(10));
+      continue;
+    }
+    if (has_file) e.files.push_back(st.Text(10));
+    out.push_back(std::move(e));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "read ledger");
   return out;
 }
 
 absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForJob(const std::string& job_id) {
-  return QueryLedger("job_id", job_id);
+  return QueryLedger("l.job_id = ?1", job_id);
 }
 
-absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForDataset(const std::string& dataset) {
-  return QueryLedger("dataset", dataset);
+absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForFile(const std::string& file) {
+  return QueryLedger(
+      "EXISTS (SELECT 1 FROM ledger_files h WHERE h.file = ?1 AND h.job_id = l.job_id AND h.attempt = l.attempt "
+      "AND h.epoch = l.epoch AND h.mechanism = l.mechanism)",
+      file);
 }
 
-absl::StatusOr<std::vector<std::string>> Store::LedgerDatasets() {
+absl::StatusOr<std::vector<std::string>> Store::LedgerFiles() {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT DISTINCT dataset FROM ledger ORDER BY dataset");
-  if (!st.ok()) return SqlError(db_, "read ledger datasets");
+  Statement st(db_, "SELECT DISTINCT file FROM ledger_files ORDER BY file");
+  if (!st.ok()) return SqlError(db_, "read ledger files");
   std::vector<std::string> out;
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger datasets");
+  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger files");
   return out;
+}
+
+absl::StatusOr<std::optional<std::string>> Store::CachedContentKey(const FileStamp& stamp) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "SELECT file FROM content_keys WHERE device = ?1 AND inode = ?2 AND size = ?3 AND mtime_ns = ?4 "
+               "AND ctime_ns = ?5");
+  if (!st.ok()) return SqlError(db_, "read content keys");
+  // SQLite integers are signed 64-bit; the bit pattern round-trips.
+  st.Bind(1, static_cast<int64_t>(stamp.device));
+  st.Bind(2, static_cast<int64_t>(stamp.inode));
+  st.Bind(3, stamp.size);
+  st.Bind(4, stamp.mtime_ns);
+  st.Bind(5, stamp.ctime_ns);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "read content keys");
+  return std::optional<std::string>(st.Text(0));
+}
+
+absl::Status Store::PutContentKey(const FileStamp& stamp, const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  return PutContentKeyLocked(stamp, key);
+}
+
+absl::Status Store::PutContentKeyLocked(const FileStamp& stamp, const std::string& key) {
+  Statement st(db_,
+               "INSERT OR REPLACE INTO content_keys(device, inode, size, mtime_ns, ctime_ns, file) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!st.ok()) return SqlError(db_, "store content key");
+  st.Bind(1, static_cast<int64_t>(stamp.device));
+  st.Bind(2, static_cast<int64_t>(stamp.inode));
+  st.Bind(3, stamp.size);
+  st.Bind(4, stamp.mtime_ns);
+  st.Bind(5, stamp.ctime_ns);
+  st.Bind(6, key);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store content key");
+  return absl::OkStatus();
+}
+
+absl::Status Store::PutFilePath(const std::string& path, const std::string& key, int64_t seen_ms) {
+  absl::MutexLock lock(&mu_);
+  return PutFilePathLocked(path, key, seen_ms);
+}
+
+absl::Status Store::PutFilePathLocked(const std::string& path, const std::string& key, int64_t seen_ms) {
+  Statement st(db_,
+               "INSERT INTO file_paths(path, file, seen_ms) VALUES(?1, ?2, ?3) "
+               "ON CONFLICT(path) DO UPDATE SET file = excluded.file, seen_ms = excluded.seen_ms");
+  if (!st.ok()) return SqlError(db_, "store file path");
+  st.Bind(1, path);
+  st.Bind(2, key);
+  st.Bind(3, seen_ms);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store file path");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::vector<std::string>>> Store::FilePaths() {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT file, path FROM file_paths ORDER BY file, path");
+  if (!st.ok()) return SqlError(db_, "read file paths");
+  std::map<std::string, std::vector<std::string>> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out[st.Text(0)].push_back(st.Text(1));
+  if (rc != SQLITE_DONE) return SqlError(db_, "read file paths");
+  return out;
+}
+
+absl::StatusOr<bool> Store::KnowsFile(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "SELECT EXISTS (SELECT 1 FROM ledger_files WHERE file = ?1) OR "
+               "EXISTS (SELECT 1 FROM file_budgets WHERE file = ?1) OR EXISTS (SELECT 1 FROM file_paths WHERE file = ?1)");
+  if (!st.ok()) return SqlError(db_, "look up a file");
+  st.Bind(1, key);
+  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "look up a file");
+  return sqlite3_column_int64(st.get(), 0) != 0;
 }
 
 absl::Status Store::PutDataset(const std::string& name, const std::string& record_json) {
@@ -428,19 +712,29 @@ absl::Status Store::DeleteDataset(const std::string& name) {
   return absl::OkStatus();
 }
 
-absl::Status Store::PutBudget(const BudgetRecord& b) {
+absl::Status Store::PutBudgets(const std::vector<BudgetRecord>& budgets) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_,
-               "INSERT INTO budgets(dataset, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
-               "ON CONFLICT(dataset) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
-               "updated_ms = excluded.updated_ms");
-  if (!st.ok()) return SqlError(db_, "store budget");
-  st.Bind(1, b.dataset);
-  st.Bind(2, b.epsilon);
-  st.Bind(3, b.delta);
-  st.Bind(4, b.updated_ms);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
-  return absl::OkStatus();
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = [&]() -> absl::Status {
+    for (const BudgetRecord& b : budgets) {
+      Statement st(db_,
+                   "INSERT INTO file_budgets(file, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
+                   "ON CONFLICT(file) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
+                   "updated_ms = excluded.updated_ms");
+      if (!st.ok()) return SqlError(db_, "store budget");
+      st.Bind(1, b.file);
+      st.Bind(2, b.epsilon);
+      st.Bind(3, b.delta);
+      st.Bind(4, b.updated_ms);
+      if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
+    }
+    return absl::OkStatus();
+  }();
+  if (!s.ok()) {
+    (void)Exec("ROLLBACK");
+    return s;
+  }
+  return Exec("COMMIT");
 }
 
 namespace {
@@ -559,13 +853,13 @@ absl::StatusOr<std::vector<AuditRecord>> Store::ListAudit(int64_t after_id, int6
 
 absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets ORDER BY dataset");
+  Statement st(db_, "SELECT file, epsilon, delta, updated_ms FROM file_budgets ORDER BY file");
   if (!st.ok()) return SqlError(db_, "load budgets");
   std::vector<BudgetRecord> out;
   int rc;
   while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
     BudgetRecord b;
-    b.dataset = st.Text(0);
+    b.file = st.Text(0);
     b.epsilon = sqlite3_column_double(st.get(), 1);
     b.delta = sqlite3_column_double(st.get(), 2);
     b.updated_ms = sqlite3_column_int64(st.get(), 3);

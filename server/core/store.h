@@ -1,6 +1,7 @@
 // Durable coordinator state in SQLite (WAL mode, synchronous=FULL): jobs,
-// the privacy ledger, datasets, budgets, API tokens (hashes only) and the
-// audit trail. A write returns only after it is on disk, so a
+// the privacy ledger (keyed by the content of the files each charge read),
+// datasets, budgets per file, the cache of file content keys, API tokens
+// (hashes only) and the audit trail. A write returns only after it is on disk, so a
 // coordinator crash loses neither a submitted job nor a recorded epoch, and
 // no privacy charge is ever forgotten.
 //
@@ -9,6 +10,7 @@
 #ifndef DPFLEET_SERVER_CORE_STORE_H_
 #define DPFLEET_SERVER_CORE_STORE_H_
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +19,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/core/content_key.h"
 #include "server/core/types.h"
 
 struct sqlite3;
@@ -31,13 +34,16 @@ enum class Mechanism { kTrain, kEval };
 const char* MechanismName(Mechanism m);  // "train" | "eval"
 
 // One charge of the privacy ledger: `steps` applications of the
-// Poisson-subsampled Gaussian mechanism for one epoch of one attempt.
+// Poisson-subsampled Gaussian mechanism for one epoch of one attempt. It
+// applies to every input file the job reads: `files` (content keys,
+// content_key.h) are where it counts against budgets.
 struct LedgerEntry {
   std::string job_id;
   int32_t attempt = 0;
   int32_t epoch = 0;
   Mechanism mechanism = Mechanism::kTrain;
-  std::string dataset;  // the data the mechanism touched (dataset key)
+  std::string dataset;  // the data as the job named it (its paths, '+'-joined); a label
+  std::vector<std::string> files;  // the ledger keys it is charged to, sorted
   int64_t steps = 0;
   double sample_rate = 0;
   double noise_multiplier = 0;
@@ -45,9 +51,10 @@ struct LedgerEntry {
   int64_t recorded_ms = 0;
 };
 
-// A dataset's total privacy budget.
+// A file's total privacy budget (a budget set on a dataset or a path is one
+// of these per file it names).
 struct BudgetRecord {
-  std::string dataset;
+  std::string file;  // ledger key
   double epsilon = 0;
   double delta = 0;
   int64_t updated_ms = 0;
@@ -80,11 +87,15 @@ class Store {
  public:
   // The schema version this build writes (PRAGMA user_version). A database
   // of an older version is migrated when it is opened.
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
   ~Store();
+
+  // What opening the database did that an operator should know (a
+  // migration, and what it could not carry over), for the start-up log.
+  const std::vector<std::string>& migration_notes() const { return migration_notes_; }
 
   // Reads the database (a query that touches its pages): Unavailable
   // naming the cause when the store cannot serve. For readiness probes.
@@ -96,14 +107,29 @@ class Store {
   // All jobs in submission order.
   absl::StatusOr<std::vector<JobRecord>> LoadJobs();
 
-  // Records a charge. Returns true when it was new, false when the same
-  // (job, attempt, epoch, mechanism) was already recorded (idempotent
-  // retries).
+  // Records a charge and the files it applies to, in one transaction.
+  // Returns true when it was new, false when the same (job, attempt,
+  // epoch, mechanism) was already recorded (idempotent retries).
   absl::StatusOr<bool> Charge(const LedgerEntry& entry);
   absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id);
-  absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset);
-  // Datasets with at least one ledger entry.
-  absl::StatusOr<std::vector<std::string>> LedgerDatasets();
+  // Every charge that applies to the file with ledger key `file`.
+  absl::StatusOr<std::vector<LedgerEntry>> LedgerForFile(const std::string& file);
+  // Ledger keys with at least one charge.
+  absl::StatusOr<std::vector<std::string>> LedgerFiles();
+
+  // The content-key cache (server/core/file_identifier.h): the key hashed
+  // for a file version, if that (device, inode) was hashed with exactly
+  // this stamp.
+  absl::StatusOr<std::optional<std::string>> CachedContentKey(const FileStamp& stamp);
+  absl::Status PutContentKey(const FileStamp& stamp, const std::string& key);
+  // Which path was last seen holding which content: the names the budget
+  // views give a file. Paths whose content changed name the new key.
+  absl::Status PutFilePath(const std::string& path, const std::string& key, int64_t seen_ms);
+  // Ledger key -> paths that hold it, paths sorted.
+  absl::StatusOr<std::map<std::string, std::vector<std::string>>> FilePaths();
+  // Whether the key names a file the coordinator has seen, charged or
+  // budgeted.
+  absl::StatusOr<bool> KnowsFile(const std::string& key);
 
   // Registered datasets as JSON records, keyed by name.
   absl::Status PutDataset(const std::string& name, const std::string& record_json);
@@ -131,7 +157,9 @@ class Store {
                                            int64_t max_bytes);
   absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
-  absl::Status PutBudget(const BudgetRecord& budget);
+  // Sets (inserts or replaces) the budgets of several files in one
+  // transaction: all of them are on disk or none.
+  absl::Status PutBudgets(const std::vector<BudgetRecord>& budgets);
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
 
   // Adds a token; AlreadyExists while another valid token has its name.
@@ -161,14 +189,24 @@ class Store {
   // Version 3's step: rebuilds a ledger without a mechanism column (its
   // rows are training charges); a ledger that has one is left alone.
   absl::Status MigrateLedgerMechanismLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Version 4's step: charges and budgets keyed by path strings move onto
+  // the content of the files (hashed now); a file that no longer exists
+  // keeps its rows under LegacyPathKey. Appends what it did to
+  // migration_notes_.
+  absl::Status MigrateLedgerToContentKeysLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk of column `data` of row `rowid` of `table`.
   absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
                                            const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& column,
-                                                       const std::string& value);
+  // Charges (with their files) selected by `where`, an SQL condition on
+  // ledger `l` with one parameter ?1 bound to `value`, in recorded order.
+  absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& where, const std::string& value);
+  absl::Status PutContentKeyLocked(const FileStamp& stamp, const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutFilePathLocked(const std::string& path, const std::string& key, int64_t seen_ms)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
   sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> migration_notes_;  // written while opening only
 };
 
 }  // namespace dpfleet::server

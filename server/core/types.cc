@@ -66,9 +66,11 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"data_paths", j.data_paths},
           {"dataset", j.dataset},
           {"shard_dir", j.shard_dir},
+          {"input_files", j.input_files},
           {"epochs", j.epochs},
           {"epochs_done", j.epochs_done},
           {"dp", j.dp},
+          {"mode", JobModeName(j)},
           {"epsilon", j.epsilon},
           {"delta", j.delta},
           {"noise_multiplier", j.noise_multiplier},
@@ -102,6 +104,9 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     r.data_paths = j.at("data_paths").get<std::vector<std::string>>();
     r.dataset = j.value("dataset", "");
     r.shard_dir = j.value("shard_dir", "");
+    // Absent in records written before the ledger followed file content
+    // (JobManager::Recover fills them for jobs that still run).
+    r.input_files = j.value("input_files", std::vector<std::string>{});
     r.epochs = j.at("epochs").get<int32_t>();
     r.epochs_done = j.at("epochs_done").get<int32_t>();
     r.dp = j.at("dp").get<bool>();

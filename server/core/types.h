@@ -40,10 +40,14 @@ struct JobRecord {
   std::vector<std::string> data_paths;
   std::string dataset;    // registered dataset the job reads, if any
   std::string shard_dir;  // its prepared shards
+  // The ledger keys (content keys, server/core/content_key.h) of the raw
+  // files it reads, in data_paths order: every charge of the job applies to
+  // each of them.
+  std::vector<std::string> input_files;
   int32_t epochs = 0;
   int32_t epochs_done = 0;
-  bool dp = true;
-  double epsilon = 0;
+  bool dp = true;  // privacy.mode: dp; false for mode none
+  double epsilon = 0;  // the ledger's; meaningless when !dp (see ReportedEpsilon)
   double delta = 0;
   double noise_multiplier = 0;
   std::string accountant = "rdp";
@@ -67,6 +71,15 @@ struct JobRecord {
   // records); only that worker may speak for the rank.
   std::vector<std::string> worker_identities;
 };
+
+// privacy.mode of a job: "dp" | "none".
+inline const char* JobModeName(const JobRecord& j) { return j.dp ? "dp" : "none"; }
+// The ε to state for a job anywhere it leaves the coordinator: none for a
+// non-private job, whose guarantee is no finite ε at all (never report it
+// as 0, the most private-looking number there is).
+inline std::optional<double> ReportedEpsilon(const JobRecord& j) {
+  return j.dp ? std::optional<double>(j.epsilon) : std::nullopt;
+}
 
 enum class WorkerState { kIdle, kBusy, kLost };
 const char* WorkerStateName(WorkerState s);
@@ -108,6 +121,7 @@ struct JobEvent {
   JobState state = JobState::kQueued;
   std::string reason;
   EpochRecord epoch;
+  bool dp = true;  // the job's privacy.mode is dp: only then has the epoch an epsilon
 };
 
 nlohmann::json ToJson(const EpochRecord& e);

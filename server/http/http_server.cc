@@ -9,15 +9,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status.h"
 #include "common/version.h"
 #include "server/rpc/access.h"
 
 namespace dpfleet::server {
 namespace {
 
+// A job as the API states it: a non-private job's epsilon (and its
+// epochs') is null with "private": false, never a 0 that reads as perfect
+// privacy. The same fields as `dpctl status -o json` gives them.
 nlohmann::json PublicJobJson(const JobRecord& r) {
   nlohmann::json j = ToJson(r);
   j.erase("spec_yaml");
+  j["private"] = r.dp;
+  if (!r.dp) {
+    j["epsilon"] = nullptr;
+    for (auto& e : j["history"]) e["epsilon"] = nullptr;
+  }
   return j;
 }
 
@@ -27,12 +36,16 @@ nlohmann::json WorkerJson(const WorkerRecord& w) {
           {"last_heartbeat_ms", w.last_heartbeat_ms}};
 }
 
-// The same fields as `dpctl budget -o json`.
+// The same fields as `dpctl budget -o json`. A file that a non-private
+// job has read has no finite epsilon: null with "private": false.
 nlohmann::json BudgetJson(const BudgetView& b) {
-  nlohmann::json j = {{"dataset", b.dataset},
+  auto finite = [](double v) { return std::isinf(v) ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  nlohmann::json j = {{"file", b.file},
+                      {"names", b.names},
+                      {"private", !std::isinf(b.spent)},
                       {"delta", b.delta},
-                      {"epsilon_spent", b.spent},
-                      {"epsilon_committed", b.committed},
+                      {"epsilon_spent", finite(b.spent)},
+                      {"epsilon_committed", finite(b.committed)},
                       {"jobs", b.jobs},
                       {"epsilon_budget", nullptr},
                       {"epsilon_remaining", nullptr}};
@@ -86,34 +99,41 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
   for (const WorkerRecord& w : workers) wstate[WorkerStateName(w.state)]++;
   out += "# HELP dpfleet_workers Registered workers, by state.\n# TYPE dpfleet_workers gauge\n";
   for (const auto& [s, n] : wstate) absl::StrAppend(&out, "dpfleet_workers{state=\"", s, "\"} ", n, "\n");
-  out += "# HELP dpfleet_job_epsilon Privacy budget spent by a job (ledger).\n# TYPE dpfleet_job_epsilon gauge\n";
+  // A non-private job has no finite epsilon: it gets no sample at all
+  // rather than a 0.
+  out += "# HELP dpfleet_job_epsilon Privacy budget spent by a private job (ledger); non-private jobs have none.\n"
+         "# TYPE dpfleet_job_epsilon gauge\n";
   for (const JobRecord& r : jobs) {
+    const std::optional<double> eps = ReportedEpsilon(r);
+    if (!eps) continue;
     absl::StrAppend(&out, "dpfleet_job_epsilon{job_id=\"", EscapeLabel(r.job_id), "\",name=\"",
-                    EscapeLabel(r.name), "\"} ", PromValue(r.epsilon), "\n");
+                    EscapeLabel(r.name), "\"} ", PromValue(*eps), "\n");
   }
   out += "# HELP dpfleet_job_epochs_done Epochs finished by a job.\n# TYPE dpfleet_job_epochs_done gauge\n";
   for (const JobRecord& r : jobs) {
     absl::StrAppend(&out, "dpfleet_job_epochs_done{job_id=\"", EscapeLabel(r.job_id), "\"} ",
                     r.epochs_done, "\n");
   }
-  out += "# HELP dpfleet_dataset_epsilon_spent Privacy budget spent on a dataset, composed over its ledger.\n"
-         "# TYPE dpfleet_dataset_epsilon_spent gauge\n";
+  // Budgets are per input file; `names` are the datasets (and, for the
+  // custodian, paths) that map to it.
+  auto labels = [](const BudgetView& b) {
+    return absl::StrCat("file=\"", EscapeLabel(b.file), "\",names=\"", EscapeLabel(absl::StrJoin(b.names, ",")), "\"");
+  };
+  out += "# HELP dpfleet_file_epsilon_spent Privacy budget spent on an input file, composed over its ledger.\n"
+         "# TYPE dpfleet_file_epsilon_spent gauge\n";
   for (const BudgetView& b : budgets) {
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_spent{dataset=\"", EscapeLabel(b.dataset), "\"} ",
-                    PromValue(b.spent), "\n");
+    absl::StrAppend(&out, "dpfleet_file_epsilon_spent{", labels(b), "} ", PromValue(b.spent), "\n");
   }
-  out += "# HELP dpfleet_dataset_epsilon_committed Spent plus the remaining plans of queued and running jobs.\n"
-         "# TYPE dpfleet_dataset_epsilon_committed gauge\n";
+  out += "# HELP dpfleet_file_epsilon_committed Spent plus the remaining plans of queued and running jobs.\n"
+         "# TYPE dpfleet_file_epsilon_committed gauge\n";
   for (const BudgetView& b : budgets) {
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_committed{dataset=\"", EscapeLabel(b.dataset), "\"} ",
-                    PromValue(b.committed), "\n");
+    absl::StrAppend(&out, "dpfleet_file_epsilon_committed{", labels(b), "} ", PromValue(b.committed), "\n");
   }
-  out += "# HELP dpfleet_dataset_epsilon_budget A dataset's total privacy budget (datasets that have one).\n"
-         "# TYPE dpfleet_dataset_epsilon_budget gauge\n";
+  out += "# HELP dpfleet_file_epsilon_budget An input file's total privacy budget (files that have one).\n"
+         "# TYPE dpfleet_file_epsilon_budget gauge\n";
   for (const BudgetView& b : budgets) {
     if (!b.has_budget) continue;
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_budget{dataset=\"", EscapeLabel(b.dataset), "\"} ",
-                    PromValue(b.epsilon_budget), "\n");
+    absl::StrAppend(&out, "dpfleet_file_epsilon_budget{", labels(b), "} ", PromValue(b.epsilon_budget), "\n");
   }
   return out;
 }
@@ -232,18 +252,20 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   });
   srv.Get("/v1/budgets", [jobs, datasets, json_reply, error_reply, caller_of](const httplib::Request& req,
                                                                              httplib::Response& res) {
-    std::string dataset = req.has_param("dataset") ? req.get_param_value("dataset") : "";
-    if (absl::StatusOr<DatasetRecord> d = datasets->Get(dataset); d.ok()) dataset = absl::StrJoin(d->paths, "+");
-    absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets(dataset);
+    const std::string dataset = req.has_param("dataset") ? req.get_param_value("dataset") : "";
+    const Identity caller = caller_of(req);
+    const std::vector<DatasetRecord> registered = datasets->List();
+    absl::StatusOr<std::vector<BudgetView>> budgets = [&]() -> absl::StatusOr<std::vector<BudgetView>> {
+      RETURN_IF_ERROR(CheckBudgetArgument(caller, dataset, registered));
+      return jobs->GetBudgets(dataset);
+    }();
     if (!budgets.ok()) {
       error_reply(res, budgets.status());
       return;
     }
     nlohmann::json list = nlohmann::json::array();
-    for (const BudgetView& b : BudgetViews(caller_of(req), *std::move(budgets), datasets->List())) {
-      list.push_back(BudgetJson(b));
-    }
-    json_reply(res, {{"datasets", list}});
+    for (const BudgetView& b : BudgetViews(caller, *std::move(budgets), registered)) list.push_back(BudgetJson(b));
+    json_reply(res, {{"files", list}});
   });
   srv.Get("/metrics", [jobs, datasets, caller_of](const httplib::Request& req, httplib::Response& res) {
     const Identity caller = caller_of(req);

@@ -185,6 +185,7 @@ JobRecord JobView(const Identity& caller, JobRecord job) {
   // Analysts never see where the coordinator keeps data or which
   // certificate runs a rank.
   job.data_paths.clear();
+  job.input_files.clear();
   job.shard_dir.clear();
   job.worker_identities.clear();
   if (caller.is_user() && caller.role == Role::kAnalyst) return job;
@@ -253,17 +254,33 @@ DatasetRecord DatasetView(const Identity& caller, DatasetRecord d) {
 std::vector<BudgetView> BudgetViews(const Identity& caller, std::vector<BudgetView> budgets,
                                     const std::vector<DatasetRecord>& datasets) {
   if (caller.is_user() && caller.role == Role::kCustodian) return budgets;
-  std::map<std::string, std::string> names;  // dataset key -> registered name
-  for (const DatasetRecord& d : datasets) names.emplace(DatasetKey(d.paths), d.name);
+  std::map<std::string, std::string> labels;              // ledger key -> "<dataset>:<k>"
+  std::map<std::string, std::vector<std::string>> names;  // ledger key -> datasets reading it
+  for (const DatasetRecord& d : datasets) {
+    for (std::size_t k = 0; k < d.input_files.size(); ++k) {
+      labels.emplace(d.input_files[k], absl::StrCat(d.name, ":", k + 1));
+      names[d.input_files[k]].push_back(d.name);
+    }
+  }
   std::vector<BudgetView> out;
   for (BudgetView& b : budgets) {
-    auto it = names.find(b.dataset);
-    if (it == names.end()) continue;
-    b.dataset = it->second;
+    auto it = labels.find(b.file);
+    if (it == labels.end()) continue;
+    b.names = names[b.file];
+    b.file = it->second;
     b.jobs = 0;  // how many jobs others run is theirs
     out.push_back(std::move(b));
   }
   return out;
+}
+
+absl::Status CheckBudgetArgument(const Identity& caller, const std::string& argument,
+                                 const std::vector<DatasetRecord>& datasets) {
+  if ((caller.is_user() && caller.role == Role::kCustodian) || argument.empty()) return absl::OkStatus();
+  for (const DatasetRecord& d : datasets) {
+    if (d.name == argument) return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("dataset '", argument, "' not found"));
 }
 
 absl::Status CheckRun(const Identity& caller, JobManager* jobs, const std::string& job_id, int32_t attempt,

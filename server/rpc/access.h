@@ -88,7 +88,8 @@ std::string ShortMethodName(absl::string_view method);
 // Custodians and viewers see every job; analysts their own.
 bool MaySeeJob(const Identity& caller, const JobRecord& job);
 // What `caller` may see of a job it may see: viewers get states and ε only;
-// analysts lose the coordinator's paths and worker identities.
+// analysts lose the coordinator's paths, the files' content keys and worker
+// identities.
 JobRecord JobView(const Identity& caller, JobRecord job);
 // The job as `caller` may see it, or NotFound exactly as for a job that
 // does not exist.
@@ -104,11 +105,19 @@ absl::Status CheckSubmit(const Identity& caller, const std::string& spec_yaml);
 // Analysts see a dataset's name, task, state and N; the custodian sees its
 // paths, directory and exact manifest.
 DatasetRecord DatasetView(const Identity& caller, DatasetRecord dataset);
-// Custodians see every budget as it is; analysts and viewers see the
-// budgets of registered datasets only, by dataset name, without the count
-// of other people's jobs.
+// Custodians see every file's budget as it is; analysts and viewers see
+// only the files of registered datasets, each labelled "<dataset>:<k>" (its
+// k-th file) and named by the datasets that read it — no path, no content
+// hash (a function of the private records), no count of other people's
+// jobs.
 std::vector<BudgetView> BudgetViews(const Identity& caller, std::vector<BudgetView> budgets,
                                     const std::vector<DatasetRecord>& datasets);
+// Analysts and viewers ask for the budgets of a registered dataset by name,
+// or of all (empty): a path or a file key would make the coordinator tell
+// them what lies under its data roots. NotFound otherwise, as for a name
+// that exists nowhere.
+absl::Status CheckBudgetArgument(const Identity& caller, const std::string& argument,
+                                 const std::vector<DatasetRecord>& datasets);
 
 // A worker RPC naming (job, attempt, rank) is allowed only to the worker
 // holding that rank of the current attempt (rank -1: any of its ranks);

@@ -74,32 +74,37 @@ grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext*, const v1::ListAud
 
 grpc::Status AdminServiceImpl::GetLedger(grpc::ServerContext*, const v1::GetLedgerRequest* req,
                                          v1::GetLedgerResponse* resp) {
-  if (req->dataset().empty()) return ToGrpc(absl::InvalidArgumentError("dataset: a name or data path is required"));
-  absl::StatusOr<LedgerListing> listing =
-      deps_.jobs->ListLedger(DatasetArgumentKey(deps_.datasets, req->dataset()));
-  if (!listing.ok()) return ToGrpc(listing.status());
-  resp->set_dataset(listing->dataset);
-  resp->set_delta(listing->delta);
+  if (req->dataset().empty()) {
+    return ToGrpc(absl::InvalidArgumentError("dataset: a dataset name, data path or file key is required"));
+  }
+  absl::StatusOr<std::vector<LedgerListing>> listings = deps_.jobs->ListLedger(req->dataset());
+  if (!listings.ok()) return ToGrpc(listings.status());
   std::map<std::string, std::string> owners;
-  for (const ListedCharge& c : listing->charges) {
-    const LedgerEntry& e = c.entry;
-    if (!owners.count(e.job_id)) {
-      absl::StatusOr<JobRecord> job = deps_.jobs->Get(e.job_id);
-      owners[e.job_id] = job.ok() ? job->owner : "";
+  for (const LedgerListing& listing : *listings) {
+    v1::FileLedger* file = resp->add_files();
+    file->set_file(listing.file);
+    for (const std::string& n : listing.names) file->add_names(n);
+    file->set_delta(listing.delta);
+    for (const ListedCharge& c : listing.charges) {
+      const LedgerEntry& e = c.entry;
+      if (!owners.count(e.job_id)) {
+        absl::StatusOr<JobRecord> job = deps_.jobs->Get(e.job_id);
+        owners[e.job_id] = job.ok() ? job->owner : "";
+      }
+      v1::LedgerCharge* out = file->add_charges();
+      out->set_job_id(e.job_id);
+      out->set_owner(owners[e.job_id]);
+      out->set_attempt(e.attempt);
+      out->set_epoch(e.epoch);
+      out->set_mechanism(MechanismName(e.mechanism));
+      out->set_sample_rate(e.sample_rate);
+      out->set_noise_multiplier(e.noise_multiplier);
+      out->set_steps(e.steps);
+      out->set_delta(e.delta);
+      out->set_epsilon_total(c.epsilon_total);
+      out->set_epsilon_increment(c.epsilon_increment);
+      out->set_recorded_unix_ms(e.recorded_ms);
     }
-    v1::LedgerCharge* out = resp->add_charges();
-    out->set_job_id(e.job_id);
-    out->set_owner(owners[e.job_id]);
-    out->set_attempt(e.attempt);
-    out->set_epoch(e.epoch);
-    out->set_mechanism(MechanismName(e.mechanism));
-    out->set_sample_rate(e.sample_rate);
-    out->set_noise_multiplier(e.noise_multiplier);
-    out->set_steps(e.steps);
-    out->set_delta(e.delta);
-    out->set_epsilon_total(c.epsilon_total);
-    out->set_epsilon_increment(c.epsilon_increment);
-    out->set_recorded_unix_ms(e.recorded_ms);
   }
   return grpc::Status::OK;
 }

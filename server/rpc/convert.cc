@@ -21,11 +21,11 @@ v1::JobState ToProto(JobState s) {
   return v1::JOB_STATE_UNSPECIFIED;
 }
 
-void ToProto(const EpochRecord& e, v1::EpochMetrics* out) {
+void ToProto(const EpochRecord& e, bool dp, v1::EpochMetrics* out) {
   out->set_epoch(e.epoch);
   if (e.eval_loss) out->set_eval_loss(*e.eval_loss);
   if (e.eval_accuracy) out->set_eval_accuracy(*e.eval_accuracy);
-  out->set_epsilon(e.epsilon);
+  if (dp) out->set_epsilon(e.epsilon);
   if (e.eval_auc) out->set_eval_auc(*e.eval_auc);
   if (e.eval_balanced_accuracy) out->set_eval_balanced_accuracy(*e.eval_balanced_accuracy);
   out->set_steps(e.steps);
@@ -54,10 +54,12 @@ void ToProto(const JobRecord& r, v1::Job* out) {
   out->set_spec_yaml(r.spec_yaml);
   out->set_epochs(r.epochs);
   out->set_epochs_done(r.epochs_done);
-  out->set_epsilon(r.epsilon);
+  if (const std::optional<double> eps = ReportedEpsilon(r)) out->set_epsilon(*eps);
+  out->set_mode(JobModeName(r));
   out->set_delta(r.delta);
   out->set_noise_multiplier(r.noise_multiplier);
-  for (const EpochRecord& e : r.history) ToProto(e, out->add_history());
+  for (const EpochRecord& e : r.history) ToProto(e, r.dp, out->add_history());
+  for (const std::string& f : r.input_files) out->add_input_files(f);
   out->set_reason(r.reason);
   out->set_created_unix_ms(r.created_ms);
   out->set_started_unix_ms(r.started_ms);
@@ -93,7 +95,8 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
 }
 
 void ToProto(const BudgetView& b, v1::DatasetBudget* out) {
-  out->set_dataset(b.dataset);
+  out->set_file(b.file);
+  for (const std::string& n : b.names) out->add_names(n);
   out->set_has_budget(b.has_budget);
   out->set_epsilon_budget(b.epsilon_budget);
   out->set_delta(b.delta);

@@ -15,7 +15,9 @@ namespace dpfleet::server {
 
 grpc::Status ToGrpc(const absl::Status& s);
 void ToProto(const JobRecord& r, v1::Job* out);
-void ToProto(const EpochRecord& e, v1::EpochMetrics* out);
+// An epoch of a job; `dp` is the job's mode (a non-private epoch has no
+// epsilon to state).
+void ToProto(const EpochRecord& e, bool dp, v1::EpochMetrics* out);
 void ToProto(const WorkerRecord& w, v1::WorkerInfo* out);
 v1::JobState ToProto(JobState s);
 EpochRecord FromProto(const v1::EpochMetrics& m);

@@ -177,7 +177,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   CoordinatorOptions coordinator = options.coordinator;
   ASSIGN_OR_RETURN(coordinator.split_key, s->store_->SplitKey());
   s->clock_ = std::make_unique<SystemClock>();
-  s->data_ = std::make_unique<PipelineDataResolver>(roots, coordinator.split_key);
+  s->files_ = std::make_unique<FileIdentifier>(s->store_.get(), s->clock_.get());
+  s->data_ = std::make_unique<PipelineDataResolver>(roots, coordinator.split_key, s->files_.get());
   s->datasets_ = std::make_unique<DatasetRegistry>(s->store_.get(), s->clock_.get(), options.state_dir);
   s->datasets_->set_data_roots(roots);
   RETURN_IF_ERROR(s->datasets_->Recover());

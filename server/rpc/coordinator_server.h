@@ -66,6 +66,9 @@ class CoordinatorServer {
   // How the listeners are secured, for the start-up message (a warning
   // line first when they are exposed in plaintext).
   const std::vector<std::string>& security_notes() const { return security_notes_; }
+  // What opening the state directory changed (a schema upgrade, and what it
+  // could not carry over), for the start-up message.
+  const std::vector<std::string>& upgrade_notes() const { return store_->migration_notes(); }
   void Shutdown();
   void Wait();
 
@@ -73,6 +76,7 @@ class CoordinatorServer {
   CoordinatorServer() = default;
 
   std::unique_ptr<Store> store_;
+  std::unique_ptr<FileIdentifier> files_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<DatasetRegistry> datasets_;

@@ -13,14 +13,6 @@
 
 namespace dpfleet::server {
 
-std::string DatasetArgumentKey(DatasetRegistry* datasets, const std::string& argument) {
-  if (datasets != nullptr && !argument.empty()) {
-    absl::StatusOr<DatasetRecord> d = datasets->Get(argument);
-    if (d.ok()) return absl::StrJoin(d->paths, "+");
-  }
-  return argument;
-}
-
 grpc::Status CoordinatorServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                                                v1::SubmitJobResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
@@ -81,7 +73,7 @@ v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e) {
   out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
   out.set_state(ToProto(e.state));
   out.set_reason(e.reason);
-  if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, out.mutable_epoch());
+  if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, e.dp, out.mutable_epoch());
   return out;
 }
 
@@ -236,26 +228,29 @@ grpc::Status CoordinatorServiceImpl::GetVersion(grpc::ServerContext*, const v1::
 }
 
 grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext* ctx, const v1::SetBudgetRequest* req,
-                                               v1::DatasetBudget* resp) {
+                                               v1::SetBudgetResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
-  absl::StatusOr<BudgetView> b = deps_.jobs->SetBudget(DatasetArgumentKey(deps_.datasets, req->dataset()),
-                                                       req->epsilon(), req->delta());
+  absl::StatusOr<std::vector<BudgetView>> b = deps_.jobs->SetBudget(req->dataset(), req->epsilon(), req->delta());
   deps_.audit->Record(caller, "SetBudget",
                       absl::StrCat(req->dataset(), " epsilon=", req->epsilon(), " delta=", req->delta()),
                       b.status());
   if (!b.ok()) return ToGrpc(b.status());
-  ToProto(*b, resp);
+  for (const BudgetView& v : BudgetViews(caller, *std::move(b), deps_.datasets->List())) {
+    ToProto(v, resp->add_budgets());
+  }
   return grpc::Status::OK;
 }
 
 grpc::Status CoordinatorServiceImpl::GetBudgets(grpc::ServerContext* ctx, const v1::GetBudgetsRequest* req,
                                                 v1::GetBudgetsResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
-  absl::StatusOr<std::vector<BudgetView>> b = deps_.jobs->GetBudgets(DatasetArgumentKey(deps_.datasets, req->dataset()));
+  const std::vector<DatasetRecord> datasets = deps_.datasets->List();
+  absl::StatusOr<std::vector<BudgetView>> b = [&]() -> absl::StatusOr<std::vector<BudgetView>> {
+    RETURN_IF_ERROR(CheckBudgetArgument(caller, req->dataset(), datasets));
+    return deps_.jobs->GetBudgets(req->dataset());
+  }();
   if (!b.ok()) return ToGrpc(b.status());
-  for (const BudgetView& v : BudgetViews(caller, *std::move(b), deps_.datasets->List())) {
-    ToProto(v, resp->add_budgets());
-  }
+  for (const BudgetView& v : BudgetViews(caller, *std::move(b), datasets)) ToProto(v, resp->add_budgets());
   return grpc::Status::OK;
 }
 

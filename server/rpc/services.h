@@ -27,10 +27,6 @@ struct ServiceDeps {
   AuditTrail* audit = nullptr;
 };
 
-// The ledger's key for a dataset argument: a registered dataset's name, or
-// data paths '+'-joined as in a spec's data.path.
-std::string DatasetArgumentKey(DatasetRegistry* datasets, const std::string& argument);
-
 // WatchJob is served with the callback API (a reactor per watcher, no thread
 // held while a job runs); every other method is synchronous.
 class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_WatchJob<v1::Coordinator::Service> {
@@ -47,7 +43,7 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                            v1::ListWorkersResponse*) override;
   grpc::Status GetVersion(grpc::ServerContext*, const v1::GetVersionRequest*, v1::VersionInfo*) override;
-  grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::DatasetBudget*) override;
+  grpc::Status SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest*, v1::SetBudgetResponse*) override;
   grpc::Status GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest*, v1::GetBudgetsResponse*) override;
   grpc::Status AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest*, v1::Dataset*) override;
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*, v1::Dataset*) override;

@@ -71,6 +71,7 @@ JobRecord Job(const std::string& owner) {
   j.owner = owner;
   j.spec_yaml = "name: n\n";
   j.data_paths = {"/data/p.csv"};
+  j.input_files = {"sha256:" + std::string(64, 'd')};
   j.shard_dir = "/state/datasets/d";
   j.worker_identities = {"worker-1"};
   j.epsilon = 1.5;
@@ -99,6 +100,7 @@ TEST(AccessTest, AnalystsSeeTheirOwnJobsAndOthersGetTheMissingJobAnswer) {
   EXPECT_EQ(mine.spec_yaml, j.spec_yaml);
   EXPECT_EQ(mine.history.size(), 1u);
   EXPECT_TRUE(mine.data_paths.empty());
+  EXPECT_TRUE(mine.input_files.empty()) << "a content hash is a function of the private records";
   EXPECT_TRUE(mine.shard_dir.empty());
   EXPECT_TRUE(mine.worker_identities.empty());
   const JobRecord dash = *VisibleJob(kViewerId, j);
@@ -107,6 +109,7 @@ TEST(AccessTest, AnalystsSeeTheirOwnJobsAndOthersGetTheMissingJobAnswer) {
   EXPECT_TRUE(dash.history.empty());
   EXPECT_TRUE(dash.owner.empty());
   EXPECT_EQ(VisibleJob(kCustodianId, j)->data_paths, j.data_paths);
+  EXPECT_EQ(VisibleJob(kCustodianId, j)->input_files, j.input_files);
 }
 
 TEST(AccessTest, AnalystsSubmitAgainstRegisteredDatasetsOnly) {
@@ -136,18 +139,35 @@ TEST(AccessTest, DatasetsAndBudgetsShowAnalystsOnlyWhatIsPublic) {
   EXPECT_TRUE(seen.manifest_json.empty());
   EXPECT_TRUE(seen.reason.empty());
   EXPECT_EQ(DatasetView(kCustodianId, d).manifest_json, d.manifest_json);
+  // Budgets are per file; analysts see only registered datasets' files,
+  // by the dataset's name and the file's place in it — no path, no hash.
+  const std::string key_a = "sha256:" + std::string(64, 'a'), key_b = "sha256:" + std::string(64, 'b');
+  d.input_files = {key_a};
+  DatasetRecord both = d;
+  both.name = "acs-more";
+  both.paths = {"/data/b.csv", "/data/a.csv"};
+  both.input_files = {key_b, key_a};
   BudgetView registered;
-  registered.dataset = DatasetKey(d.paths);
+  registered.file = key_a;
+  registered.names = {"acs", "acs-more", "/data/a.csv"};
   registered.jobs = 4;
   registered.spent = 2;
   BudgetView raw;
-  raw.dataset = "/elsewhere/b.csv";
-  auto views = BudgetViews(kAlice, {registered, raw}, {d});
+  raw.file = "sha256:" + std::string(64, 'c');
+  raw.names = {"/elsewhere/c.csv"};
+  auto views = BudgetViews(kAlice, {registered, raw}, {d, both});
   ASSERT_EQ(views.size(), 1u);
-  EXPECT_EQ(views[0].dataset, "acs");
+  EXPECT_EQ(views[0].file, "acs:1");
+  EXPECT_EQ(views[0].names, (std::vector<std::string>{"acs", "acs-more"}));
   EXPECT_EQ(views[0].jobs, 0);
   EXPECT_DOUBLE_EQ(views[0].spent, 2);
   EXPECT_EQ(BudgetViews(kCustodianId, {registered, raw}, {d}).size(), 2u);
+  // Asking by anything but a registered name would probe the data roots.
+  EXPECT_TRUE(CheckBudgetArgument(kAlice, "acs", {d}).ok());
+  EXPECT_TRUE(CheckBudgetArgument(kAlice, "", {d}).ok());
+  EXPECT_EQ(CheckBudgetArgument(kAlice, "/data/a.csv", {d}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(CheckBudgetArgument(kAlice, key_a, {d}).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(CheckBudgetArgument(kCustodianId, "/data/a.csv", {d}).ok());
 }
 
 }  // namespace

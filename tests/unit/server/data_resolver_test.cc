@@ -1,7 +1,9 @@
 // The coordinator's data resolver (server/core/data_resolver.h): raw paths
 // stay inside the data roots, a refusal never tells whether a file outside
-// exists, and N and the eval size come from the coordinator's split key,
-// never from the spec.
+// exists, every input is named by its content (a symlink, copy or
+// reordering lands on the same keys; the same content twice is refused
+// before anything is read), and N and the eval size come from the
+// coordinator's split key, never from the spec.
 #include "server/core/data_resolver.h"
 
 #include <gmock/gmock.h>
@@ -16,12 +18,22 @@
 #include "absl/strings/str_replace.h"
 #include "common/pums/dataset.h"
 #include "common/pums/synth.h"
+#include "common/sha256.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
 namespace {
 
 using ::testing::HasSubstr;
+
+// A file identifier over a store of its own.
+struct Identifier {
+  Identifier() : store(*Store::Open(state.path())), files(store.get(), &clock) {}
+  testing::TempDir state;
+  ManualClock clock;
+  std::unique_ptr<Store> store;
+  FileIdentifier files;
+};
 
 class DataRootsTest : public ::testing::Test {
  protected:
@@ -84,7 +96,8 @@ TEST_F(DataRootsTest, HardLinksRelativePathsAndNoRootsAreRefusedByName) {
 }
 
 TEST_F(DataRootsTest, TheResolverChecksBeforeReading) {
-  PipelineDataResolver resolver(roots_, /*split_key=*/1);
+  Identifier ids;
+  PipelineDataResolver resolver(roots_, /*split_key=*/1, &ids.files);
   JobSpec spec;
   spec.data_paths = {outside_.Join("secret.csv")};
   auto r = resolver.Resolve(spec);
@@ -112,7 +125,8 @@ TEST(DataResolverTest, TheSplitIsTheCoordinatorsKeyNotTheSpecsSeed) {
   const std::string csv = dir.Join("p.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/3000, /*seed=*/4}, csv).ok());
   constexpr uint64_t kKey = 0x9d2c5680a1b2c3d4ULL;
-  PipelineDataResolver resolver(*DataRoots::Create({dir.path()}), kKey);
+  Identifier ids;
+  PipelineDataResolver resolver(*DataRoots::Create({dir.path()}), kKey, &ids.files);
   auto a = resolver.Resolve(SpecFor(csv, 1));
   auto b = resolver.Resolve(SpecFor(csv, 987654321));
   ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
@@ -132,17 +146,56 @@ TEST(DataResolverTest, TheSplitIsTheCoordinatorsKeyNotTheSpecsSeed) {
   EXPECT_EQ(half->eval_rows + half->train_rows, a->eval_rows + a->train_rows);
 }
 
-TEST(DataResolverTest, TheSameFileTwiceIsRefusedOnDataPath) {
+TEST(DataResolverTest, TheSameFileTwiceIsRefusedOnDataPathBeforeItIsRead) {
   testing::TempDir dir;
   const std::string csv = dir.Join("p.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/500, /*seed=*/4}, csv).ok());
-  PipelineDataResolver resolver(*DataRoots::Create({dir.path()}), 1);
-  auto spec = ParseJobSpec(absl::StrCat("name: r\ndata: {path: [", csv, ", ", csv, "]}\n"));
-  ASSERT_TRUE(spec.ok());
-  auto facts = resolver.Resolve(*spec);
-  EXPECT_EQ(facts.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(facts.status().message()),
-              ::testing::AllOf(::testing::HasSubstr("data.path"), ::testing::HasSubstr("the same data given twice")));
+  std::filesystem::copy_file(csv, dir.Join("copy.csv"));
+  std::filesystem::create_symlink(csv, dir.Join("link.csv"));
+  Identifier ids;
+  PipelineDataResolver resolver(*DataRoots::Create({dir.path()}), 1, &ids.files);
+  for (const std::string& second : {csv, dir.Join("copy.csv"), dir.Join("link.csv")}) {
+    auto spec = ParseJobSpec(absl::StrCat("name: r\ndata: {path: [", csv, ", ", second, "]}\n"));
+    ASSERT_TRUE(spec.ok());
+    auto facts = resolver.Resolve(*spec);
+    EXPECT_EQ(facts.status().code(), absl::StatusCode::kInvalidArgument) << second;
+    EXPECT_THAT(std::string(facts.status().message()),
+                HasSubstr(absl::StrCat("data.path[1]: '", second, "' has the same content as data.path[0]")));
+  }
+}
+
+// Symlinks, copies and reordering all name the same files.
+TEST(DataResolverTest, InputsAreNamedByTheirContent) {
+  testing::TempDir dir;
+  const std::string a = dir.Join("a.csv"), b = dir.Join("b.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/400, /*seed=*/4}, a).ok());
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/400, /*seed=*/5, /*state_fips=*/56}, b).ok());
+  std::filesystem::create_directories(dir.Join("elsewhere"));
+  std::filesystem::copy_file(a, dir.Join("elsewhere/a-copy.csv"));
+  std::filesystem::create_symlink(a, dir.Join("a-link.csv"));
+  Identifier ids;
+  PipelineDataResolver resolver(*DataRoots::Create({dir.path()}), 1, &ids.files);
+  auto facts = [&](const std::string& paths) {
+    auto spec = ParseJobSpec(absl::StrCat("name: r\ndata: {path: [", paths, "]}\n"));
+    EXPECT_TRUE(spec.ok()) << spec.status();
+    auto f = resolver.Resolve(*spec);
+    EXPECT_TRUE(f.ok()) << paths << ": " << f.status();
+    return f.ok() ? f->input_files : std::vector<std::string>{};
+  };
+  const std::vector<std::string> ab = facts(a + ", " + b);
+  ASSERT_EQ(ab.size(), 2u);
+  EXPECT_EQ(ab[0], "sha256:" + *Sha256FileHex(a));
+  EXPECT_EQ(facts(b + ", " + a), (std::vector<std::string>{ab[1], ab[0]})) << "reordered: the same two files";
+  EXPECT_EQ(facts(dir.Join("a-link.csv")), std::vector<std::string>{ab[0]}) << "a symlink is its target";
+  EXPECT_EQ(facts(dir.Join("elsewhere/a-copy.csv")), std::vector<std::string>{ab[0]}) << "a copy is the same content";
+  EXPECT_EQ(ids.files.stats().files_hashed, 3) << "a, b and the copy; the link and repeats come from the cache";
+  // Outside a spec (budget and ledger arguments) the same confinement holds.
+  EXPECT_EQ(*resolver.FileKey("dataset", dir.Join("a-link.csv")), ab[0]);
+  testing::TempDir outside;
+  std::filesystem::copy_file(a, outside.Join("a.csv"));
+  auto refused = resolver.FileKey("dataset", outside.Join("a.csv"));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(refused.status().message(), HasSubstr("is not a readable file under the coordinator's data roots"));
 }
 
 }  // namespace

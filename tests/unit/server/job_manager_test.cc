@@ -12,6 +12,9 @@
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/notification.h"
 #include "common/privacy/accountant.h"
+#include "common/sha256.h"
+#include "common/status.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -19,15 +22,30 @@ namespace {
 
 using ::testing::HasSubstr;
 
+// N is whatever the test says; files are named as the coordinator names
+// them: a file that exists by its content (the real FileIdentifier, no data
+// roots), the specs' placeholders under /data/ by a key made from their
+// path; any other path is refused.
 class FakeResolver : public DataResolver {
  public:
   absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override {
-    if (spec.data_paths[0] == "/missing.csv") {
-      return absl::InvalidArgumentError("data.path: '/missing.csv' does not exist");
+    DataFacts facts{{}, train_rows, 1000, 40};
+    for (const std::string& path : spec.data_paths) {
+      ASSIGN_OR_RETURN(std::string key, FileKey("data.path", path));
+      facts.input_files.push_back(std::move(key));
     }
-    return DataFacts{DatasetKey(spec.data_paths), train_rows, 1000, 40};
+    RETURN_IF_ERROR(CheckDistinctInputs("data.path", spec.data_paths, facts.input_files));
+    return facts;
+  }
+  absl::StatusOr<std::string> FileKey(const std::string& field, const std::string& path) override {
+    if (path.rfind("/data/", 0) == 0) return "sha256:" + Sha256Hex(path);  // the specs' placeholder files
+    std::error_code ec;
+    const std::string real = std::filesystem::canonical(path, ec).string();
+    if (ec || files == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, ": '", path, "' does not exist"));
+    return files->Identify(real);
   }
   int64_t train_rows = 10000;
+  FileIdentifier* files = nullptr;
 };
 
 std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_privacy = "") {
@@ -44,12 +62,16 @@ class JobManagerTest : public ::testing::Test {
   void SetUp() override { Open(); }
   void Open() {
     jobs_.reset();
+    resolver_.files = nullptr;
+    files_.reset();
     store_.reset();
     store_ = *Store::Open(dir_.path());
     CoordinatorOptions options;
     options.lease_ttl_ms = 1000;
     options.heartbeat_interval_ms = 100;
     options.split_key = kSplitKey;
+    files_ = std::make_unique<FileIdentifier>(store_.get(), &clock_);
+    resolver_.files = files_.get();
     jobs_ = std::make_unique<JobManager>(store_.get(), &resolver_, &clock_, options);
     ASSERT_TRUE(jobs_->Recover().ok());
   }
@@ -95,6 +117,7 @@ class JobManagerTest : public ::testing::Test {
   FakeResolver resolver_;
   ManualClock clock_;
   std::unique_ptr<Store> store_;
+  std::unique_ptr<FileIdentifier> files_;
   std::unique_ptr<JobManager> jobs_;
 };
 
@@ -781,7 +804,8 @@ TEST_F(JobManagerTest, BudgetRefusesAJobThatWouldOvershoot) {
   const double budget = (one + two) / 2;
   auto set = jobs_->SetBudget("/data/p.csv", budget, 1e-5);
   ASSERT_TRUE(set.ok()) << set.status();
-  EXPECT_EQ(set->dataset, "/data/p.csv");
+  ASSERT_EQ(set->size(), 1u);
+  EXPECT_EQ((*set)[0].file, *resolver_.FileKey("dataset", "/data/p.csv"));
   auto ok = jobs_->Submit(Spec(1, 3));
   ASSERT_TRUE(ok.ok()) << ok.status();
   auto refused = jobs_->Submit(Spec(1, 3));
@@ -1060,6 +1084,209 @@ TEST_F(JobManagerTest, RecoverDeletesShardDirectoriesNoDatasetNames) {
   ASSERT_TRUE(registry.Recover().ok());
   EXPECT_FALSE(std::filesystem::exists(orphan));
   EXPECT_TRUE(std::filesystem::exists(dir_.path())) << "only the orphan goes";
+}
+
+}  // namespace
+}  // namespace dpfleet::server
+
+namespace dpfleet::server {
+namespace {
+
+std::string SpecOn(const std::string& paths, const std::string& privacy = "noise_multiplier: 1.1, delta: 1.0e-5") {
+  return absl::StrCat("name: t\ndata: {path: [", paths, "]}\ntraining: {epochs: 1, batch_size: 100}\n",
+                      "privacy: {mode: dp, max_grad_norm: 1.0, ", privacy, "}\n");
+}
+
+// Item 4 of issue 9: a budget on A holds whatever name A is read by — in a
+// list with B, in another order, through a symlink, a hard link or a copy
+// — because every job on it charges A's content key.
+class LedgerFilesTest : public JobManagerTest {
+ protected:
+  void SetUp() override {
+    JobManagerTest::SetUp();
+    std::filesystem::create_directories(dir_.Join("data"));
+    std::filesystem::create_directories(dir_.Join("other"));
+    a_ = dir_.Join("data/a.csv");
+    b_ = dir_.Join("data/b.csv");
+    testing::WriteAll(a_, "SERIALNO,SPORDER\n2024HU0000001,1\n");
+    testing::WriteAll(b_, "SERIALNO,SPORDER\n2024HU0000002,1\n");
+    std::filesystem::create_symlink(a_, dir_.Join("data/a-link.csv"));
+    std::filesystem::create_hard_link(a_, dir_.Join("other/a-hard.csv"));
+    std::filesystem::copy_file(a_, dir_.Join("other/a-copy.csv"));
+    key_a_ = "sha256:" + Sha256Hex(testing::ReadAll(a_));
+    key_b_ = "sha256:" + Sha256Hex(testing::ReadAll(b_));
+  }
+  std::string a_, b_, key_a_, key_b_;
+};
+
+TEST_F(LedgerFilesTest, EveryNameOfAFileIsChargedToItsBudget) {
+  auto probe = jobs_->Submit(SpecOn(a_));
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  ASSERT_TRUE(jobs_->Cancel(probe->job_id).ok());
+  // Room on A for five such jobs, not six.
+  const double budget = (PlannedEpsilon(*probe, 5) + PlannedEpsilon(*probe, 6)) / 2;
+  auto set = jobs_->SetBudget(a_, budget, 1e-5);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->size(), 1u);
+  EXPECT_EQ((*set)[0].file, key_a_);
+
+  std::vector<std::string> ids;
+  for (const std::string& paths : {a_ + ", " + b_, b_ + ", " + dir_.Join("data/a-link.csv"),
+                                   dir_.Join("data/a-link.csv"), dir_.Join("other/a-hard.csv"),
+                                   dir_.Join("other/a-copy.csv")}) {
+    auto job = jobs_->Submit(SpecOn(paths));
+    ASSERT_TRUE(job.ok()) << paths << ": " << job.status();
+    EXPECT_THAT(job->input_files, ::testing::Contains(key_a_)) << paths;
+    ids.push_back(job->job_id);
+  }
+  // A sixth, by yet another name, would overshoot A's budget.
+  auto refused = jobs_->Submit(SpecOn(dir_.Join("other/a-copy.csv") + ", " + b_));
+  ASSERT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("other/a-copy.csv has a budget"));
+  EXPECT_TRUE(jobs_->Submit(SpecOn(b_)).ok()) << "B alone has no budget";
+
+  // Charged, the rows land on A whichever name a job used, and B carries
+  // only the two jobs that read it.
+  const std::string w = AddWorker();
+  for (const std::string& id : ids) {
+    auto job = *jobs_->Get(id);
+    ASSERT_EQ(job.state, JobState::kRunning) << id;
+    RunEpoch(job, w, 1);
+    ASSERT_TRUE(jobs_->ReportDone(job.job_id, job.attempt, 0, w, true, "").ok());
+  }
+  std::vector<privacy::SubsampledGaussian> five;
+  for (int i = 0; i < 5; ++i) {
+    five.push_back({probe->sample_rate, 1.1, probe->steps_per_epoch});
+    five.push_back({1.0, probe->eval_noise_multiplier, 1});
+  }
+  for (const std::string& name : {a_, dir_.Join("data/a-link.csv"), dir_.Join("other/a-hard.csv"),
+                                  dir_.Join("other/a-copy.csv"), key_a_}) {
+    auto views = jobs_->GetBudgets(name);
+    ASSERT_TRUE(views.ok()) << name << ": " << views.status();
+    ASSERT_EQ(views->size(), 1u) << name;
+    EXPECT_EQ((*views)[0].file, key_a_) << name;
+    EXPECT_NEAR((*views)[0].spent, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, five, 1e-5), 1e-12);
+    EXPECT_EQ((*views)[0].jobs, 5);
+  }
+  auto on_b = *jobs_->GetBudgets(b_);
+  EXPECT_EQ(on_b[0].jobs, 3) << "[A, B], [B, A-link] and B alone (still queued)";
+  // The views name the file by every path that holds its content.
+  const BudgetView v = (*jobs_->GetBudgets(a_))[0];
+  const auto canonical = [](const std::string& p) { return std::filesystem::canonical(p).string(); };
+  EXPECT_THAT(v.names, ::testing::IsSupersetOf({canonical(a_), canonical(dir_.Join("other/a-hard.csv")),
+                                                canonical(dir_.Join("other/a-copy.csv"))}));
+  auto listing = jobs_->ListLedger(dir_.Join("other/a-copy.csv"));
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  ASSERT_EQ(listing->size(), 1u);
+  EXPECT_EQ((*listing)[0].charges.size(), 10u) << "five epochs and their eval releases";
+  auto both = jobs_->ListLedger(a_ + "+" + b_);
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_EQ(both->size(), 2u) << "one listing per file";
+}
+
+TEST_F(LedgerFilesTest, TheSameContentTwiceIsRefusedBeforeAnyCharge) {
+  ASSERT_TRUE(jobs_->SetBudget(a_, 100, 1e-5).ok());
+  for (const std::string& twice : {a_, dir_.Join("data/a-link.csv"), dir_.Join("other/a-copy.csv")}) {
+    auto refused = jobs_->Submit(SpecOn(a_ + ", " + twice));
+    ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << twice;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("has the same content as data.path[0]"));
+  }
+  EXPECT_TRUE(jobs_->List().empty());
+  const BudgetView v = (*jobs_->GetBudgets(a_))[0];
+  EXPECT_EQ(v.jobs, 0);
+  EXPECT_EQ(v.committed, 0) << "nothing reserved, nothing charged";
+}
+
+TEST_F(LedgerFilesTest, ABudgetOnANameThatMatchesNothingIsNotFound) {
+  auto missing = jobs_->SetBudget("/missing.csv", 1, 1e-5);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("dataset: '/missing.csv'"));
+  auto key = jobs_->SetBudget("sha256:" + std::string(64, '0'), 1, 1e-5);
+  EXPECT_EQ(key.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(jobs_->GetBudgets("/missing.csv").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(jobs_->GetBudgets("")->empty()) << "no silent new key";
+  // A file's key works once the coordinator has seen the file.
+  ASSERT_TRUE(jobs_->GetBudgets(a_).ok());
+  EXPECT_TRUE(jobs_->SetBudget(key_a_, 1, 1e-5).ok());
+}
+
+TEST_F(LedgerFilesTest, ABudgetOnADatasetAppliesToEachOfItsFiles) {
+  const std::string a = dir_.Join("data/pa.csv"), b = dir_.Join("data/pb.csv");
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/2000, /*seed=*/2}, a).ok());
+  ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/2000, /*seed=*/3}, b).ok());
+  DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  registry.set_data_roots(*DataRoots::Create({dir_.Join("data")}));
+  jobs_->set_datasets(&registry);
+  DatasetRecord req;
+  req.name = "two";
+  req.paths = {a, b};
+  auto added = registry.Add(req);
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(added->input_files.size(), 2u);
+  EXPECT_EQ(added->input_files[0], "sha256:" + *Sha256FileHex(a));
+  req.name = "again";
+  req.paths = {a, dir_.Join("data/pa.csv")};
+  EXPECT_THAT(std::string(registry.Add(req).status().message()), HasSubstr("path[1]: '"));
+  auto ready = registry.WaitPrepared("two", absl::Seconds(60));
+  ASSERT_TRUE(ready.ok() && ready->state == "READY") << (ready.ok() ? ready->reason : ready.status().ToString());
+
+  auto set = jobs_->SetBudget("two", 50, 1e-5);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->size(), 2u) << "one budget per file of the dataset";
+  for (const BudgetView& v : *set) {
+    EXPECT_EQ(v.epsilon_budget, 50);
+    EXPECT_EQ(v.names.front(), "two") << "named by the dataset first, then its paths";
+  }
+  // A raw-path job on one of the files sees that file's budget.
+  auto views = jobs_->GetBudgets(b);
+  ASSERT_TRUE(views.ok());
+  EXPECT_TRUE((*views)[0].has_budget);
+  const std::string w = AddWorker();
+  auto job = jobs_->Submit("name: t\ndataset: two\ntraining: {epochs: 1, batch_size: 64}\n");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->input_files, added->input_files);
+  RunEpoch(*jobs_->Get(job->job_id), w, 1);
+  for (const BudgetView& v : *jobs_->GetBudgets("two")) EXPECT_GT(v.spent, 0) << v.file;
+}
+
+// Item 5: δ at most 1/N (N the training records the resolver counted),
+// refused with both numbers, also when σ is calibrated to a target.
+TEST_F(JobManagerTest, DeltaAboveOneOverNIsRefusedAtSubmit) {
+  resolver_.train_rows = 2000;
+  for (const std::string& privacy : {"noise_multiplier: 1.1, delta: 1.0e-3", "target_epsilon: 3.0, delta: 1.0e-3"}) {
+    auto refused = jobs_->Submit(SpecOn("/data/p.csv", privacy));
+    ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << privacy;
+    EXPECT_THAT(std::string(refused.status().message()),
+                HasSubstr("privacy.delta: '0.001' must be at most 1/N = 0.0005, N being the job's 2000 training"));
+  }
+  EXPECT_TRUE(jobs_->Submit(SpecOn("/data/p.csv", "noise_multiplier: 1.1, delta: 5.0e-4")).ok());
+  auto plain = jobs_->Submit("name: b\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->dp);
+  EXPECT_STREQ(JobModeName(*plain), "none");
+  EXPECT_EQ(ReportedEpsilon(*plain), std::nullopt) << "no epsilon, not 0";
+}
+
+// A job queued before the ledger followed file content gets its files'
+// keys when the coordinator starts, before anything can charge it.
+TEST_F(JobManagerTest, AJobQueuedAcrossTheUpgradeGetsItsFilesKeys) {
+  JobRecord old;
+  old.job_id = "job-000042";
+  old.name = "old";
+  old.spec_yaml = Spec();
+  old.data_paths = {"/data/p.csv"};
+  old.epochs = 3;
+  old.sample_rate = 0.01;
+  old.steps_per_epoch = 100;
+  old.noise_multiplier = 1.1;
+  old.delta = 1e-5;
+  ASSERT_TRUE(store_->PutJob(old).ok());
+  Open();
+  auto back = jobs_->Get("job-000042");
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->input_files, std::vector<std::string>{*resolver_.FileKey("data.path", "/data/p.csv")});
+  auto stored = store_->LoadJobs();
+  EXPECT_EQ((*stored)[0].input_files, back->input_files) << "stored before it is used";
 }
 
 }  // namespace

@@ -14,14 +14,18 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
-constexpr char kData[] = "/data/p.csv";
-constexpr char kOtherData[] = "/data/q.csv";
+// Ledger keys of two files (content keys; the ledger takes them as given).
+const std::string kData = "sha256:" + std::string(64, 'a');
+const std::string kOtherData = "sha256:" + std::string(64, 'b');
 
-// A private job's terms as Submit fixes them.
-JobRecord Job(const std::string& id, bool dp = true) {
+// A private job's terms as Submit fixes them, reading `files`.
+JobRecord Job(const std::string& id, bool dp = true, std::vector<std::string> files = {kData}) {
   JobRecord r;
   r.job_id = id;
+  r.input_files = std::move(files);
+  for (std::size_t i = 0; i < r.input_files.size(); ++i) r.data_paths.push_back(absl::StrCat("/data/f", i, ".csv"));
   r.dp = dp;
   r.accountant = "rdp";
   r.delta = dp ? 1e-5 : 0;
@@ -50,13 +54,12 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::make_unique<Ledger>(store_.get(), &clock_);
     ASSERT_TRUE(ledger_->Recover().ok());
   }
-  absl::StatusOr<double> ChargeEpoch(const JobRecord& r, int32_t epoch, int32_t attempt = 1,
-                                     const std::string& dataset = kData) {
-    return ledger_->Charge(r, dataset, attempt, /*rank=*/0, epoch, r.steps_per_epoch, r.sample_rate,
-                           r.noise_multiplier, Mechanism::kTrain);
+  absl::StatusOr<double> ChargeEpoch(const JobRecord& r, int32_t epoch, int32_t attempt = 1) {
+    return ledger_->Charge(r, attempt, /*rank=*/0, epoch, r.steps_per_epoch, r.sample_rate, r.noise_multiplier,
+                           Mechanism::kTrain);
   }
-  BudgetView ViewOf(const std::string& dataset, const std::vector<LivePlan>& live = {}) {
-    auto views = ledger_->GetBudgets(dataset, live);
+  BudgetView ViewOf(const std::string& file, const std::vector<LivePlan>& live = {}) {
+    auto views = ledger_->GetBudgets({file}, live);
     EXPECT_TRUE(views.ok()) << views.status();
     EXPECT_EQ(views->size(), 1u);
     return views->front();
@@ -107,7 +110,8 @@ TEST_F(LedgerTest, ChargesAreDurableIdempotentAndComposeEveryRow) {
   EXPECT_EQ(*ChargeEpoch(r, 2, /*attempt=*/2), EpsilonOfEpochs(r, 3));
   auto rows = *store_->LedgerForJob("job-1");
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[2].dataset, kData);
+  EXPECT_EQ(rows[2].files, std::vector<std::string>{kData});
+  EXPECT_EQ(rows[2].dataset, "/data/f0.csv") << "the data as the job named it";
   EXPECT_EQ(rows[2].noise_multiplier, r.noise_multiplier);
   EXPECT_EQ(rows[2].recorded_ms, clock_.NowMs());
 
@@ -117,12 +121,12 @@ TEST_F(LedgerTest, ChargesAreDurableIdempotentAndComposeEveryRow) {
 
 TEST_F(LedgerTest, AChargeMustBeTheJobsOwnAndInsideItsEpochs) {
   const JobRecord r = Job("job-1");
-  auto steps = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch + 1, r.sample_rate, r.noise_multiplier, Mechanism::kTrain);
+  auto steps = ledger_->Charge(r, 1, 0, 1, r.steps_per_epoch + 1, r.sample_rate, r.noise_multiplier, Mechanism::kTrain);
   EXPECT_EQ(steps.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(steps.status().message(), HasSubstr("does not match the job: steps 101 vs 100"));
-  auto sigma = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch, r.sample_rate, 0.5, Mechanism::kTrain);
+  auto sigma = ledger_->Charge(r, 1, 0, 1, r.steps_per_epoch, r.sample_rate, 0.5, Mechanism::kTrain);
   EXPECT_EQ(sigma.status().code(), absl::StatusCode::kFailedPrecondition);
-  auto q = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch, 0.02, r.noise_multiplier, Mechanism::kTrain);
+  auto q = ledger_->Charge(r, 1, 0, 1, r.steps_per_epoch, 0.02, r.noise_multiplier, Mechanism::kTrain);
   EXPECT_EQ(q.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ChargeEpoch(r, 0).status().code(), absl::StatusCode::kInvalidArgument);
   auto late = ChargeEpoch(r, 4);
@@ -155,7 +159,7 @@ TEST_F(LedgerTest, EvalReleasesAreTheirOwnCheckedRowsAndComposeWithTraining) {
   r.eval_every = 2;  // 3 epochs: releases after epochs 2 and 3
   r.eval_noise_multiplier = 30;
   auto eval = [&](int32_t rank, int32_t epoch, int64_t steps, double q, double sigma) {
-    return ledger_->Charge(r, kData, 1, rank, epoch, steps, q, sigma, Mechanism::kEval).status();
+    return ledger_->Charge(r, 1, rank, epoch, steps, q, sigma, Mechanism::kEval).status();
   };
   ASSERT_TRUE(ChargeEpoch(r, 1).ok());
   EXPECT_THAT(eval(0, 1, 1, 1.0, 30).message(), HasSubstr("every epoch that is a multiple of 2 and after the last"));
@@ -183,7 +187,7 @@ TEST_F(LedgerTest, EvalReleasesAreTheirOwnCheckedRowsAndComposeWithTraining) {
   std::vector<privacy::SubsampledGaussian> committed = through_2;
   committed.push_back({r.sample_rate, r.noise_multiplier, r.steps_per_epoch});
   committed.push_back({1.0, 30, 1});
-  EXPECT_EQ(ViewOf(kData, {PlanOf(r, kData)}).committed,
+  EXPECT_EQ(ViewOf(kData, {PlanOf(r)}).committed,
             *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, 1e-5));
 
   JobRecord silent = Job("job-s");  // privacy.eval: none
@@ -201,16 +205,16 @@ TEST_F(LedgerTest, ANonPrivateEpochIsRecordedAndLeavesTheDatasetWithoutAFiniteEp
   const BudgetView v = ViewOf(kData);
   EXPECT_TRUE(std::isinf(v.spent));
   EXPECT_TRUE(std::isinf(v.committed));
-  EXPECT_EQ(ledger_->SetBudget(kData, 10, 1e-5, {}).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ledger_->SetBudget({kData}, 10, 1e-5, {}).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(LedgerTest, BudgetViewsComposeSpentAndTheRemainingPlansOfLiveJobs) {
   const JobRecord a = Job("job-a");
   const JobRecord b = Job("job-b");
-  const JobRecord elsewhere = Job("job-c");
+  const JobRecord elsewhere = Job("job-c", true, {kOtherData});
   ASSERT_TRUE(ChargeEpoch(a, 1).ok());
-  const std::vector<LivePlan> live = {PlanOf(a, kData), PlanOf(b, kData), PlanOf(elsewhere, kOtherData)};
-  auto set = ledger_->SetBudget(kData, 50, 1e-5, live);
+  const std::vector<LivePlan> live = {PlanOf(a), PlanOf(b), PlanOf(elsewhere)};
+  auto set = ledger_->SetBudget({kData}, 50, 1e-5, live);
   ASSERT_TRUE(set.ok()) << set.status();
 
   const BudgetView v = ViewOf(kData, live);
@@ -226,65 +230,76 @@ TEST_F(LedgerTest, BudgetViewsComposeSpentAndTheRemainingPlansOfLiveJobs) {
       {b.sample_rate, b.noise_multiplier, 3 * b.steps_per_epoch}};
   EXPECT_EQ(v.committed, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, 1e-5));
   EXPECT_EQ(v.remaining, 50 - v.committed);
-  EXPECT_EQ(set->committed, v.committed);
+  ASSERT_EQ(set->size(), 1u);
+  EXPECT_EQ((*set)[0].committed, v.committed);
 
   // A retried attempt reserves its whole plan again.
   JobRecord a_retried = a;
   a_retried.attempt = 2;
-  const BudgetView retried = ViewOf(kData, {PlanOf(a_retried, kData)});
+  const BudgetView retried = ViewOf(kData, {PlanOf(a_retried)});
   EXPECT_GT(retried.committed, EpsilonOfEpochs(a, 3));
 
-  auto all = ledger_->GetBudgets("", live);
+  auto all = ledger_->GetBudgets({}, live);
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->size(), 1u);  // a budget or a ledger row, not a mere plan
-  EXPECT_EQ((*all)[0].dataset, kData);
+  EXPECT_EQ((*all)[0].file, kData);
 }
 
 TEST_F(LedgerTest, SubmitIsRefusedWhenItsPlanWouldOvershootTheBudget) {
   const JobRecord first = Job("job-1");
   const JobRecord second = Job("job-2");
-  EXPECT_TRUE(ledger_->CheckSubmit(kData, first, {}).ok());  // no budget: nothing to refuse
+  EXPECT_TRUE(ledger_->CheckSubmit(first, {}).ok());  // no budget: nothing to refuse
   const double one_plan = EpsilonOfEpochs(first, 3);
-  ASSERT_TRUE(ledger_->SetBudget(kData, one_plan * 1.2, 1e-5, {}).ok());
-  EXPECT_TRUE(ledger_->CheckSubmit(kData, first, {}).ok());
+  ASSERT_TRUE(ledger_->SetBudget({kData}, one_plan * 1.2, 1e-5, {}).ok());
+  EXPECT_TRUE(ledger_->CheckSubmit(first, {}).ok());
   // With the first job queued, the second would bring the total over.
-  auto over = ledger_->CheckSubmit(kData, second, {PlanOf(first, kData)});
+  auto over = ledger_->CheckSubmit(second, {PlanOf(first)});
   EXPECT_EQ(over.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(over.message(), HasSubstr("this job would bring the composed total to"));
-  EXPECT_TRUE(ledger_->CheckSubmit(kData, second, {PlanOf(first, kOtherData)}).ok());
-  auto plain = ledger_->CheckSubmit(kData, Job("job-3", /*dp=*/false), {});
+  EXPECT_TRUE(ledger_->CheckSubmit(second, {PlanOf(Job("job-1", true, {kOtherData}))}).ok());
+  auto plain = ledger_->CheckSubmit(Job("job-3", /*dp=*/false), {});
   EXPECT_EQ(plain.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(plain.message(), HasSubstr("privacy.mode: 'none' cannot run on dataset /data/p.csv"));
+  EXPECT_THAT(plain.message(), HasSubstr("privacy.mode: 'none' cannot run on input file /data/f0.csv"));
+  // A registered dataset's files are named by their place, not by path.
+  JobRecord on_dataset = second;
+  on_dataset.dataset = "acs";
+  auto named = ledger_->CheckSubmit(on_dataset, {PlanOf(first)});
+  EXPECT_THAT(named.message(), HasSubstr("file 1 of 1 of dataset 'acs' has a budget"));
+  EXPECT_THAT(named.message(), Not(HasSubstr("/data/"))) << "the custodian's paths are not the analyst's";
 }
 
 TEST_F(LedgerTest, AChargeOverTheBudgetIsRefusedAndNotRecorded) {
   const JobRecord r = Job("job-1");
-  ASSERT_TRUE(ledger_->SetBudget(kData, EpsilonOfEpochs(r, 1) * 0.5, 1e-5, {}).ok());
+  ASSERT_TRUE(ledger_->SetBudget({kData}, EpsilonOfEpochs(r, 1) * 0.5, 1e-5, {}).ok());
   auto refused = ChargeEpoch(r, 1);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("over its budget"));
   EXPECT_THAT(*store_->LedgerForJob("job-1"), IsEmpty());
-  EXPECT_TRUE(ChargeEpoch(r, 1, 1, kOtherData).ok());  // another dataset's budget is its own
+  EXPECT_TRUE(ChargeEpoch(Job("job-1", true, {kOtherData}), 1).ok());  // another file's budget is its own
 }
 
 TEST_F(LedgerTest, ABudgetIsValidatedKeptAboveWhatIsCommittedAndDurable) {
-  EXPECT_THAT(ledger_->SetBudget("", 1, 1e-5, {}).status().message(), HasSubstr("dataset:"));
-  EXPECT_THAT(ledger_->SetBudget(kData, 0, 1e-5, {}).status().message(), HasSubstr("epsilon: '0'"));
-  EXPECT_THAT(ledger_->SetBudget(kData, INFINITY, 1e-5, {}).status().message(), HasSubstr("epsilon:"));
-  EXPECT_THAT(ledger_->SetBudget(kData, 1, 1, {}).status().message(), HasSubstr("delta: '1'"));
+  EXPECT_THAT(ledger_->SetBudget({}, 1, 1e-5, {}).status().message(), HasSubstr("dataset:"));
+  EXPECT_THAT(ledger_->SetBudget({kData}, 0, 1e-5, {}).status().message(), HasSubstr("epsilon: '0'"));
+  EXPECT_THAT(ledger_->SetBudget({kData}, INFINITY, 1e-5, {}).status().message(), HasSubstr("epsilon:"));
+  EXPECT_THAT(ledger_->SetBudget({kData}, 1, 1, {}).status().message(), HasSubstr("delta: '1'"));
 
   const JobRecord r = Job("job-1");
-  ASSERT_TRUE(ledger_->SetBudget(kData, 40, 1e-5, {}).ok());
-  auto below = ledger_->SetBudget(kData, EpsilonOfEpochs(r, 3) * 0.5, 1e-5, {PlanOf(r, kData)});
+  ASSERT_TRUE(ledger_->SetBudget({kData}, 40, 1e-5, {}).ok());
+  auto below = ledger_->SetBudget({kData}, EpsilonOfEpochs(r, 3) * 0.5, 1e-5, {PlanOf(r)});
   EXPECT_EQ(below.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(below.status().message(), HasSubstr("a budget of"));
   EXPECT_EQ(ViewOf(kData).epsilon_budget, 40);  // the refused budget did not replace it
 
   Open();
   EXPECT_EQ(ViewOf(kData).epsilon_budget, 40);
-  // Paths joined by '+' are keyed as normalised absolute paths.
-  ASSERT_TRUE(ledger_->SetBudget("/data/./a.csv+/data/x/../b.csv", 5, 1e-6, {}).ok());
-  EXPECT_EQ(ViewOf("/data/a.csv+/data/b.csv").delta, 1e-6);
+  // A budget on several files is one per file.
+  auto both = ledger_->SetBudget({kData, kOtherData}, 45, 1e-6, {});
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->size(), 2u);
+  Open();
+  EXPECT_EQ(ViewOf(kData).delta, 1e-6);
+  EXPECT_EQ(ViewOf(kOtherData).epsilon_budget, 45);
 }
 
 }  // namespace
@@ -293,8 +308,8 @@ TEST_F(LedgerTest, ABudgetIsValidatedKeptAboveWhatIsCommittedAndDurable) {
 namespace dpfleet::server {
 namespace {
 
-// `dpctl ledger`: every charge of a dataset in recorded order, each with
-// the dataset's composed ε after it and what it added.
+// `dpctl ledger`: every charge of a file in recorded order, each with the
+// file's composed ε after it and what it added.
 TEST_F(LedgerTest, ListingGivesEveryChargeWithItsEpsilonIncrement) {
   const JobRecord a = Job("job-a");
   const JobRecord b = Job("job-b");
@@ -303,10 +318,10 @@ TEST_F(LedgerTest, ListingGivesEveryChargeWithItsEpsilonIncrement) {
   ASSERT_TRUE(ChargeEpoch(b, 1).ok());
   clock_.AdvanceMs(1);
   ASSERT_TRUE(ChargeEpoch(a, 2).ok());
-  ASSERT_TRUE(ChargeEpoch(a, 1, 1, kOtherData).ok()) << "another dataset's row is not listed";
+  ASSERT_TRUE(ChargeEpoch(Job("job-x", true, {kOtherData}), 1).ok()) << "another file's row is not listed";
   auto listing = ledger_->List(kData, {});
   ASSERT_TRUE(listing.ok()) << listing.status();
-  EXPECT_EQ(listing->dataset, kData);
+  EXPECT_EQ(listing->file, kData);
   EXPECT_DOUBLE_EQ(listing->delta, 1e-5);
   ASSERT_EQ(listing->charges.size(), 3u);
   EXPECT_EQ(listing->charges[0].entry.job_id, "job-a");
@@ -332,7 +347,65 @@ TEST_F(LedgerTest, ListingGivesEveryChargeWithItsEpsilonIncrement) {
   EXPECT_TRUE(std::isinf(listing->charges[3].epsilon_increment));
   EXPECT_TRUE(std::isinf(listing->charges[4].epsilon_total));
   EXPECT_EQ(listing->charges[4].epsilon_increment, 0);
-  EXPECT_TRUE(ledger_->List("/data/nothing.csv", {})->charges.empty());
+  EXPECT_TRUE(ledger_->List("sha256:" + std::string(64, 'c'), {})->charges.empty());
+}
+
+// The ledger follows the files: a job on [A, B] is one charge that counts
+// against A and B alike, once each, and once in the job's own ε; a job is
+// refused, and nothing is recorded, as soon as any of its files would go
+// over its budget.
+TEST_F(LedgerTest, AChargeAppliesToEveryFileTheJobReads) {
+  const JobRecord both = Job("job-ab", true, {kData, kOtherData});
+  const JobRecord only_b = Job("job-b", true, {kOtherData});
+  EXPECT_EQ(*ChargeEpoch(both, 1), EpsilonOfEpochs(both, 1)) << "one charge in the job's epsilon, not two";
+  auto rows = *store_->LedgerForJob("job-ab");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].files, (std::vector<std::string>{kData, kOtherData}));
+  ASSERT_TRUE(ChargeEpoch(only_b, 1).ok());
+  EXPECT_DOUBLE_EQ(ViewOf(kData).spent, EpsilonOfEpochs(both, 1));
+  EXPECT_DOUBLE_EQ(ViewOf(kOtherData).spent, EpsilonOfEpochs(both, 2)) << "B carries both jobs";
+  EXPECT_EQ(ViewOf(kOtherData).jobs, 2);
+  EXPECT_EQ(ledger_->List(kData, {})->charges.size(), 1u);
+  EXPECT_EQ(ledger_->List(kOtherData, {})->charges.size(), 2u);
+
+  // Room on A, none left on B: a job on [A, B] is refused, one on A is not.
+  ASSERT_TRUE(ledger_->SetBudget({kData}, 100, 1e-5, {}).ok());
+  ASSERT_TRUE(ledger_->SetBudget({kOtherData}, EpsilonOfEpochs(both, 2) * 1.01, 1e-5, {}).ok());
+  auto refused = ledger_->CheckSubmit(Job("job-ab2", true, {kData, kOtherData}), {});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), HasSubstr("input file /data/f1.csv has a budget"));
+  EXPECT_TRUE(ledger_->CheckSubmit(Job("job-a2", true, {kData}), {}).ok());
+  // The same at charge time: B's budget stops the charge on A too.
+  auto over = ChargeEpoch(both, 2);
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(over.status().message(), HasSubstr("input file /data/f1.csv to epsilon"));
+  EXPECT_EQ(store_->LedgerForJob("job-ab")->size(), 1u) << "refused: recorded for neither file";
+  EXPECT_DOUBLE_EQ(ViewOf(kData).spent, EpsilonOfEpochs(both, 1));
+  // A live plan on [A, B] is committed on both.
+  const BudgetView a = ViewOf(kData, {PlanOf(Job("job-live", true, {kData, kOtherData}))});
+  EXPECT_GT(a.committed, a.spent);
+}
+
+TEST_F(LedgerTest, DeltaMustBeAtMostOneOverN) {
+  const std::string base =
+      "name: t\ndata: {path: /data/p.csv}\ntraining: {epochs: 3, batch_size: 100}\nprivacy: {mode: dp, "
+      "max_grad_norm: 1.0, ";
+  auto spec = [&](const std::string& rest) {
+    auto s = ParseJobSpec(base + rest + "}\n");
+    EXPECT_TRUE(s.ok()) << s.status();
+    return *s;
+  };
+  EXPECT_TRUE(Ledger::CheckDelta(spec("noise_multiplier: 1.0, delta: 1.0e-4"), 10000).ok()) << "delta = 1/N";
+  const absl::Status over = Ledger::CheckDelta(spec("noise_multiplier: 1.0, delta: 2.0e-4"), 10000);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(over.message(), HasSubstr("privacy.delta: '0.0002' must be at most 1/N = 0.0001"));
+  EXPECT_THAT(over.message(), HasSubstr("10000 training records"));
+  EXPECT_EQ(Ledger::CheckDelta(spec("target_epsilon: 2.0, delta: 0.5"), 10000).code(),
+            absl::StatusCode::kInvalidArgument)
+      << "a target epsilon does not excuse a large delta";
+  auto none = ParseJobSpec("name: t\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(Ledger::CheckDelta(*none, 10).ok()) << "a non-private job has no delta";
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-TEST(PrometheusTest, JobsWorkersAndDatasetBudgets) {
+TEST(PrometheusTest, JobsWorkersAndFileBudgets) {
   JobRecord running;
   running.job_id = "job-000001";
   running.name = "say \"hi\"";
@@ -27,31 +27,37 @@ TEST(PrometheusTest, JobsWorkersAndDatasetBudgets) {
   done.job_id = "job-000002";
   done.name = "b";
   done.state = JobState::kSucceeded;
+  JobRecord baseline = done;  // privacy.mode none: no epsilon at all, not 0
+  baseline.job_id = "job-000003";
+  baseline.dp = false;
+  baseline.epsilon = 0;
   WorkerRecord idle;
   idle.state = WorkerState::kIdle;
   BudgetView budgeted;
-  budgeted.dataset = "/data/ca.csv";
+  budgeted.file = "sha256:ca";
+  budgeted.names = {"acs", "/data/ca.csv"};
   budgeted.has_budget = true;
   budgeted.epsilon_budget = 3;
   budgeted.spent = 1.25;
   budgeted.committed = 2;
   BudgetView open;
-  open.dataset = "/data/vt.csv";
+  open.file = "sha256:vt";
   open.spent = std::numeric_limits<double>::infinity();  // a non-private job ran on it
   open.committed = open.spent;
-  const std::string text = RenderPrometheus({running, done}, {idle}, {budgeted, open});
+  const std::string text = RenderPrometheus({running, done, baseline}, {idle}, {budgeted, open});
   EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"RUNNING\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"SUCCEEDED\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"SUCCEEDED\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"FAILED\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_workers{state=\"IDLE\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_job_epsilon{job_id=\"job-000001\",name=\"say \\\"hi\\\"\"} 0.5\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000002\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/ca.csv\"} 1.25\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_committed{dataset=\"/data/ca.csv\"} 2\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/ca.csv\"} 3\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/vt.csv\"} +Inf\n"));
-  EXPECT_THAT(text, Not(HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/vt.csv\"}")));
-  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_dataset_epsilon_spent gauge\n"));
+  EXPECT_THAT(text, Not(HasSubstr("dpfleet_job_epsilon{job_id=\"job-000003\""))) << "no epsilon gauge for mode none";
+  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000003\"} 2\n")) << "the job itself is there";
+  EXPECT_THAT(text, HasSubstr("dpfleet_file_epsilon_spent{file=\"sha256:ca\",names=\"acs,/data/ca.csv\"} 1.25\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_file_epsilon_committed{file=\"sha256:ca\",names=\"acs,/data/ca.csv\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_file_epsilon_budget{file=\"sha256:ca\",names=\"acs,/data/ca.csv\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_file_epsilon_spent{file=\"sha256:vt\",names=\"\"} +Inf\n"));
+  EXPECT_THAT(text, Not(HasSubstr("dpfleet_file_epsilon_budget{file=\"sha256:vt\"")));
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_file_epsilon_spent gauge\n"));
 }
 
 TEST(PrometheusTest, BuildInfoNamesTheVersionCommitAndProtocol) {

@@ -1,9 +1,12 @@
 // The coordinator's SQLite store (server/core/store.h): the ledger's
-// mechanism column, the secret split key, and the schema migration — a
+// mechanism column and its charge -> file rows, budgets per file, the
+// content-key cache, the secret split key, and the schema migration — a
 // database of every older schema (the first, unnumbered one; the
 // unnumbered one of the privacy-engine line, which had the mechanism column
-// and the split key; version 2, with tokens and audit) opens, keeps its
-// jobs, ledger and secrets and gains what it lacked; a newer one is refused.
+// and the split key; version 2, with tokens and audit; version 3, with
+// eval rows, all keyed by path strings) opens, keeps its jobs, ledger and
+// secrets, moves its charges and budgets onto the content of the files
+// they named, and gains what it lacked; a newer one is refused.
 #include "server/core/store.h"
 
 #include <gmock/gmock.h>
@@ -11,13 +14,17 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 
+#include "common/sha256.h"
+#include "tests/testing/files.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 void Exec(const std::string& path, const std::string& sql) {
@@ -51,6 +58,7 @@ LedgerEntry Row(int epoch, Mechanism mechanism, double sigma) {
   e.epoch = epoch;
   e.mechanism = mechanism;
   e.dataset = "/data/p.csv";
+  e.files = {"sha256:" + std::string(64, 'a')};
   e.steps = mechanism == Mechanism::kEval ? 1 : 100;
   e.sample_rate = mechanism == Mechanism::kEval ? 1.0 : 0.01;
   e.noise_multiplier = sigma;
@@ -60,8 +68,75 @@ LedgerEntry Row(int epoch, Mechanism mechanism, double sigma) {
 }
 
 
+// Files an old ledger named by path, for the content-key migration: a.csv,
+// a byte-identical copy.csv, and gone.csv, which no longer exists.
+struct OldFiles {
+  explicit OldFiles(const testing::TempDir& dir)
+      : a(dir.Join("a.csv")), copy(dir.Join("copy.csv")), gone(dir.Join("gone.csv")) {
+    testing::WriteAll(a, "SERIALNO,SPORDER\n2024HU1,1\n");
+    testing::WriteAll(copy, testing::ReadAll(a));
+    key = "sha256:" + Sha256Hex(testing::ReadAll(a));
+  }
+  // A job that read [a, gone] (its record says so), a row of a job with no
+  // record left that read the copy, and budgets on all three names. `eval`
+  // is the old ledger's mechanism column ("" for a ledger without one).
+  std::string Sql(const std::string& mechanism_column) const {
+    JobRecord job;
+    job.job_id = "job-000101";
+    job.name = "old";
+    job.data_paths = {a, gone};
+    nlohmann::json record = ToJson(job);
+    record.erase("input_files");
+    const std::string m = mechanism_column.empty() ? "" : "'" + mechanism_column + "', ";
+    return "INSERT INTO jobs VALUES ('job-000101', 101, '" + record.dump() + "');" +
+           "INSERT INTO ledger VALUES ('job-000101', 1, 1, " + m + "'" + a + "+" + gone +
+           "', 10, 0.01, 1.0, 1e-5, 100);"
+           "INSERT INTO ledger VALUES ('job-000102', 1, 1, " + m + "'" + copy + "', 10, 0.01, 1.0, 1e-5, 101);"
+           "INSERT INTO budgets VALUES ('" + a + "', 5.0, 1e-5, 1);"
+           "INSERT INTO budgets VALUES ('" + copy + "', 3.0, 1e-6, 2);"
+           "INSERT INTO budgets VALUES ('" + gone + "', 7.0, 1e-5, 3);";
+  }
+  // What the migration must have made of Sql()'s rows (and, on the open
+  // that migrated, what it said).
+  void Check(Store& store, bool migrated_now = true) const {
+    auto on_a = store.LedgerForFile(key);
+    ASSERT_TRUE(on_a.ok()) << on_a.status();
+    ASSERT_EQ(on_a->size(), 2u) << "a.csv and its copy are one file";
+    EXPECT_EQ((*on_a)[0].job_id, "job-000101");
+    EXPECT_THAT((*on_a)[0].files, ElementsAre(LegacyPathKey(gone), key)) << "the job's record names both files";
+    EXPECT_EQ((*on_a)[1].job_id, "job-000102");
+    EXPECT_THAT((*on_a)[1].files, ElementsAre(key));
+    auto on_gone = store.LedgerForFile(LegacyPathKey(gone));
+    ASSERT_TRUE(on_gone.ok());
+    ASSERT_EQ(on_gone->size(), 1u) << "a vanished file keeps its rows under its old path";
+    EXPECT_EQ((*on_gone)[0].job_id, "job-000101");
+    auto budgets = store.LoadBudgets();
+    ASSERT_TRUE(budgets.ok());
+    ASSERT_EQ(budgets->size(), 2u);
+    std::map<std::string, BudgetRecord> by_file;
+    for (const BudgetRecord& b : *budgets) by_file[b.file] = b;
+    EXPECT_DOUBLE_EQ(by_file[key].epsilon, 3.0) << "two budgets on one content: the smaller holds";
+    EXPECT_DOUBLE_EQ(by_file[key].delta, 1e-6);
+    EXPECT_DOUBLE_EQ(by_file[LegacyPathKey(gone)].epsilon, 7.0);
+    auto paths = store.FilePaths();
+    ASSERT_TRUE(paths.ok());
+    EXPECT_THAT((*paths)[key], ElementsAre(a, copy)) << "the views name the file by both paths";
+    if (!migrated_now) return;
+    ASSERT_EQ(store.migration_notes().size(), 2u);
+    EXPECT_THAT(store.migration_notes()[0], HasSubstr("3 budget(s) moved onto"));
+    EXPECT_THAT(store.migration_notes()[0], HasSubstr("(2 hashed")) << "a.csv and its copy, once each";
+    EXPECT_THAT(store.migration_notes()[1], HasSubstr("could not be hashed; their charges and budgets stay"));
+    EXPECT_THAT(store.migration_notes()[1], HasSubstr(LegacyPathKey(gone) + " (no longer exists)"));
+    auto cached = store.CachedContentKey(*StampOf(a));
+    ASSERT_TRUE(cached.ok());
+    EXPECT_EQ(*cached, key) << "hashed once, during the migration";
+  }
+  std::string a, copy, gone, key;
+};
+
 TEST(StoreTest, MigratesAVersionOneDatabase) {
   testing::TempDir dir;
+  const OldFiles files(dir);
   JobRecord job;
   job.job_id = "job-000007";
   job.name = "old";
@@ -74,18 +149,21 @@ TEST(StoreTest, MigratesAVersionOneDatabase) {
   Exec(dir.Join("coordinator.db"),
        std::string(kSchemaV1) +
        "INSERT INTO jobs VALUES ('job-000007', 1, '" + record.dump() + "');"
-       "INSERT INTO ledger VALUES ('job-000007', 1, 1, '/data/p.csv', 10, 0.01, 1.0, 1e-5, 5);");
+       "INSERT INTO ledger VALUES ('job-000007', 1, 1, '/data/p.csv', 10, 0.01, 1.0, 1e-5, 5);" +
+       files.Sql(""));
   auto store = Store::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   auto jobs = (*store)->LoadJobs();
   ASSERT_TRUE(jobs.ok()) << jobs.status();
-  ASSERT_EQ(jobs->size(), 1u);
+  ASSERT_EQ(jobs->size(), 2u);
   EXPECT_EQ((*jobs)[0].name, "old");
   EXPECT_EQ((*jobs)[0].owner, "") << "a job from before owners is the custodian's alone";
   auto rows = (*store)->LedgerForJob("job-000007");
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].mechanism, Mechanism::kTrain) << "a row from before eval releases paid for training";
+  EXPECT_THAT((*rows)[0].files, ElementsAre("path:/data/p.csv"));
+  files.Check(**store);
   EXPECT_TRUE((*store)->SplitKey().ok());
   // The new tables work.
   TokenRecord t;
@@ -137,7 +215,7 @@ TEST(StoreTest, OldLedgersMigrateAsTrainingChargesAndTakeEvalRows) {
   for (int open = 0; open < 2; ++open) {  // the second open finds the new schema
     auto store = Store::Open(dir.path());
     ASSERT_TRUE(store.ok()) << store.status();
-    auto rows = *(*store)->LedgerForDataset("/data/p.csv");
+    auto rows = *(*store)->LedgerForFile("path:/data/p.csv");
     ASSERT_GE(rows.size(), 2u);
     EXPECT_EQ(rows[0].epoch, 1);
     EXPECT_EQ(rows[0].mechanism, Mechanism::kTrain);
@@ -147,6 +225,7 @@ TEST(StoreTest, OldLedgersMigrateAsTrainingChargesAndTakeEvalRows) {
     if (open == 0) {
       EXPECT_EQ(rows.size(), 2u);
       LedgerEntry eval = Row(1, Mechanism::kEval, 25);
+      eval.files = {"path:/data/p.csv"};
       eval.recorded_ms = 10;  // listed after the migrated rows
       EXPECT_TRUE(*(*store)->Charge(eval)) << "an eval row next to a migrated one";
     } else {
@@ -176,6 +255,7 @@ TEST(StoreTest, SplitKeyIsDrawnOnceAndKept) {
 // chain keeps all three and adds tokens and audit.
 TEST(StoreTest, MigratesAnUnnumberedDatabaseThatHadEvalRowsAndASplitKey) {
   testing::TempDir dir;
+  const OldFiles files(dir);
   const std::string key(8, '\x5a');
   Exec(dir.Join("coordinator.db"),
        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
@@ -194,7 +274,8 @@ TEST(StoreTest, MigratesAnUnnumberedDatabaseThatHadEvalRowsAndASplitKey) {
        "CREATE INDEX ledger_dataset ON ledger (dataset);"
        "INSERT INTO secrets VALUES ('split_key', x'5a5a5a5a5a5a5a5a');"
        "INSERT INTO ledger VALUES ('job-000001', 1, 1, 'train', '/data/p.csv', 100, 0.01, 1.1, 1e-5, 1);"
-       "INSERT INTO ledger VALUES ('job-000001', 1, 1, 'eval', '/data/p.csv', 1, 1.0, 25, 1e-5, 2);");
+       "INSERT INTO ledger VALUES ('job-000001', 1, 1, 'eval', '/data/p.csv', 1, 1.0, 25, 1e-5, 2);" +
+       files.Sql("train"));
   auto store = Store::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   auto rows = (*store)->LedgerForJob("job-000001");
@@ -203,6 +284,7 @@ TEST(StoreTest, MigratesAnUnnumberedDatabaseThatHadEvalRowsAndASplitKey) {
   EXPECT_EQ((*rows)[0].mechanism, Mechanism::kTrain);
   EXPECT_EQ((*rows)[1].mechanism, Mechanism::kEval);
   EXPECT_DOUBLE_EQ((*rows)[1].noise_multiplier, 25);
+  files.Check(**store);
   uint64_t kept = 0;
   std::memcpy(&kept, key.data(), sizeof(kept));
   EXPECT_EQ(*(*store)->SplitKey(), kept) << "the held-out persons stay the same across the upgrade";
@@ -217,6 +299,7 @@ TEST(StoreTest, MigratesAnUnnumberedDatabaseThatHadEvalRowsAndASplitKey) {
 // and its ledger rows become training charges.
 TEST(StoreTest, MigratesAVersionTwoDatabase) {
   testing::TempDir dir;
+  const OldFiles files(dir);
   Exec(dir.Join("coordinator.db"),
        std::string(kSchemaV1) +
            "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL, "
@@ -226,8 +309,8 @@ TEST(StoreTest, MigratesAVersionTwoDatabase) {
            "  name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
            "  outcome TEXT NOT NULL, detail TEXT NOT NULL);"
            "INSERT INTO tokens (name, role, sha256, created_ms) VALUES ('admin', 'custodian', x'00', 1);"
-           "INSERT INTO ledger VALUES ('job-000002', 1, 1, '/data/p.csv', 10, 0.01, 1.0, 1e-5, 5);"
-           "PRAGMA user_version = 2;");
+           "INSERT INTO ledger VALUES ('job-000002', 1, 1, '/data/p.csv', 10, 0.01, 1.0, 1e-5, 5);" +
+           files.Sql("") + "PRAGMA user_version = 2;");
   auto store = Store::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   auto tokens = (*store)->ListTokens();
@@ -238,7 +321,41 @@ TEST(StoreTest, MigratesAVersionTwoDatabase) {
   ASSERT_TRUE(rows.ok()) << rows.status();
   ASSERT_EQ(rows->size(), 1u);
   EXPECT_EQ((*rows)[0].mechanism, Mechanism::kTrain);
+  files.Check(**store);
   EXPECT_TRUE(*(*store)->Charge(Row(1, Mechanism::kEval, 25)));
+}
+
+// Version 3 (eval rows and the split key, every charge and budget keyed by
+// the data's path string): the last schema before content keys.
+TEST(StoreTest, MigratesAVersionThreeDatabase) {
+  testing::TempDir dir;
+  const OldFiles files(dir);
+  Exec(dir.Join("coordinator.db"),
+       std::string(kSchemaV1) +
+           "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL, "
+           "  sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0);"
+           "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
+           "  name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
+           "  outcome TEXT NOT NULL, detail TEXT NOT NULL);"
+           "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
+           "DROP TABLE ledger;"
+           "CREATE TABLE ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, "
+           "  mechanism TEXT NOT NULL DEFAULT 'train', dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
+           "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
+           "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch, mechanism));" +
+           files.Sql("eval") + "PRAGMA user_version = 3;");
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  files.Check(**store);
+  auto rows = (*store)->LedgerForFile(files.key);
+  ASSERT_TRUE(rows.ok());
+  EXPECT_EQ((*rows)[0].mechanism, Mechanism::kEval) << "the mechanism survives";
+  // Reopened: already version 4, nothing to migrate and nothing to say.
+  store->reset();
+  auto again = Store::Open(dir.path());
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->migration_notes().empty());
+  files.Check(**again, /*migrated_now=*/false);
 }
 
 TEST(StoreTest, RefusesADatabaseFromANewerVersion) {
