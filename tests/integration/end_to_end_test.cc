@@ -18,8 +18,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/coordinator_client.h"
+#include "absl/strings/str_replace.h"
 #include "common/privacy/accountant.h"
+#include "common/sha256.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/files.h"
 #include "tests/testing/fleet/cluster.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
@@ -33,6 +36,7 @@ using ::dpfleet::testing::Process;
 using ::dpfleet::testing::RunCommand;
 using ::dpfleet::testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string UrlEncode(const std::string& v) {
   std::string out;
@@ -73,6 +77,17 @@ class EndToEndTest : public ::testing::Test {
       << "privacy: {mode: dp, max_grad_norm: 1.0, " << privacy << ", delta: 1.0e-5}\n"
       << "resources: {workers: " << workers << ", device: cpu}\n";
     return path;
+  }
+
+  // Replaces `from` by `to` in the spec at `path` (and returns the path).
+  static std::string Rewrite(const std::string& path, const std::string& from, const std::string& to) {
+    const std::string text = absl::StrReplaceAll(testing::ReadAll(path), {{from, to}});
+    testing::WriteAll(path, text);
+    return path;
+  }
+  // A spec like WriteSpec's reading `paths` (YAML: one path or a list).
+  std::string WriteSpecOn(const std::string& name, const std::string& paths) {
+    return Rewrite(WriteSpec(name, 1), "data: {path: " + data_ + "}", "data: {path: " + paths + "}");
   }
 
   nlohmann::json Status(const std::string& job_id) {
@@ -531,21 +546,145 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
   EXPECT_THAT(err, HasSubstr("budget"));
   ASSERT_EQ(cluster_->Dpctl({"budget", "-o", "json"}, &out, &err), 0) << err;
   auto j = nlohmann::json::parse(out);
-  ASSERT_EQ(j["datasets"].size(), 1u);
-  EXPECT_EQ(j["datasets"][0]["dataset"], data_);
-  EXPECT_DOUBLE_EQ(j["datasets"][0]["epsilon_budget"].get<double>(), 0.05);
-  EXPECT_DOUBLE_EQ(j["datasets"][0]["epsilon_spent"].get<double>(), 0.0);
+  ASSERT_EQ(j["files"].size(), 1u);
+  const std::string key = j["files"][0]["file"].get<std::string>();
+  EXPECT_EQ(key, "sha256:" + Sha256Hex(testing::ReadAll(data_))) << "the budget is on the file's content";
+  EXPECT_EQ(j["files"][0]["names"], nlohmann::json({std::filesystem::canonical(data_).string()}));
+  EXPECT_DOUBLE_EQ(j["files"][0]["epsilon_budget"].get<double>(), 0.05);
+  EXPECT_DOUBLE_EQ(j["files"][0]["epsilon_spent"].get<double>(), 0.0);
   EXPECT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "x", "--delta", "1e-5"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("--epsilon"));
+  // A name that is no file and no dataset is an error, not a new key.
+  EXPECT_EQ(cluster_->Dpctl({"budget", "set", dir_.Join("typo.csv"), "--epsilon", "1", "--delta", "1e-5"}, &out, &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(err, HasSubstr(dir_.Join("typo.csv")));
+  EXPECT_EQ(cluster_->Dpctl({"budget", "set", "no-such-dataset", "--epsilon", "1", "--delta", "1e-5"}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("'no-such-dataset'"));
+  ASSERT_EQ(cluster_->Dpctl({"budget", "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["files"].size(), 1u);
   // Tools poll the same view over HTTP.
   auto [code, http] = cluster_->HttpGet("/v1/budgets?dataset=" + UrlEncode(data_));
   ASSERT_EQ(code, 200) << http;
   auto h = nlohmann::json::parse(http);
-  ASSERT_EQ(h["datasets"].size(), 1u) << http;
-  EXPECT_EQ(h["datasets"][0], j["datasets"][0]) << "the HTTP view is dpctl's";
+  ASSERT_EQ(h["files"].size(), 1u) << http;
+  EXPECT_EQ(h["files"][0], j["files"][0]) << "the HTTP view is dpctl's";
   auto [metrics_code, metrics] = cluster_->HttpGet("/metrics");
   ASSERT_EQ(metrics_code, 200) << metrics;
-  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("dpfleet_dataset_epsilon_budget{dataset=\"", data_, "\"} 0.05\n")));
+  EXPECT_THAT(metrics, HasSubstr(absl::StrCat("dpfleet_file_epsilon_budget{file=\"", key, "\",names=\"",
+                                              std::filesystem::canonical(data_).string(), "\"} 0.05\n")));
+}
+
+// Item 4 of issue 9 end to end: a budget on A holds for every job that
+// reads A's records, under any name — in a list with B, through a symlink,
+// as a copy elsewhere in the data root — and the one that would exceed it
+// is refused.
+TEST_F(EndToEndTest, ABudgetFollowsTheFileAcrossNamesAndCopies) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  std::string out, err;
+  const std::string b = dir_.Join("b.csv");
+  ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "8000", "--seed", "8", "--state", "56", "-o", b},
+                       &out, nullptr),
+            0);
+  std::filesystem::create_directories(dir_.Join("copies"));
+  std::filesystem::copy_file(data_, dir_.Join("copies/pums-copy.csv"));
+  std::filesystem::create_symlink(data_, dir_.Join("pums-link.csv"));
+  ASSERT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "100", "--delta", "1e-5"}, &out, &err), 0) << err;
+  // The same content twice is refused before anything is charged.
+  EXPECT_EQ(cluster_->Dpctl({"submit", WriteSpecOn("twice", "[" + data_ + ", " + dir_.Join("pums-link.csv") + "]")},
+                            &out, &err),
+            2);
+  EXPECT_THAT(err, HasSubstr("has the same content as data.path[0]"));
+
+  double spent = 0;
+  for (const std::string& paths : {data_ + ", " + b, dir_.Join("pums-link.csv"), dir_.Join("copies/pums-copy.csv")}) {
+    const std::string spec = WriteSpecOn("named", "[" + paths + "]");
+    std::string job_out;
+    ASSERT_EQ(cluster_->Dpctl({"submit", spec, "--follow", "-o", "json"}, &job_out, &err), 0) << paths << err;
+    ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0) << err;
+    const double now = nlohmann::json::parse(out)["files"][0]["epsilon_spent"].get<double>();
+    EXPECT_GT(now, spent) << paths << " was charged to A";
+    spent = now;
+  }
+  ASSERT_EQ(cluster_->Dpctl({"budget", dir_.Join("copies/pums-copy.csv"), "-o", "json"}, &out, &err), 0) << err;
+  const auto a = nlohmann::json::parse(out)["files"][0];
+  EXPECT_EQ(a["jobs"], 3) << "every name is one file";
+  EXPECT_DOUBLE_EQ(a["epsilon_spent"].get<double>(), spent);
+  ASSERT_EQ(cluster_->Dpctl({"budget", b, "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["files"][0]["jobs"], 1) << "B was read once";
+  ASSERT_EQ(cluster_->Dpctl({"ledger", dir_.Join("pums-link.csv"), "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["files"][0]["charges"].size(), 6u) << "3 jobs: training and eval each";
+  // No room left on A: the next job by yet another name is refused.
+  ASSERT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", absl::StrCat(spent * 1.0001), "--delta", "1e-5"},
+                            &out, &err),
+            0)
+      << err;
+  EXPECT_EQ(cluster_->Dpctl({"submit", WriteSpecOn("last", dir_.Join("copies/pums-copy.csv"))}, &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("copies/pums-copy.csv has a budget"));
+}
+
+// Item 5 of issue 9: a non-private job has no epsilon anywhere — not 0 —
+// and delta above 1/N is refused with N.
+TEST_F(EndToEndTest, ANonPrivateJobShowsNoEpsilonAnywhere) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  std::string out, err;
+  const std::string spec = dir_.Join("baseline.yaml");
+  std::ofstream(spec) << "name: baseline\ndata: {path: " << data_ << "}\nmodel: {type: logistic}\n"
+                      << "training: {epochs: 2, batch_size: 256}\nprivacy: {mode: none}\n";
+  ASSERT_EQ(cluster_->Dpctl({"submit", spec, "--follow", "-o", "json"}, &out, &err), 0) << err << cluster_->Logs();
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  int epochs = 0;
+  for (const std::string& line : lines) {
+    const auto e = nlohmann::json::parse(line);
+    if (e.value("event", "") == "epoch") {
+      EXPECT_TRUE(e["epoch"]["epsilon"].is_null()) << line;
+      ++epochs;
+    }
+  }
+  EXPECT_EQ(epochs, 2);
+  const auto final_status = nlohmann::json::parse(lines.back());
+  const std::string id = final_status["job_id"].get<std::string>();
+  for (const nlohmann::json& j : {final_status, Status(id)}) {
+    EXPECT_TRUE(j["epsilon"].is_null());
+    EXPECT_EQ(j["private"], false);
+    EXPECT_EQ(j["mode"], "none");
+    for (const auto& h : j["history"]) EXPECT_TRUE(h["epsilon"].is_null());
+  }
+  ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &out, &err), 0);
+  EXPECT_TRUE(nlohmann::json::parse(out)["jobs"][0]["epsilon"].is_null());
+  ASSERT_EQ(cluster_->Dpctl({"status", id}, &out, &err), 0);
+  EXPECT_THAT(out, HasSubstr("epsilon  ∞ (not private)"));
+  EXPECT_THAT(out, Not(HasSubstr("0.0000")));
+  ASSERT_EQ(cluster_->Dpctl({"list"}, &out, &err), 0);
+  EXPECT_THAT(out, HasSubstr("∞ (not private)"));
+  ASSERT_EQ(cluster_->Dpctl({"watch", id}, &out, &err), 0);
+  EXPECT_THAT(out, HasSubstr("eps ∞ (not private)"));
+  auto [code, http] = cluster_->HttpGet("/v1/jobs/" + id);
+  ASSERT_EQ(code, 200) << http;
+  const auto hj = nlohmann::json::parse(http);
+  EXPECT_TRUE(hj["epsilon"].is_null());
+  EXPECT_EQ(hj["private"], false);
+  EXPECT_EQ(hj["mode"], "none");
+  for (const auto& h : hj["history"]) EXPECT_TRUE(h["epsilon"].is_null());
+  auto [jobs_code, jobs] = cluster_->HttpGet("/v1/jobs");
+  ASSERT_EQ(jobs_code, 200);
+  EXPECT_TRUE(nlohmann::json::parse(jobs)["jobs"][0]["epsilon"].is_null());
+  auto [metrics_code, metrics] = cluster_->HttpGet("/metrics");
+  ASSERT_EQ(metrics_code, 200);
+  EXPECT_THAT(metrics, Not(HasSubstr("dpfleet_job_epsilon{job_id=\"" + id)));
+  EXPECT_THAT(metrics, HasSubstr("dpfleet_job_epochs_done{job_id=\"" + id + "\"} 2"));
+  // The file it read has no finite epsilon left either.
+  ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0);
+  EXPECT_TRUE(nlohmann::json::parse(out)["files"][0]["epsilon_spent"].is_null());
+  EXPECT_EQ(nlohmann::json::parse(out)["files"][0]["private"], false);
+
+  // delta above 1/N: refused at submit, naming delta and N.
+  const std::string loose = Rewrite(WriteSpec("loose", 1), "delta: 1.0e-5", "delta: 0.01");
+  EXPECT_EQ(cluster_->Dpctl({"submit", loose}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("privacy.delta: '0.01' must be at most 1/N"));
+  EXPECT_THAT(err, HasSubstr(absl::StrCat(final_status["train_rows"].get<int64_t>(), " training records")));
 }
 
 }  // namespace
@@ -602,7 +741,7 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   EXPECT_GT(h[2]["eval_accuracy"].get<double>(), h[2]["majority_rate"].get<double>() + 0.02);
   // The ledger charges the raw files the dataset came from.
   ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0) << err;
-  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["datasets"][0]["epsilon_spent"].get<double>(),
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["files"][0]["epsilon_spent"].get<double>(),
                    final_status["epsilon"].get<double>());
 
   const std::string unknown = dir_.Join("unknown.yaml");
@@ -633,7 +772,7 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   EXPECT_EQ(cluster_->Dpctl({"datasets", "rm", "synth-pums"}, &out, &err), 2);
   EXPECT_EQ(cluster_->Dpctl({"datasets", "rm"}, &out, &err), 2);
   ASSERT_EQ(cluster_->Dpctl({"budget", data_, "-o", "json"}, &out, &err), 0) << err;
-  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["datasets"][0]["epsilon_spent"].get<double>(),
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(out)["files"][0]["epsilon_spent"].get<double>(),
                    final_status["epsilon"].get<double>());
   EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 0) << err;
 }

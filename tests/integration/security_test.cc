@@ -479,11 +479,18 @@ TEST_F(SecurityTest, AnalystsSeeAndActOnlyOnTheirOwnJobs) {
   // without paths or manifest.
   ASSERT_EQ(cluster_->Dpctl({"budget", "set", "synth", "--epsilon", "50", "--delta", "1e-5"}, &out, &err), 0) << err;
   ASSERT_EQ(cluster_->DpctlAs(bob, {"budget", "-o", "json"}, &out, &err), 0) << err;
-  auto budgets = nlohmann::json::parse(out)["datasets"];
+  auto budgets = nlohmann::json::parse(out)["files"];
   ASSERT_EQ(budgets.size(), 1u) << out;
-  EXPECT_EQ(budgets[0]["dataset"], "synth");
+  EXPECT_EQ(budgets[0]["file"], "synth:1") << "the file's place in the dataset, not its content hash";
+  EXPECT_EQ(budgets[0]["names"], nlohmann::json({"synth"})) << "no path";
   EXPECT_EQ(budgets[0]["jobs"], 0);
   EXPECT_DOUBLE_EQ(budgets[0]["epsilon_budget"].get<double>(), 50);
+  EXPECT_THAT(out, Not(HasSubstr("sha256:")));
+  // Asked by path, the coordinator would say what lies under its roots.
+  EXPECT_EQ(cluster_->DpctlAs(bob, {"budget", data_}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
+  ASSERT_EQ(cluster_->DpctlAs(bob, {"budget", "synth", "-o", "json"}, &out, &err), 0) << err;
+  EXPECT_EQ(nlohmann::json::parse(out)["files"].size(), 1u);
   ASSERT_EQ(cluster_->DpctlAs(bob, {"datasets", "show", "synth", "-o", "json"}, &out, &err), 0) << err;
   auto shown = nlohmann::json::parse(out);
   EXPECT_TRUE(shown["paths"].empty());
@@ -574,7 +581,10 @@ TEST_F(SecurityTest, AuditAndLedgerListExactlyWhatHappened) {
   // The ledger: per epoch a training charge and its eval release, owned by
   // the analyst, composing to the job's epsilon.
   ASSERT_EQ(cluster_->Dpctl({"ledger", "synth", "-o", "json"}, &out, &err), 0) << err;
-  auto ledger = nlohmann::json::parse(out);
+  auto files = nlohmann::json::parse(out)["files"];
+  ASSERT_EQ(files.size(), 1u) << out;
+  EXPECT_EQ(files[0]["names"][0], "synth");
+  auto ledger = files[0];
   ASSERT_EQ(ledger["charges"].size(), 4u) << out;
   auto final_job = *cluster_->client().Get(job);
   ASSERT_GT(final_job.eval_noise_multiplier(), 0);
