@@ -211,7 +211,7 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   // Seed-derived noise is gone for good.
   refused("seeded", on_data + "privacy: {secure_rng: false}\n", "privacy.secure_rng");
   // The same file twice.
-  refused("twice", absl::StrCat("data: {path: [", data_, ", ", data_, "]}\n"), "the same data given twice");
+  refused("twice", absl::StrCat("data: {path: [", data_, ", ", data_, "]}\n"), "has the same content as data.path[0]");
   EXPECT_EQ(cluster_->Dpctl({"status", "job-999999"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
   EXPECT_EQ(cluster_->Dpctl({"frobnicate"}, &out, &err), 2);
