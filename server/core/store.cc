@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -84,6 +85,16 @@ std::string RealPathOr(const std::string& path) {
   return out;
 }
 
+// Binds a stamp's five fields to ?1..?5. SQLite integers are signed 64-bit;
+// device and inode bit patterns round-trip.
+void BindStamp(Statement& st, const FileStamp& stamp) {
+  st.Bind(1, static_cast<int64_t>(stamp.device));
+  st.Bind(2, static_cast<int64_t>(stamp.inode));
+  st.Bind(3, stamp.size);
+  st.Bind(4, stamp.mtime_ns);
+  st.Bind(5, stamp.ctime_ns);
+}
+
 // The paths of a key written before content keys: the data's paths
 // '+'-joined. A whole key that is a file is one path (paths may hold a '+').
 std::vector<std::string> PathsOfLegacyKey(const std::string& key) {
@@ -139,8 +150,7 @@ absl::Status Store::MigrateLocked() {
   }
   if (version == kSchemaVersion) return absl::OkStatus();
   // One transaction: a crash mid-migration leaves the old version intact.
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::Status s = [&]() -> absl::Status {
+  absl::Status s = InTransactionLocked([&]() -> absl::Status {
     if (version < 1) {
       // Version 1 (the first, unnumbered schema): jobs, ledger, datasets,
       // budgets, checkpoints, models. IF NOT EXISTS: a database from before
@@ -186,10 +196,16 @@ absl::Status Store::MigrateLocked() {
       RETURN_IF_ERROR(MigrateLedgerToContentKeysLocked());
     }
     return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
-  }();
+  });
+  return Annotate(s, absl::StrCat("migrating the state database from schema version ", version));
+}
+
+absl::Status Store::InTransactionLocked(const std::function<absl::Status()>& steps) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+  absl::Status s = steps();
   if (!s.ok()) {
     (void)Exec("ROLLBACK");
-    return Annotate(s, absl::StrCat("migrating the state database from schema version ", version));
+    return s;
   }
   return Exec("COMMIT");
 }
@@ -287,15 +303,7 @@ absl::Status Store::MigrateLedgerToContentKeysLocked() {
         jp != job_paths.end() && !jp->second.empty() ? jp->second : PathsOfLegacyKey(r.dataset);
     for (const std::string& path : paths) {
       ASSIGN_OR_RETURN(const std::string key, key_for(path));
-      Statement st(db_, "INSERT OR IGNORE INTO ledger_files(job_id, attempt, epoch, mechanism, file) "
-                        "VALUES(?1, ?2, ?3, ?4, ?5)");
-      if (!st.ok()) return SqlError(db_, "migrate the ledger");
-      st.Bind(1, r.job_id);
-      st.Bind(2, r.attempt);
-      st.Bind(3, r.epoch);
-      st.Bind(4, r.mechanism);
-      st.Bind(5, key);
-      if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "migrate the ledger");
+      RETURN_IF_ERROR(PutLedgerFileLocked(r.job_id, r.attempt, r.epoch, r.mechanism, key));
     }
   }
 
@@ -325,15 +333,7 @@ absl::Status Store::MigrateLedgerToContentKeysLocked() {
       }
     }
   }
-  for (const auto& [key, b] : budgets) {
-    Statement st(db_, "INSERT INTO file_budgets(file, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4)");
-    if (!st.ok()) return SqlError(db_, "migrate budgets");
-    st.Bind(1, key);
-    st.Bind(2, b.epsilon);
-    st.Bind(3, b.delta);
-    st.Bind(4, b.updated_ms);
-    if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "migrate budgets");
-  }
+  for (const auto& [key, b] : budgets) RETURN_IF_ERROR(PutBudgetLocked(b));
   RETURN_IF_ERROR(Exec("DROP TABLE budgets"));
 
   if (rows.empty() && old_budgets == 0) return absl::OkStatus();
@@ -421,8 +421,8 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
   // The charge and the files it applies to land together or not at all: a
   // charge without its files would count against no budget.
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::StatusOr<bool> inserted = [&]() -> absl::StatusOr<bool> {
+  bool inserted = false;
+  RETURN_IF_ERROR(InTransactionLocked([&]() -> absl::Status {
     Statement st(db_,
                  "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
                  "noise_multiplier, delta, recorded_ms, mechanism) "
@@ -439,26 +439,28 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
     st.Bind(9, e.recorded_ms);
     st.Bind(10, std::string(MechanismName(e.mechanism)));
     if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
-    if (sqlite3_changes(db_) == 0) return false;
+    inserted = sqlite3_changes(db_) > 0;
+    if (!inserted) return absl::OkStatus();
     for (const std::string& file : e.files) {
-      Statement f(db_, "INSERT OR IGNORE INTO ledger_files(job_id, attempt, epoch, mechanism, file) "
-                       "VALUES(?1, ?2, ?3, ?4, ?5)");
-      if (!f.ok()) return SqlError(db_, "charge ledger files");
-      f.Bind(1, e.job_id);
-      f.Bind(2, static_cast<int64_t>(e.attempt));
-      f.Bind(3, static_cast<int64_t>(e.epoch));
-      f.Bind(4, std::string(MechanismName(e.mechanism)));
-      f.Bind(5, file);
-      if (sqlite3_step(f.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger files");
+      RETURN_IF_ERROR(PutLedgerFileLocked(e.job_id, e.attempt, e.epoch, MechanismName(e.mechanism), file));
     }
-    return true;
-  }();
-  if (!inserted.ok()) {
-    (void)Exec("ROLLBACK");
-    return inserted.status();
-  }
-  RETURN_IF_ERROR(Exec("COMMIT"));
+    return absl::OkStatus();
+  }));
   return inserted;
+}
+
+absl::Status Store::PutLedgerFileLocked(const std::string& job_id, int64_t attempt, int64_t epoch,
+                                       const std::string& mechanism, const std::string& file) {
+  Statement st(db_,
+               "INSERT OR IGNORE INTO ledger_files(job_id, attempt, epoch, mechanism, file) VALUES(?1, ?2, ?3, ?4, ?5)");
+  if (!st.ok()) return SqlError(db_, "store a charge's file");
+  st.Bind(1, job_id);
+  st.Bind(2, attempt);
+  st.Bind(3, epoch);
+  st.Bind(4, mechanism);
+  st.Bind(5, file);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store a charge's file");
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& where, const std::string& value) {
@@ -527,12 +529,7 @@ absl::StatusOr<std::optional<std::string>> Store::CachedContentKey(const FileSta
                "SELECT file FROM content_keys WHERE device = ?1 AND inode = ?2 AND size = ?3 AND mtime_ns = ?4 "
                "AND ctime_ns = ?5");
   if (!st.ok()) return SqlError(db_, "read content keys");
-  // SQLite integers are signed 64-bit; the bit pattern round-trips.
-  st.Bind(1, static_cast<int64_t>(stamp.device));
-  st.Bind(2, static_cast<int64_t>(stamp.inode));
-  st.Bind(3, stamp.size);
-  st.Bind(4, stamp.mtime_ns);
-  st.Bind(5, stamp.ctime_ns);
+  BindStamp(st, stamp);
   const int rc = sqlite3_step(st.get());
   if (rc == SQLITE_DONE) return std::optional<std::string>();
   if (rc != SQLITE_ROW) return SqlError(db_, "read content keys");
@@ -549,11 +546,7 @@ absl::Status Store::PutContentKeyLocked(const FileStamp& stamp, const std::strin
                "INSERT OR REPLACE INTO content_keys(device, inode, size, mtime_ns, ctime_ns, file) "
                "VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
   if (!st.ok()) return SqlError(db_, "store content key");
-  st.Bind(1, static_cast<int64_t>(stamp.device));
-  st.Bind(2, static_cast<int64_t>(stamp.inode));
-  st.Bind(3, stamp.size);
-  st.Bind(4, stamp.mtime_ns);
-  st.Bind(5, stamp.ctime_ns);
+  BindStamp(st, stamp);
   st.Bind(6, key);
   if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store content key");
   return absl::OkStatus();
@@ -714,27 +707,24 @@ absl::Status Store::DeleteDataset(const std::string& name) {
 
 absl::Status Store::PutBudgets(const std::vector<BudgetRecord>& budgets) {
   absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-  absl::Status s = [&]() -> absl::Status {
-    for (const BudgetRecord& b : budgets) {
-      Statement st(db_,
-                   "INSERT INTO file_budgets(file, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
-                   "ON CONFLICT(file) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
-                   "updated_ms = excluded.updated_ms");
-      if (!st.ok()) return SqlError(db_, "store budget");
-      st.Bind(1, b.file);
-      st.Bind(2, b.epsilon);
-      st.Bind(3, b.delta);
-      st.Bind(4, b.updated_ms);
-      if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
-    }
+  return InTransactionLocked([&]() -> absl::Status {
+    for (const BudgetRecord& b : budgets) RETURN_IF_ERROR(PutBudgetLocked(b));
     return absl::OkStatus();
-  }();
-  if (!s.ok()) {
-    (void)Exec("ROLLBACK");
-    return s;
-  }
-  return Exec("COMMIT");
+  });
+}
+
+absl::Status Store::PutBudgetLocked(const BudgetRecord& b) {
+  Statement st(db_,
+               "INSERT INTO file_budgets(file, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
+               "ON CONFLICT(file) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
+               "updated_ms = excluded.updated_ms");
+  if (!st.ok()) return SqlError(db_, "store budget");
+  st.Bind(1, b.file);
+  st.Bind(2, b.epsilon);
+  st.Bind(3, b.delta);
+  st.Bind(4, b.updated_ms);
+  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
+  return absl::OkStatus();
 }
 
 namespace {

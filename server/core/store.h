@@ -10,6 +10,7 @@
 #ifndef DPFLEET_SERVER_CORE_STORE_H_
 #define DPFLEET_SERVER_CORE_STORE_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -200,6 +201,14 @@ class Store {
   // Charges (with their files) selected by `where`, an SQL condition on
   // ledger `l` with one parameter ?1 bound to `value`, in recorded order.
   absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& where, const std::string& value);
+  // Runs `steps` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolled
+  // back when a step fails.
+  absl::Status InTransactionLocked(const std::function<absl::Status()>& steps) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutBudgetLocked(const BudgetRecord& budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One charge -> file row (idempotent).
+  absl::Status PutLedgerFileLocked(const std::string& job_id, int64_t attempt, int64_t epoch,
+                                   const std::string& mechanism, const std::string& file)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutContentKeyLocked(const FileStamp& stamp, const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutFilePathLocked(const std::string& path, const std::string& key, int64_t seen_ms)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1246,14 +1246,17 @@ TEST_F(LedgerFilesTest, ABudgetOnADatasetAppliesToEachOfItsFiles) {
   ASSERT_TRUE(job.ok()) << job.status();
   EXPECT_EQ(job->input_files, added->input_files);
   RunEpoch(*jobs_->Get(job->job_id), w, 1);
-  for (const BudgetView& v : *jobs_->GetBudgets("two")) EXPECT_GT(v.spent, 0) << v.file;
+  auto spent = jobs_->GetBudgets("two");
+  ASSERT_TRUE(spent.ok()) << spent.status();
+  ASSERT_EQ(spent->size(), 2u);
+  for (const BudgetView& v : *spent) EXPECT_GT(v.spent, 0) << v.file << " is charged for the job on the dataset";
 }
 
 // Item 5: δ at most 1/N (N the training records the resolver counted),
 // refused with both numbers, also when σ is calibrated to a target.
 TEST_F(JobManagerTest, DeltaAboveOneOverNIsRefusedAtSubmit) {
   resolver_.train_rows = 2000;
-  for (const std::string& privacy : {"noise_multiplier: 1.1, delta: 1.0e-3", "target_epsilon: 3.0, delta: 1.0e-3"}) {
+  for (const char* privacy : {"noise_multiplier: 1.1, delta: 1.0e-3", "target_epsilon: 3.0, delta: 1.0e-3"}) {
     auto refused = jobs_->Submit(SpecOn("/data/p.csv", privacy));
     ASSERT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << privacy;
     EXPECT_THAT(std::string(refused.status().message()),

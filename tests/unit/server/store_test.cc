@@ -51,6 +51,15 @@ constexpr char kSchemaV1[] =
     "  PRIMARY KEY (job_id, epoch));"
     "CREATE TABLE models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);";
 
+// What version 2 added: tokens and the audit trail.
+constexpr char kTokensAndAuditV2[] =
+    "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL, "
+    "  sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0);"
+    "CREATE UNIQUE INDEX tokens_valid_name ON tokens (name) WHERE revoked_ms = 0;"
+    "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
+    "  name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
+    "  outcome TEXT NOT NULL, detail TEXT NOT NULL);";
+
 LedgerEntry Row(int epoch, Mechanism mechanism, double sigma) {
   LedgerEntry e;
   e.job_id = "job-000001";
@@ -301,13 +310,7 @@ TEST(StoreTest, MigratesAVersionTwoDatabase) {
   testing::TempDir dir;
   const OldFiles files(dir);
   Exec(dir.Join("coordinator.db"),
-       std::string(kSchemaV1) +
-           "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL, "
-           "  sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0);"
-           "CREATE UNIQUE INDEX tokens_valid_name ON tokens (name) WHERE revoked_ms = 0;"
-           "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
-           "  name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
-           "  outcome TEXT NOT NULL, detail TEXT NOT NULL);"
+       std::string(kSchemaV1) + kTokensAndAuditV2 +
            "INSERT INTO tokens (name, role, sha256, created_ms) VALUES ('admin', 'custodian', x'00', 1);"
            "INSERT INTO ledger VALUES ('job-000002', 1, 1, '/data/p.csv', 10, 0.01, 1.0, 1e-5, 5);" +
            files.Sql("") + "PRAGMA user_version = 2;");
@@ -331,12 +334,7 @@ TEST(StoreTest, MigratesAVersionThreeDatabase) {
   testing::TempDir dir;
   const OldFiles files(dir);
   Exec(dir.Join("coordinator.db"),
-       std::string(kSchemaV1) +
-           "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, role TEXT NOT NULL, "
-           "  sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, revoked_ms INTEGER NOT NULL DEFAULT 0);"
-           "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, kind TEXT NOT NULL, "
-           "  name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, "
-           "  outcome TEXT NOT NULL, detail TEXT NOT NULL);"
+       std::string(kSchemaV1) + kTokensAndAuditV2 +
            "CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);"
            "DROP TABLE ledger;"
            "CREATE TABLE ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, "
