@@ -229,7 +229,9 @@ class JobManager {
   // that no longer resolves keeps LegacyPathKey).
   absl::StatusOr<std::vector<std::string>> InputFilesOfOldJob(const JobRecord& r);
   // The ledger keys a budget or ledger argument names (see SetBudget);
-  // `to_set` refuses keys of files that no longer exist.
+  // with `to_set`, an argument that names only a file gone before the
+  // upgrade (a "path:" key, or its old path) is refused: a budget there
+  // would protect nothing.
   absl::StatusOr<std::vector<std::string>> FilesNamed(const std::string& argument, bool to_set);
   // Ledger key -> the registered datasets that read it, then the paths
   // last seen holding it.
