@@ -167,7 +167,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
         " serve plaintext: tokens cross the network in the clear and anyone who reaches the port can act as a "
         "worker and read the shards of running jobs"));
   }
-  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));  // creates the state directory
+  // One coordinator per state directory: a second one (or a restore) is
+  // refused before anything is opened.
+  ASSIGN_OR_RETURN(s->state_lock_, StateDirLock::Acquire(options.state_dir, "dpfleet-server"));
+  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));
   ASSIGN_OR_RETURN(DataRoots roots, DataRoots::Create(options.data_roots, options.state_dir));
   s->security_notes_.push_back(
       roots.empty() ? "no --data-root: raw files are refused; only datasets already registered can be used"
@@ -254,7 +257,7 @@ void CoordinatorServer::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stop_.Notify();
     if (ticker_.joinable()) ticker_.join();
-    jobs_->Shutdown();
+    if (jobs_) jobs_->Shutdown();  // null when Start failed before it
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Shutdown();
   });

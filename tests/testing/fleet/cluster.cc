@@ -23,7 +23,8 @@ std::string Slurp(const std::string& path) {
 
 }  // namespace
 
-Cluster::Cluster(const std::string& dir, ClusterOptions options) : dir_(dir), options_(std::move(options)) {}
+Cluster::Cluster(const std::string& dir, ClusterOptions options)
+    : dir_(dir), options_(std::move(options)), custodian_token_(options_.custodian_token) {}
 
 std::string Cluster::address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 

@@ -22,6 +22,9 @@ struct ClusterOptions {
   // request-rate and watch limits out of the way of tests that poll.
   std::string config = "requests_per_second: 10000\nrequest_burst: 10000\nmax_watch_streams_per_token: 256\n";
   std::vector<std::string> extra_server_flags;
+  // A custodian token the state directory already has (a restored one);
+  // empty: StartServer creates one.
+  std::string custodian_token;
 };
 
 class Cluster {
