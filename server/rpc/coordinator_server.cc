@@ -18,6 +18,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "server/http/http_server.h"
+#include "server/rpc/rpc_metrics.h"
 #include "server/rpc/services.h"
 
 namespace dpfleet::server {
@@ -186,6 +187,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   RETURN_IF_ERROR(s->datasets_->Recover());
   s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(), coordinator);
   s->jobs_->set_datasets(s->datasets_.get());
+  s->jobs_->set_metrics(&s->metrics_);
   RETURN_IF_ERROR(s->jobs_->Recover());
   s->tokens_ = std::make_unique<Tokens>(s->store_.get(), s->clock_.get());
   ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, s->tokens_->List());
@@ -217,7 +219,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     credentials = grpc::XdsServerCredentials(grpc::InsecureServerCredentials());
   }
   // Every call, whatever the transport, passes the Gate before a handler.
-  credentials->SetAuthMetadataProcessor(std::make_shared<GrpcAuthProcessor>(s->gate_.get()));
+  credentials->SetAuthMetadataProcessor(std::make_shared<GrpcAuthProcessor>(s->gate_.get(), &s->metrics_));
   grpc::ServerBuilder builder;
   const std::string addr = listen.first.find(':') != std::string::npos
                                ? absl::StrCat("[", listen.first, "]:", listen.second)
@@ -228,6 +230,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   builder.RegisterService(s->coordinator_service_.get());
   builder.RegisterService(s->admin_service_.get());
   builder.RegisterService(s->worker_service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(RpcMetricsInterceptorFactory(&s->metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   s->grpc_ = builder.BuildAndStart();
   if (!s->grpc_ || s->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot bind (in use?)"));
@@ -240,15 +245,34 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
       http_options.tls_cert = options.tls_cert;
       http_options.tls_key = options.tls_key;
     }
-    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http_options, s->jobs_.get(), s->datasets_.get(), s->gate_.get()));
+    ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http_options, s->jobs_.get(), s->datasets_.get(), s->gate_.get(),
+                                                   &s->metrics_));
   }
   const int64_t tick_ms = std::max<int64_t>(20, options.coordinator.heartbeat_interval_ms / 2);
+  s->UpdateHealth();
   s->ticker_ = std::thread([srv = s.get(), tick_ms] {
+    absl::Time next_health = absl::Now() + absl::Seconds(1);
     while (!srv->stop_.WaitForNotificationWithTimeout(absl::Milliseconds(tick_ms))) {
       srv->jobs_->Tick();
+      if (absl::Now() >= next_health) {
+        srv->UpdateHealth();
+        next_health = absl::Now() + absl::Seconds(1);
+      }
     }
   });
   return s;
+}
+
+void CoordinatorServer::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
+  if (health == nullptr) return;
+  // Readiness is the store's: a coordinator whose SQLite does not answer
+  // can take no call that records anything.
+  const bool ready = jobs_->Ready().ok();
+  health->SetServingStatus("", ready);
+  for (const char* service : {"dpfleet.v1.Coordinator", "dpfleet.v1.Admin", "dpfleet.v1.WorkerService"}) {
+    health->SetServingStatus(service, ready);
+  }
 }
 
 int CoordinatorServer::http_port() const { return http_ ? http_->port() : 0; }

@@ -73,9 +73,13 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
+  // The gRPC health service's status of every service (and ""): SERVING
+  // while the store answers.
+  void UpdateHealth();
 
   std::optional<StateDirLock> state_lock_;  // first in, last out
   std::unique_ptr<Store> store_;
+  ServerMetrics metrics_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<DatasetRegistry> datasets_;

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/coordinator_client.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/files.h"
 #include "tests/testing/fleet/cluster.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
@@ -20,17 +21,11 @@ namespace dpfleet {
 namespace {
 
 using ::dpfleet::testing::BinPath;
+using ::dpfleet::testing::ReadAll;
 using ::dpfleet::testing::Cluster;
 using ::dpfleet::testing::RunCommand;
-using ::dpfleet::testing::WaitFor;
 using ::testing::HasSubstr;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 TEST(BackupTest, AServingCoordinatorIsBackedUpAndItsStateServedAgainFromTheRestore) {
   testing::TempDir dir;
@@ -43,20 +38,8 @@ TEST(BackupTest, AServingCoordinatorIsBackedUpAndItsStateServedAgainFromTheResto
   Cluster a(dir.Join("a"));
   a.StartServer();
   a.StartWorkers(1);
-  const std::string spec = dir.Join("a/job.yaml");
-  std::ofstream(spec) << "name: kept\ndata: {path: " << data << "}\ntask: employment\n"
-                      << "model: {type: logistic}\ntraining: {epochs: 2, batch_size: 256, learning_rate: 0.5}\n"
-                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
-                      << "resources: {workers: 1, device: cpu}\n";
-  ASSERT_EQ(a.Dpctl({"submit", spec, "-o", "json"}, &out, &err), 0) << err;
-  const std::string job = nlohmann::json::parse(out).at("job_id");
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        auto j = a.client().Get(job);
-        return j.ok() && client::IsTerminal(j->state());
-      },
-      absl::Seconds(120)))
-      << a.Logs();
+  const std::string job = a.SubmitAndWait(testing::WriteSmallJobSpec(dir.Join("a/job.yaml"), "kept", data, 2));
+  ASSERT_FALSE(job.empty());
   ASSERT_EQ(a.Dpctl({"status", job, "-o", "json"}, &out, &err), 0) << err;
   const nlohmann::json status = nlohmann::json::parse(out);
   ASSERT_EQ(status.at("state"), "SUCCEEDED") << out;
@@ -113,7 +96,7 @@ TEST(BackupTest, AServingCoordinatorIsBackedUpAndItsStateServedAgainFromTheResto
   ASSERT_EQ(b.Dpctl({"ledger", data, "-o", "json"}, &out, &err), 0) << err;
   EXPECT_EQ(nlohmann::json::parse(out), ledger) << "every charge survives the restore";
   ASSERT_EQ(b.Dpctl({"model", job, "--out", dir.Join("model-b.pt")}, &out, &err), 0) << err;
-  EXPECT_EQ(Slurp(dir.Join("model-b.pt")), Slurp(dir.Join("model-a.pt")));
+  EXPECT_EQ(ReadAll(dir.Join("model-b.pt")), ReadAll(dir.Join("model-a.pt")));
   ASSERT_EQ(b.Dpctl({"admin", "audit", "-o", "json"}, &out, &err), 0) << err;
   EXPECT_THAT(out, HasSubstr("RestoreState"));
 }

@@ -27,6 +27,11 @@ struct ClusterOptions {
   std::string custodian_token;
 };
 
+// Writes a small CPU job spec (logistic regression, B 256, DP with sigma 1,
+// one worker) on `data` to `path`; returns `path`.
+std::string WriteSmallJobSpec(const std::string& path, const std::string& name, const std::string& data,
+                              int epochs);
+
 class Cluster {
  public:
   Cluster(const std::string& dir, ClusterOptions options = {});
@@ -66,6 +71,10 @@ class Cluster {
   std::pair<int, std::string> HttpGet(const std::string& path) { return HttpGet(path, custodian_token_); }
 
   std::string Logs();
+
+  // Submits the spec at `spec_path` with dpctl and waits until the job
+  // ends; the job id, or "" (with a test failure) when it did not.
+  std::string SubmitAndWait(const std::string& spec_path, absl::Duration timeout = absl::Seconds(120));
 
  private:
   std::string dir_;
