@@ -102,6 +102,10 @@ class DatasetRegistry {
   void Prepare(DatasetRecord record, std::shared_ptr<std::atomic<bool>> cancel);
   // Deletes a shard directory this registry made (under <state-dir>/datasets).
   void DeleteDirLocked(const std::string& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // At recovery: points a record at this state directory's copy of its
+  // shards and sends a READY dataset whose shards are gone back to
+  // PREPARING (stored); true when it changed the record.
+  absl::StatusOr<bool> RelocateLocked(DatasetRecord* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   Clock* const clock_;

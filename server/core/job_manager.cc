@@ -113,6 +113,7 @@ absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const s
   ev.state = state;
   ev.reason = r.reason;
   PublishLocked(job, std::move(ev));
+  if (metrics_ != nullptr && IsTerminal(state)) metrics_->jobs_finished.Inc({JobStateName(state)});
   return s;
 }
 
@@ -218,6 +219,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   ev.type = JobEvent::Type::kState;
   ev.state = JobState::kQueued;
   PublishLocked(job, std::move(ev));
+  if (metrics_ != nullptr) metrics_->jobs_submitted.Inc({r.dp ? "dp" : "none"});
   ScheduleLocked();
   return job->record;
 }
@@ -417,6 +419,11 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
   ev.state = r.state;
   ev.epoch = rec;
   PublishLocked(job, std::move(ev));
+  if (metrics_ != nullptr) {
+    metrics_->epochs.Inc();
+    metrics_->epoch_seconds.Observe(rec.train_seconds);
+    if (rec.steps > 0) metrics_->step_seconds.Observe(rec.train_seconds / static_cast<double>(rec.steps));
+  }
   return ProgressResult{};
 }
 

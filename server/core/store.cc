@@ -112,6 +112,8 @@ absl::StatusOr<Mechanism> ParseMechanism(const std::string& name) {
 
 const char* MechanismName(Mechanism m) { return m == Mechanism::kEval ? "eval" : "train"; }
 
+std::string Store::DatabasePath(const std::string& state_dir) { return state_dir + "/coordinator.db"; }
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
@@ -119,7 +121,7 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
     return absl::FailedPreconditionError(
         absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
   }
-  const std::string path = state_dir + "/coordinator.db";
+  const std::string path = DatabasePath(state_dir);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
                       nullptr) != SQLITE_OK) {

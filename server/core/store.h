@@ -89,6 +89,8 @@ class Store {
   // The schema version this build writes (PRAGMA user_version). A database
   // of an older version is migrated when it is opened.
   static constexpr int kSchemaVersion = 4;
+  // The database file of a state directory.
+  static std::string DatabasePath(const std::string& state_dir);
 
   // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);

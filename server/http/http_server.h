@@ -20,7 +20,9 @@
 //                                budget and remaining per dataset (the
 //                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
-//                                job ε and epochs, dataset ε spent/committed/budget)
+//                                running jobs' ε and epochs, dataset ε
+//                                spent/committed/budget, and the counters and
+//                                histograms of server/core/metrics.h)
 //
 // Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
 // may not), 404 (no such route or job), 413 (request too large), 429
@@ -35,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/dataset_registry.h"
 #include "server/core/job_manager.h"
+#include "server/core/metrics.h"
 #include "server/rpc/auth.h"
 
 namespace httplib {
@@ -54,7 +57,8 @@ class HttpServer {
  public:
   // Binds and serves on a thread.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options, JobManager* jobs,
-                                                           DatasetRegistry* datasets, Gate* gate);
+                                                           DatasetRegistry* datasets, Gate* gate,
+                                                           ServerMetrics* metrics = nullptr);
   ~HttpServer();
   int port() const { return port_; }
   void Shutdown();
@@ -67,8 +71,9 @@ class HttpServer {
 };
 
 // Rendering used by the HTTP endpoints (exposed for tests).
+// `metrics` (may be null) adds the counters and histograms.
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
-                             const std::vector<BudgetView>& budgets);
+                             const std::vector<BudgetView>& budgets, const ServerMetrics* metrics = nullptr);
 
 }  // namespace dpfleet::server
 

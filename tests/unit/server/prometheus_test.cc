@@ -27,7 +27,7 @@ TEST(PrometheusTest, JobsWorkersAndFileBudgets) {
   done.job_id = "job-000002";
   done.name = "b";
   done.state = JobState::kSucceeded;
-  JobRecord baseline = done;  // privacy.mode none: no epsilon at all, not 0
+  JobRecord baseline = running;  // privacy.mode none: no epsilon at all, not 0
   baseline.job_id = "job-000003";
   baseline.dp = false;
   baseline.epsilon = 0;
@@ -45,11 +45,14 @@ TEST(PrometheusTest, JobsWorkersAndFileBudgets) {
   open.spent = std::numeric_limits<double>::infinity();  // a non-private job ran on it
   open.committed = open.spent;
   const std::string text = RenderPrometheus({running, done, baseline}, {idle}, {budgeted, open});
-  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"RUNNING\"} 1\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"SUCCEEDED\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"RUNNING\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"SUCCEEDED\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"FAILED\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_workers{state=\"IDLE\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_job_epsilon{job_id=\"job-000001\",name=\"say \\\"hi\\\"\"} 0.5\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000001\"} 2\n"));
+  // Per-job series only while a job runs.
+  EXPECT_THAT(text, Not(HasSubstr("job_id=\"job-000002\"")));
   EXPECT_THAT(text, Not(HasSubstr("dpfleet_job_epsilon{job_id=\"job-000003\""))) << "no epsilon gauge for mode none";
   EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000003\"} 2\n")) << "the job itself is there";
   EXPECT_THAT(text, HasSubstr("dpfleet_file_epsilon_spent{file=\"sha256:ca\",names=\"acs,/data/ca.csv\"} 1.25\n"));
@@ -68,6 +71,15 @@ TEST(PrometheusTest, BuildInfoNamesTheVersionCommitAndProtocol) {
                                            "\",build_type=\"", b.build_type, "\",protocol=\"", kProtocolVersion,
                                            "\"} 1\n")));
   EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_build_info gauge\n"));
+}
+
+TEST(PrometheusTest, TheCountersAndHistogramsFollowTheGauges) {
+  ServerMetrics metrics;
+  metrics.jobs_submitted.Inc({"dp"});
+  const std::string text = RenderPrometheus({}, {}, {}, &metrics);
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs_submitted_total{mode=\"dp\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_rpc_duration_seconds histogram\n"));
+  EXPECT_LT(text.find("dpfleet_build_info"), text.find("dpfleet_jobs_submitted_total"));
 }
 
 }  // namespace
