@@ -714,12 +714,21 @@ absl::StatusOr<std::vector<std::string>> JobManager::FilesNamed(const std::strin
       files.push_back(*std::move(key));
       continue;
     }
-    // A file that was gone before the upgrade keeps its rows under its old
-    // path: viewable by that path, never budgeted.
     if (!to_set) {
-      ASSIGN_OR_RETURN(const bool known, store_->KnowsFile(LegacyPathKey(path)));
+      // Views by a path that cannot be read now (gone, or no longer under
+      // the roots, e.g. a state directory restored elsewhere): the content
+      // last seen there, then the key of rows kept from before the upgrade.
+      // Only a custodian names paths (server/rpc/access.h).
+      const std::string legacy = LegacyPathKey(path);
+      ASSIGN_OR_RETURN(std::optional<std::string> seen,
+                       store_->FileAtPath(legacy.substr(sizeof(kLegacyKeyPrefix) - 1)));
+      if (seen) {
+        files.push_back(*std::move(seen));
+        continue;
+      }
+      ASSIGN_OR_RETURN(const bool known, store_->KnowsFile(legacy));
       if (known) {
-        files.push_back(LegacyPathKey(path));
+        files.push_back(legacy);
         continue;
       }
     }

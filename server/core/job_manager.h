@@ -119,7 +119,10 @@ class JobManager {
   // (confined like data.path, identified by content), or a ledger key
   // ("sha256:...", or "path:..." for rows kept from a file gone before the
   // upgrade to content keys). A name that matches none is NotFound naming
-  // it. Views carry the names that map to each file.
+  // it. Views (not SetBudget) also take a path the coordinator cannot read
+  // now — a file gone, or a state directory restored under other roots — as
+  // the content last seen there. Views carry the names that map to each
+  // file.
   //
   // Gives each named file the total budget; FailedPrecondition if more is
   // committed on any of them (then none changes).

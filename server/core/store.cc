@@ -582,6 +582,17 @@ absl::StatusOr<std::map<std::string, std::vector<std::string>>> Store::FilePaths
   return out;
 }
 
+absl::StatusOr<std::optional<std::string>> Store::FileAtPath(const std::string& path) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "SELECT file FROM file_paths WHERE path = ?1");
+  if (!st.ok()) return SqlError(db_, "look up a path");
+  st.Bind(1, path);
+  const int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "look up a path");
+  return std::optional<std::string>(st.Text(0));
+}
+
 absl::StatusOr<bool> Store::KnowsFile(const std::string& key) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,

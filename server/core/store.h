@@ -130,6 +130,9 @@ class Store {
   absl::Status PutFilePath(const std::string& path, const std::string& key, int64_t seen_ms);
   // Ledger key -> paths that hold it, paths sorted.
   absl::StatusOr<std::map<std::string, std::vector<std::string>>> FilePaths();
+  // The key last seen at `path` (exactly as recorded: a canonical path), if
+  // any.
+  absl::StatusOr<std::optional<std::string>> FileAtPath(const std::string& path);
   // Whether the key names a file the coordinator has seen, charged or
   // budgeted.
   absl::StatusOr<bool> KnowsFile(const std::string& key);

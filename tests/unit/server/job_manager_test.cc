@@ -1210,6 +1210,26 @@ TEST_F(LedgerFilesTest, ABudgetOnANameThatMatchesNothingIsNotFound) {
   EXPECT_TRUE(jobs_->SetBudget(key_a_, 1, 1e-5).ok());
 }
 
+// A file gone (or a state directory restored under other roots): its
+// charges stay viewable by the path that last held it, but a budget on a
+// file that cannot be read protects nothing and is refused.
+TEST_F(LedgerFilesTest, AGoneFileIsStillViewableByItsLastPath) {
+  const std::string w = AddWorker();
+  auto job = jobs_->Submit(SpecOn(a_));
+  ASSERT_TRUE(job.ok()) << job.status();
+  RunEpoch(*jobs_->Get(job->job_id), w, 1);
+  const double spent = (*jobs_->GetBudgets(a_))[0].spent;
+  ASSERT_GT(spent, 0);
+  std::filesystem::remove(a_);
+  auto views = jobs_->GetBudgets(a_);
+  ASSERT_TRUE(views.ok()) << views.status();
+  EXPECT_EQ((*views)[0].file, key_a_);
+  EXPECT_DOUBLE_EQ((*views)[0].spent, spent);
+  EXPECT_EQ(jobs_->ListLedger(a_)->front().charges.size(), 2u);
+  EXPECT_EQ(jobs_->SetBudget(a_, 10, 1e-5).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(jobs_->SetBudget(dir_.Join("other/a-copy.csv"), 10, 1e-5).ok()) << "its copy still names the content";
+}
+
 TEST_F(LedgerFilesTest, ABudgetOnADatasetAppliesToEachOfItsFiles) {
   const std::string a = dir_.Join("data/pa.csv"), b = dir_.Join("data/pb.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/2000, /*seed=*/2}, a).ok());
