@@ -16,14 +16,18 @@
 // EpsilonOf. Callers do not change for either.
 //
 // Thread-safe. Its lock guards the budgets and makes each decide-then-write
-// sequence (budget check + charge, budget check + new budget) one step. A
-// submit check stays true only while the set of live plans stays fixed:
-// JobManager holds its own lock across CheckSubmit and the job's creation.
+// sequence (budget check + charge, budget check + new budget) one step; it
+// is held for a store write, never for a read: budget views copy the budget
+// and compose outside it. A submit check stays true only while the set of
+// live plans stays fixed: JobManager holds its writer lock across
+// CheckSubmit and the job's creation. Composing a job's ε (EpsilonOf) takes
+// no lock at all, so a PLD ε of tens of milliseconds holds nobody up.
 #ifndef DPFLEET_SERVER_CORE_LEDGER_H_
 #define DPFLEET_SERVER_CORE_LEDGER_H_
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,10 +68,19 @@ struct LivePlan {
 };
 
 // The ε stated with an epoch's results: through that epoch, and the job's
-// total over every row it has (other ranks may have charged ahead).
+// total over every row it has (other ranks may have charged ahead), which
+// was composed from `rows` ledger rows.
 struct ReleaseEpsilon {
   double epoch = 0;
   double job = 0;
+  int64_t rows = 0;
+};
+
+// What a charge left in the ledger: whether it recorded a new row, and
+// every row of the job as it now stands (for composing the job's ε).
+struct ChargeResult {
+  bool recorded = false;
+  std::vector<LedgerEntry> rows;
 };
 
 class Ledger {
@@ -95,16 +108,17 @@ class Ledger {
   // Durably records the cost of `epoch` of `attempt` of `job` on `dataset`
   // (idempotent: a repeated charge records nothing). The worker's steps, q
   // and σ must be the job's own; a charge that would overshoot the budget
-  // is refused. Returns the job's ε after it.
-  absl::StatusOr<double> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt, int32_t epoch,
-                                int64_t steps, double sample_rate, double noise_multiplier);
+  // is refused. Returns the job's rows after it; EpsilonOf composes them.
+  absl::StatusOr<ChargeResult> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt,
+                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier);
 
   // Charge-before-release: FailedPrecondition unless `epoch` of `attempt`
   // is in the ledger; otherwise the ε to state with its results.
   absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch);
 
   // Sets a dataset's total budget ('+'-joined paths); FailedPrecondition if
-  // more is already committed.
+  // more is already committed. The new budget takes effect once it is
+  // stored; on a store error the old one stays.
   absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta,
                                        const std::vector<LivePlan>& live);
   // One dataset, or (empty name) every dataset with a budget or ledger entry.
@@ -112,15 +126,16 @@ class Ledger {
 
  private:
   // Composes the dataset's ledger (+ the remaining plans of live jobs, +
-  // `extra`) at the budget's delta.
-  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& dataset,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_spent,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_planned,
-                                              const std::vector<LivePlan>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `extra`) at the delta of `budget` (the dataset's, if it has one).
+  absl::StatusOr<BudgetView> BudgetViewOf(const std::string& dataset, const std::optional<BudgetRecord>& budget,
+                                          const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                          const std::vector<privacy::SubsampledGaussian>& extra_planned,
+                                          const std::vector<LivePlan>& live);
+  std::optional<BudgetRecord> BudgetLocked(const std::string& dataset) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   Clock* const clock_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, BudgetRecord> budgets_ ABSL_GUARDED_BY(mu_);
 };
 

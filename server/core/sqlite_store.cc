@@ -1,9 +1,10 @@
-#include "server/core/store.h"
+#include "server/core/sqlite_store.h"
 
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <filesystem>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -12,20 +13,42 @@
 namespace dpfleet::server {
 namespace {
 
+// The status of SQLite's last error on `db`, by its extended result code:
+// causes that may pass are Unavailable (retrying can help), a damaged file
+// is DataLoss, anything else Internal.
 absl::Status SqlError(sqlite3* db, absl::string_view what) {
-  return absl::InternalError(absl::StrCat("state store: ", what, ": ", sqlite3_errmsg(db)));
+  const int rc = sqlite3_extended_errcode(db);
+  std::string message = absl::StrCat("state store: ", what, ": ", sqlite3_errmsg(db));
+  if (rc == SQLITE_IOERR_FSYNC || rc == SQLITE_IOERR_DIR_FSYNC) {
+    absl::StrAppend(&message, " (fsync failed; the write is not durable)");
+  }
+  switch (rc & 0xff) {
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PROTOCOL:
+      return absl::UnavailableError(message);
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return absl::DataLossError(message);
+    default:
+      return absl::InternalError(message);
+  }
 }
 
 // Finalizes a prepared statement on every path.
 class Statement {
  public:
-  Statement(sqlite3* db, const char* sql) : db_(db) {
-    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
-  }
+  Statement(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr); }
   ~Statement() { sqlite3_finalize(stmt_); }
   bool ok() const { return rc_ == SQLITE_OK; }
   sqlite3_stmt* get() { return stmt_; }
-  void Bind(int i, const std::string& s) { sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT); }
+  int Step() { return sqlite3_step(stmt_); }
+  void Bind(int i, const std::string& s) {
+    sqlite3_bind_text(stmt_, i, s.data(), static_cast<int>(s.size()), SQLITE_TRANSIENT);
+  }
   void Bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
   void Bind(int i, double v) { sqlite3_bind_double(stmt_, i, v); }
   void BindBlob(int i, const std::string& b) {
@@ -37,34 +60,46 @@ class Statement {
   }
 
  private:
-  sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
 
+// Runs one statement that returns no rows.
+absl::Status StepDone(sqlite3* db, Statement& st, absl::string_view what) {
+  if (!st.ok() || st.Step() != SQLITE_DONE) return SqlError(db, what);
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store, SqliteStore::Open(state_dir));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& state_dir,
+                                                               const SqliteStoreOptions& options) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   if (ec) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
+    return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
   }
   const std::string path = state_dir + "/coordinator.db";
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      nullptr) != SQLITE_OK) {
+                      options.vfs.empty() ? nullptr : options.vfs.c_str()) != SQLITE_OK) {
     absl::Status s = absl::FailedPreconditionError(
-        absl::StrCat("cannot open state database ", path, ": ", sqlite3_errmsg(db)));
+        absl::StrCat("cannot open state database ", path, ": ", db ? sqlite3_errmsg(db) : "out of memory"));
     sqlite3_close(db);
     return s;
   }
+  // Extended codes tell a failed fsync from other I/O errors.
+  sqlite3_extended_result_codes(db, 1);
   sqlite3_busy_timeout(db, 5000);
-  std::unique_ptr<Store> store(new Store(db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
   absl::MutexLock lock(&store->mu_);
-  RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL"));
-  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL"));
+  RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL", "open"));
+  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL", "open"));
   RETURN_IF_ERROR(store->Exec(
       "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
@@ -79,56 +114,87 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir)
       "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
       "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
-      "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);"));
+      "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);",
+      "create tables"));
   return store;
 }
 
-Store::~Store() {
+SqliteStore::~SqliteStore() {
   absl::MutexLock lock(&mu_);
   sqlite3_close(db_);
 }
 
-absl::Status Store::Exec(const std::string& sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    absl::Status s = absl::InternalError(absl::StrCat("state store: ", err ? err : "error"));
-    sqlite3_free(err);
-    return s;
-  }
+absl::Status SqliteStore::Exec(const std::string& sql, absl::string_view what) {
+  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) return SqlError(db_, what);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Store::NextJobId() {
+absl::StatusOr<std::string> SqliteStore::NextJobId() {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT INTO meta(key, value) VALUES('next_job', 1) "
                "ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value");
-  if (!st.ok()) return SqlError(db_, "reserve job id");
-  if (sqlite3_step(st.get()) != SQLITE_ROW) return SqlError(db_, "reserve job id");
+  if (!st.ok() || st.Step() != SQLITE_ROW) return SqlError(db_, "reserve a job id");
   const int64_t n = sqlite3_column_int64(st.get(), 0);
+  // RETURNING hands the row over before the statement commits; the id is
+  // reserved only once the step that follows reports the commit.
+  if (st.Step() != SQLITE_DONE) return SqlError(db_, "reserve a job id");
   return absl::StrFormat("job-%06d", n);
 }
 
-absl::Status Store::PutJob(const JobRecord& job) {
-  absl::MutexLock lock(&mu_);
+absl::Status SqliteStore::PutJobLocked(const JobRecord& job) {
   Statement st(db_,
                "INSERT INTO jobs(job_id, seq, record) VALUES(?1, "
                "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?2) "
                "ON CONFLICT(job_id) DO UPDATE SET record = excluded.record");
-  if (!st.ok()) return SqlError(db_, "store job");
   st.Bind(1, job.job_id);
   st.Bind(2, ToJson(job).dump());
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store job " + job.job_id);
-  return absl::OkStatus();
+  return StepDone(db_, st, "store job " + job.job_id);
 }
 
-absl::StatusOr<std::vector<JobRecord>> Store::LoadJobs() {
+absl::Status SqliteStore::PutJob(const JobRecord& job) {
+  absl::MutexLock lock(&mu_);
+  return PutJobLocked(job);
+}
+
+absl::Status SqliteStore::CommitJob(const JobCommit& c) {
+  absl::MutexLock lock(&mu_);
+  const std::string what = "store job " + c.job.job_id;
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", what));
+  absl::Status s = [&]() -> absl::Status {
+    if (!c.checkpoint.empty()) {
+      Statement st(db_, "INSERT OR REPLACE INTO checkpoints(job_id, epoch, data) VALUES(?1, ?2, ?3)");
+      st.Bind(1, c.job.job_id);
+      st.Bind(2, static_cast<int64_t>(c.checkpoint_epoch));
+      st.BindBlob(3, c.checkpoint);
+      RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("store the checkpoint of ", c.job.job_id)));
+    }
+    if (c.drop_checkpoints_below > 0) {
+      Statement st(db_, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch < ?2");
+      st.Bind(1, c.job.job_id);
+      st.Bind(2, static_cast<int64_t>(c.drop_checkpoints_below));
+      RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("drop the checkpoints of ", c.job.job_id)));
+    }
+    RETURN_IF_ERROR(PutJobLocked(c.job));
+    return Exec("COMMIT", what);
+  }();
+  if (!s.ok() && !sqlite3_get_autocommit(db_)) {
+    // Still inside the transaction (SQLite rolls back by itself on some
+    // errors, not on all): nothing of it may stay.
+    if (absl::Status undone = Exec("ROLLBACK", what); !undone.ok()) {
+      return absl::Status(s.code(), absl::StrCat(s.message(), "; rolling back failed too: ", undone.message()));
+    }
+  }
+  return s;
+}
+
+absl::StatusOr<std::vector<JobRecord>> SqliteStore::LoadJobs() {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT record FROM jobs ORDER BY seq");
   if (!st.ok()) return SqlError(db_, "load jobs");
   std::vector<JobRecord> jobs;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+  while ((rc = st.Step()) == SQLITE_ROW) {
     nlohmann::json j = nlohmann::json::parse(st.Text(0), nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return absl::DataLossError("state store: a job record is not JSON");
     ASSIGN_OR_RETURN(JobRecord r, JobFromJson(j));
@@ -138,12 +204,11 @@ absl::StatusOr<std::vector<JobRecord>> Store::LoadJobs() {
   return jobs;
 }
 
-absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
+absl::StatusOr<bool> SqliteStore::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
                "noise_multiplier, delta, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  if (!st.ok()) return SqlError(db_, "charge ledger");
   st.Bind(1, e.job_id);
   st.Bind(2, static_cast<int64_t>(e.attempt));
   st.Bind(3, static_cast<int64_t>(e.epoch));
@@ -153,23 +218,23 @@ absl::StatusOr<bool> Store::Charge(const LedgerEntry& e) {
   st.Bind(7, e.noise_multiplier);
   st.Bind(8, e.delta);
   st.Bind(9, e.recorded_ms);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "charge ledger");
+  RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("charge epoch ", e.epoch, " of job ", e.job_id, " to the ledger")));
   return sqlite3_changes(db_) > 0;
 }
 
-absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& column,
-                                                            const std::string& value) {
+absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::QueryLedger(const std::string& column,
+                                                                  const std::string& value) {
   absl::MutexLock lock(&mu_);
   const std::string sql = absl::StrCat(
       "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
       "recorded_ms FROM ledger WHERE ",
       column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
   Statement st(db_, sql.c_str());
-  if (!st.ok()) return SqlError(db_, "read ledger");
+  if (!st.ok()) return SqlError(db_, "read the ledger");
   st.Bind(1, value);
   std::vector<LedgerEntry> out;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+  while ((rc = st.Step()) == SQLITE_ROW) {
     LedgerEntry e;
     e.job_id = st.Text(0);
     e.attempt = static_cast<int32_t>(sqlite3_column_int64(st.get(), 1));
@@ -182,89 +247,72 @@ absl::StatusOr<std::vector<LedgerEntry>> Store::QueryLedger(const std::string& c
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
     out.push_back(e);
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger");
+  if (rc != SQLITE_DONE) return SqlError(db_, "read the ledger");
   return out;
 }
 
-absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForJob(const std::string& job_id) {
+absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::LedgerForJob(const std::string& job_id) {
   return QueryLedger("job_id", job_id);
 }
 
-absl::StatusOr<std::vector<LedgerEntry>> Store::LedgerForDataset(const std::string& dataset) {
+absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::LedgerForDataset(const std::string& dataset) {
   return QueryLedger("dataset", dataset);
 }
 
-absl::StatusOr<std::vector<std::string>> Store::LedgerDatasets() {
+absl::StatusOr<std::vector<std::string>> SqliteStore::LedgerDatasets() {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT DISTINCT dataset FROM ledger ORDER BY dataset");
   if (!st.ok()) return SqlError(db_, "read ledger datasets");
   std::vector<std::string> out;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db_, "read ledger datasets");
   return out;
 }
 
-absl::Status Store::PutDataset(const std::string& name, const std::string& record_json) {
+absl::Status SqliteStore::PutDataset(const std::string& name, const std::string& record_json) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT INTO datasets(name, record) VALUES(?1, ?2) "
                "ON CONFLICT(name) DO UPDATE SET record = excluded.record");
-  if (!st.ok()) return SqlError(db_, "store dataset");
   st.Bind(1, name);
   st.Bind(2, record_json);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store dataset " + name);
-  return absl::OkStatus();
+  return StepDone(db_, st, "store dataset " + name);
 }
 
-absl::StatusOr<std::vector<std::string>> Store::LoadDatasets() {
+absl::StatusOr<std::vector<std::string>> SqliteStore::LoadDatasets() {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT record FROM datasets ORDER BY name");
   if (!st.ok()) return SqlError(db_, "load datasets");
   std::vector<std::string> out;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.push_back(st.Text(0));
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db_, "load datasets");
   return out;
 }
 
-absl::Status Store::PutCheckpoint(const std::string& job_id, int32_t epoch, const std::string& data) {
+absl::Status SqliteStore::DeleteDataset(const std::string& name) {
   absl::MutexLock lock(&mu_);
-  Statement st(db_, "INSERT OR REPLACE INTO checkpoints(job_id, epoch, data) VALUES(?1, ?2, ?3)");
-  if (!st.ok()) return SqlError(db_, "store checkpoint");
-  st.Bind(1, job_id);
-  st.Bind(2, static_cast<int64_t>(epoch));
-  st.BindBlob(3, data);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store checkpoint of " + job_id);
-  return absl::OkStatus();
+  Statement st(db_, "DELETE FROM datasets WHERE name = ?1");
+  st.Bind(1, name);
+  return StepDone(db_, st, "delete dataset " + name);
 }
 
-absl::Status Store::DeleteCheckpoints(const std::string& job_id, int32_t below_epoch) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "DELETE FROM checkpoints WHERE job_id = ?1 AND epoch < ?2");
-  if (!st.ok()) return SqlError(db_, "delete checkpoints");
-  st.Bind(1, job_id);
-  st.Bind(2, static_cast<int64_t>(below_epoch));
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "delete checkpoints of " + job_id);
-  return absl::OkStatus();
-}
-
-absl::Status Store::PutModel(const std::string& job_id, const std::string& data) {
+absl::Status SqliteStore::PutModel(const std::string& job_id, const std::string& data) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "INSERT OR REPLACE INTO models(job_id, data) VALUES(?1, ?2)");
-  if (!st.ok()) return SqlError(db_, "store model");
   st.Bind(1, job_id);
   st.BindBlob(2, data);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store model of " + job_id);
-  return absl::OkStatus();
+  return StepDone(db_, st, "store the model of " + job_id);
 }
 
-absl::StatusOr<Store::BlobChunk> Store::ReadBlobLocked(const char* table, int64_t rowid, int64_t offset,
-                                                      int64_t max_bytes, const std::string& what) {
+absl::StatusOr<Store::BlobChunk> SqliteStore::ReadBlobLocked(const char* table, int64_t rowid, int64_t offset,
+                                                            int64_t max_bytes, const std::string& what) {
   sqlite3_blob* blob = nullptr;
   if (sqlite3_blob_open(db_, "main", table, "data", rowid, /*flags=read-only*/ 0, &blob) != SQLITE_OK) {
+    absl::Status s = SqlError(db_, "open " + what);
     sqlite3_blob_close(blob);
-    return SqlError(db_, "open " + what);
+    return s;
   }
   BlobChunk chunk;
   chunk.total_bytes = sqlite3_blob_bytes(blob);
@@ -277,70 +325,61 @@ absl::StatusOr<Store::BlobChunk> Store::ReadBlobLocked(const char* table, int64_
   chunk.data.resize(static_cast<size_t>(n));
   const int rc = n > 0 ? sqlite3_blob_read(blob, chunk.data.data(), static_cast<int>(n), static_cast<int>(offset))
                        : SQLITE_OK;
+  absl::Status s = rc == SQLITE_OK ? absl::OkStatus() : SqlError(db_, "read " + what);
   sqlite3_blob_close(blob);
-  if (rc != SQLITE_OK) return SqlError(db_, "read " + what);
+  RETURN_IF_ERROR(s);
   return chunk;
 }
 
-absl::StatusOr<Store::BlobChunk> Store::ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
-                                                      int64_t max_bytes) {
+absl::StatusOr<Store::BlobChunk> SqliteStore::ReadCheckpoint(const std::string& job_id, int32_t epoch,
+                                                            int64_t offset, int64_t max_bytes) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT rowid FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
   if (!st.ok()) return SqlError(db_, "load checkpoint");
   st.Bind(1, job_id);
   st.Bind(2, static_cast<int64_t>(epoch));
-  const int rc = sqlite3_step(st.get());
+  const int rc = st.Step();
   if (rc == SQLITE_DONE) {
     return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no checkpoint after epoch ", epoch));
   }
-  if (rc != SQLITE_ROW) return SqlError(db_, "load checkpoint of " + job_id);
+  if (rc != SQLITE_ROW) return SqlError(db_, "load the checkpoint of " + job_id);
   return ReadBlobLocked("checkpoints", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
                         absl::StrCat("the checkpoint of ", job_id));
 }
 
-absl::StatusOr<Store::BlobChunk> Store::ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) {
+absl::StatusOr<Store::BlobChunk> SqliteStore::ReadModel(const std::string& job_id, int64_t offset,
+                                                       int64_t max_bytes) {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT rowid FROM models WHERE job_id = ?1");
   if (!st.ok()) return SqlError(db_, "load model");
   st.Bind(1, job_id);
-  const int rc = sqlite3_step(st.get());
+  const int rc = st.Step();
   if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no stored model"));
-  if (rc != SQLITE_ROW) return SqlError(db_, "load model of " + job_id);
+  if (rc != SQLITE_ROW) return SqlError(db_, "load the model of " + job_id);
   return ReadBlobLocked("models", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
                         absl::StrCat("the model of ", job_id));
 }
 
-absl::Status Store::DeleteDataset(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "DELETE FROM datasets WHERE name = ?1");
-  if (!st.ok()) return SqlError(db_, "delete dataset");
-  st.Bind(1, name);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "delete dataset " + name);
-  return absl::OkStatus();
-}
-
-absl::Status Store::PutBudget(const BudgetRecord& b) {
+absl::Status SqliteStore::PutBudget(const BudgetRecord& b) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT INTO budgets(dataset, epsilon, delta, updated_ms) VALUES(?1, ?2, ?3, ?4) "
                "ON CONFLICT(dataset) DO UPDATE SET epsilon = excluded.epsilon, delta = excluded.delta, "
                "updated_ms = excluded.updated_ms");
-  if (!st.ok()) return SqlError(db_, "store budget");
   st.Bind(1, b.dataset);
   st.Bind(2, b.epsilon);
   st.Bind(3, b.delta);
   st.Bind(4, b.updated_ms);
-  if (sqlite3_step(st.get()) != SQLITE_DONE) return SqlError(db_, "store budget");
-  return absl::OkStatus();
+  return StepDone(db_, st, "store the budget of " + b.dataset);
 }
 
-absl::StatusOr<std::vector<BudgetRecord>> Store::LoadBudgets() {
+absl::StatusOr<std::vector<BudgetRecord>> SqliteStore::LoadBudgets() {
   absl::MutexLock lock(&mu_);
   Statement st(db_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets ORDER BY dataset");
   if (!st.ok()) return SqlError(db_, "load budgets");
   std::vector<BudgetRecord> out;
   int rc;
-  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+  while ((rc = st.Step()) == SQLITE_ROW) {
     BudgetRecord b;
     b.dataset = st.Text(0);
     b.epsilon = sqlite3_column_double(st.get(), 1);

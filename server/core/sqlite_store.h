@@ -1,0 +1,85 @@
+// SqliteStore: the coordinator's Store in one SQLite database (WAL mode,
+// synchronous=FULL): a write returns only after the write-ahead log holding
+// it is fsynced, so a coordinator crash loses neither a submitted job nor a
+// recorded epoch, and no privacy charge is ever forgotten.
+//
+// Errors keep the Store contract (store.h): SQLite's extended result code
+// decides the status code (I/O errors, a full disk and a busy database are
+// Unavailable; anything else is Internal) and the message names the write
+// and the cause, e.g. "state store: store job job-000003: disk I/O error
+// (fsync failed; the write is not durable)". A failed fsync at commit never
+// makes the write visible: SQLite appends the transaction to the WAL but
+// only publishes it in the WAL index after the fsync succeeded.
+//
+// Thread-safe: one connection guarded by a mutex (the coordinator's write
+// rate is a few rows per epoch, far below what one connection sustains).
+// The mutex is the store's own leaf lock; callers hold none of theirs that
+// a heartbeat needs while a write is on its way to the disk.
+#ifndef DPFLEET_SERVER_CORE_SQLITE_STORE_H_
+#define DPFLEET_SERVER_CORE_SQLITE_STORE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "server/core/store.h"
+
+struct sqlite3;
+
+namespace dpfleet::server {
+
+struct SqliteStoreOptions {
+  // The SQLite VFS to open the database with; empty: the platform's. Tests
+  // name a VFS that fails fsyncs on request (tests/testing/fault_vfs.h).
+  std::string vfs;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // Opens (creating if needed) DIR/coordinator.db.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& state_dir,
+                                                           const SqliteStoreOptions& options = {});
+  ~SqliteStore() override;
+
+  absl::StatusOr<std::string> NextJobId() override;
+  absl::Status PutJob(const JobRecord& job) override;
+  absl::Status CommitJob(const JobCommit& commit) override;
+  absl::StatusOr<std::vector<JobRecord>> LoadJobs() override;
+
+  absl::StatusOr<bool> Charge(const LedgerEntry& entry) override;
+  absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id) override;
+  absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset) override;
+  absl::StatusOr<std::vector<std::string>> LedgerDatasets() override;
+
+  absl::Status PutDataset(const std::string& name, const std::string& record_json) override;
+  absl::StatusOr<std::vector<std::string>> LoadDatasets() override;
+  absl::Status DeleteDataset(const std::string& name) override;
+
+  absl::Status PutModel(const std::string& job_id, const std::string& data) override;
+  absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
+                                           int64_t max_bytes) override;
+  absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) override;
+
+  absl::Status PutBudget(const BudgetRecord& budget) override;
+  absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() override;
+
+ private:
+  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  absl::Status Exec(const std::string& sql, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutJobLocked(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A chunk of column `data` of row `rowid` of `table`.
+  absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
+                                           const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& column, const std::string& value);
+
+  absl::Mutex mu_;
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_CORE_SQLITE_STORE_H_
