@@ -1,5 +1,11 @@
 // gRPC adapters: convert proto <-> plain records, call JobManager, map the
 // status. No logic of their own.
+//
+// Two methods wait, and both are served with the callback API so that a
+// waiting client holds no thread: WatchJob (a reactor per watcher, fed by
+// JobManager::Subscribe) and RendezvousGet (a reactor per waiting rank, fed
+// by JobManager::RendezvousGetAsync, with a gRPC alarm for its deadline).
+// Every other method is synchronous and returns as soon as JobManager does.
 #ifndef DPFLEET_SERVER_RPC_SERVICES_H_
 #define DPFLEET_SERVER_RPC_SERVICES_H_
 
@@ -11,8 +17,6 @@
 
 namespace dpfleet::server {
 
-// WatchJob is served with the callback API (a reactor per watcher, no thread
-// held while a job runs); every other method is synchronous.
 class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_WatchJob<v1::Coordinator::Service> {
  public:
   CoordinatorServiceImpl(JobManager* jobs, DatasetRegistry* datasets) : jobs_(jobs), datasets_(datasets) {}
@@ -39,7 +43,8 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   DatasetRegistry* datasets_;
 };
 
-class WorkerServiceImpl final : public v1::WorkerService::Service {
+class WorkerServiceImpl final
+    : public v1::WorkerService::WithCallbackMethod_RendezvousGet<v1::WorkerService::Service> {
  public:
   explicit WorkerServiceImpl(JobManager* jobs) : jobs_(jobs) {}
 
@@ -51,8 +56,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status ReportDone(grpc::ServerContext*, const v1::DoneReport*, v1::DoneAck*) override;
   grpc::Status RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest*,
                              v1::RendezvousSetResponse*) override;
-  grpc::Status RendezvousGet(grpc::ServerContext*, const v1::RendezvousGetRequest*,
-                             v1::RendezvousGetResponse*) override;
+  grpc::ServerUnaryReactor* RendezvousGet(grpc::CallbackServerContext*, const v1::RendezvousGetRequest*,
+                                          v1::RendezvousGetResponse*) override;
   grpc::Status RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest*,
                              v1::RendezvousAddResponse*) override;
   grpc::Status FetchShard(grpc::ServerContext*, const v1::FetchShardRequest*, v1::FetchShardResponse*) override;
