@@ -1,0 +1,97 @@
+#include "tests/testing/server/faulty_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/server/fault_vfs.h"
+
+namespace dpfleet::testing {
+
+void FaultyStore::Arm(Fault fault, int64_t n) {
+  absl::MutexLock lock(&mu_);
+  fault_ = fault;
+  nth_ = n;
+  since_arm_ = 0;
+}
+
+int64_t FaultyStore::writes() const {
+  absl::MutexLock lock(&mu_);
+  return writes_;
+}
+
+int64_t FaultyStore::faults() const {
+  absl::MutexLock lock(&mu_);
+  return faults_;
+}
+
+FaultyStore::Verdict FaultyStore::Next() {
+  absl::MutexLock lock(&mu_);
+  ++writes_;
+  ++since_arm_;
+  Verdict v = Verdict::kPass;
+  switch (fault_) {
+    case Fault::kNone:
+      break;
+    case Fault::kEveryWrite:
+      v = Verdict::kRefuse;
+      break;
+    case Fault::kNthWrite:
+      if (since_arm_ == nth_) v = Verdict::kRefuse;
+      break;
+    case Fault::kNthFsync:
+      if (since_arm_ == nth_) v = Verdict::kFailFsync;
+      break;
+  }
+  if (v != Verdict::kPass) ++faults_;
+  return v;
+}
+
+template <typename T, typename Fn>
+T FaultyStore::Write(const std::string& what, Fn write) {
+  switch (Next()) {
+    case Verdict::kPass:
+      return write();
+    case Verdict::kRefuse:
+      return absl::UnavailableError(absl::StrCat("state store: ", what, ": disk I/O error (injected)"));
+    case Verdict::kFailFsync: {
+      FaultVfs::Get().FailSyncs(true);
+      T result = write();
+      FaultVfs::Get().FailSyncs(false);
+      return result;
+    }
+  }
+  return write();
+}
+
+absl::StatusOr<std::string> FaultyStore::NextJobId() {
+  return Write<absl::StatusOr<std::string>>("reserve a job id", [&] { return inner_->NextJobId(); });
+}
+
+absl::Status FaultyStore::PutJob(const server::JobRecord& job) {
+  return Write<absl::Status>("store job " + job.job_id, [&] { return inner_->PutJob(job); });
+}
+
+absl::Status FaultyStore::CommitJob(const server::JobCommit& commit) {
+  return Write<absl::Status>("store job " + commit.job.job_id, [&] { return inner_->CommitJob(commit); });
+}
+
+absl::StatusOr<bool> FaultyStore::Charge(const server::LedgerEntry& entry) {
+  return Write<absl::StatusOr<bool>>(absl::StrCat("charge epoch ", entry.epoch, " of job ", entry.job_id),
+                                     [&] { return inner_->Charge(entry); });
+}
+
+absl::Status FaultyStore::PutDataset(const std::string& name, const std::string& record_json) {
+  return Write<absl::Status>("store dataset " + name, [&] { return inner_->PutDataset(name, record_json); });
+}
+
+absl::Status FaultyStore::DeleteDataset(const std::string& name) {
+  return Write<absl::Status>("delete dataset " + name, [&] { return inner_->DeleteDataset(name); });
+}
+
+absl::Status FaultyStore::PutModel(const std::string& job_id, const std::string& data) {
+  return Write<absl::Status>("store the model of " + job_id, [&] { return inner_->PutModel(job_id, data); });
+}
+
+absl::Status FaultyStore::PutBudget(const server::BudgetRecord& budget) {
+  return Write<absl::Status>("store the budget of " + budget.dataset, [&] { return inner_->PutBudget(budget); });
+}
+
+}  // namespace dpfleet::testing
