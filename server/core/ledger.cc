@@ -51,15 +51,16 @@ absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
   return EpsilonOf(job, rows);
 }
 
-std::optional<BudgetRecord> Ledger::BudgetLocked(const std::string& dataset) const {
+std::optional<BudgetRecord> Ledger::Budget(const std::string& dataset) const {
+  absl::MutexLock lock(&mu_);
   auto b = budgets_.find(dataset);
   if (b == budgets_.end()) return std::nullopt;
   return b->second;
 }
 
 absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
-  absl::MutexLock lock(&mu_);
-  const std::optional<BudgetRecord> budget = BudgetLocked(dataset);
+  absl::MutexLock write(&write_mu_);
+  const std::optional<BudgetRecord> budget = Budget(dataset);
   if (!budget) return absl::OkStatus();
   if (!plan.dp) {
     return absl::FailedPreconditionError(
@@ -107,13 +108,13 @@ absl::StatusOr<ChargeResult> Ledger::Charge(const JobRecord& r, const std::strin
   e.noise_multiplier = r.dp ? r.noise_multiplier : 0.0;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock write(&write_mu_);
   ChargeResult out;
   ASSIGN_OR_RETURN(out.rows, store_->LedgerForJob(r.job_id));
   const bool retry = std::any_of(out.rows.begin(), out.rows.end(),
                                  [&](const LedgerEntry& x) { return x.attempt == attempt && x.epoch == epoch; });
   if (retry) return out;
-  if (const std::optional<BudgetRecord> budget = BudgetLocked(dataset)) {
+  if (const std::optional<BudgetRecord> budget = Budget(dataset)) {
     // Submit reserved the whole plan; this guards anything outside it.
     // Only the spent total is compared, so live plans play no part.
     ASSIGN_OR_RETURN(BudgetView after, BudgetViewOf(dataset, budget, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
@@ -220,7 +221,7 @@ absl::StatusOr<BudgetView> Ledger::SetBudget(const std::string& dataset, double 
     return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
   }
   const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock write(&write_mu_);
   // The candidate is judged, then stored, and only then replaces the old
   // budget: a refused or unstored budget changes nothing.
   const BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
@@ -231,6 +232,7 @@ absl::StatusOr<BudgetView> Ledger::SetBudget(const std::string& dataset, double 
         view.committed, delta, epsilon));
   }
   RETURN_IF_ERROR(store_->PutBudget(rec));
+  absl::MutexLock lock(&mu_);
   budgets_[key] = rec;
   return view;
 }
@@ -241,11 +243,11 @@ absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::string& da
   // store and are composed outside it.
   std::map<std::string, std::optional<BudgetRecord>> names;
   {
-    absl::MutexLock lock(&mu_);
     if (!dataset.empty()) {
       const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
-      names[key] = BudgetLocked(key);
+      names[key] = Budget(key);
     } else {
+      absl::MutexLock lock(&mu_);
       for (const auto& [k, b] : budgets_) names[k] = b;
     }
   }

@@ -15,10 +15,11 @@
 // second mechanism charged with the epoch and composed by the same
 // EpsilonOf. Callers do not change for either.
 //
-// Thread-safe. Its lock guards the budgets and makes each decide-then-write
-// sequence (budget check + charge, budget check + new budget) one step; it
-// is held for a store write, never for a read: budget views copy the budget
-// and compose outside it. A submit check stays true only while the set of
+// Thread-safe. `write_mu_` makes each decide-then-write sequence (budget
+// check + charge, budget check + new budget) one step and is held across
+// the store write; `mu_` guards the budgets map and is held only to copy or
+// replace an entry, so a budget view (a status read) never waits for a
+// write's fsync: it copies the budget and composes outside both locks. A submit check stays true only while the set of
 // live plans stays fixed: JobManager holds its writer lock across
 // CheckSubmit and the job's creation. Composing a job's ε (EpsilonOf) takes
 // no lock at all, so a PLD ε of tens of milliseconds holds nobody up.
@@ -131,10 +132,11 @@ class Ledger {
                                           const std::vector<privacy::SubsampledGaussian>& extra_spent,
                                           const std::vector<privacy::SubsampledGaussian>& extra_planned,
                                           const std::vector<LivePlan>& live);
-  std::optional<BudgetRecord> BudgetLocked(const std::string& dataset) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::optional<BudgetRecord> Budget(const std::string& dataset) const ABSL_LOCKS_EXCLUDED(mu_);
 
   Store* const store_;
   Clock* const clock_;
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, BudgetRecord> budgets_ ABSL_GUARDED_BY(mu_);
 };

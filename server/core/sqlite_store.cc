@@ -70,6 +70,22 @@ absl::Status StepDone(sqlite3* db, Statement& st, absl::string_view what) {
   return absl::OkStatus();
 }
 
+// One connection to the database at `path`.
+absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, const std::string& vfs) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      vfs.empty() ? nullptr : vfs.c_str()) != SQLITE_OK) {
+    absl::Status s = absl::FailedPreconditionError(
+        absl::StrCat("cannot open state database ", path, ": ", db ? sqlite3_errmsg(db) : "out of memory"));
+    sqlite3_close(db);
+    return s;
+  }
+  // Extended codes tell a failed fsync from other I/O errors.
+  sqlite3_extended_result_codes(db, 1);
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
@@ -85,18 +101,13 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
     return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
   }
   const std::string path = state_dir + "/coordinator.db";
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                      options.vfs.empty() ? nullptr : options.vfs.c_str()) != SQLITE_OK) {
-    absl::Status s = absl::FailedPreconditionError(
-        absl::StrCat("cannot open state database ", path, ": ", db ? sqlite3_errmsg(db) : "out of memory"));
-    sqlite3_close(db);
-    return s;
+  ASSIGN_OR_RETURN(sqlite3* writer, OpenConnection(path, options.vfs));
+  absl::StatusOr<sqlite3*> reader = OpenConnection(path, options.vfs);
+  if (!reader.ok()) {
+    sqlite3_close(writer);
+    return reader.status();
   }
-  // Extended codes tell a failed fsync from other I/O errors.
-  sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, 5000);
-  std::unique_ptr<SqliteStore> store(new SqliteStore(db));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(writer, *reader));
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL", "open"));
   RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL", "open"));
@@ -120,6 +131,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
 }
 
 SqliteStore::~SqliteStore() {
+  {
+    absl::MutexLock lock(&read_mu_);
+    sqlite3_close(reader_);
+  }
   absl::MutexLock lock(&mu_);
   sqlite3_close(db_);
 }
@@ -189,9 +204,9 @@ absl::Status SqliteStore::CommitJob(const JobCommit& c) {
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteStore::LoadJobs() {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT record FROM jobs ORDER BY seq");
-  if (!st.ok()) return SqlError(db_, "load jobs");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT record FROM jobs ORDER BY seq");
+  if (!st.ok()) return SqlError(reader_, "load jobs");
   std::vector<JobRecord> jobs;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -200,7 +215,7 @@ absl::StatusOr<std::vector<JobRecord>> SqliteStore::LoadJobs() {
     ASSIGN_OR_RETURN(JobRecord r, JobFromJson(j));
     jobs.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "load jobs");
+  if (rc != SQLITE_DONE) return SqlError(reader_, "load jobs");
   return jobs;
 }
 
@@ -224,13 +239,13 @@ absl::StatusOr<bool> SqliteStore::Charge(const LedgerEntry& e) {
 
 absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::QueryLedger(const std::string& column,
                                                                   const std::string& value) {
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&read_mu_);
   const std::string sql = absl::StrCat(
       "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
       "recorded_ms FROM ledger WHERE ",
       column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
-  Statement st(db_, sql.c_str());
-  if (!st.ok()) return SqlError(db_, "read the ledger");
+  Statement st(reader_, sql.c_str());
+  if (!st.ok()) return SqlError(reader_, "read the ledger");
   st.Bind(1, value);
   std::vector<LedgerEntry> out;
   int rc;
@@ -247,7 +262,7 @@ absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::QueryLedger(const std::str
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
     out.push_back(e);
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "read the ledger");
+  if (rc != SQLITE_DONE) return SqlError(reader_, "read the ledger");
   return out;
 }
 
@@ -260,13 +275,13 @@ absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::LedgerForDataset(const std
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStore::LedgerDatasets() {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT DISTINCT dataset FROM ledger ORDER BY dataset");
-  if (!st.ok()) return SqlError(db_, "read ledger datasets");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT DISTINCT dataset FROM ledger ORDER BY dataset");
+  if (!st.ok()) return SqlError(reader_, "read ledger datasets");
   std::vector<std::string> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(db_, "read ledger datasets");
+  if (rc != SQLITE_DONE) return SqlError(reader_, "read ledger datasets");
   return out;
 }
 
@@ -281,13 +296,13 @@ absl::Status SqliteStore::PutDataset(const std::string& name, const std::string&
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStore::LoadDatasets() {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT record FROM datasets ORDER BY name");
-  if (!st.ok()) return SqlError(db_, "load datasets");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT record FROM datasets ORDER BY name");
+  if (!st.ok()) return SqlError(reader_, "load datasets");
   std::vector<std::string> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) out.push_back(st.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(db_, "load datasets");
+  if (rc != SQLITE_DONE) return SqlError(reader_, "load datasets");
   return out;
 }
 
@@ -309,8 +324,8 @@ absl::Status SqliteStore::PutModel(const std::string& job_id, const std::string&
 absl::StatusOr<Store::BlobChunk> SqliteStore::ReadBlobLocked(const char* table, int64_t rowid, int64_t offset,
                                                             int64_t max_bytes, const std::string& what) {
   sqlite3_blob* blob = nullptr;
-  if (sqlite3_blob_open(db_, "main", table, "data", rowid, /*flags=read-only*/ 0, &blob) != SQLITE_OK) {
-    absl::Status s = SqlError(db_, "open " + what);
+  if (sqlite3_blob_open(reader_, "main", table, "data", rowid, /*flags=read-only*/ 0, &blob) != SQLITE_OK) {
+    absl::Status s = SqlError(reader_, "open " + what);
     sqlite3_blob_close(blob);
     return s;
   }
@@ -325,7 +340,7 @@ absl::StatusOr<Store::BlobChunk> SqliteStore::ReadBlobLocked(const char* table, 
   chunk.data.resize(static_cast<size_t>(n));
   const int rc = n > 0 ? sqlite3_blob_read(blob, chunk.data.data(), static_cast<int>(n), static_cast<int>(offset))
                        : SQLITE_OK;
-  absl::Status s = rc == SQLITE_OK ? absl::OkStatus() : SqlError(db_, "read " + what);
+  absl::Status s = rc == SQLITE_OK ? absl::OkStatus() : SqlError(reader_, "read " + what);
   sqlite3_blob_close(blob);
   RETURN_IF_ERROR(s);
   return chunk;
@@ -333,29 +348,29 @@ absl::StatusOr<Store::BlobChunk> SqliteStore::ReadBlobLocked(const char* table, 
 
 absl::StatusOr<Store::BlobChunk> SqliteStore::ReadCheckpoint(const std::string& job_id, int32_t epoch,
                                                             int64_t offset, int64_t max_bytes) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT rowid FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
-  if (!st.ok()) return SqlError(db_, "load checkpoint");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT rowid FROM checkpoints WHERE job_id = ?1 AND epoch = ?2");
+  if (!st.ok()) return SqlError(reader_, "load checkpoint");
   st.Bind(1, job_id);
   st.Bind(2, static_cast<int64_t>(epoch));
   const int rc = st.Step();
   if (rc == SQLITE_DONE) {
     return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no checkpoint after epoch ", epoch));
   }
-  if (rc != SQLITE_ROW) return SqlError(db_, "load the checkpoint of " + job_id);
+  if (rc != SQLITE_ROW) return SqlError(reader_, "load the checkpoint of " + job_id);
   return ReadBlobLocked("checkpoints", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
                         absl::StrCat("the checkpoint of ", job_id));
 }
 
 absl::StatusOr<Store::BlobChunk> SqliteStore::ReadModel(const std::string& job_id, int64_t offset,
                                                        int64_t max_bytes) {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT rowid FROM models WHERE job_id = ?1");
-  if (!st.ok()) return SqlError(db_, "load model");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT rowid FROM models WHERE job_id = ?1");
+  if (!st.ok()) return SqlError(reader_, "load model");
   st.Bind(1, job_id);
   const int rc = st.Step();
   if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job '", job_id, "' has no stored model"));
-  if (rc != SQLITE_ROW) return SqlError(db_, "load the model of " + job_id);
+  if (rc != SQLITE_ROW) return SqlError(reader_, "load the model of " + job_id);
   return ReadBlobLocked("models", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
                         absl::StrCat("the model of ", job_id));
 }
@@ -374,9 +389,9 @@ absl::Status SqliteStore::PutBudget(const BudgetRecord& b) {
 }
 
 absl::StatusOr<std::vector<BudgetRecord>> SqliteStore::LoadBudgets() {
-  absl::MutexLock lock(&mu_);
-  Statement st(db_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets ORDER BY dataset");
-  if (!st.ok()) return SqlError(db_, "load budgets");
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT dataset, epsilon, delta, updated_ms FROM budgets ORDER BY dataset");
+  if (!st.ok()) return SqlError(reader_, "load budgets");
   std::vector<BudgetRecord> out;
   int rc;
   while ((rc = st.Step()) == SQLITE_ROW) {
@@ -387,7 +402,7 @@ absl::StatusOr<std::vector<BudgetRecord>> SqliteStore::LoadBudgets() {
     b.updated_ms = sqlite3_column_int64(st.get(), 3);
     out.push_back(b);
   }
-  if (rc != SQLITE_DONE) return SqlError(db_, "load budgets");
+  if (rc != SQLITE_DONE) return SqlError(reader_, "load budgets");
   return out;
 }
 

@@ -11,10 +11,12 @@
 // makes the write visible: SQLite appends the transaction to the WAL but
 // only publishes it in the WAL index after the fsync succeeded.
 //
-// Thread-safe: one connection guarded by a mutex (the coordinator's write
-// rate is a few rows per epoch, far below what one connection sustains).
-// The mutex is the store's own leaf lock; callers hold none of theirs that
-// a heartbeat needs while a write is on its way to the disk.
+// Thread-safe: two connections, each guarded by its own mutex (leaf locks):
+// one writes (the coordinator's write rate is a few rows per epoch, far
+// below what one connection sustains), one reads. WAL lets the reader go on
+// while a write waits for its fsync, so a status read that needs the ledger
+// (a budget view, /metrics) never waits for a write; it sees every write
+// that has returned.
 #ifndef DPFLEET_SERVER_CORE_SQLITE_STORE_H_
 #define DPFLEET_SERVER_CORE_SQLITE_STORE_H_
 
@@ -68,16 +70,18 @@ class SqliteStore final : public Store {
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() override;
 
  private:
-  explicit SqliteStore(sqlite3* db) : db_(db) {}
+  SqliteStore(sqlite3* writer, sqlite3* reader) : db_(writer), reader_(reader) {}
   absl::Status Exec(const std::string& sql, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutJobLocked(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk of column `data` of row `rowid` of `table`.
   absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
-                                           const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                           const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_);
   absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& column, const std::string& value);
 
   absl::Mutex mu_;
-  sqlite3* db_ ABSL_GUARDED_BY(mu_);
+  sqlite3* db_ ABSL_GUARDED_BY(mu_);  // writes
+  absl::Mutex read_mu_;
+  sqlite3* reader_ ABSL_GUARDED_BY(read_mu_);
 };
 
 }  // namespace dpfleet::server

@@ -9,6 +9,12 @@
 // Registered once per process under Name(); a SqliteStore opened with that
 // VFS (SqliteStoreOptions::vfs) sees the faults, one opened without does
 // not, and both share the same files and locks. Thread-safe.
+//
+// A sync that does not fail returns at once without reaching the disk:
+// these tests stop and reopen stores inside one process, never the
+// machine, so the page cache is as good as the disk, and a scenario of a
+// hundred commits runs in a second. (The crash test with real processes,
+// tests/integration/crash_consistency_test.cc, uses the platform's VFS.)
 #ifndef DPFLEET_TESTS_TESTING_SERVER_FAULT_VFS_H_
 #define DPFLEET_TESTS_TESTING_SERVER_FAULT_VFS_H_
 
@@ -22,7 +28,7 @@ class FaultVfs {
   // The process's one instance, registered with SQLite on first use.
   static FaultVfs& Get();
 
-  static const char* Name() { return "dpfleet-fault"; }
+  const char* Name() const { return "dpfleet-fault"; }
   void FailSyncs(bool on) { fail_syncs_ = on; }
   void FailWrites(bool on) { fail_writes_ = on; }
   void Clear() {

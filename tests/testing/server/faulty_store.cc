@@ -22,9 +22,37 @@ int64_t FaultyStore::faults() const {
   return faults_;
 }
 
-FaultyStore::Verdict FaultyStore::Next() {
+std::vector<std::string> FaultyStore::log() const {
   absl::MutexLock lock(&mu_);
+  return log_;
+}
+
+void FaultyStore::Pause() {
+  absl::MutexLock lock(&mu_);
+  paused_ = true;
+}
+
+void FaultyStore::Resume() {
+  absl::MutexLock lock(&mu_);
+  paused_ = false;
+}
+
+void FaultyStore::AwaitPaused(int n) {
+  absl::MutexLock lock(&mu_);
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return held_ >= n; };
+  mu_.Await(absl::Condition(&enough));
+}
+
+FaultyStore::Verdict FaultyStore::Next(const std::string& what) {
+  absl::MutexLock lock(&mu_);
+  if (paused_) {
+    ++held_;
+    auto resumed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !paused_; };
+    mu_.Await(absl::Condition(&resumed));
+    --held_;
+  }
   ++writes_;
+  log_.push_back(what);
   ++since_arm_;
   Verdict v = Verdict::kPass;
   switch (fault_) {
@@ -46,7 +74,7 @@ FaultyStore::Verdict FaultyStore::Next() {
 
 template <typename T, typename Fn>
 T FaultyStore::Write(const std::string& what, Fn write) {
-  switch (Next()) {
+  switch (Next(what)) {
     case Verdict::kPass:
       return write();
     case Verdict::kRefuse:

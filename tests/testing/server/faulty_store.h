@@ -12,6 +12,10 @@
 // A refused write answers Unavailable naming the write, as a real I/O
 // error would. Meant for one test thread at a time (kNthFsync arms the
 // process-wide VFS around the one write).
+//
+// Pause() holds every later write at its start until Resume(), like a disk
+// that takes its time; AwaitPaused(n) returns once n writes are held, so a
+// test can act while a write is in flight without sleeping.
 #ifndef DPFLEET_TESTS_TESTING_SERVER_FAULTY_STORE_H_
 #define DPFLEET_TESTS_TESTING_SERVER_FAULTY_STORE_H_
 
@@ -38,6 +42,12 @@ class FaultyStore final : public server::Store {
   // Writes seen since construction, and the faults answered so far.
   int64_t writes() const;
   int64_t faults() const;
+  // What each write since construction was ("store job job-000001"), in order.
+  std::vector<std::string> log() const;
+
+  void Pause();
+  void Resume();
+  void AwaitPaused(int n);
 
   absl::StatusOr<std::string> NextJobId() override;
   absl::Status PutJob(const server::JobRecord& job) override;
@@ -72,7 +82,7 @@ class FaultyStore final : public server::Store {
  private:
   enum class Verdict { kPass, kRefuse, kFailFsync };
   // Counts a write and says what happens to it.
-  Verdict Next();
+  Verdict Next(const std::string& what);
   // Runs `write` (a call on inner_) as the armed fault says.
   template <typename T, typename Fn>
   T Write(const std::string& what, Fn write);
@@ -84,6 +94,9 @@ class FaultyStore final : public server::Store {
   int64_t since_arm_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t faults_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> log_ ABSL_GUARDED_BY(mu_);
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;
+  int held_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace dpfleet::testing
