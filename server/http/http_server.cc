@@ -116,6 +116,16 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
   return out;
 }
 
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs,
+                                     const BackgroundErrors::Snapshot& datasets) {
+  return absl::StrCat(
+      "# HELP dpfleet_background_failures_total Background work the state store refused (a lost lease, a job "
+      "start, a finished preparation); the coordinator keeps the stored state and retries.\n"
+      "# TYPE dpfleet_background_failures_total counter\n",
+      "dpfleet_background_failures_total{component=\"jobs\"} ", jobs.count, "\n",
+      "dpfleet_background_failures_total{component=\"datasets\"} ", datasets.count, "\n");
+}
+
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
                                                               JobManager* jobs, DatasetRegistry* datasets) {
   std::unique_ptr<HttpServer> s(new HttpServer());
@@ -176,10 +186,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     for (const BudgetView& b : *budgets) list.push_back(BudgetJson(b));
     json_reply(res, {{"datasets", list}});
   });
-  srv.Get("/metrics", [jobs](const httplib::Request&, httplib::Response& res) {
+  srv.Get("/metrics", [jobs, datasets](const httplib::Request&, httplib::Response& res) {
     absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets("");
     res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers(),
-                                     budgets.ok() ? *budgets : std::vector<BudgetView>{}),
+                                     budgets.ok() ? *budgets : std::vector<BudgetView>{}) +
+                        RenderBackgroundFailures(jobs->background_errors(), datasets->background_errors()),
                     "text/plain; version=0.0.4");
   });
   if (port == 0) {

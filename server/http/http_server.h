@@ -12,7 +12,8 @@
 //                                budget and remaining per dataset (the
 //                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
-//                                job ε and epochs, dataset ε spent/committed/budget)
+//                                job ε and epochs, dataset ε spent/committed/budget,
+//                                background work the store refused and that is retried)
 #ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 #define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 
@@ -49,6 +50,9 @@ class HttpServer {
 // Rendering used by the HTTP endpoints (exposed for tests).
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
                              const std::vector<BudgetView>& budgets);
+// dpfleet_background_failures_total by component (jobs, datasets).
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs,
+                                     const BackgroundErrors::Snapshot& datasets);
 
 }  // namespace dpfleet::server
 

@@ -5,6 +5,7 @@
 #include <grpcpp/server_builder.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <mutex>
 
 #include "absl/strings/numbers.h"
@@ -97,8 +98,19 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   }
   const int64_t tick_ms = std::max<int64_t>(20, options.coordinator.heartbeat_interval_ms / 2);
   s->ticker_ = std::thread([srv = s.get(), tick_ms] {
+    int64_t jobs_seen = 0, datasets_seen = 0;
+    // Work the store refused in the background is retried by the core; the
+    // operator learns of it here (and from /metrics).
+    auto report = [](const char* component, const BackgroundErrors::Snapshot& now, int64_t* seen) {
+      if (now.count == *seen) return;
+      std::fprintf(stderr, "dpfleet-server: %s: %s (%lld background failures so far; retrying)\n", component,
+                   now.last.c_str(), static_cast<long long>(now.count));
+      *seen = now.count;
+    };
     while (!srv->stop_.WaitForNotificationWithTimeout(absl::Milliseconds(tick_ms))) {
       srv->jobs_->Tick();
+      report("jobs", srv->jobs_->background_errors(), &jobs_seen);
+      report("datasets", srv->datasets_->background_errors(), &datasets_seen);
     }
   });
   return s;
