@@ -10,9 +10,25 @@
 #include "common/pums/dataset.h"
 #include "common/pums/schema.h"
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 
 namespace dpfleet {
 namespace {
+
+// A spec travels as a proto3 string and is stored inside a JSON record, and
+// both insist on UTF-8: other bytes would be refused far from here with no
+// useful message (or make the JSON writer throw). nlohmann's own check says
+// where the first bad byte is.
+absl::Status CheckUtf8(absl::string_view yaml) {
+  try {
+    nlohmann::json(std::string(yaml)).dump();
+  } catch (const nlohmann::json::type_error& e) {
+    std::string why = e.what();
+    if (const auto bracket = why.find("] "); bracket != std::string::npos) why = why.substr(bracket + 2);
+    return absl::InvalidArgumentError(absl::StrCat("spec is not UTF-8 text: ", why));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status FieldError(absl::string_view field, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": '", value, "' ", why));
@@ -220,6 +236,14 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.name.empty()) return FieldError("name", "", "is required");
   if (spec.name.size() > 128) return FieldError("name", spec.name, "is longer than 128 characters");
+  // Names end up in terminals, logs and metric labels.
+  for (std::size_t i = 0; i < spec.name.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(spec.name[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("name: has a control character (byte ", static_cast<int>(c), ") at position ", i));
+    }
+  }
   if (spec.data_paths.empty() && spec.dataset.empty()) return FieldError("data.path", "", "is required");
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
     if (spec.data_paths[i].empty()) {
@@ -318,6 +342,7 @@ absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec) {
 }
 
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml) {
+  RETURN_IF_ERROR(CheckUtf8(yaml));
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
