@@ -303,10 +303,10 @@ int main(int argc, char** argv) {
     Fleet fleet(server.port());
     const std::string probe = fleet.Register("probe", "bench-probe");
     for (int r = 0; r < o.ranks; ++r) fleet.Register(absl::StrCat("rank-", r));
-    const dpfleet::v1::Job job = fleet.Submit(absl::StrCat(
-        "name: wide\ndata: {path: ", csv, "}\ntraining: {epochs: 1, batch_size: 200}\n",
-        "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n",
-        "resources: {workers: ", o.ranks, "}\n"));
+    const dpfleet::v1::Job job =
+        fleet.Submit(absl::StrCat("name: wide\ndata: {path: ", csv, "}\ntraining: {epochs: 1, batch_size: 200}\n",
+                                  "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n",
+                                  "resources: {workers: ", o.ranks, "}\n"));
     const dpfleet::v1::Job running = fleet.Get(job.job_id());
     if (running.state() != dpfleet::v1::RUNNING) Fleet::Die("the wide job did not start");
     Probe(fleet, probe, 0.3);

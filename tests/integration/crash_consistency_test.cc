@@ -344,10 +344,9 @@ class CrashConsistencyTest : public ::testing::Test {
     const std::string port_file = dir_.Join("ports");
     std::remove(port_file.c_str());
     server_ = std::make_unique<Process>(
-        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", port_),
-                                 "--http=", "--state-dir=" + dir_.Join("state"),
-                                 absl::StrCat("--lease_ttl_ms=", kLeaseMs), "--heartbeat_interval_ms=100",
-                                 "--port_file=" + port_file},
+        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", port_), "--http=",
+                                 "--state-dir=" + dir_.Join("state"), absl::StrCat("--lease_ttl_ms=", kLeaseMs),
+                                 "--heartbeat_interval_ms=100", "--port_file=" + port_file},
         dir_.Join(absl::StrCat("server-", ++starts_, ".log")));
     ASSERT_TRUE(WaitFor([&] { return std::ifstream(port_file).good() || !server_->running(); }, absl::Seconds(30)))
         << server_->Log();
@@ -443,13 +442,15 @@ class CrashConsistencyTest : public ::testing::Test {
       }
       ASSERT_EQ(r.history.size(), static_cast<std::size_t>(r.epochs_done)) << r.job_id;
       for (std::size_t i = 0; i < r.history.size(); ++i) {
-        EXPECT_EQ(r.history[i].epoch, static_cast<int32_t>(i + 1)) << r.job_id << ": an epoch recorded twice or skipped";
+        EXPECT_EQ(r.history[i].epoch, static_cast<int32_t>(i + 1))
+            << r.job_id << ": an epoch recorded twice or skipped";
         EXPECT_TRUE(charged_epochs.count(r.history[i].epoch))
             << r.job_id << " epoch " << r.history[i].epoch << " was released without a charge";
       }
     }
     absl::MutexLock lock(&acks_.mu);
-    for (const std::string& id : acks_.submits) EXPECT_TRUE(stored.count(id)) << "acknowledged submit " << id << " lost";
+    for (const std::string& id : acks_.submits)
+      EXPECT_TRUE(stored.count(id)) << "acknowledged submit " << id << " lost";
     for (const std::string& id : acks_.cancels) {
       ASSERT_TRUE(stored.count(id)) << id;
       EXPECT_EQ(stored[id].state, server::JobState::kCancelled) << "acknowledged cancel of " << id << " lost";
@@ -552,10 +553,11 @@ TEST_F(CrashConsistencyTest, RandomKillsLoseNothingAcknowledged) {
   server_->Wait(absl::Seconds(10));
   ExpectDiskHoldsEveryAcknowledgement();
   absl::MutexLock lock(&acks_.mu);
-  std::printf("crash-consistency: survived %d SIGKILLs; %zu submits, %zu cancels, %zu charges, %zu jobs with "
-              "acknowledged epochs, all on disk (seed %llu)\n",
-              kills, acks_.submits.size(), acks_.cancels.size(), acks_.charges.size(), acks_.epochs.size(),
-              static_cast<unsigned long long>(seed_));
+  std::printf(
+      "crash-consistency: survived %d SIGKILLs; %zu submits, %zu cancels, %zu charges, %zu jobs with "
+      "acknowledged epochs, all on disk (seed %llu)\n",
+      kills, acks_.submits.size(), acks_.cancels.size(), acks_.charges.size(), acks_.epochs.size(),
+      static_cast<unsigned long long>(seed_));
   EXPECT_GE(kills, 5) << "too few kills to mean anything";
   EXPECT_GT(acks_.charges.size(), 20u) << "the storm did too little to mean anything";
 }

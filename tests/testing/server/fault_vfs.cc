@@ -55,8 +55,25 @@ int Fetch(sqlite3_file* f, sqlite3_int64 offset, int n, void** out) {
 int Unfetch(sqlite3_file* f, sqlite3_int64 offset, void* p) { return RealMethods(f)->xUnfetch(RealFile(f), offset, p); }
 
 const sqlite3_io_methods kMethods = {
-    3,        Close,    Read,    Write,      Truncate,    Sync,       FileSize,   Lock,  Unlock, CheckReservedLock,
-    FileControl, SectorSize, DeviceCharacteristics, ShmMap, ShmLock, ShmBarrier, ShmUnmap, Fetch, Unfetch,
+    3,
+    Close,
+    Read,
+    Write,
+    Truncate,
+    Sync,
+    FileSize,
+    Lock,
+    Unlock,
+    CheckReservedLock,
+    FileControl,
+    SectorSize,
+    DeviceCharacteristics,
+    ShmMap,
+    ShmLock,
+    ShmBarrier,
+    ShmUnmap,
+    Fetch,
+    Unfetch,
 };
 
 int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* file, int flags, int* out_flags) {

@@ -6,8 +6,8 @@
 #include "client/cli.h"
 
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <map>
@@ -290,10 +290,10 @@ class CliTest : public ::testing::Test {
     end.set_reason(reason);
     v1::Job final = Job("job-000001", final_state, 2);
     final.set_reason(reason);
-    coordinator_.Script("job-000001",
-                        {snapshot, Event(v1::JobEvent::EPOCH, v1::RUNNING, 2, 1),
-                         Event(v1::JobEvent::EPOCH, v1::RUNNING, 3, 2), end},
-                        final);
+    coordinator_.Script(
+        "job-000001",
+        {snapshot, Event(v1::JobEvent::EPOCH, v1::RUNNING, 2, 1), Event(v1::JobEvent::EPOCH, v1::RUNNING, 3, 2), end},
+        final);
   }
 
   FakeCoordinator coordinator_;
@@ -365,9 +365,9 @@ TEST_F(CliTest, StatusJsonHasTheDocumentedFields) {
   coordinator_.AddJob(Job("job-000003", v1::RUNNING, 1));
   ASSERT_EQ(Dpctl({"status", "job-000003", "-o", "json"}), kExitOk);
   const nlohmann::json j = nlohmann::json::parse(out_.str());
-  for (const char* field : {"job_id", "name", "state", "epochs_done", "epochs", "epsilon", "delta",
-                            "noise_multiplier", "accountant", "sample_rate", "steps_per_epoch", "train_rows",
-                            "world_size", "attempt", "reason", "history"}) {
+  for (const char* field :
+       {"job_id", "name", "state", "epochs_done", "epochs", "epsilon", "delta", "noise_multiplier", "accountant",
+        "sample_rate", "steps_per_epoch", "train_rows", "world_size", "attempt", "reason", "history"}) {
     EXPECT_TRUE(j.contains(field)) << field;
   }
   ASSERT_EQ(j.at("history").size(), 1u);

@@ -195,8 +195,7 @@ class Scenario {
   void Charge(const std::string& id, int32_t epoch) {
     auto job = jobs().Get(id);
     if (!job.ok()) return;
-    auto eps = jobs().Charge(id, job->attempt, 0, epoch, job->steps_per_epoch, job->sample_rate,
-                             job->noise_multiplier);
+    auto eps = jobs().Charge(id, job->attempt, 0, epoch, job->steps_per_epoch, job->sample_rate, job->noise_multiplier);
     if (eps.ok()) acked_charges_.insert({id, job->attempt, epoch});
   }
 
@@ -230,8 +229,7 @@ class Scenario {
         {"set a budget", [&] { jobs().SetBudget("/data/p.csv", 50, 1e-5).status().IgnoreError(); }},
         {"submit A (2 epochs, 2 attempts)", [&] { Submitted(jobs().Submit(Spec(2, 2)), &a_); }},
         {"submit B", [&] { Submitted(jobs().Submit(Spec(2, 1)), &b_); }},
-        {"w1 registers (A starts)",
-         [&] { w1_ = jobs().RegisterWorker("h1", "cpu", 1, "", std::nullopt).worker_id; }},
+        {"w1 registers (A starts)", [&] { w1_ = jobs().RegisterWorker("h1", "cpu", 1, "", std::nullopt).worker_id; }},
         {"w1 heartbeats", [&] { Heartbeat(w1_); }},
         {"charge A epoch 1", [&] { Charge(a_, 1); }},
         {"A reports epoch 1 with a checkpoint", [&] { Progress(a_, w1_, 1); }},
@@ -241,8 +239,7 @@ class Scenario {
            clock_.AdvanceMs(1500);
            jobs().Tick();
          }},
-        {"w2 registers (A resumes)",
-         [&] { w2_ = jobs().RegisterWorker("h2", "cpu", 2, "", std::nullopt).worker_id; }},
+        {"w2 registers (A resumes)", [&] { w2_ = jobs().RegisterWorker("h2", "cpu", 2, "", std::nullopt).worker_id; }},
         {"w2 heartbeats", [&] { Heartbeat(w2_); }},
         {"charge A epoch 2 again", [&] { Charge(a_, 2); }},
         {"A reports epoch 2", [&] { Progress(a_, w2_, 2); }},
@@ -351,8 +348,8 @@ class JobManagerFaultsTest : public ::testing::Test {
 TEST_F(JobManagerFaultsTest, TheCleanScenarioWritesEveryKindOfChange) {
   const std::vector<std::string> writes = CleanWrites();
   const std::string all = absl::StrJoin(writes, "\n");
-  for (const char* kind : {"reserve a job id", "store job", "charge epoch", "store dataset ds",
-                           "delete dataset ds", "store the model of", "store the budget of"}) {
+  for (const char* kind : {"reserve a job id", "store job", "charge epoch", "store dataset ds", "delete dataset ds",
+                           "store the model of", "store the budget of"}) {
     EXPECT_THAT(all, ::testing::HasSubstr(kind));
   }
 }
@@ -372,11 +369,12 @@ TEST_F(JobManagerFaultsTest, EveryWriteRefusedLeavesNothingAnywhere) {
 // see: the status a caller gets, and the retry of work nobody waits on.
 class JobManagerStoreErrorTest : public ::testing::Test {
  protected:
-  JobManagerStoreErrorTest() : c_(dir_.path(), &clock_, [this](const data::PrepareOptions& o) {
-    prepare_started_.Notify();
-    prepare_release_.WaitForNotification();
-    return InstantPrepare(o);
-  }) {}
+  JobManagerStoreErrorTest()
+      : c_(dir_.path(), &clock_, [this](const data::PrepareOptions& o) {
+          prepare_started_.Notify();
+          prepare_release_.WaitForNotification();
+          return InstantPrepare(o);
+        }) {}
   void TearDown() override { FaultVfs::Get().Clear(); }
 
   JobManager& jobs() { return c_.jobs(); }
@@ -454,9 +452,12 @@ TEST_F(JobManagerStoreErrorTest, AFailedWriteFailsTheOperationWithTheStoresStatu
 TEST_F(JobManagerStoreErrorTest, ALostLeaseTheStoreRefusedIsStoredByALaterTick) {
   const JobRecord job = Running();
   std::vector<JobState> told;
-  ASSERT_TRUE(jobs().Subscribe(job.job_id, [&](const JobEvent* e) {
-                if (e != nullptr) told.push_back(e->state);
-              }).ok());
+  ASSERT_TRUE(jobs()
+                  .Subscribe(job.job_id,
+                             [&](const JobEvent* e) {
+                               if (e != nullptr) told.push_back(e->state);
+                             })
+                  .ok());
   store().Arm(Fault::kEveryWrite);
   clock_.AdvanceMs(1500);
   jobs().Tick();
@@ -546,9 +547,12 @@ TEST_F(JobManagerStoreErrorTest, HeartbeatsAndStatusReadsDoNotWaitForAWriteAndSe
   const JobRecord job = Running();
   const std::string w = jobs().ListWorkers()[0].worker_id;
   std::vector<JobState> told;
-  ASSERT_TRUE(jobs().Subscribe(job.job_id, [&](const JobEvent* e) {
-                if (e != nullptr) told.push_back(e->state);
-              }).ok());
+  ASSERT_TRUE(jobs()
+                  .Subscribe(job.job_id,
+                             [&](const JobEvent* e) {
+                               if (e != nullptr) told.push_back(e->state);
+                             })
+                  .ok());
   store().Pause();
   std::thread cancel([&] { EXPECT_TRUE(jobs().Cancel(job.job_id).ok()); });
   store().AwaitPaused(1);

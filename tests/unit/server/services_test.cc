@@ -6,8 +6,8 @@
 #include "server/rpc/services.h"
 
 #include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 
 #include <fstream>
 #include <memory>
@@ -15,8 +15,8 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/version.h"
 #include "server/core/sqlite_store.h"
 #include "tests/testing/server/faulty_store.h"
@@ -119,8 +119,8 @@ class ServicesTest : public ::testing::Test {
     EXPECT_EQ(resp.assignments_size(), 1);
     return resp.assignments_size() > 0 ? resp.assignments(0) : v1::Assignment();
   }
-  grpc::Status RendezvousGet(const v1::Assignment& a, const std::string& key, int64_t timeout_ms,
-                             std::string* value, grpc::ClientContext* ctx = nullptr) {
+  grpc::Status RendezvousGet(const v1::Assignment& a, const std::string& key, int64_t timeout_ms, std::string* value,
+                             grpc::ClientContext* ctx = nullptr) {
     grpc::ClientContext own;
     v1::RendezvousGetRequest req;
     req.set_job_id(a.job_id());
@@ -419,11 +419,12 @@ TEST_F(ServicesTest, AHundredWaitingRanksHoldNoServerThreads) {
   }
   jobs_->AwaitRendezvousWaiters(a.job_id(), a.attempt(), "nccl_id", kRanks);
   const int waiting = ThreadCount();
-  EXPECT_LT(waiting - before, kRanks / 4) << before << " threads before, " << waiting << " with " << kRanks
-                                          << " ranks waiting";
+  EXPECT_LT(waiting - before, kRanks / 4)
+      << before << " threads before, " << waiting << " with " << kRanks << " ranks waiting";
   ASSERT_TRUE(jobs_->RendezvousSet(a.job_id(), a.attempt(), "nccl_id", "id").ok());
   absl::MutexLock lock(&mu);
-  mu.Await(absl::Condition(+[](int* n) { return *n == kRanks; }, &answered));
+  mu.Await(absl::Condition(
+      +[](int* n) { return *n == kRanks; }, &answered));
   for (int i = 0; i < kRanks; ++i) {
     EXPECT_TRUE(statuses[i].ok()) << statuses[i].error_message();
     EXPECT_EQ(responses[i].value(), "id");

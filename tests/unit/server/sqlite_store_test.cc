@@ -187,7 +187,9 @@ std::vector<WriteCase> Writes() {
          JobCommit c{Job("job-1", JobState::kRunning), "state", 1, 1};
          return s.CommitJob(c);
        },
-       [](Store& s) { return s.LoadJobs()->at(0).state == JobState::kRunning || s.ReadCheckpoint("job-1", 1, 0, 9).ok(); }},
+       [](Store& s) {
+         return s.LoadJobs()->at(0).state == JobState::kRunning || s.ReadCheckpoint("job-1", 1, 0, 9).ok();
+       }},
       {"Charge", "charge epoch 1 of job job-1 to the ledger",
        [](Store& s) { return s.Charge(Row("job-1", 1, 1)).status(); },
        [](Store& s) { return !s.LedgerForJob("job-1")->empty(); }},
@@ -196,7 +198,9 @@ std::vector<WriteCase> Writes() {
       {"PutModel", "store the model of job-1", [](Store& s) { return s.PutModel("job-1", "m"); },
        [](Store& s) { return s.ReadModel("job-1", 0, 1).ok(); }},
       {"PutBudget", "store the budget of /data/p.csv",
-       [](Store& s) { return s.PutBudget({"/data/p.csv", 1, 1e-5, 0}); },
+       [](Store& s) {
+         return s.PutBudget({"/data/p.csv", 1, 1e-5, 0});
+       },
        [](Store& s) { return !s.LoadBudgets()->empty(); }},
   };
 }

@@ -134,7 +134,8 @@ TEST_F(RunTest, ACancelledRunChargesNothing) {
 
 TEST_F(RunTest, ARunOnTheWrongDeviceIsRefusedBeforeItTouchesAnything) {
   v1::Assignment a = Assignment(1);
-  a.set_spec_yaml(absl::StrReplaceAll(a.spec_yaml(), {{"resources: {workers: 1,", "resources: {device: cuda, workers: 1,"}}));
+  a.set_spec_yaml(
+      absl::StrReplaceAll(a.spec_yaml(), {{"resources: {workers: 1,", "resources: {device: cuda, workers: 1,"}}));
   const absl::Status s = RunAssignment(a, Context());
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("resources.device 'cuda' does not match this worker's device cpu"));
