@@ -58,8 +58,10 @@ WORK="$(mktemp -d)"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null' EXIT
 "$BIN/dpctl" data synth --rows 200000 --seed 1 -o "$WORK/pums.csv"
+# Plaintext on loopback (this machine only); every dpctl call needs a token.
+export DPFLEET_TOKEN="$("$BIN/dpfleet-server" token create --state-dir "$WORK/state" --name bench --role custodian 2>/dev/null)"
 "$BIN/dpfleet-server" --listen 127.0.0.1:0 --http 127.0.0.1:0 --state-dir "$WORK/state" --port_file "$WORK/ports" \
-  >"$OUT/server.log" 2>&1 &
+  --data-root "$WORK" >"$OUT/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 300); do [[ -s "$WORK/ports" ]] && break; sleep 0.1; done
 read -r GRPC_PORT _ <"$WORK/ports"

@@ -10,7 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "client/admin_cli.h"
 #include "client/args.h"
+#include "client/certs.h"
+#include "client/connection.h"
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/privacy_cli.h"
@@ -24,10 +27,38 @@
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
+
+int ExitCodeFor(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnknown:
+      return kExitJobFailed;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kResourceExhausted:
+      return kExitUnavailable;
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return kExitDenied;
+    default:
+      return kExitUsage;
+  }
+}
+
+int ReportError(const absl::Status& s, std::ostream& err) {
+  err << "dpctl: " << absl::StatusCodeToString(s.code()) << ": " << s.message() << "\n";
+  return ExitCodeFor(s.code());
+}
+
 namespace {
 
 constexpr char kUsage[] =
-    "usage: dpctl [--server HOST:PORT] <verb> ...\n"
+    "usage: dpctl [--server HOST:PORT] [--ca CA.pem] [--token TOKEN] <verb> ...\n"
     "  submit SPEC.yaml [--follow] [-o json]   submit a job (and follow it to the end)\n"
     "  watch JOB [-o json]                     stream a job's epochs until it ends\n"
     "  status JOB [-o json]                    show a job\n"
@@ -42,6 +73,11 @@ constexpr char kUsage[] =
     "  datasets rm NAME [-o json]              forget a dataset, delete its shards (ledger and raw files stay)\n"
     "  budget [DATASET] [-o json]              privacy spent / committed / remaining per dataset\n"
     "  budget set DATASET --epsilon E --delta D  give a dataset a total privacy budget\n"
+    "  ledger DATASET [-o json|csv]            every privacy charge on a dataset (custodian)\n"
+    "  admin token create NAME --role custodian|analyst|viewer | admin token list | admin token revoke NAME\n"
+    "  admin audit [--after ID] [--limit N] [-o json]   state-changing calls and refusals (custodian)\n"
+    "  admin certs --out DIR --server-name NAME [--server-name NAME2 ...] [--workers N] [--days D]\n"
+    "                                          a fleet CA, the coordinator's and the workers' certificates (offline)\n"
     "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
     "  data prepare --input FILE... --task T --shards S --out DIR   clean, encode, split and shard\n"
     "  data schema [-o json]                   the PUMS schema the pipeline uses\n"
@@ -49,7 +85,11 @@ constexpr char kUsage[] =
     "  plan SPEC.yaml --dataset-size N [--prices FILE] [--examples-per-second R]\n"
     "       [--allreduce-busbw-gbps G] [--allreduce-latency-us L] [-o json]\n"
     "                                          time and cost of a job on each fleet shape (offline)\n"
-    "The server defaults to $DPFLEET_SERVER, else 127.0.0.1:7070.\n";
+    "The server is --server, else $DPFLEET_SERVER, else `server` in the config file, else 127.0.0.1:7070;\n"
+    "the CA --ca, $DPFLEET_CA or `ca`; the token --token, $DPFLEET_TOKEN or `token_file`. The config file is\n"
+    "$DPFLEET_CONFIG, else $XDG_CONFIG_HOME/dpfleet/dpctl.yaml, else ~/.config/dpfleet/dpctl.yaml.\n"
+    "Exit codes: 0 ok; 1 job failed/cancelled or conflicts with state; 2 usage or invalid input;\n"
+    "3 coordinator unreachable or busy (retry); 4 unauthenticated or permission denied.\n";
 
 // Parses one verb's arguments (client/args.h); on a refused argument prints
 // "WHO: reason" and returns false.
@@ -74,13 +114,12 @@ bool JsonOutput(const Args& p, std::ostream& err, bool* json) {
   return true;
 }
 
-int ReportError(const absl::Status& s, std::ostream& err) {
-  err << "dpctl: " << absl::StatusCodeToString(s.code()) << ": " << s.message() << "\n";
-  if (s.code() == absl::StatusCode::kFailedPrecondition) return kExitJobFailed;
-  return kExitUsage;
-}
 
 std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
+  if (!m.has_eval_accuracy()) {
+    return absl::StrFormat("epoch %3d/%-3d  (no eval release)  eps %8.4f  (%.1fs)", m.epoch(), epochs,
+                           m.epsilon(), m.train_seconds());
+  }
   return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %8.4f  (%.1fs)",
                          m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(),
                          m.epsilon(), m.train_seconds());
@@ -102,9 +141,7 @@ nlohmann::json EventJson(const v1::JobEvent& e) {
       break;
     case v1::JobEvent::EPOCH:
       j["event"] = "epoch";
-      j["epoch"] = {{"epoch", e.epoch().epoch()},         {"eval_loss", e.epoch().eval_loss()},
-                    {"eval_accuracy", e.epoch().eval_accuracy()}, {"eval_auc", e.epoch().eval_auc()},
-                    {"epsilon", e.epoch().epsilon()},     {"steps", e.epoch().steps()}};
+      j["epoch"] = EpochJson(e.epoch());
       break;
     default:
       j["event"] = "state";
@@ -442,7 +479,8 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
       arr.push_back({{"shape", r.shape}, {"instances", r.instances}, {"ranks", r.ranks},
                      {"price_per_hour", r.price_per_hour}, {"step_seconds", r.step_seconds},
                      {"job_seconds", r.job_seconds}, {"cost", r.cost}, {"cheapest", r.cheapest},
-                     {"fastest", r.fastest}});
+                     {"fastest", r.fastest}, {"supported", r.supported}});
+      if (!r.supported) arr.back()["unsupported_reason"] = r.unsupported_reason;
     }
     out << nlohmann::json{{"currency", prices.currency}, {"source", prices.source}, {"parameters", job.parameters},
                           {"rows", arr}}
@@ -455,9 +493,16 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   out << absl::StrFormat("%-14s %9s %6s %10s %10s %12s %10s\n", "SHAPE", "INSTANCES", "RANKS", "PRICE/H",
                          "MS/STEP", "JOB TIME", "COST");
   for (const plan::PlanRow& r : *rows) {
-    out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s\n", r.shape, r.instances, r.ranks,
+    out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s%s\n", r.shape, r.instances, r.ranks,
                            r.price_per_hour, r.step_seconds * 1e3, r.job_seconds, r.cost,
-                           r.cheapest ? "  <- best value" : "", r.fastest ? "  <- fastest" : "");
+                           r.cheapest ? "  <- best value" : "", r.fastest ? "  <- fastest" : "",
+                           r.supported ? "" : "  UNSUPPORTED");
+  }
+  std::set<std::string> reasons;
+  for (const plan::PlanRow& r : *rows) {
+    if (!r.supported && reasons.insert(r.shape).second) {
+      out << "# UNSUPPORTED " << r.shape << ": " << r.unsupported_reason << "\n";
+    }
   }
   return kExitOk;
 }
@@ -466,23 +511,29 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
 
 int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out,
              std::ostream& err) {
-  std::string server = env.default_server.empty() ? "127.0.0.1:7070" : env.default_server;
+  // Connection flags may come before the verb (and after it, below).
+  ConnectionSettings flags;
   std::vector<std::string> args;
   for (std::size_t i = 0; i < all_args.size(); ++i) {
     const std::string& a = all_args[i];
-    if (args.empty() && (a == "--server" || a.rfind("--server=", 0) == 0)) {
-      if (a == "--server") {
+    bool matched = false;
+    for (auto [name, field] : {std::pair<const char*, std::string*>{"--server", &flags.server},
+                               {"--token", &flags.token},
+                               {"--ca", &flags.ca}}) {
+      const std::string prefix = std::string(name) + "=";
+      if (!args.empty() || (a != name && a.rfind(prefix, 0) != 0)) continue;
+      matched = true;
+      if (a == name) {
         if (i + 1 >= all_args.size()) {
-          err << "dpctl: --server needs HOST:PORT\n";
+          err << "dpctl: " << name << " needs a value\n";
           return kExitUsage;
         }
-        server = all_args[++i];
+        *field = all_args[++i];
       } else {
-        server = a.substr(9);
+        *field = a.substr(prefix.size());
       }
-      continue;
     }
-    args.push_back(a);
+    if (!matched) args.push_back(a);
   }
   if (!args.empty() && args[0] == "--version") {
     out << VersionLine("dpctl") << "\n";
@@ -497,22 +548,38 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   if (verb == "privacy") return RunPrivacyCommand(rest, out, err);
   if (verb == "data") return DataVerb(rest, out, err);
   if (verb == "plan") return PlanVerb(rest, out, err);
+  if (verb == "admin" && !rest.empty() && rest[0] == "certs") {
+    return RunAdminCerts({rest.begin() + 1, rest.end()}, out, err);
+  }
 
   Args p;
   ArgSpec spec;
-  spec.values = {"-o", "--server"};
+  spec.values = {"-o", "--server", "--token", "--ca"};
   if (verb == "submit") spec.switches.insert("--follow");
   if (verb == "budget") spec.values.insert({"--epsilon", "--delta"});
   if (verb == "model") spec.values.insert("--out");
+  if (verb == "admin") AddAdminFlags(&spec);
   if (verb == "datasets") {
     spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
     spec.lists.insert("--path");
   }
   if (!ParseVerbArgs(rest, spec, "dpctl " + verb, &p, err)) return kExitUsage;
-  if (p.values.count("--server")) server = p.values["--server"];
+  if (p.values.count("--server")) flags.server = p.values["--server"];
+  if (p.values.count("--token")) flags.token = p.values["--token"];
+  if (p.values.count("--ca")) flags.ca = p.values["--ca"];
+  absl::StatusOr<ConnectionSettings> settings =
+      ResolveConnection(flags, ConnectionSettings{env.default_server, env.ca, env.token}, env.config_path,
+                        env.config_required);
+  absl::StatusOr<ClientOptions> options = settings.ok() ? ToClientOptions(*settings) : settings.status();
+  if (!options.ok()) {
+    err << "dpctl: " << options.status().message() << "\n";
+    return kExitUsage;
+  }
+  CoordinatorClient client(*options);
+  if (verb == "admin") return AdminVerb(client, p, out, err);
+  if (verb == "ledger") return LedgerVerb(client, p, out, err);
   bool json = false;
   if (!JsonOutput(p, err, &json)) return kExitUsage;
-  CoordinatorClient client(server);
   auto need_args = [&](std::size_t n, const char* what) {
     if (p.positional.size() != n) {
       err << "dpctl " << verb << ": expected " << what << "\n" << kUsage;
@@ -619,17 +686,20 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       nlohmann::json arr = nlohmann::json::array();
       for (const v1::WorkerInfo& w : *workers) {
         const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
-        arr.push_back({{"worker_id", w.worker_id()}, {"hostname", w.hostname()}, {"device", w.device()},
+        arr.push_back({{"worker_id", w.worker_id()}, {"identity", w.identity()}, {"hostname", w.hostname()},
+                       {"device", w.device()},
                        {"state", st}, {"job_id", w.job_id()}, {"rank", w.rank()}, {"pid", w.pid()},
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms()}});
       }
       out << nlohmann::json{{"workers", arr}}.dump(2) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", "WORKER", "HOST", "DEVICE", "STATE", "JOB", "RANK");
+    out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %s\n", "WORKER", "IDENTITY", "HOST", "DEVICE", "STATE",
+                           "JOB", "RANK");
     for (const v1::WorkerInfo& w : *workers) {
       const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
-      out << absl::StrFormat("%-16s %-16s %-8s %-6s %-12s %s\n", w.worker_id(), w.hostname(), w.device(), st,
+      out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %s\n", w.worker_id(),
+                             w.identity().empty() ? "-" : w.identity(), w.hostname(), w.device(), st,
                              w.job_id().empty() ? "-" : w.job_id(),
                              w.job_id().empty() ? "-" : std::to_string(w.rank()));
     }
@@ -653,7 +723,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       if (server_version.ok()) {
         out << "dpfleet-server " << server_version->version() << " (git " << server_version->git() << ", "
             << server_version->build_type() << " build, protocol " << server_version->protocol_version() << ") at "
-            << server << "\n";
+            << options->target << "\n";
       }
     }
     if (!server_version.ok()) return ReportError(server_version.status(), err);

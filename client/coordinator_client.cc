@@ -10,11 +10,18 @@
 namespace dpfleet::client {
 namespace {
 
-absl::Status FromGrpc(const grpc::Status& s, const std::string& target) {
+absl::Status FromGrpc(const grpc::Status& s, const ClientOptions& options) {
   if (s.ok()) return absl::OkStatus();
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot reach the coordinator at ", target, ": ", s.error_message()));
+    std::string hint;
+    const std::string& m = s.error_message();
+    if (!options.ca_pem.empty() && m.find("andshake") != std::string::npos) {
+      hint = " (TLS handshake failed: is --ca the fleet's CA, does the coordinator serve TLS, and does its "
+             "certificate name this host?)";
+    } else if (options.ca_pem.empty() && m.find("Socket closed") != std::string::npos) {
+      hint = " (if the coordinator serves TLS, pass --ca or set $DPFLEET_CA)";
+    }
+    return absl::UnavailableError(absl::StrCat("cannot reach the coordinator at ", options.target, ": ", m, hint));
   }
   return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
 }
@@ -36,19 +43,36 @@ bool IsTerminal(v1::JobState s) {
   return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED;
 }
 
-CoordinatorClient::CoordinatorClient(const std::string& target, absl::Duration timeout)
-    : target_(target), timeout_(timeout) {
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  stub_ = v1::Coordinator::NewStub(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args));
+std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsFor(const std::string& ca_pem) {
+  if (ca_pem.empty()) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  return grpc::SslCredentials(ssl);
 }
 
-#define DPFLEET_UNARY(method, request, response)                                    \
+CoordinatorClient::CoordinatorClient(const ClientOptions& options) : options_(options) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options_.target, ChannelCredentialsFor(options_.ca_pem), args);
+  stub_ = v1::Coordinator::NewStub(channel);
+  admin_ = v1::Admin::NewStub(channel);
+}
+
+CoordinatorClient::CoordinatorClient(const std::string& target, absl::Duration timeout)
+    : CoordinatorClient(ClientOptions{target, "", "", timeout}) {}
+
+void CoordinatorClient::Prepare(grpc::ClientContext* ctx) const {
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + options_.timeout));
+  if (!options_.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options_.token);
+}
+
+#define DPFLEET_CALL(stub, method, request, response)                              \
   grpc::ClientContext ctx;                                                           \
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));                      \
-  grpc::Status st = stub_->method(&ctx, request, &response);                         \
-  if (!st.ok()) return FromGrpc(st, target_)
+  Prepare(&ctx);                                                                     \
+  grpc::Status st = stub->method(&ctx, request, &response);                          \
+  if (!st.ok()) return FromGrpc(st, options_)
+#define DPFLEET_UNARY(method, request, response) DPFLEET_CALL(stub_, method, request, response)
 
 absl::StatusOr<v1::Job> CoordinatorClient::Submit(const std::string& spec_yaml) {
   v1::SubmitJobRequest req;
@@ -163,7 +187,50 @@ absl::StatusOr<std::string> CoordinatorClient::GetModel(const std::string& job_i
   return model;
 }
 
+absl::StatusOr<v1::CreateTokenResponse> CoordinatorClient::CreateToken(const std::string& name,
+                                                                       const std::string& role) {
+  v1::CreateTokenRequest req;
+  req.set_name(name);
+  req.set_role(role);
+  v1::CreateTokenResponse resp;
+  DPFLEET_CALL(admin_, CreateToken, req, resp);
+  return resp;
+}
+
+absl::StatusOr<std::vector<v1::TokenInfo>> CoordinatorClient::ListTokens() {
+  v1::ListTokensRequest req;
+  v1::ListTokensResponse resp;
+  DPFLEET_CALL(admin_, ListTokens, req, resp);
+  return std::vector<v1::TokenInfo>(resp.tokens().begin(), resp.tokens().end());
+}
+
+absl::Status CoordinatorClient::RevokeToken(const std::string& name) {
+  v1::RevokeTokenRequest req;
+  req.set_name(name);
+  v1::RevokeTokenResponse resp;
+  DPFLEET_CALL(admin_, RevokeToken, req, resp);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::AuditEntry>> CoordinatorClient::ListAudit(int64_t after_id, int32_t limit) {
+  v1::ListAuditRequest req;
+  req.set_after_id(after_id);
+  req.set_limit(limit);
+  v1::ListAuditResponse resp;
+  DPFLEET_CALL(admin_, ListAudit, req, resp);
+  return std::vector<v1::AuditEntry>(resp.entries().begin(), resp.entries().end());
+}
+
+absl::StatusOr<v1::GetLedgerResponse> CoordinatorClient::GetLedger(const std::string& dataset) {
+  v1::GetLedgerRequest req;
+  req.set_dataset(dataset);
+  v1::GetLedgerResponse resp;
+  DPFLEET_CALL(admin_, GetLedger, req, resp);
+  return resp;
+}
+
 #undef DPFLEET_UNARY
+#undef DPFLEET_CALL
 
 absl::StatusOr<v1::Job> CoordinatorClient::Watch(
     const std::string& job_id, const std::function<bool(const v1::JobEvent&)>& on_event) {
@@ -172,6 +239,7 @@ absl::StatusOr<v1::Job> CoordinatorClient::Watch(
   absl::Time unreachable_since = absl::InfiniteFuture();
   while (true) {
     grpc::ClientContext ctx;
+    if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
     v1::WatchJobRequest req;
     req.set_job_id(job_id);
     std::unique_ptr<grpc::ClientReader<v1::JobEvent>> reader = stub_->WatchJob(&ctx, req);
@@ -214,28 +282,33 @@ absl::StatusOr<v1::Job> CoordinatorClient::Watch(
       }
     }
     grpc::Status st = reader->Finish();
-    if (!st.ok() && st.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpc(st, target_);
+    if (!st.ok() && st.error_code() != grpc::StatusCode::UNAVAILABLE) return FromGrpc(st, options_);
     // The coordinator went away (restart): retry for up to the client timeout.
     if (unreachable_since == absl::InfiniteFuture()) unreachable_since = absl::Now();
-    if (absl::Now() - unreachable_since > timeout_) return FromGrpc(st, target_);
-    if (last_seq < 0) last_seq = 0;
+    if (absl::Now() - unreachable_since > options_.timeout) return FromGrpc(st, options_);
+    // A stream that broke before its first event leaves last_seq < 0, so
+    // the next snapshot is delivered as the first one, not as a replay.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
 }
 
+nlohmann::json EpochJson(const v1::EpochMetrics& m) {
+  // An epoch without an eval release has null metrics, never zeros.
+  auto metric = [](bool has, double v) { return has ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"epoch", m.epoch()},
+          {"eval_loss", metric(m.has_eval_loss(), m.eval_loss())},
+          {"eval_accuracy", metric(m.has_eval_accuracy(), m.eval_accuracy())},
+          {"eval_auc", metric(m.has_eval_auc(), m.eval_auc())},
+          {"eval_balanced_accuracy", metric(m.has_eval_balanced_accuracy(), m.eval_balanced_accuracy())},
+          {"majority_rate", metric(m.has_majority_rate(), m.majority_rate())},
+          {"epsilon", m.epsilon()},
+          {"steps", m.steps()},
+          {"train_seconds", m.train_seconds()}};
+}
+
 std::string JobToJson(const v1::Job& job, int indent) {
   nlohmann::json history = nlohmann::json::array();
-  for (const v1::EpochMetrics& m : job.history()) {
-    history.push_back({{"epoch", m.epoch()},
-                       {"eval_loss", m.eval_loss()},
-                       {"eval_accuracy", m.eval_accuracy()},
-                       {"eval_auc", m.eval_auc()},
-                       {"eval_balanced_accuracy", m.eval_balanced_accuracy()},
-                       {"majority_rate", m.majority_rate()},
-                       {"epsilon", m.epsilon()},
-                       {"steps", m.steps()},
-                       {"train_seconds", m.train_seconds()}});
-  }
+  for (const v1::EpochMetrics& m : job.history()) history.push_back(EpochJson(m));
   nlohmann::json j = {{"job_id", job.job_id()},
                       {"name", job.name()},
                       {"state", StateName(job.state())},
@@ -248,6 +321,9 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"sample_rate", job.sample_rate()},
                       {"steps_per_epoch", job.steps_per_epoch()},
                       {"train_rows", job.train_rows()},
+                      {"owner", job.owner()},
+                      {"eval_noise_multiplier", job.eval_noise_multiplier()},
+                      {"eval_every", job.eval_every()},
                       {"world_size", job.world_size()},
                       {"attempt", job.attempt()},
                       {"worker_ids", std::vector<std::string>(job.worker_ids().begin(), job.worker_ids().end())},

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The README's demo: a coordinator and workers on free loopback ports,
-# synthetic PUMS data, the example spec, followed to the end; everything is
-# shut down afterwards. Usage: deploy/demo.sh BUILD_DIR [--rows N] [--workers W]
+# The README's demo: a TLS fleet on free loopback ports — a fleet CA and
+# certificates, a custodian token, a coordinator confined to the demo's
+# data directory, workers proving who they are with their certificates —
+# then the custodian registers synthetic PUMS data as a dataset, gives an
+# analyst a token, and the analyst's job (the example spec) is followed to
+# the end; everything is shut down afterwards.
+# Usage: deploy/demo.sh BUILD_DIR [--rows N] [--workers W]
 set -euo pipefail
 BUILD="${1:?usage: demo.sh BUILD_DIR}"; shift
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,40 +31,61 @@ trap cleanup EXIT
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
 say "generating $ROWS synthetic PUMS person rows"
-"$BIN/dpctl" data synth --rows "$ROWS" --seed 1 -o "$WORK/pums.csv"
+mkdir -p "$WORK/data"
+"$BIN/dpctl" data synth --rows "$ROWS" --seed 1 -o "$WORK/data/pums.csv"
 
-say "starting the coordinator (state in $WORK/state)"
+say "certificates for the fleet (CA, coordinator, $WORKERS worker(s)) and the custodian's token"
+"$BIN/dpctl" admin certs --out "$WORK/certs" --server-name 127.0.0.1 --server-name localhost --workers "$WORKERS" >/dev/null
+"$BIN/dpfleet-server" token create --state-dir "$WORK/state" --name custodian --role custodian \
+  >"$WORK/custodian.token" 2>/dev/null
+chmod 600 "$WORK/custodian.token"
+
+say "starting the coordinator (TLS, state in $WORK/state, raw files only from $WORK/data)"
 "$BIN/dpfleet-server" --listen 127.0.0.1:0 --http 127.0.0.1:0 --state-dir "$WORK/state" \
-  --port_file "$WORK/ports" >"$WORK/server.log" 2>&1 &
+  --tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/certs/server-key.pem" --client-ca "$WORK/certs/ca.pem" \
+  --data-root "$WORK/data" --port_file "$WORK/ports" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 300); do [[ -s "$WORK/ports" ]] && break; sleep 0.1; done
 [[ -s "$WORK/ports" ]] || { echo "coordinator did not start:"; cat "$WORK/server.log"; exit 1; }
 read -r GRPC_PORT HTTP_PORT <"$WORK/ports"
-export DPFLEET_SERVER="127.0.0.1:$GRPC_PORT"
-echo "coordinator: gRPC $DPFLEET_SERVER, HTTP http://127.0.0.1:$HTTP_PORT/v1/jobs"
+export DPFLEET_SERVER="127.0.0.1:$GRPC_PORT" DPFLEET_CA="$WORK/certs/ca.pem"
+export DPFLEET_TOKEN="$(cat "$WORK/custodian.token")"
+echo "coordinator: gRPC $DPFLEET_SERVER, HTTPS https://127.0.0.1:$HTTP_PORT/v1/jobs (CA $DPFLEET_CA)"
 
-say "starting $WORKERS worker(s)"
+say "starting $WORKERS worker(s), each with its own certificate"
 THREADS=$(( $(nproc) / WORKERS )); (( THREADS < 1 )) && THREADS=1
 for i in $(seq 1 "$WORKERS"); do
   "$BIN/dpfleet-worker" --server "$DPFLEET_SERVER" --device cpu --work-dir "$WORK/worker$i" \
-    --threads "$THREADS" >"$WORK/worker$i.log" 2>&1 &
+    --threads "$THREADS" --tls-ca "$WORK/certs/ca.pem" --tls-cert "$WORK/certs/worker-$i.pem" \
+    --tls-key "$WORK/certs/worker-$i-key.pem" >"$WORK/worker$i.log" 2>&1 &
   PIDS+=($!)
 done
 
-sed -e "s|path: /data/pums.csv|path: $WORK/pums.csv|" -e "s|workers: 1|workers: $WORKERS|" \
+say "custodian: registering the data as dataset 'demo' and creating the analyst's token"
+"$BIN/dpctl" datasets add demo --path "$WORK/data/pums.csv"
+for _ in $(seq 1 600); do
+  state="$("$BIN/dpctl" datasets show demo -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')"
+  [[ "$state" != PREPARING ]] && break; sleep 0.2
+done
+ANALYST_TOKEN="$("$BIN/dpctl" admin token create analyst --role analyst 2>/dev/null)"
+
+sed -e "s|^data: {path: /data/pums.csv}|dataset: demo|" -e "s|workers: 1|workers: $WORKERS|" \
   "$ROOT/deploy/examples/employment-dp.yaml" >"$WORK/spec.yaml"
-say "submitting deploy/examples/employment-dp.yaml"
+say "analyst: submitting deploy/examples/employment-dp.yaml against dataset 'demo'"
 set +e
-"$BIN/dpctl" submit "$WORK/spec.yaml" --follow
+DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" submit "$WORK/spec.yaml" --follow
 RC=$?
 set -e
 say "workers"
 "$BIN/dpctl" workers
 if ((RC == 0)); then
-  JOB="$("$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
-  say "downloading the trained model from the coordinator"
-  "$BIN/dpctl" model "$JOB" --out "$WORK/model.pt"
-  say "done: the job SUCCEEDED (logs and trained model in $WORK)"
+  JOB="$(DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
+  say "analyst: downloading the trained model from the coordinator"
+  DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" model "$JOB" --out "$WORK/model.pt"
+  say "custodian: the privacy ledger of dataset 'demo' and the audit trail"
+  "$BIN/dpctl" ledger demo
+  "$BIN/dpctl" admin audit
+  say "done: the job SUCCEEDED (logs, certificates and trained model in $WORK)"
 else
   say "the job did not succeed (exit $RC); logs in $WORK"
   tail -n 20 "$WORK"/*.log

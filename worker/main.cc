@@ -1,11 +1,14 @@
 // dpfleet-worker: one worker daemon per device.
 //   dpfleet-worker --server HOST:PORT --device cpu|cuda[:N] --work-dir DIR
+//                  [--tls-ca F --tls-cert F --tls-key F]
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -31,10 +34,26 @@ ABSL_FLAG(std::string, advertise_host, "",
 ABSL_FLAG(bool, fetch_shards, false,
           "always stream dataset shards from the coordinator instead of reading its dataset directory");
 ABSL_FLAG(int64_t, collective_timeout_s, 30, "seconds before a stuck collective (dead peer) fails the run");
+ABSL_FLAG(std::string, tls_ca, "", "PEM of the fleet CA (checks the coordinator's certificate)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this worker, signed by the fleet CA (its identity)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
 
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+// The file's text, or "" with a message on stderr.
+bool ReadPem(const char* flag, const std::string& path, std::string* out) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  *out = ss.str();
+  if (!f || out->find("-----BEGIN") == std::string::npos) {
+    std::fprintf(stderr, "dpfleet-worker: %s %s: not a readable PEM file\n", flag, path.c_str());
+    return false;
+  }
+  return true;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,6 +103,19 @@ int main(int argc, char** argv) {
   }
   options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout_s));
   options.fetch_shards = absl::GetFlag(FLAGS_fetch_shards);
+  const int tls_flags = !absl::GetFlag(FLAGS_tls_ca).empty() + !absl::GetFlag(FLAGS_tls_cert).empty() +
+                        !absl::GetFlag(FLAGS_tls_key).empty();
+  if (tls_flags != 0 && tls_flags != 3) {
+    std::fprintf(stderr,
+                 "dpfleet-worker: --tls-ca, --tls-cert and --tls-key go together (the certificate is the worker's "
+                 "identity)\n");
+    return 2;
+  }
+  if (tls_flags == 3 && (!ReadPem("--tls-ca", absl::GetFlag(FLAGS_tls_ca), &options.tls_ca) ||
+                         !ReadPem("--tls-cert", absl::GetFlag(FLAGS_tls_cert), &options.tls_cert) ||
+                         !ReadPem("--tls-key", absl::GetFlag(FLAGS_tls_key), &options.tls_key))) {
+    return 2;
+  }
   if (options.threads < 0) {
     std::fprintf(stderr, "dpfleet-worker: --threads %d must be >= 0\n", options.threads);
     return 2;

@@ -5,15 +5,29 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace dpfleet::plan {
+namespace {
+
+// "8.6" -> 8, 6.
+bool ParseCapability(const std::string& text, int* major, int* minor) {
+  const size_t dot = text.find('.');
+  return dot != std::string::npos && dot > 0 && dot + 2 == text.size() && absl::SimpleAtoi(text.substr(0, dot), major) &&
+         absl::SimpleAtoi(text.substr(dot + 1), minor);
+}
+
+}  // namespace
 
 PriceList DefaultPriceList() {
   PriceList p;
   p.currency = "USD";
   p.source = "AWS EC2 On-Demand, Linux, us-east-1 (G3 family: NVIDIA Tesla M60 GPUs)";
-  p.shapes = {{"g3s.xlarge", 1, 0.75}, {"g3.4xlarge", 1, 1.14}, {"g3.8xlarge", 2, 2.28}, {"g3.16xlarge", 4, 4.56}};
+  p.shapes = {{"g3s.xlarge", 1, 0.75, "Tesla M60", "5.2"},
+              {"g3.4xlarge", 1, 1.14, "Tesla M60", "5.2"},
+              {"g3.8xlarge", 2, 2.28, "Tesla M60", "5.2"},
+              {"g3.16xlarge", 4, 4.56, "Tesla M60", "5.2"}};
   p.instance_counts = {1, 2, 4};
   return p;
 }
@@ -55,6 +69,21 @@ absl::StatusOr<PriceList> ParsePriceList(const std::string& yaml) {
           s.name = v[i]["name"].as<std::string>();
           s.price_per_hour = v[i]["price_per_hour"].as<double>();
           s.gpus = v[i]["gpus"] ? v[i]["gpus"].as<int>() : 1;
+          if (v[i]["gpu"]) s.gpu = v[i]["gpu"].as<std::string>();
+          if (v[i]["compute_capability"]) {
+            s.compute_capability = v[i]["compute_capability"].as<std::string>();
+            int major = 0, minor = 0;
+            if (!ParseCapability(s.compute_capability, &major, &minor)) {
+              return absl::InvalidArgumentError(absl::StrCat(where, ".compute_capability: '", s.compute_capability,
+                                                             "' must be MAJOR.MINOR, e.g. 8.6"));
+            }
+          }
+          for (const auto& field : v[i]) {
+            const std::string k = field.first.as<std::string>();
+            if (k != "name" && k != "gpus" && k != "price_per_hour" && k != "gpu" && k != "compute_capability") {
+              return absl::InvalidArgumentError(absl::StrCat(where, ": '", k, "' is not a known field"));
+            }
+          }
           if (!(s.price_per_hour > 0)) {
             return absl::InvalidArgumentError(
                 absl::StrCat(where, ".price_per_hour: '", s.price_per_hour, "' must be positive"));
@@ -86,7 +115,8 @@ int64_t MlpParameters(int64_t input_dim, const std::vector<int64_t>& hidden) {
   return params + in + 1;
 }
 
-absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& prices, const Performance& perf) {
+absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& prices, const Performance& perf,
+                                          const gpu::CudaArchList& archs) {
   if (job.dataset_size < 1 || job.batch_size < 1 || job.batch_size > job.dataset_size) {
     return absl::InvalidArgumentError("job: needs 1 <= batch size <= dataset size");
   }
@@ -105,6 +135,15 @@ absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& 
       r.instances = count;
       r.ranks = s.gpus * count;
       r.price_per_hour = s.price_per_hour * count;
+      int major = 0, minor = 0;
+      if (!s.compute_capability.empty() && ParseCapability(s.compute_capability, &major, &minor)) {
+        if (absl::Status ok = gpu::CheckCudaCapability(major, minor, archs); !ok.ok()) {
+          r.supported = false;
+          r.unsupported_reason = absl::StrCat(s.gpu.empty() ? "its GPU" : s.gpu, " (compute capability ",
+                                              s.compute_capability, ") has no kernels in this LibTorch build (",
+                                              gpu::ArchListString(archs), ")");
+        }
+      }
       const int w = r.ranks;
       double comm = 0;
       if (w > 1) {
@@ -120,10 +159,15 @@ absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& 
       rows.push_back(r);
     }
   }
-  auto cheapest = std::min_element(rows.begin(), rows.end(),
-                                   [](const PlanRow& a, const PlanRow& b) { return a.cost < b.cost; });
-  auto fastest = std::min_element(rows.begin(), rows.end(),
-                                  [](const PlanRow& a, const PlanRow& b) { return a.job_seconds < b.job_seconds; });
+  // Best value and fastest among the shapes the build can run, when any can.
+  const bool any_supported = std::any_of(rows.begin(), rows.end(), [](const PlanRow& r) { return r.supported; });
+  auto eligible = [&](const PlanRow& r) { return r.supported || !any_supported; };
+  auto cheapest = std::min_element(rows.begin(), rows.end(), [&](const PlanRow& a, const PlanRow& b) {
+    return std::make_pair(!eligible(a), a.cost) < std::make_pair(!eligible(b), b.cost);
+  });
+  auto fastest = std::min_element(rows.begin(), rows.end(), [&](const PlanRow& a, const PlanRow& b) {
+    return std::make_pair(!eligible(a), a.job_seconds) < std::make_pair(!eligible(b), b.job_seconds);
+  });
   cheapest->cheapest = true;
   fastest->fastest = true;
   std::stable_sort(rows.begin(), rows.end(), [](const PlanRow& a, const PlanRow& b) { return a.cost < b.cost; });

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/gpu/cuda_arch.h"
 
 namespace dpfleet::plan {
 
@@ -25,6 +26,10 @@ struct Shape {
   std::string name;
   int gpus = 1;                 // ranks per instance
   double price_per_hour = 0;    // for one instance
+  std::string gpu;              // the GPU model, e.g. "Tesla M60" (optional)
+  // Its CUDA compute capability, e.g. "5.2" (optional): shapes whose GPUs
+  // the pinned LibTorch build has no kernels for are marked unsupported.
+  std::string compute_capability;
 };
 
 struct PriceList {
@@ -64,12 +69,18 @@ struct PlanRow {
   double step_seconds = 0;
   double job_seconds = 0;
   double cost = 0;
-  bool cheapest = false;
+  bool cheapest = false;  // among supported rows (all rows when none is)
   bool fastest = false;
+  bool supported = true;  // the pinned LibTorch build runs on its GPUs
+  std::string unsupported_reason;
 };
 
-// One row per (shape, instance count), cheapest first.
-absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& prices, const Performance& perf);
+// One row per (shape, instance count), cheapest first. A shape with a
+// compute capability is checked against `archs` (default: the pinned
+// LibTorch build's, gpu::kPinnedTorchCudaArchFlags).
+absl::StatusOr<std::vector<PlanRow>> Plan(const JobShape& job, const PriceList& prices, const Performance& perf,
+                                          const gpu::CudaArchList& archs =
+                                              gpu::ParseCudaArchFlags(gpu::kPinnedTorchCudaArchFlags));
 
 // Parameters of an MLP with the given input width and hidden widths (one logit out).
 int64_t MlpParameters(int64_t input_dim, const std::vector<int64_t>& hidden);

@@ -91,6 +91,12 @@ absl::StatusOr<double> ComputeEpsilon(AccountantKind kind,
 absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind, double target_epsilon,
                                                 double delta, double sample_rate,
                                                 int64_t steps) {
+  return CalibrateNoiseMultiplier(kind, target_epsilon, delta, sample_rate, steps, {});
+}
+
+absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind, double target_epsilon,
+                                                double delta, double sample_rate, int64_t steps,
+                                                const std::vector<SubsampledGaussian>& fixed) {
   if (!(target_epsilon > 0) || std::isinf(target_epsilon)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "target_epsilon must be a finite number > 0, got ", target_epsilon));
@@ -104,8 +110,23 @@ absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind, double targ
     return absl::InvalidArgumentError(
         absl::StrCat("steps must be >= 1 to calibrate, got ", steps));
   }
+  for (size_t i = 0; i < fixed.size(); ++i) {
+    RETURN_IF_ERROR(ValidateMechanism(fixed[i], absl::StrCat("fixed[", i, "].")));
+  }
+  if (!fixed.empty()) {
+    // However much noise training gets, the composition never drops below
+    // the fixed mechanisms' own epsilon.
+    const double floor = EpsilonUnchecked(kind, fixed, delta);
+    if (floor >= target_epsilon) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "target_epsilon ", target_epsilon, " is unreachable: the fixed mechanisms alone spend ", floor));
+    }
+  }
+  std::vector<SubsampledGaussian> mechanisms = fixed;
+  mechanisms.push_back({sample_rate, 1.0, steps});
   auto eps_at = [&](double sigma) {
-    return EpsilonUnchecked(kind, {{sample_rate, sigma, steps}}, delta);
+    mechanisms.back().noise_multiplier = sigma;
+    return EpsilonUnchecked(kind, mechanisms, delta);
   };
 
   // Bracket [lo, hi] with eps(lo) > target >= eps(hi). For PLD, start from
@@ -114,7 +135,7 @@ absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind, double targ
   double hi = 1.0;
   if (kind == AccountantKind::kPld) {
     auto rdp_sigma = CalibrateNoiseMultiplier(AccountantKind::kRdp, target_epsilon, delta,
-                                              sample_rate, steps);
+                                              sample_rate, steps, fixed);
     if (rdp_sigma.ok()) hi = *rdp_sigma;
   }
   double eps_hi = eps_at(hi);

@@ -69,6 +69,17 @@ absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind,
                                                 double sample_rate,
                                                 int64_t steps);
 
+// The same with `fixed` mechanisms composed in whose noise is not being
+// calibrated (a job's eval releases): the smallest sigma for which `fixed`
+// plus `steps` steps at `sample_rate` meet the target, with the same
+// guarantee. InvalidArgument when `fixed` alone already spends the target.
+absl::StatusOr<double> CalibrateNoiseMultiplier(AccountantKind kind,
+                                                double target_epsilon,
+                                                double delta,
+                                                double sample_rate,
+                                                int64_t steps,
+                                                const std::vector<SubsampledGaussian>& fixed);
+
 }  // namespace dpfleet::privacy
 
 #endif  // DPFLEET_COMMON_PRIVACY_ACCOUNTANT_H_

@@ -412,6 +412,47 @@ void AppendSplit(EncodedSplit& dst, EncodedSplit&& src) {
   dst.rows += src.rows;
 }
 
+// Drops from `split` (in place, order kept) every row whose key is already
+// in `seen` and adds the others' keys; returns the number dropped. The
+// first occurrence in input order wins: batches arrive in input order, and
+// both copies of a person land in the same split (the split is a function
+// of the key).
+int64_t DropDuplicates(EncodedSplit& split, absl::flat_hash_set<uint64_t>& seen) {
+  const int64_t dim = split.dim;
+  int64_t kept = 0;
+  for (int64_t i = 0; i < split.rows; ++i) {
+    if (!seen.insert(split.keys[i]).second) continue;
+    if (kept != i) {
+      std::copy_n(split.x.begin() + i * dim, dim, split.x.begin() + kept * dim);
+      split.y[kept] = split.y[i];
+      split.keys[kept] = split.keys[i];
+    }
+    ++kept;
+  }
+  const int64_t dropped = split.rows - kept;
+  if (dropped > 0) {
+    split.x.resize(static_cast<size_t>(kept * dim));
+    split.y.resize(static_cast<size_t>(kept));
+    split.keys.resize(static_cast<size_t>(kept));
+    split.rows = kept;
+  }
+  return dropped;
+}
+
+// What one input holds, independent of row order: the number of usable
+// records and the wrapping sum of their mixed keys. Two inputs with the same
+// persons (the same file twice, a gzipped or reordered copy) have equal
+// fingerprints; different ones collide with probability ~2^-64.
+struct InputFingerprint {
+  int64_t records = 0;
+  uint64_t key_sum = 0;
+  void Add(const EncodedSplit& split) {
+    records += split.rows;
+    for (uint64_t key : split.keys) key_sum += Mix64(key ^ 0x2545f4914f6cdd1dULL);
+  }
+  bool operator==(const InputFingerprint& o) const { return records == o.records && key_sum == o.key_sum; }
+};
+
 // Splits `chunk` into at most `parts` pieces that end at line boundaries.
 std::vector<absl::string_view> SplitAtLines(absl::string_view chunk, int parts) {
   std::vector<absl::string_view> pieces;
@@ -546,23 +587,45 @@ absl::StatusOr<EncodeSummary> EncodeStreaming(const std::vector<std::string>& cs
   EncodeSummary summary;
   summary.columns = plan.columns;
   for (const FeaturePlan& f : plan.features) summary.features.push_back(f.var->name);
-  // Counts rows on their way to the caller's sink.
+  // One person, one record: keys of every record kept so far, across all
+  // inputs (8-byte keys in an open-addressing table: about 10-20 bytes a
+  // record, docs/BENCHMARKS.md).
+  absl::flat_hash_set<uint64_t> seen;
+  int64_t duplicates = 0;
+  std::vector<InputFingerprint> fingerprints;
+  // De-duplicates and counts rows on their way to the caller's sink.
   const EncodedBatchSink counting = [&](EncodedSplit&& train, EncodedSplit&& eval) {
+    fingerprints.back().Add(train);
+    fingerprints.back().Add(eval);
+    duplicates += DropDuplicates(train, seen) + DropDuplicates(eval, seen);
     summary.rows_train += train.rows;
     summary.rows_eval += eval.rows;
     return sink(std::move(train), std::move(eval));
   };
   std::vector<int64_t> drops(plan.reasons.names.size(), 0);
-  for (const std::string& path : csv_paths) {
+  for (size_t f = 0; f < csv_paths.size(); ++f) {
+    const std::string& path = csv_paths[f];
+    fingerprints.emplace_back();
     int64_t rows_read = 0;
     RETURN_IF_ERROR(
         LoadFile(plan, path, threads, options.read_chunk_bytes, counting, &rows_read, &drops));
     summary.rows_read_per_file.push_back(rows_read);
     summary.rows_read += rows_read;
+    // De-duplication would quietly drop all of such an input; giving the
+    // same data twice is a mistake worth naming.
+    for (size_t g = 0; g < f; ++g) {
+      if (fingerprints[f].records > 0 && fingerprints[f] == fingerprints[g]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input ", f + 1, " ('", path, "') holds exactly the same ", fingerprints[f].records,
+            " person records (SERIALNO, SPORDER) as input ", g + 1, " ('", csv_paths[g],
+            "'): the same data given twice; give each file once"));
+      }
+    }
   }
   for (size_t k = 0; k < drops.size(); ++k) {
     if (drops[k] > 0) summary.rows_dropped[plan.reasons.names[k]] = drops[k];
   }
+  if (duplicates > 0) summary.rows_dropped[std::string(kDuplicateReason)] = duplicates;
   if (summary.rows_train + summary.rows_eval == 0) {
     std::vector<std::string> why;
     for (const auto& [reason, count] : summary.rows_dropped) {

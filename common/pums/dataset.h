@@ -6,6 +6,12 @@
 // features with the public schema (common/pums/schema.h) and splits rows into
 // train/eval deterministically by a hash of the record key.
 //
+// One person, one record: a person (SERIALNO, SPORDER) is kept once across
+// all the inputs of one encode, the first occurrence in input order; later
+// ones are dropped and counted as kDuplicateReason. An input that holds
+// exactly the persons of an earlier one (the same file given twice, or a
+// gzipped or reordered copy) is refused with an error naming both.
+//
 // Privacy rule (DESIGN.md, "Data path"): nothing here may compute a statistic
 // of the input that shapes the encoding. Vocabularies, one-hot widths and
 // numeric scaling come from the schema only; the only data-dependent outputs
@@ -36,6 +42,9 @@ enum class Task {
 absl::StatusOr<Task> ParseTask(absl::string_view name);
 absl::string_view TaskName(Task task);
 
+// The drop reason of a record whose person was already kept.
+inline constexpr char kDuplicateReason[] = "duplicate";
+
 struct EncodeOptions {
   Task task = Task::kEmployment;
   std::vector<std::string> features;  // PUMS variable names; empty = DefaultFeatures()
@@ -63,15 +72,19 @@ struct EncodedDataset {
   std::vector<std::string> features;
   int64_t rows_read = 0;  // data rows seen (header and empty lines excluded)
   // reason -> rows dropped for it (first failing check only), including rows
-  // outside the task universe. rows_read == train.rows + eval.rows + sum.
+  // outside the task universe and kDuplicateReason (checked last, among
+  // rows that passed every other check). rows_read == train.rows +
+  // eval.rows + sum.
   std::map<std::string, int64_t> rows_dropped;
 };
 
 // Loads and encodes `csv_paths` as one dataset, rows in file order. Errors:
 // InvalidArgument for bad options or features (NotFound for an unknown
 // feature), NotFound for a missing file, InvalidArgument naming the file and
-// column when a header lacks a required column, InvalidArgument when no usable
-// row remains. Bad rows are never an error: they are dropped and counted.
+// column when a header lacks a required column, InvalidArgument naming both
+// inputs when one holds the same persons as an earlier one, InvalidArgument
+// when no usable row remains. Bad and duplicate rows are never an error:
+// they are dropped and counted.
 absl::StatusOr<EncodedDataset> LoadAndEncode(const std::vector<std::string>& csv_paths,
                                              const EncodeOptions& options);
 

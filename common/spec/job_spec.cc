@@ -173,6 +173,25 @@ absl::Status OneOf(absl::string_view field, const std::string& value,
   return FieldError(field, value, absl::StrCat("is not one of: ", absl::StrJoin(allowed, ", ")));
 }
 
+// privacy.eval: `none`, or {noise_multiplier, bins, every}.
+absl::Status ParseEval(const YAML::Node& node, EvalSpec* eval) {
+  if (node.IsScalar()) {
+    if (node.Scalar() != "none") {
+      return FieldError("privacy.eval", node.Scalar(),
+                        "must be none or a mapping {noise_multiplier, bins, every}");
+    }
+    eval->enabled = false;
+    return absl::OkStatus();
+  }
+  MapReader e(node, "privacy.eval");
+  RETURN_IF_ERROR(e.CheckIsMap());
+  RETURN_IF_ERROR(e.CheckKnown({"noise_multiplier", "bins", "every"}));
+  RETURN_IF_ERROR(e.Number("noise_multiplier", &eval->noise_multiplier));
+  RETURN_IF_ERROR(e.Number("bins", &eval->bins));
+  RETURN_IF_ERROR(e.Number("every", &eval->every));
+  return absl::OkStatus();
+}
+
 absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
   MapReader top(root, "");
   RETURN_IF_ERROR(top.CheckIsMap());
@@ -225,20 +244,31 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
     RETURN_IF_ERROR(t.Number("seed", &seed));
     if (seed < 0) return FieldError("training.seed", std::to_string(seed), "must be >= 0");
     spec->training.seed = static_cast<uint64_t>(seed);
-    RETURN_IF_ERROR(t.Number("eval_fraction", &spec->training.eval_fraction));
+    RETURN_IF_ERROR(t.OptionalNumber("eval_fraction", &spec->training.eval_fraction));
   }
   if (top.Has("privacy")) {
     MapReader p(top.Get("privacy"), "privacy");
     RETURN_IF_ERROR(p.CheckIsMap());
     RETURN_IF_ERROR(p.CheckKnown({"mode", "max_grad_norm", "noise_multiplier", "target_epsilon",
-                                  "delta", "accountant", "secure_rng"}));
+                                  "delta", "accountant", "eval", "noise_split", "secure_rng"}));
     RETURN_IF_ERROR(p.String("mode", &spec->privacy.mode));
     RETURN_IF_ERROR(p.Number("max_grad_norm", &spec->privacy.max_grad_norm));
     RETURN_IF_ERROR(p.OptionalNumber("noise_multiplier", &spec->privacy.noise_multiplier));
     RETURN_IF_ERROR(p.OptionalNumber("target_epsilon", &spec->privacy.target_epsilon));
     RETURN_IF_ERROR(p.Number("delta", &spec->privacy.delta));
     RETURN_IF_ERROR(p.String("accountant", &spec->privacy.accountant));
-    RETURN_IF_ERROR(p.Bool("secure_rng", &spec->privacy.secure_rng));
+    RETURN_IF_ERROR(p.String("noise_split", &spec->privacy.noise_split));
+    // secure_rng is what every DP job now does: `true` is accepted and
+    // changes nothing; `false` asked for seed-derived noise, which no longer
+    // exists, so it is refused rather than silently ignored.
+    bool secure_rng = true;
+    RETURN_IF_ERROR(p.Bool("secure_rng", &secure_rng));
+    if (!secure_rng) {
+      return FieldError("privacy.secure_rng", "false",
+                        "is no longer possible: sampling and noise always come from the OS CSPRNG "
+                        "(remove the field)");
+    }
+    if (p.Has("eval")) RETURN_IF_ERROR(ParseEval(p.Get("eval"), &spec->privacy.eval));
   }
   if (top.Has("resources")) {
     MapReader r(top.Get("resources"), "resources");
@@ -312,13 +342,23 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (!(t.momentum >= 0 && t.momentum < 1)) {
     return FieldError("training.momentum", absl::StrCat(t.momentum), "must be in [0, 1)");
   }
-  if (!(t.eval_fraction > 0 && t.eval_fraction < 1)) {
-    return FieldError("training.eval_fraction", absl::StrCat(t.eval_fraction),
-                      "must be in (0, 1)");
+  if (t.eval_fraction) {
+    if (!spec.dataset.empty()) {
+      return FieldError("training.eval_fraction", absl::StrCat(*t.eval_fraction),
+                        absl::StrCat("cannot be set for dataset '", spec.dataset,
+                                     "': its held-out split was fixed by the data custodian when it "
+                                     "was prepared"));
+    }
+    if (!(*t.eval_fraction >= kMinEvalFraction && *t.eval_fraction <= kMaxEvalFraction)) {
+      return FieldError("training.eval_fraction", absl::StrCat(*t.eval_fraction),
+                        absl::StrCat("must be in [", kMinEvalFraction, ", ", kMaxEvalFraction,
+                                     "]: the held-out set may be neither tiny nor most of the data"));
+    }
   }
   const PrivacySpec& p = spec.privacy;
   RETURN_IF_ERROR(OneOf("privacy.mode", p.mode, {"dp", "none"}));
   RETURN_IF_ERROR(OneOf("privacy.accountant", p.accountant, {"rdp", "pld"}));
+  RETURN_IF_ERROR(OneOf("privacy.noise_split", p.noise_split, {"per_rank", "full"}));
   if (spec.dp()) {
     if (!(p.max_grad_norm > 0) || !std::isfinite(p.max_grad_norm)) {
       return FieldError("privacy.max_grad_norm", absl::StrCat(p.max_grad_norm),
@@ -339,6 +379,26 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     if (!(p.delta > 0 && p.delta < 1)) {
       return FieldError("privacy.delta", absl::StrCat(p.delta), "must be in (0, 1)");
     }
+    const EvalSpec& e = p.eval;
+    if (e.enabled) {
+      if (!(e.noise_multiplier > 0) || !std::isfinite(e.noise_multiplier)) {
+        return FieldError("privacy.eval.noise_multiplier", absl::StrCat(e.noise_multiplier),
+                          "must be positive (privacy.eval: none releases no metrics)");
+      }
+      if (e.bins < 2 || e.bins > 1000 || e.bins % 2 != 0) {
+        return FieldError("privacy.eval.bins", std::to_string(e.bins),
+                          "must be an even number between 2 and 1000 (so that 0.5 is a bin edge)");
+      }
+      if (e.every < 1 || e.every > t.epochs) {
+        return FieldError("privacy.eval.every", std::to_string(e.every),
+                          absl::StrCat("must be between 1 and training.epochs (", t.epochs, ")"));
+      }
+    }
+  } else if (p.eval.enabled && (p.eval.noise_multiplier != kDefaultEvalNoiseMultiplier ||
+                                 p.eval.bins != kDefaultEvalBins || p.eval.every != 1)) {
+    return FieldError("privacy.eval", absl::StrCat("{noise_multiplier: ", p.eval.noise_multiplier, "}"),
+                      "applies to privacy.mode dp only: a non-private job reports exact metrics "
+                      "(or none with privacy.eval: none)");
   }
   if (spec.resources.workers < 1 || spec.resources.workers > 4096) {
     return FieldError("resources.workers", std::to_string(spec.resources.workers),
@@ -352,12 +412,26 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec) {
+double AccountedNoiseMultiplier(const JobSpec& spec, double sigma) {
+  return spec.privacy.noise_split == "full" ? sigma * std::sqrt(static_cast<double>(spec.resources.workers)) : sigma;
+}
+
+bool EvalSpec::ReleasedAfter(int32_t epoch, int32_t epochs) const {
+  if (!enabled || every < 1 || epoch < 1 || epoch > epochs) return false;
+  return epoch % every == 0 || epoch == epochs;
+}
+
+int32_t EvalSpec::Releases(int32_t epochs) const {
+  if (!enabled || every < 1 || epochs < 1) return 0;
+  return epochs / every + (epochs % every != 0 ? 1 : 0);
+}
+
+absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec, uint64_t split_key) {
   data::EncodeOptions options;
   ASSIGN_OR_RETURN(options.task, data::ParseTask(spec.task));
   options.features = spec.features;
-  options.split_seed = spec.training.seed;
-  options.eval_fraction = spec.training.eval_fraction;
+  options.split_seed = split_key;
+  options.eval_fraction = spec.training.eval_fraction.value_or(kDefaultEvalFraction);
   return options;
 }
 
@@ -410,7 +484,8 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   e << YAML::Key << "learning_rate" << YAML::Value << t.learning_rate;
   e << YAML::Key << "momentum" << YAML::Value << t.momentum;
   e << YAML::Key << "seed" << YAML::Value << t.seed;
-  e << YAML::Key << "eval_fraction" << YAML::Value << t.eval_fraction << YAML::EndMap;
+  if (t.eval_fraction) e << YAML::Key << "eval_fraction" << YAML::Value << *t.eval_fraction;
+  e << YAML::EndMap;
   const PrivacySpec& p = spec.privacy;
   e << YAML::Key << "privacy" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "mode" << YAML::Value << p.mode;
@@ -419,7 +494,16 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   if (p.target_epsilon) e << YAML::Key << "target_epsilon" << YAML::Value << *p.target_epsilon;
   e << YAML::Key << "delta" << YAML::Value << p.delta;
   e << YAML::Key << "accountant" << YAML::Value << p.accountant;
-  e << YAML::Key << "secure_rng" << YAML::Value << p.secure_rng << YAML::EndMap;
+  if (p.noise_split != "per_rank") e << YAML::Key << "noise_split" << YAML::Value << p.noise_split;
+  if (!p.eval.enabled) {
+    e << YAML::Key << "eval" << YAML::Value << "none";
+  } else if (spec.dp()) {
+    e << YAML::Key << "eval" << YAML::Value << YAML::BeginMap;
+    e << YAML::Key << "noise_multiplier" << YAML::Value << p.eval.noise_multiplier;
+    e << YAML::Key << "bins" << YAML::Value << p.eval.bins;
+    e << YAML::Key << "every" << YAML::Value << p.eval.every << YAML::EndMap;
+  }
+  e << YAML::EndMap;
   e << YAML::Key << "resources" << YAML::Value << YAML::BeginMap;
   e << YAML::Key << "workers" << YAML::Value << spec.resources.workers;
   e << YAML::Key << "device" << YAML::Value << spec.resources.device;

@@ -25,14 +25,49 @@ struct ModelSpec {
   std::string activation = "relu";  // relu | tanh
 };
 
+// Share of a data.path job's persons held out for evaluation: the default
+// and the bounds a submitter may choose within. Which persons they are is
+// never the submitter's choice (the coordinator's split key decides).
+inline constexpr double kDefaultEvalFraction = 0.2;
+inline constexpr double kMinEvalFraction = 0.05;
+inline constexpr double kMaxEvalFraction = 0.5;
+
 struct TrainingSpec {
   int32_t epochs = 5;
   int64_t batch_size = 512;
   std::string optimizer = "sgd";  // sgd | adam
   double learning_rate = 0.5;
   double momentum = 0.0;
+  // The model's initialisation, nothing else: sampling and noise come from
+  // the OS CSPRNG and the held-out split from the coordinator's key.
   uint64_t seed = 1;
-  double eval_fraction = 0.2;
+  // data.path jobs only, in [kMinEvalFraction, kMaxEvalFraction]; unset =
+  // kDefaultEvalFraction. A registered dataset's split was fixed when it was
+  // prepared, so a `dataset:` spec may not set it.
+  std::optional<double> eval_fraction;
+};
+
+// The per-epoch evaluation as a DP release (privacy.eval). Rank 0 releases
+// one histogram of the model's eval scores per label with N(0, sigma_e^2)
+// added to every count; each eval record moves one count by one (L2
+// sensitivity 1), so a release is the Gaussian mechanism — a subsampled
+// Gaussian with q = 1, sigma = sigma_e, one step — and is charged to the
+// ledger as such before it leaves the worker. Every metric (accuracy,
+// balanced accuracy, AUC, loss, majority rate) is computed from the noisy
+// histogram: post-processing, free. Defaults: docs/PRIVACY.md states their
+// cost and accuracy at deploy/examples/employment-dp.yaml.
+inline constexpr double kDefaultEvalNoiseMultiplier = 25.0;
+inline constexpr int32_t kDefaultEvalBins = 16;
+struct EvalSpec {
+  bool enabled = true;  // false: `privacy.eval: none`, no metrics at all
+  double noise_multiplier = kDefaultEvalNoiseMultiplier;  // sigma_e
+  int32_t bins = kDefaultEvalBins;  // score bins per label; even, so 0.5 is a bin edge
+  int32_t every = 1;                // release after every E-th epoch and after the last
+
+  // Whether metrics are released after `epoch` (1-based) of `epochs`.
+  bool ReleasedAfter(int32_t epoch, int32_t epochs) const;
+  // How many releases a job of `epochs` epochs makes.
+  int32_t Releases(int32_t epochs) const;
 };
 
 struct PrivacySpec {
@@ -42,8 +77,22 @@ struct PrivacySpec {
   std::optional<double> target_epsilon;    // coordinator calibrates sigma
   double delta = 1e-5;
   std::string accountant = "rdp";  // rdp | pld
-  bool secure_rng = false;
+  // mode dp: the DP release of the eval metrics. mode none: exact metrics
+  // (the job is not private anyway) unless `eval: none`.
+  EvalSpec eval;
+  // How the noise is split among the W ranks. per_rank: each rank adds
+  // N(0, sigma^2 C^2 / W), the all-reduced total is N(0, sigma^2 C^2) and the
+  // accountant uses sigma; what one rank sends is then noised only
+  // sigma/sqrt(W) — fine when peers and the network are trusted. full: each
+  // rank adds N(0, sigma^2 C^2) itself, so every buffer that leaves a rank is
+  // already a sigma-noised release (against curious peers or a network
+  // observer); the total is N(0, W sigma^2 C^2) and the accountant uses
+  // sigma sqrt(W). With target_epsilon, sigma is calibrated as for per_rank
+  // (the target then bounds what one rank's buffer reveals) and the job's
+  // epsilon is that of sigma sqrt(W), below the target.
+  std::string noise_split = "per_rank";  // per_rank | full
 };
+
 
 struct ResourcesSpec {
   int32_t workers = 1;
@@ -70,16 +119,23 @@ struct JobSpec {
   bool dp() const { return privacy.mode == "dp"; }
 };
 
+// The noise multiplier the accountant charges for a per-rank sigma of
+// `spec` (privacy.noise_split: sigma for per_rank, sigma * sqrt(workers) for
+// full).
+double AccountedNoiseMultiplier(const JobSpec& spec, double sigma);
+
 // Parses and validates a YAML job spec. InvalidArgument on any problem.
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml);
 
 // Validation of an already-built spec (ParseJobSpec calls it).
 absl::Status ValidateJobSpec(const JobSpec& spec);
 
-// How the job's raw files are encoded. The coordinator (which derives N and
-// so q = B/N from it) and every worker call this one function, so both see
-// exactly the same records.
-absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec);
+// How a data.path job's raw files are encoded. The coordinator (which
+// derives N and so q = B/N from it) and every worker call this one function
+// with the coordinator's split key (it travels in the assignment), so both
+// see exactly the same records and the same held-out split — one that
+// nothing in the spec can move.
+absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec, uint64_t split_key);
 
 // Canonical YAML of a spec, which ParseJobSpec reads back to an equal spec.
 std::string JobSpecToYaml(const JobSpec& spec);

@@ -13,7 +13,8 @@ The schema is not repeated here: the job reads the JSON that
 public data dictionary lives in one place. What *is* repeated, and must be
 kept in step with the C++ code, is logic: the CSV field splitting and integer
 parsing of common/pums/csv.cc, the checks and drop reasons of ParseBlock in
-common/pums/dataset.cc, the record-key / split / partition hashes (RecordKey,
+common/pums/dataset.cc, the de-duplication of persons and the same-input
+check of EncodeStreaming, the record-key / split / partition hashes (RecordKey,
 InEvalSplit, PartitionOf), the shard format of common/pums/shards.h and the
 canonical JSON text of the manifest.
 
@@ -42,6 +43,7 @@ BLANK_SUFFIX = "=blank(not applicable)"
 MANIFEST_FILE = "manifest.json"
 EVAL_FILE = "eval.bin"
 MAX_SHARDS = 1024
+DUPLICATE_REASON = "duplicate"  # kDuplicateReason in common/pums/dataset.h
 
 # ---------------------------------------------------------------------------
 # Hashes (common/pums/dataset.cc). Python ints are unbounded, so every sum and
@@ -68,6 +70,11 @@ def in_eval_split(key, split_seed, eval_fraction):
     h = mix64(key ^ mix64((split_seed + 0x632BE59BD9B4E019) & MASK64))
     # 53 high bits scaled to [0, 1): exact in a double, as in C++.
     return (h >> 11) * 2.0 ** -53 < eval_fraction
+
+
+def fingerprint_term(key):
+    """One record's term of an input's fingerprint (InputFingerprint)."""
+    return mix64(key ^ 0x2545F4914F6CDD1D)
 
 
 def partition_of(key, world_size):
@@ -493,8 +500,12 @@ def encode_partition(file_index, plan, layout, shards):
 
     Kept rows are keyed (bucket, file, offset): bucket is the train shard or
     `shards` for eval, and (file, offset) restores input order after the
-    shuffle. Drop counts travel as one record per partition to bucket
-    shards + 1, so each count is exact even when a task is retried."""
+    shuffle. Both copies of a duplicated person share a bucket (the bucket is
+    a function of the key), so write_partition de-duplicates each bucket on
+    its own. Drop counts and the input's fingerprint (records and key sum of
+    the usable rows, before de-duplication) travel as one record per
+    partition to bucket shards + 1, so each is exact even when a task is
+    retried."""
     seed, frac = plan["split_seed"], plan["eval_fraction"]
     n_reasons = len(plan["reasons"])
     stats_bucket = shards + 1
@@ -504,6 +515,7 @@ def encode_partition(file_index, plan, layout, shards):
         encode = make_row_encoder(plan, layout)
         rows_read = 0
         drops = [0] * n_reasons
+        usable, key_sum = 0, 0
         first = None
         for offset, line in records:
             if first is None:
@@ -520,24 +532,29 @@ def encode_partition(file_index, plan, layout, shards):
                 drops[r] += 1
                 continue
             label, key, x = r
+            usable += 1
+            key_sum = (key_sum + fingerprint_term(key)) & MASK64
             bucket = shards if in_eval_split(key, seed, frac) else partition_of(key, shards)
             yield (bucket, file_index, offset), (label, key, x)
         if first is not None:
-            yield (stats_bucket, file_index, first), (rows_read, drops)
+            yield (stats_bucket, file_index, first), (rows_read, drops, usable, key_sum)
 
     return run
 
 
 def write_partition(out_dir, shards, dim):
     """mapPartitionsWithIndex body: writes one shard to <name>.partial and
-    returns its description; the stats bucket returns the summed counts."""
+    returns its description and how many duplicate persons it dropped (the
+    first occurrence in input order is kept, as in the C++ encoder); the
+    stats bucket returns the summed counts and per-input fingerprints."""
 
     def run(index, records):
         if index == shards + 1:
             per_file = {}
             drops = None
-            for (_, file_index, _), (rows_read, d) in records:
-                per_file[file_index] = per_file.get(file_index, 0) + rows_read
+            for (_, file_index, _), (rows_read, d, n, key_sum) in records:
+                read0, n0, sum0 = per_file.get(file_index, (0, 0, 0))
+                per_file[file_index] = (read0 + rows_read, n0 + n, (sum0 + key_sum) & MASK64)
                 drops = d if drops is None else [a + b for a, b in zip(drops, d)]
             yield ("stats", per_file, drops)
             return
@@ -546,9 +563,15 @@ def write_partition(out_dir, shards, dim):
         partial = os.path.join(out_dir, name + ".partial")
         labels = array("f")
         keys = array("Q")
+        seen = set()
+        duplicates = 0
         with open(partial, "wb", buffering=1 << 20) as f:
             f.write(bytes(64))  # header written last, once rows are known
             for _, (label, key, x) in records:
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
                 f.write(x)
                 labels.append(label)
                 keys.append(key)
@@ -570,7 +593,7 @@ def write_partition(out_dir, shards, dim):
                 "bytes": os.path.getsize(partial), "sha256": digest.hexdigest()}
         if not is_eval:
             info = dict([("index", index)] + list(info.items()))
-        yield ("eval" if is_eval else "train", index, info)
+        yield ("eval" if is_eval else "train", index, info, duplicates)
 
     return run
 
@@ -631,12 +654,29 @@ def main(argv):
     stats = [r for r in results if r[0] == "stats"]
     per_file = stats[0][1] if stats else {}
     drops = (stats[0][2] if stats and stats[0][2] else [0] * len(plan["reasons"]))
-    rows_read = sum(per_file.values())
+    duplicates = sum(r[3] for r in results if r[0] in ("train", "eval"))
+    rows_read = sum(f[0] for f in per_file.values())
     rows_train = sum(s["rows"] for s in train)
     rows_eval = eval_info["rows"]
     # Reasons with a count, sorted by name as std::map sorts them.
-    dropped_by_reason = dict(sorted((plan["reasons"][i], n) for i, n in enumerate(drops) if n > 0))
+    counted = [(plan["reasons"][i], n) for i, n in enumerate(drops) if n > 0]
+    if duplicates > 0:
+        counted.append((DUPLICATE_REASON, duplicates))
+    dropped_by_reason = dict(sorted(counted))
     partials = [os.path.join(out_dir, s["file"] + ".partial") for s in train + [eval_info]]
+    # The same data given twice is refused, as by the C++ encoder (which
+    # checks after each input, in input order).
+    fingerprints = [per_file.get(i, (0, 0, 0))[1:] for i in range(len(args.input))]
+    for f in range(len(args.input)):
+        for g in range(f):
+            if fingerprints[f][0] > 0 and fingerprints[f] == fingerprints[g]:
+                for p in partials:
+                    os.remove(p)
+                print("prepare_pums: input %d ('%s') holds exactly the same %d person records "
+                      "(SERIALNO, SPORDER) as input %d ('%s'): the same data given twice; give each "
+                      "file once" % (f + 1, args.input[f], fingerprints[f][0], g + 1, args.input[g]),
+                      file=sys.stderr)
+                return 2
     if rows_train + rows_eval == 0:
         for p in partials:
             os.remove(p)
@@ -666,7 +706,7 @@ def main(argv):
         "shard_rule": "train rows go to train shard PartitionOf(RecordKey(SERIALNO, SPORDER), "
                       "shards), eval rows to eval.bin; rows keep input order (files as given, "
                       "rows in file order)",
-        "inputs": [{"file": os.path.basename(p), "rows_read": per_file.get(i, 0)}
+        "inputs": [{"file": os.path.basename(p), "rows_read": per_file.get(i, (0, 0, 0))[0]}
                    for i, p in enumerate(args.input)],
         "rows_read": rows_read,
         "rows_dropped": dropped_by_reason,

@@ -71,8 +71,19 @@ absl::Status DatasetRegistry::Recover() {
   std::set<std::string> dirs;
   for (const std::string& r : rows) {
     ASSIGN_OR_RETURN(DatasetRecord d, FromJson(r));
-    datasets_[d.name] = d;
     dirs.insert(std::filesystem::path(d.dir).filename().string());
+    if (d.state == "PREPARING") {
+      // The roots may have changed since the dataset was added.
+      for (std::size_t i = 0; i < d.paths.size() && d.state == "PREPARING"; ++i) {
+        absl::StatusOr<std::string> real = roots_.Resolve(absl::StrCat("path[", i, "]"), d.paths[i]);
+        if (!real.ok()) {
+          d.state = "FAILED";
+          d.reason = std::string(real.status().message());
+          RETURN_IF_ERROR(store_->PutDataset(d.name, ToJson(d).dump()));
+        }
+      }
+    }
+    datasets_[d.name] = d;
     if (d.state == "PREPARING") StartLocked(d);
   }
   // Shard directories no record names (by their last component: the state
@@ -94,12 +105,7 @@ absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
   }
   if (d.paths.empty()) return absl::InvalidArgumentError("path: at least one PUMS person file is required");
   for (std::size_t i = 0; i < d.paths.size(); ++i) {
-    std::error_code ec;
-    d.paths[i] = std::filesystem::absolute(d.paths[i], ec).lexically_normal().string();
-    if (!std::filesystem::is_regular_file(d.paths[i], ec)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("path[", i, "]: '", d.paths[i], "' does not exist or is not a file on the coordinator"));
-    }
+    ASSIGN_OR_RETURN(d.paths[i], roots_.Resolve(absl::StrCat("path[", i, "]"), d.paths[i]));
   }
   if (!data::ParseTask(d.task).ok()) {
     return absl::InvalidArgumentError(absl::StrCat("task: '", d.task, "' is not one of: employment, unemployment"));

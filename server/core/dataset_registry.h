@@ -5,7 +5,10 @@
 // restart interrupted runs again.
 //
 // Never exposes rows: a dataset's public face is its manifest (counts,
-// layout, checksums).
+// layout, checksums). Never reads a raw file outside the data roots
+// (server/core/data_resolver.h): paths are checked, and stored as their
+// realpath, when a dataset is added, and again before an interrupted
+// preparation restarts.
 //
 // Remove forgets a registration and deletes the shards the coordinator made
 // (never the raw files); a preparation in progress is cancelled. The
@@ -41,6 +44,7 @@
 #include "common/pums/prepare.h"
 #include "server/core/background_errors.h"
 #include "server/core/clock.h"
+#include "server/core/data_resolver.h"
 #include "server/core/store.h"
 
 namespace dpfleet::server {
@@ -71,6 +75,10 @@ class DatasetRegistry {
   using PrepareFn = std::function<absl::StatusOr<data::Manifest>(const data::PrepareOptions&)>;
   DatasetRegistry(Store* store, Clock* clock, std::string state_dir, PrepareFn prepare = data::PrepareShards);
   ~DatasetRegistry();  // waits for running preparations
+
+  // Where raw files may come from; without roots (the default) every path
+  // is refused. Set before Recover.
+  void set_data_roots(DataRoots roots) { roots_ = std::move(roots); }
 
   // Loads records; restarts preparations a restart interrupted.
   absl::Status Recover();
@@ -105,6 +113,7 @@ class DatasetRegistry {
   Clock* const clock_;
   const std::string state_dir_;
   const PrepareFn prepare_;
+  DataRoots roots_;
   BackgroundErrors background_errors_;
   absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;

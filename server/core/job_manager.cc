@@ -155,6 +155,9 @@ void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
       a.data_paths = r.data_paths;
       a.shard_dir = r.shard_dir;
       a.start_epoch = r.epochs_done;
+      // Raw files are split by the coordinator's key; a prepared dataset
+      // carries its own split.
+      if (r.shard_dir.empty()) a.split_key = options_.split_key;
       workers_.Assign(r.worker_ids[rank], a);
     }
   }
@@ -183,13 +186,12 @@ std::vector<LivePlan> JobManager::LivePlansLocked() const {
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
     if (IsTerminal(r.state) || !r.dp) continue;
-    live.push_back({id, job.dataset_key, r.attempt, r.epochs, r.sample_rate, r.noise_multiplier, r.steps_per_epoch,
-                    r.delta});
+    live.push_back(PlanOf(r, job.dataset_key));
   }
   return live;
 }
 
-absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
+absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const std::string& owner) {
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(spec_yaml));
   DataFacts facts;
   std::vector<std::string> data_paths = spec.data_paths;
@@ -232,6 +234,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
         " training records of the data (the sampling rate B/N must be at most 1)"));
   }
   JobRecord r;
+  r.owner = owner;
   r.name = spec.name;
   r.spec_yaml = spec_yaml;
   r.data_paths = data_paths;
@@ -246,6 +249,12 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml) {
   r.sample_rate = static_cast<double>(spec.training.batch_size) / facts.train_rows;
   r.steps_per_epoch = std::max<int64_t>(
       1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
+  if (spec.privacy.eval.enabled) {
+    r.eval_every = spec.privacy.eval.every;
+    // A non-private job's metrics are exact (sigma_e 0): it has no finite
+    // epsilon to protect.
+    r.eval_noise_multiplier = spec.dp() ? spec.privacy.eval.noise_multiplier : 0.0;
+  }
   ASSIGN_OR_RETURN(r.noise_multiplier, Ledger::NoiseMultiplierFor(spec, r));
   absl::MutexLock write(&write_mu_);
   if (!spec.dataset.empty()) {
@@ -343,6 +352,15 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
   return job->record;
 }
 
+absl::StatusOr<int> JobManager::Ready() {
+  RETURN_IF_ERROR(store_->Ping());
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
+  int live = 0;
+  for (const WorkerRecord& w : workers_.List()) live += w.state != WorkerState::kLost;
+  return live;
+}
+
 std::vector<WorkerRecord> JobManager::ListWorkers() {
   absl::MutexLock lock(&mu_);
   return workers_.List();
@@ -350,30 +368,73 @@ std::vector<WorkerRecord> JobManager::ListWorkers() {
 
 RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device,
                                           int32_t pid, const std::string& previous_id,
-                                          const std::optional<RunningRun>& running) {
+                                          const std::optional<RunningRun>& running, const std::string& identity) {
   absl::MutexLock write(&write_mu_);
   std::string worker_id;
+  JobEntry* rebind = nullptr;
+  JobCommit commit;
   {
     absl::MutexLock lock(&mu_);
-    worker_id = workers_.Register(hostname, device, pid, previous_id).worker_id;
+    worker_id = workers_.Register(hostname, device, pid, previous_id, identity).worker_id;
     if (running) {
       auto it = jobs_.find(running->job_id);
-      // Only the worker the stored record names for the rank gets it back,
-      // so re-attaching changes nothing that is stored.
-      const bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
-                           it->second.record.attempt == running->attempt && running->rank >= 0 &&
-                           running->rank < static_cast<int32_t>(it->second.record.worker_ids.size()) &&
-                           it->second.record.worker_ids[running->rank] == worker_id;
+      // Only the identity that held the rank gets it back (records from
+      // before worker identities name none).
+      bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
+                     it->second.record.attempt == running->attempt && running->rank >= 0 &&
+                     running->rank < static_cast<int32_t>(it->second.record.worker_ids.size());
       if (current) {
+        const std::vector<std::string>& held = it->second.record.worker_identities;
+        if (running->rank < static_cast<int32_t>(held.size()) && held[running->rank] != identity) current = false;
+      }
+      if (current && it->second.record.worker_ids[running->rank] == worker_id) {
         workers_.Attach(worker_id, running->job_id, running->attempt, running->rank);
+      } else if (current) {
+        // The holder came back under a new worker id: the rank's new id is
+        // stored before the worker is attached under it.
+        rebind = &it->second;
+        commit.job = it->second.record;
+        commit.job.worker_ids[running->rank] = worker_id;
       } else {
         // The run it still has is over; make it stop.
         workers_.QueueCancel(worker_id, running->job_id);
       }
     }
   }
+  if (rebind != nullptr) {
+    // The writer lock is held: the attempt cannot end between the check
+    // above and the attach below.
+    const absl::Status s = Commit(rebind, std::move(commit));
+    absl::MutexLock lock(&mu_);
+    if (s.ok()) {
+      workers_.Attach(worker_id, running->job_id, running->attempt, running->rank);
+    } else {
+      // Not attached under an id the disk does not know: the worker stops,
+      // and the rank counts as missing when the reattach lease ends.
+      background_errors_.Record(absl::StrCat("re-attaching worker ", worker_id, " to rank ", running->rank,
+                                             " of job '", running->job_id, "'"),
+                                s);
+      workers_.QueueCancel(worker_id, running->job_id);
+    }
+  }
   Schedule();
   return {worker_id, options_.lease_ttl_ms, options_.heartbeat_interval_ms};
+}
+
+bool JobManager::HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end() || it->second.record.attempt != attempt) return false;
+  const std::vector<std::string>& held = it->second.record.worker_identities;
+  if (rank < 0) return std::find(held.begin(), held.end(), identity) != held.end();
+  return rank < static_cast<int32_t>(held.size()) && held[rank] == identity;
+}
+
+std::optional<std::string> JobManager::WorkerIdentity(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  const WorkerRecord* w = workers_.Find(worker_id);
+  if (w == nullptr) return std::nullopt;
+  return w->identity;
 }
 
 absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id,
@@ -423,7 +484,7 @@ absl::Status JobManager::CheckRunLocked(JobEntry* job, int32_t attempt, int32_t 
 
 absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                           int32_t epoch, int64_t steps, double sample_rate,
-                                          double noise_multiplier) {
+                                          double noise_multiplier, Mechanism mechanism) {
   JobEntry* job = nullptr;
   JobRecord terms;
   ChargeResult charged;
@@ -440,8 +501,8 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
       terms = job->record;
       dataset_key = job->dataset_key;
     }
-    ASSIGN_OR_RETURN(charged,
-                     ledger_.Charge(terms, dataset_key, attempt, epoch, steps, sample_rate, noise_multiplier));
+    ASSIGN_OR_RETURN(charged, ledger_.Charge(terms, dataset_key, attempt, rank, epoch, steps, sample_rate,
+                                             noise_multiplier, mechanism));
   }
   if (!terms.dp) return 0.0;
   // The accountant composes the rows the charge just read, holding no lock.
@@ -478,10 +539,17 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     if (auto answer = CheckProgressLocked(job, attempt, rank, metrics.epoch)) return *std::move(answer);
     terms = job->record;
   }
-  // Charge-before-release: refuse results whose privacy cost is not
-  // recorded. The ledger composes the ε to state (tens of ms with PLD)
-  // without any lock of the manager's.
-  ASSIGN_OR_RETURN(const ReleaseEpsilon released, ledger_.CheckRelease(terms, attempt, metrics.epoch));
+  const bool has_eval = metrics.has_eval();
+  if (has_eval != metrics.eval_loss.has_value() || has_eval != metrics.eval_auc.has_value() ||
+      has_eval != metrics.eval_balanced_accuracy.has_value() || has_eval != metrics.majority_rate.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " of job '", job_id,
+                                                   "': eval metrics must be all present or all absent"));
+  }
+  // Charge-before-release: refuse results whose privacy cost (the epoch's
+  // training and, with metrics, its eval release) is not recorded. The
+  // ledger composes the ε to state (tens of ms with PLD) without any lock
+  // of the manager's.
+  ASSIGN_OR_RETURN(const ReleaseEpsilon released, ledger_.CheckRelease(terms, attempt, metrics.epoch, has_eval));
   absl::MutexLock write(&write_mu_);
   JobCommit commit;
   {
@@ -724,6 +792,12 @@ void JobManager::Schedule() {
       commit.job = Transitioned(job->record, JobState::kRunning, "", now);
       commit.job.attempt += 1;
       commit.job.worker_ids = p.worker_ids;
+      // By rank, the certificate identity that alone may speak for it.
+      commit.job.worker_identities.clear();
+      for (const std::string& w : p.worker_ids) {
+        const WorkerRecord* rec = workers_.Find(w);
+        commit.job.worker_identities.push_back(rec != nullptr ? rec->identity : "");
+      }
       starts.emplace_back(job, std::move(commit));
     }
   }
@@ -804,6 +878,15 @@ absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string
     live = LivePlansLocked();
   }
   return ledger_.GetBudgets(dataset, live);
+}
+
+absl::StatusOr<LedgerListing> JobManager::ListLedger(const std::string& dataset) {
+  std::vector<LivePlan> live;
+  {
+    absl::MutexLock lock(&mu_);
+    live = LivePlansLocked();
+  }
+  return ledger_.List(dataset, live);
 }
 
 void JobManager::Shutdown() {

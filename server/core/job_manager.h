@@ -63,6 +63,9 @@ struct CoordinatorOptions {
   // A worker whose last heartbeat is older than this is lost; its job fails.
   int64_t lease_ttl_ms = 10'000;
   int64_t heartbeat_interval_ms = 500;
+  // The secret key of data.path jobs' train/eval split (Store::SplitKey);
+  // handed to their ranks in the assignment, nowhere else.
+  uint64_t split_key = 0;
 };
 
 struct RegisterResult {
@@ -100,7 +103,8 @@ class JobManager {
   absl::Status Recover();
 
   // --- Coordinator API ---
-  absl::StatusOr<JobRecord> Submit(const std::string& spec_yaml);
+  // `owner` is recorded on the job (the submitting token's name).
+  absl::StatusOr<JobRecord> Submit(const std::string& spec_yaml, const std::string& owner = "");
   absl::StatusOr<JobRecord> Get(const std::string& job_id);
   std::vector<JobRecord> List();
   absl::StatusOr<JobRecord> Cancel(const std::string& job_id);
@@ -118,23 +122,41 @@ class JobManager {
   absl::StatusOr<Subscription> Subscribe(const std::string& job_id, EventListener listener);
   void Unsubscribe(int64_t id);
   std::vector<WorkerRecord> ListWorkers();
+  // Readiness: the store answers (Store::Ping, outside the lock) and the
+  // coordinator is not shutting down; returns the number of live (not
+  // lost) workers.
+  absl::StatusOr<int> Ready();
   // Sets a dataset's total budget; FailedPrecondition if more is committed.
   absl::StatusOr<BudgetView> SetBudget(const std::string& dataset, double epsilon, double delta);
   // One dataset, or (empty name) every dataset with a budget or ledger entry.
   absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset);
+  // Every charge on a dataset with its ε increment (Ledger::List).
+  absl::StatusOr<LedgerListing> ListLedger(const std::string& dataset);
 
   // --- Worker API ---
+  // `identity` is what the worker's certificate proves; a run it claims
+  // after a restart is given back only when that identity held the rank.
   RegisterResult RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
                                 const std::string& previous_id,
-                                const std::optional<RunningRun>& running);
+                                const std::optional<RunningRun>& running, const std::string& identity = "");
+  // Whether the worker with certificate identity `identity` holds rank
+  // `rank` (-1: any rank) of the current attempt of `job_id`.
+  bool HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank);
+  // The identity a registered worker id is bound to; nullopt when unknown.
+  std::optional<std::string> WorkerIdentity(const std::string& worker_id);
   absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id,
                                             int32_t attempt);
   // Durably records the privacy cost of `epoch` (idempotent); returns the
-  // job's ε after it.
+  // job's ε after it. Mechanism::kTrain: the epoch's DP-SGD steps, with the
+  // job's q, σ and steps. Mechanism::kEval: the epoch's eval release (rank
+  // 0, an epoch the job's privacy.eval releases after), with steps 1, q 1
+  // and the job's σ_e. Anything else is refused and nothing is recorded.
   absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                 int32_t epoch, int64_t steps, double sample_rate,
-                                double noise_multiplier);
-  // Rank 0's epoch results. `checkpoint` (optional; jobs with
+                                double noise_multiplier, Mechanism mechanism = Mechanism::kTrain);
+  // Rank 0's epoch results. Eval metrics (all present or all absent) are
+  // refused unless the job releases them and, for a DP job, the epoch's
+  // eval release is in the ledger. `checkpoint` (optional; jobs with
   // resources.max_attempts > 1 send it) is the training state after the
   // epoch; it is stored durably before the epoch counts as done, and a
   // retried attempt resumes from it.

@@ -10,18 +10,20 @@
 // live jobs — the plans of queued and running jobs that are not charged
 // yet — comes in as plain data (LivePlan); it never reads the job table.
 //
-// Where later mechanisms go: a charge that covers several input files
-// becomes one row per file key inside Charge; an eval release becomes a
-// second mechanism charged with the epoch and composed by the same
-// EpsilonOf. Callers do not change for either.
+// Two mechanisms are charged: an epoch of DP-SGD (Mechanism::kTrain, every
+// rank before the epoch trains) and the epoch's eval release
+// (Mechanism::kEval, rank 0 before the metrics leave it: the Gaussian
+// mechanism, stored as q 1, one step, σ_e). Both are subsampled Gaussians,
+// so every ε here composes the two alike.
 //
 // Thread-safe. `write_mu_` makes each decide-then-write sequence (budget
 // check + charge, budget check + new budget) one step and is held across
 // the store write; `mu_` guards the budgets map and is held only to copy or
 // replace an entry, so a budget view (a status read) never waits for a
-// write's fsync: it copies the budget and composes outside both locks. A submit check stays true only while the set of
-// live plans stays fixed: JobManager holds its writer lock across
-// CheckSubmit and the job's creation. Composing a job's ε (EpsilonOf) takes
+// write's fsync: it copies the budget and composes outside both locks. A
+// submit check stays true only while the set of live plans stays fixed:
+// JobManager holds its writer lock across CheckSubmit and the job's
+// creation. Composing a job's ε (EpsilonOf) takes
 // no lock at all, so a PLD ε of tens of milliseconds holds nobody up.
 #ifndef DPFLEET_SERVER_CORE_LEDGER_H_
 #define DPFLEET_SERVER_CORE_LEDGER_H_
@@ -56,7 +58,7 @@ struct BudgetView {
 };
 
 // A queued or running private job's plan: the ledger reserves the epochs
-// its current attempt has not charged yet.
+// and eval releases its current attempt has not charged yet.
 struct LivePlan {
   std::string job_id;
   std::string dataset;  // the dataset key it charges
@@ -66,6 +68,23 @@ struct LivePlan {
   double noise_multiplier = 0;
   int64_t steps_per_epoch = 0;
   double delta = 0;
+  double eval_noise_multiplier = 0;  // σ_e; 0 with eval_every 0
+  int32_t eval_every = 0;            // 0: no eval release
+};
+// The plan of `job` on `dataset`, as the ledger reserves it.
+LivePlan PlanOf(const JobRecord& job, const std::string& dataset);
+
+// One charge as the ledger lists it (`dpctl ledger`): its row, and what it
+// did to the dataset's composed ε.
+struct ListedCharge {
+  LedgerEntry entry;
+  double epsilon_total = 0;      // the dataset's ε after it; +inf once a non-private epoch is in
+  double epsilon_increment = 0;  // what it added (0 once the total is infinite)
+};
+struct LedgerListing {
+  std::string dataset;  // the ledger's key
+  double delta = 0;     // where the epsilons are stated: the budget view's delta
+  std::vector<ListedCharge> charges;  // in recorded order
 };
 
 // The ε stated with an epoch's results: through that epoch, and the job's
@@ -91,10 +110,12 @@ class Ledger {
   // Loads the budgets from the store.
   absl::Status Recover();
 
-  // σ for a job planned as `plan` (its q, steps, δ and accountant): the
-  // spec's noise_multiplier, or calibrated to privacy.target_epsilon. 0 for
-  // a non-private job. InvalidArgument naming target_epsilon when no σ
-  // meets it.
+  // σ for a job planned as `plan` (its q, steps, δ, accountant and eval
+  // releases): the spec's noise_multiplier, or calibrated so that training
+  // and the eval releases together meet privacy.target_epsilon; times
+  // sqrt(W) with privacy.noise_split full (the total noise the ledger
+  // charges). 0 for a non-private job. InvalidArgument naming
+  // target_epsilon when no σ meets it.
   static absl::StatusOr<double> NoiseMultiplierFor(const JobSpec& spec, const JobRecord& plan);
   // A job's ε over the given rows (all of its charges); 0 when not private.
   static absl::StatusOr<double> EpsilonOf(const JobRecord& job, const std::vector<LedgerEntry>& rows);
@@ -106,16 +127,24 @@ class Ledger {
   // dataset's budget, and a non-private job on a budgeted dataset.
   absl::Status CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live);
 
-  // Durably records the cost of `epoch` of `attempt` of `job` on `dataset`
-  // (idempotent: a repeated charge records nothing). The worker's steps, q
-  // and σ must be the job's own; a charge that would overshoot the budget
-  // is refused. Returns the job's rows after it; EpsilonOf composes them.
-  absl::StatusOr<ChargeResult> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt,
-                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier);
+  // Durably records the cost of `mechanism` for `epoch` of `attempt` of
+  // `job` on `dataset`, sent by `rank` (idempotent: a repeated charge records
+  // nothing). kTrain: the worker's steps, q and σ must be the job's own.
+  // kEval: only rank 0, only after an epoch the job's privacy.eval releases
+  // after, with steps 1, q 1 and the job's σ_e. Anything else, and a charge
+  // that would overshoot the budget, is refused and records nothing.
+  // Returns the job's rows after it; EpsilonOf composes them (outside any
+  // lock: a PLD ε takes tens of milliseconds).
+  absl::StatusOr<ChargeResult> Charge(const JobRecord& job, const std::string& dataset, int32_t attempt, int32_t rank,
+                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier,
+                                      Mechanism mechanism);
 
   // Charge-before-release: FailedPrecondition unless `epoch` of `attempt`
-  // is in the ledger; otherwise the ε to state with its results.
-  absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch);
+  // is in the ledger and, when the results carry eval metrics
+  // (`with_eval`), so is the epoch's eval release; eval metrics of a job
+  // that releases none are refused too. Otherwise the ε to state with the
+  // results.
+  absl::StatusOr<ReleaseEpsilon> CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch, bool with_eval);
 
   // Sets a dataset's total budget ('+'-joined paths); FailedPrecondition if
   // more is already committed. The new budget takes effect once it is
@@ -124,6 +153,9 @@ class Ledger {
                                        const std::vector<LivePlan>& live);
   // One dataset, or (empty name) every dataset with a budget or ledger entry.
   absl::StatusOr<std::vector<BudgetView>> GetBudgets(const std::string& dataset, const std::vector<LivePlan>& live);
+  // Every charge on `dataset` ('+'-joined paths), composed in recorded order
+  // with RDP at the delta its budget view states ε at.
+  absl::StatusOr<LedgerListing> List(const std::string& dataset, const std::vector<LivePlan>& live);
 
  private:
   // Composes the dataset's ledger (+ the remaining plans of live jobs, +

@@ -3,11 +3,13 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/secure_random.h"
 #include "common/status.h"
 
 namespace dpfleet::server {
@@ -70,6 +72,22 @@ absl::Status StepDone(sqlite3* db, Statement& st, absl::string_view what) {
   return absl::OkStatus();
 }
 
+// The ledger table of schema version 3: one row per (job, attempt, epoch,
+// mechanism).
+constexpr char kLedgerTableV3[] =
+    "CREATE TABLE ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+    "  epoch INTEGER NOT NULL, mechanism TEXT NOT NULL DEFAULT 'train', dataset TEXT NOT NULL, "
+    "  steps INTEGER NOT NULL, sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, "
+    "  delta REAL NOT NULL, recorded_ms INTEGER NOT NULL, "
+    "  PRIMARY KEY (job_id, attempt, epoch, mechanism));"
+    "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);";
+
+absl::StatusOr<Mechanism> ParseMechanism(const std::string& name) {
+  if (name == "train") return Mechanism::kTrain;
+  if (name == "eval") return Mechanism::kEval;
+  return absl::DataLossError(absl::StrCat("state store: unknown ledger mechanism '", name, "'"));
+}
+
 // One connection to the database at `path`.
 absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, const std::string& vfs) {
   sqlite3* db = nullptr;
@@ -87,6 +105,8 @@ absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, const std::stri
 }
 
 }  // namespace
+
+const char* MechanismName(Mechanism m) { return m == Mechanism::kEval ? "eval" : "train"; }
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store, SqliteStore::Open(state_dir));
@@ -111,23 +131,121 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Exec("PRAGMA journal_mode=WAL", "open"));
   RETURN_IF_ERROR(store->Exec("PRAGMA synchronous=FULL", "open"));
-  RETURN_IF_ERROR(store->Exec(
-      "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
-      "  record TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
-      "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
-      "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
-      "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
-      "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
-      "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
-      "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-      "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
-      "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);",
-      "create tables"));
+  RETURN_IF_ERROR(store->MigrateLocked());
   return store;
+}
+
+absl::Status SqliteStore::TransactionLocked(absl::string_view what, const std::function<absl::Status()>& body) {
+  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", what));
+  absl::Status s = body();
+  if (s.ok()) s = Exec("COMMIT", what);
+  if (!s.ok() && !sqlite3_get_autocommit(db_)) {
+    // Still inside the transaction (SQLite rolls back by itself on some
+    // errors, not on all): nothing of it may stay.
+    if (absl::Status undone = Exec("ROLLBACK", what); !undone.ok()) {
+      return absl::Status(s.code(), absl::StrCat(s.message(), "; rolling back failed too: ", undone.message()));
+    }
+  }
+  return s;
+}
+
+absl::Status SqliteStore::MigrateLocked() {
+  int version = 0;
+  {
+    Statement st(db_, "PRAGMA user_version");
+    if (!st.ok() || st.Step() != SQLITE_ROW) return SqlError(db_, "read the schema version");
+    version = sqlite3_column_int(st.get(), 0);
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("the state database has schema version ", version,
+                                                      ", newer than this dpfleet-server's ", kSchemaVersion));
+  }
+  if (version == kSchemaVersion) return absl::OkStatus();
+  // One transaction: a crash mid-migration leaves the old version intact.
+  // The steps form one ordered chain; a new version adds its step at the
+  // end and raises kSchemaVersion.
+  const std::string what = absl::StrCat("migrate the state database from schema version ", version);
+  const auto steps = [&]() -> absl::Status {
+    if (version < 1) {
+      // Version 1 (the first, unnumbered schema): jobs, ledger, datasets,
+      // budgets, checkpoints, models. IF NOT EXISTS: a database from before
+      // versioning reads 0 and already has them.
+      RETURN_IF_ERROR(Exec(
+          "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+          "  record TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS ledger (job_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
+          "  epoch INTEGER NOT NULL, dataset TEXT NOT NULL, steps INTEGER NOT NULL, "
+          "  sample_rate REAL NOT NULL, noise_multiplier REAL NOT NULL, delta REAL NOT NULL, "
+          "  recorded_ms INTEGER NOT NULL, PRIMARY KEY (job_id, attempt, epoch));"
+          "CREATE INDEX IF NOT EXISTS ledger_dataset ON ledger (dataset);"
+          "CREATE TABLE IF NOT EXISTS datasets (name TEXT PRIMARY KEY, record TEXT NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS budgets (dataset TEXT PRIMARY KEY, epsilon REAL NOT NULL, "
+          "  delta REAL NOT NULL, updated_ms INTEGER NOT NULL);"
+          "CREATE TABLE IF NOT EXISTS checkpoints (job_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
+          "  data BLOB NOT NULL, PRIMARY KEY (job_id, epoch));"
+          "CREATE TABLE IF NOT EXISTS models (job_id TEXT PRIMARY KEY, data BLOB NOT NULL);",
+          "create the version 1 tables"));
+    }
+    if (version < 2) {
+      // Version 2: API tokens (SHA-256 only; one valid token per name) and
+      // the audit trail.
+      RETURN_IF_ERROR(
+          Exec("CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, "
+               "  role TEXT NOT NULL, sha256 BLOB NOT NULL UNIQUE, created_ms INTEGER NOT NULL, "
+               "  revoked_ms INTEGER NOT NULL DEFAULT 0);"
+               "CREATE UNIQUE INDEX tokens_valid_name ON tokens (name) WHERE revoked_ms = 0;"
+               "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, "
+               "  kind TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, action TEXT NOT NULL, "
+               "  target TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL);",
+               "create the version 2 tables (tokens, audit)"));
+    }
+    if (version < 3) {
+      // Version 3: the eval release (a `mechanism` column in the ledger)
+      // and the coordinator's secrets (the split key). A database of the
+      // unversioned line that had them already reads 0 and keeps them.
+      RETURN_IF_ERROR(MigrateLedgerMechanismLocked());
+      RETURN_IF_ERROR(Exec("CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);",
+                           "create the version 3 table (secrets)"));
+    }
+    return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion), "record the schema version");
+  };
+  return TransactionLocked(what, [&] { return Annotate(steps(), what); });
+}
+
+absl::Status SqliteStore::MigrateLedgerMechanismLocked() {
+  // A ledger from before eval releases had no mechanism column and one row
+  // per (job, attempt, epoch): every such row paid for training. SQLite
+  // cannot change a primary key in place, so the table is rebuilt (inside
+  // MigrateLocked's transaction: a crash leaves the old table whole).
+  bool has_mechanism = false;
+  {
+    Statement st(db_, "SELECT name FROM pragma_table_info('ledger')");
+    if (!st.ok()) return SqlError(db_, "inspect the ledger table");
+    int rc;
+    while ((rc = st.Step()) == SQLITE_ROW) has_mechanism = has_mechanism || st.Text(0) == "mechanism";
+    if (rc != SQLITE_DONE) return SqlError(db_, "inspect the ledger table");
+  }
+  if (has_mechanism) return absl::OkStatus();
+  return Exec(absl::StrCat("ALTER TABLE ledger RENAME TO ledger_before_mechanism;"
+                           "DROP INDEX IF EXISTS ledger_dataset;",
+                           kLedgerTableV3,
+                           "INSERT INTO ledger (job_id, attempt, epoch, mechanism, dataset, steps, sample_rate, "
+                           "  noise_multiplier, delta, recorded_ms) "
+                           "SELECT job_id, attempt, epoch, 'train', dataset, steps, sample_rate, noise_multiplier, "
+                           "  delta, recorded_ms FROM ledger_before_mechanism;"
+                           "DROP TABLE ledger_before_mechanism;"),
+              "add the mechanism column to the ledger");
+}
+
+absl::Status SqliteStore::Ping() {
+  // On the reader: a probe never waits for a write's fsync.
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT count(*) FROM sqlite_master");
+  if (!st.ok() || st.Step() != SQLITE_ROW) {
+    return absl::UnavailableError(absl::StrCat("state store does not answer: ", sqlite3_errmsg(reader_)));
+  }
+  return absl::OkStatus();
 }
 
 SqliteStore::~SqliteStore() {
@@ -174,9 +292,7 @@ absl::Status SqliteStore::PutJob(const JobRecord& job) {
 
 absl::Status SqliteStore::CommitJob(const JobCommit& c) {
   absl::MutexLock lock(&mu_);
-  const std::string what = "store job " + c.job.job_id;
-  RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE", what));
-  absl::Status s = [&]() -> absl::Status {
+  return TransactionLocked("store job " + c.job.job_id, [&]() -> absl::Status {
     if (!c.checkpoint.empty()) {
       Statement st(db_, "INSERT OR REPLACE INTO checkpoints(job_id, epoch, data) VALUES(?1, ?2, ?3)");
       st.Bind(1, c.job.job_id);
@@ -190,17 +306,8 @@ absl::Status SqliteStore::CommitJob(const JobCommit& c) {
       st.Bind(2, static_cast<int64_t>(c.drop_checkpoints_below));
       RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("drop the checkpoints of ", c.job.job_id)));
     }
-    RETURN_IF_ERROR(PutJobLocked(c.job));
-    return Exec("COMMIT", what);
-  }();
-  if (!s.ok() && !sqlite3_get_autocommit(db_)) {
-    // Still inside the transaction (SQLite rolls back by itself on some
-    // errors, not on all): nothing of it may stay.
-    if (absl::Status undone = Exec("ROLLBACK", what); !undone.ok()) {
-      return absl::Status(s.code(), absl::StrCat(s.message(), "; rolling back failed too: ", undone.message()));
-    }
-  }
-  return s;
+    return PutJobLocked(c.job);
+  });
 }
 
 absl::StatusOr<std::vector<JobRecord>> SqliteStore::LoadJobs() {
@@ -223,7 +330,8 @@ absl::StatusOr<bool> SqliteStore::Charge(const LedgerEntry& e) {
   absl::MutexLock lock(&mu_);
   Statement st(db_,
                "INSERT OR IGNORE INTO ledger(job_id, attempt, epoch, dataset, steps, sample_rate, "
-               "noise_multiplier, delta, recorded_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+               "noise_multiplier, delta, recorded_ms, mechanism) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
   st.Bind(1, e.job_id);
   st.Bind(2, static_cast<int64_t>(e.attempt));
   st.Bind(3, static_cast<int64_t>(e.epoch));
@@ -233,7 +341,10 @@ absl::StatusOr<bool> SqliteStore::Charge(const LedgerEntry& e) {
   st.Bind(7, e.noise_multiplier);
   st.Bind(8, e.delta);
   st.Bind(9, e.recorded_ms);
-  RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("charge epoch ", e.epoch, " of job ", e.job_id, " to the ledger")));
+  st.Bind(10, std::string(MechanismName(e.mechanism)));
+  RETURN_IF_ERROR(StepDone(db_, st,
+                           absl::StrCat("charge epoch ", e.epoch, " of job ", e.job_id,
+                                        e.mechanism == Mechanism::kEval ? " (eval release)" : "", " to the ledger")));
   return sqlite3_changes(db_) > 0;
 }
 
@@ -242,8 +353,8 @@ absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::QueryLedger(const std::str
   absl::MutexLock lock(&read_mu_);
   const std::string sql = absl::StrCat(
       "SELECT job_id, attempt, epoch, dataset, steps, sample_rate, noise_multiplier, delta, "
-      "recorded_ms FROM ledger WHERE ",
-      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch");
+      "recorded_ms, mechanism FROM ledger WHERE ",
+      column, " = ?1 ORDER BY recorded_ms, job_id, attempt, epoch, mechanism DESC");
   Statement st(reader_, sql.c_str());
   if (!st.ok()) return SqlError(reader_, "read the ledger");
   st.Bind(1, value);
@@ -260,6 +371,7 @@ absl::StatusOr<std::vector<LedgerEntry>> SqliteStore::QueryLedger(const std::str
     e.noise_multiplier = sqlite3_column_double(st.get(), 6);
     e.delta = sqlite3_column_double(st.get(), 7);
     e.recorded_ms = sqlite3_column_int64(st.get(), 8);
+    ASSIGN_OR_RETURN(e.mechanism, ParseMechanism(st.Text(9)));
     out.push_back(e);
   }
   if (rc != SQLITE_DONE) return SqlError(reader_, "read the ledger");
@@ -404,6 +516,138 @@ absl::StatusOr<std::vector<BudgetRecord>> SqliteStore::LoadBudgets() {
   }
   if (rc != SQLITE_DONE) return SqlError(reader_, "load budgets");
   return out;
+}
+
+namespace {
+
+TokenRecord TokenFromRow(Statement& st) {
+  TokenRecord t;
+  t.id = sqlite3_column_int64(st.get(), 0);
+  t.name = st.Text(1);
+  t.role = st.Text(2);
+  const void* blob = sqlite3_column_blob(st.get(), 3);
+  t.sha256.assign(static_cast<const char*>(blob), static_cast<size_t>(sqlite3_column_bytes(st.get(), 3)));
+  t.created_ms = sqlite3_column_int64(st.get(), 4);
+  t.revoked_ms = sqlite3_column_int64(st.get(), 5);
+  return t;
+}
+
+constexpr char kTokenColumns[] = "id, name, role, sha256, created_ms, revoked_ms";
+
+}  // namespace
+
+absl::StatusOr<TokenRecord> SqliteStore::PutToken(TokenRecord token) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "INSERT INTO tokens(name, role, sha256, created_ms, revoked_ms) VALUES(?1, ?2, ?3, ?4, 0)");
+  if (!st.ok()) return SqlError(db_, "store token " + token.name);
+  st.Bind(1, token.name);
+  st.Bind(2, token.role);
+  st.BindBlob(3, token.sha256);
+  st.Bind(4, token.created_ms);
+  const int rc = st.Step();
+  // Extended result codes are on: SQLITE_CONSTRAINT_UNIQUE and its kin.
+  if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("a valid token named '", token.name, "' already exists; revoke it first"));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "store token " + token.name);
+  token.id = sqlite3_last_insert_rowid(db_);
+  token.revoked_ms = 0;
+  return token;
+}
+
+absl::StatusOr<std::optional<TokenRecord>> SqliteStore::FindToken(const std::string& sha256) {
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, absl::StrCat("SELECT ", kTokenColumns, " FROM tokens WHERE sha256 = ?1").c_str());
+  if (!st.ok()) return SqlError(reader_, "find token");
+  st.BindBlob(1, sha256);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<TokenRecord>();
+  if (rc != SQLITE_ROW) return SqlError(reader_, "find token");
+  return std::optional<TokenRecord>(TokenFromRow(st));
+}
+
+absl::StatusOr<std::vector<TokenRecord>> SqliteStore::ListTokens() {
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, absl::StrCat("SELECT ", kTokenColumns, " FROM tokens ORDER BY id").c_str());
+  if (!st.ok()) return SqlError(reader_, "list tokens");
+  std::vector<TokenRecord> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) out.push_back(TokenFromRow(st));
+  if (rc != SQLITE_DONE) return SqlError(reader_, "list tokens");
+  return out;
+}
+
+absl::StatusOr<int> SqliteStore::RevokeTokens(const std::string& name, int64_t now_ms) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_, "UPDATE tokens SET revoked_ms = ?2 WHERE name = ?1 AND revoked_ms = 0");
+  st.Bind(1, name);
+  st.Bind(2, std::max<int64_t>(now_ms, 1));
+  RETURN_IF_ERROR(StepDone(db_, st, "revoke the tokens of " + name));
+  return sqlite3_changes(db_);
+}
+
+absl::Status SqliteStore::AppendAudit(const AuditRecord& r) {
+  absl::MutexLock lock(&mu_);
+  Statement st(db_,
+               "INSERT INTO audit(time_ms, kind, name, role, action, target, outcome, detail) "
+               "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  st.Bind(1, r.time_ms);
+  st.Bind(2, r.kind);
+  st.Bind(3, r.name);
+  st.Bind(4, r.role);
+  st.Bind(5, r.action);
+  st.Bind(6, r.target);
+  st.Bind(7, r.outcome);
+  st.Bind(8, r.detail);
+  return StepDone(db_, st, absl::StrCat("append the audit entry of ", r.action));
+}
+
+absl::StatusOr<std::vector<AuditRecord>> SqliteStore::ListAudit(int64_t after_id, int64_t limit) {
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_,
+               "SELECT id, time_ms, kind, name, role, action, target, outcome, detail FROM audit "
+               "WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!st.ok()) return SqlError(reader_, "read the audit trail");
+  st.Bind(1, after_id);
+  st.Bind(2, limit);
+  std::vector<AuditRecord> out;
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    AuditRecord r;
+    r.id = sqlite3_column_int64(st.get(), 0);
+    r.time_ms = sqlite3_column_int64(st.get(), 1);
+    r.kind = st.Text(2);
+    r.name = st.Text(3);
+    r.role = st.Text(4);
+    r.action = st.Text(5);
+    r.target = st.Text(6);
+    r.outcome = st.Text(7);
+    r.detail = st.Text(8);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return SqlError(reader_, "read the audit trail");
+  return out;
+}
+
+absl::StatusOr<uint64_t> SqliteStore::SplitKey() {
+  absl::MutexLock lock(&mu_);
+  // Drawn before the statement so that the insert is one step; a key
+  // already stored wins (INSERT OR IGNORE) and this draw is dropped.
+  ASSIGN_OR_RETURN(const uint64_t fresh, SecureRandomU64());
+  {
+    Statement st(db_, "INSERT OR IGNORE INTO secrets(name, value) VALUES('split_key', ?1)");
+    st.BindBlob(1, std::string(reinterpret_cast<const char*>(&fresh), sizeof(fresh)));
+    RETURN_IF_ERROR(StepDone(db_, st, "store the split key"));
+  }
+  Statement st(db_, "SELECT value FROM secrets WHERE name = 'split_key'");
+  if (!st.ok() || st.Step() != SQLITE_ROW) return SqlError(db_, "read the split key");
+  if (sqlite3_column_bytes(st.get(), 0) != static_cast<int>(sizeof(uint64_t))) {
+    return absl::DataLossError("state store: the stored split key is not 8 bytes");
+  }
+  uint64_t key = 0;
+  std::memcpy(&key, sqlite3_column_blob(st.get(), 0), sizeof(key));
+  return key;
 }
 
 }  // namespace dpfleet::server

@@ -20,7 +20,10 @@
 #ifndef DPFLEET_SERVER_CORE_SQLITE_STORE_H_
 #define DPFLEET_SERVER_CORE_SQLITE_STORE_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,10 +45,17 @@ struct SqliteStoreOptions {
 
 class SqliteStore final : public Store {
  public:
-  // Opens (creating if needed) DIR/coordinator.db.
+  // The schema version this build writes (PRAGMA user_version). A database
+  // of an older version is migrated when it is opened, in one transaction,
+  // by one ordered chain of steps (MigrateLocked); a newer one is refused.
+  static constexpr int kSchemaVersion = 3;
+
+  // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& state_dir,
                                                            const SqliteStoreOptions& options = {});
   ~SqliteStore() override;
+
+  absl::Status Ping() override;
 
   absl::StatusOr<std::string> NextJobId() override;
   absl::Status PutJob(const JobRecord& job) override;
@@ -69,9 +79,28 @@ class SqliteStore final : public Store {
   absl::Status PutBudget(const BudgetRecord& budget) override;
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() override;
 
+  absl::StatusOr<TokenRecord> PutToken(TokenRecord token) override;
+  absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& sha256) override;
+  absl::StatusOr<std::vector<TokenRecord>> ListTokens() override;
+  absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms) override;
+
+  absl::Status AppendAudit(const AuditRecord& record) override;
+  absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit) override;
+
+  absl::StatusOr<uint64_t> SplitKey() override;
+
  private:
   SqliteStore(sqlite3* writer, sqlite3* reader) : db_(writer), reader_(reader) {}
   absl::Status Exec(const std::string& sql, absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `body` as one IMMEDIATE transaction on the writer: committed when
+  // it returns OK, rolled back otherwise (the status names `what`).
+  absl::Status TransactionLocked(absl::string_view what, const std::function<absl::Status()>& body)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings a database of any earlier schema version to kSchemaVersion.
+  absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Version 3's step: rebuilds a ledger without a mechanism column (its
+  // rows are training charges); a ledger that has one is left alone.
+  absl::Status MigrateLedgerMechanismLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PutJobLocked(const JobRecord& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A chunk of column `data` of row `rowid` of `table`.
   absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,

@@ -1,8 +1,9 @@
 // Store: the coordinator's durable state — jobs, the privacy ledger,
-// budgets, datasets, checkpoints and models — as an interface, so that the
+// budgets, datasets, checkpoints, models, API tokens (hashes only), the
+// audit trail and the coordinator's secrets — as an interface, so that the
 // coordinator's logic can be driven against a store that fails on purpose
-// (tests/testing/faulty_store.h). The one production implementation is
-// SQLite (server/core/sqlite_store.h), which Open returns.
+// (tests/testing/server/faulty_store.h). The one production implementation
+// is SQLite (server/core/sqlite_store.h), which Open returns.
 //
 // The contract every implementation keeps, and JobManager relies on:
 //  * A write returns OK only once it is durable, so a crash after OK loses
@@ -26,6 +27,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,12 +36,20 @@
 
 namespace dpfleet::server {
 
+// What a ledger row pays for: an epoch of DP-SGD, or the epoch's eval
+// release (the Gaussian mechanism on the eval score histogram, stored as
+// steps 1, sample_rate 1, noise_multiplier sigma_e). Both are
+// Poisson-subsampled Gaussians, so the accountants compose them alike.
+enum class Mechanism { kTrain, kEval };
+const char* MechanismName(Mechanism m);  // "train" | "eval"
+
 // One charge of the privacy ledger: `steps` applications of the
 // Poisson-subsampled Gaussian mechanism for one epoch of one attempt.
 struct LedgerEntry {
   std::string job_id;
   int32_t attempt = 0;
   int32_t epoch = 0;
+  Mechanism mechanism = Mechanism::kTrain;
   std::string dataset;  // the data the mechanism touched (dataset key)
   int64_t steps = 0;
   double sample_rate = 0;
@@ -71,11 +81,39 @@ struct JobCommit {
   static constexpr int32_t kAllCheckpoints = std::numeric_limits<int32_t>::max();
 };
 
+// An API token: only its SHA-256 is ever stored, never the secret.
+struct TokenRecord {
+  int64_t id = 0;
+  std::string name;  // the person or program it stands for (owns their jobs)
+  std::string role;  // custodian | analyst | viewer
+  std::string sha256;  // 32 raw bytes
+  int64_t created_ms = 0;
+  int64_t revoked_ms = 0;  // 0 while valid
+};
+
+// One entry of the audit trail: a state-changing call (or its refusal).
+struct AuditRecord {
+  int64_t id = 0;  // increasing
+  int64_t time_ms = 0;
+  std::string kind;  // user | worker | anonymous | local
+  std::string name;  // token name or certificate name
+  std::string role;
+  std::string action;  // e.g. SubmitJob, CreateToken
+  std::string target;  // job id, dataset, token name, ...
+  std::string outcome;  // OK or the status code name
+  std::string detail;
+};
+
 class Store {
  public:
-  // Opens (creating if needed) DIR/coordinator.db: the SQLite store.
+  // Opens (creating if needed) DIR/coordinator.db, migrating an older
+  // schema: the SQLite store.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
   virtual ~Store() = default;
+
+  // Reads the database (a query that touches its pages): Unavailable
+  // naming the cause when the store cannot serve. For readiness probes.
+  virtual absl::Status Ping() = 0;
 
   // Next job id, durably reserved (a reserved id whose job is never stored
   // is simply skipped).
@@ -86,7 +124,8 @@ class Store {
   virtual absl::StatusOr<std::vector<JobRecord>> LoadJobs() = 0;
 
   // Records a charge. Returns true when it was new, false when the same
-  // (job, attempt, epoch) was already recorded (idempotent retries).
+  // (job, attempt, epoch, mechanism) was already recorded (idempotent
+  // retries).
   virtual absl::StatusOr<bool> Charge(const LedgerEntry& entry) = 0;
   virtual absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id) = 0;
   virtual absl::StatusOr<std::vector<LedgerEntry>> LedgerForDataset(const std::string& dataset) = 0;
@@ -116,6 +155,25 @@ class Store {
 
   virtual absl::Status PutBudget(const BudgetRecord& budget) = 0;
   virtual absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() = 0;
+
+  // Adds a token; AlreadyExists while another valid token has its name.
+  virtual absl::StatusOr<TokenRecord> PutToken(TokenRecord token) = 0;
+  // The token with this SHA-256 (valid or revoked), if any.
+  virtual absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& sha256) = 0;
+  virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
+  // Marks every valid token of `name` revoked; returns how many there were.
+  virtual absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms) = 0;
+
+  virtual absl::Status AppendAudit(const AuditRecord& record) = 0;
+  // Entries with id > after_id, oldest first, at most `limit`.
+  virtual absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit) = 0;
+
+  // The coordinator's secret key of the train/eval split of data.path jobs:
+  // 64 bits from getrandom(2), drawn the first time and stored here (so it
+  // survives restarts and every job on the same files gets the same
+  // held-out persons). Nothing here hands it to an API response or a log;
+  // it goes to workers inside their assignments only.
+  virtual absl::StatusOr<uint64_t> SplitKey() = 0;
 };
 
 }  // namespace dpfleet::server

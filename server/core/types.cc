@@ -32,13 +32,25 @@ const char* WorkerStateName(WorkerState s) {
   return "UNKNOWN";
 }
 
+namespace {
+
+// An absent metric is JSON null, never 0.
+nlohmann::json OrNull(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
+std::optional<double> OptionalDouble(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  return j.at(key).get<double>();
+}
+
+}  // namespace
+
 nlohmann::json ToJson(const EpochRecord& e) {
   return {{"epoch", e.epoch},
-          {"eval_loss", e.eval_loss},
-          {"eval_accuracy", e.eval_accuracy},
-          {"eval_auc", e.eval_auc},
-          {"eval_balanced_accuracy", e.eval_balanced_accuracy},
-          {"majority_rate", e.majority_rate},
+          {"eval_loss", OrNull(e.eval_loss)},
+          {"eval_accuracy", OrNull(e.eval_accuracy)},
+          {"eval_auc", OrNull(e.eval_auc)},
+          {"eval_balanced_accuracy", OrNull(e.eval_balanced_accuracy)},
+          {"majority_rate", OrNull(e.majority_rate)},
           {"epsilon", e.epsilon},
           {"steps", e.steps},
           {"train_seconds", e.train_seconds}};
@@ -64,6 +76,8 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"sample_rate", j.sample_rate},
           {"steps_per_epoch", j.steps_per_epoch},
           {"train_rows", j.train_rows},
+          {"eval_noise_multiplier", j.eval_noise_multiplier},
+          {"eval_every", j.eval_every},
           {"world_size", j.world_size},
           {"history", history},
           {"reason", j.reason},
@@ -71,7 +85,9 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"started_ms", j.started_ms},
           {"finished_ms", j.finished_ms},
           {"attempt", j.attempt},
-          {"worker_ids", j.worker_ids}};
+          {"worker_ids", j.worker_ids},
+          {"owner", j.owner},
+          {"worker_identities", j.worker_identities}};
 }
 
 absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
@@ -96,15 +112,18 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     r.sample_rate = j.at("sample_rate").get<double>();
     r.steps_per_epoch = j.at("steps_per_epoch").get<int64_t>();
     r.train_rows = j.at("train_rows").get<int64_t>();
+    // Records written before eval releases existed have neither.
+    r.eval_noise_multiplier = j.value("eval_noise_multiplier", 0.0);
+    r.eval_every = j.value("eval_every", 0);
     r.world_size = j.at("world_size").get<int32_t>();
     for (const auto& e : j.at("history")) {
       EpochRecord er;
       er.epoch = e.at("epoch").get<int32_t>();
-      er.eval_loss = e.at("eval_loss").get<double>();
-      er.eval_accuracy = e.at("eval_accuracy").get<double>();
-      er.eval_auc = e.at("eval_auc").get<double>();
-      er.eval_balanced_accuracy = e.at("eval_balanced_accuracy").get<double>();
-      er.majority_rate = e.at("majority_rate").get<double>();
+      er.eval_loss = OptionalDouble(e, "eval_loss");
+      er.eval_accuracy = OptionalDouble(e, "eval_accuracy");
+      er.eval_auc = OptionalDouble(e, "eval_auc");
+      er.eval_balanced_accuracy = OptionalDouble(e, "eval_balanced_accuracy");
+      er.majority_rate = OptionalDouble(e, "majority_rate");
       er.epsilon = e.at("epsilon").get<double>();
       er.steps = e.at("steps").get<int64_t>();
       er.train_seconds = e.at("train_seconds").get<double>();
@@ -116,6 +135,9 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     r.finished_ms = j.at("finished_ms").get<int64_t>();
     r.attempt = j.at("attempt").get<int32_t>();
     r.worker_ids = j.at("worker_ids").get<std::vector<std::string>>();
+    // Absent in records written before owners and worker identities.
+    r.owner = j.value("owner", "");
+    r.worker_identities = j.value("worker_identities", std::vector<std::string>{});
     return r;
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat("stored job record is malformed: ", e.what()));

@@ -4,6 +4,7 @@
 #define DPFLEET_SERVER_CORE_TYPES_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,8 +22,11 @@ inline bool IsTerminal(JobState s) {
 
 struct EpochRecord {
   int32_t epoch = 0;
-  double eval_loss = 0, eval_accuracy = 0, eval_auc = 0, eval_balanced_accuracy = 0;
-  double majority_rate = 0;
+  // From the epoch's eval release; all present or all absent (no release
+  // after this epoch). Absent is absent in every API, never 0.
+  std::optional<double> eval_loss, eval_accuracy, eval_auc, eval_balanced_accuracy;
+  std::optional<double> majority_rate;
+  bool has_eval() const { return eval_accuracy.has_value(); }
   double epsilon = 0;
   int64_t steps = 0;
   double train_seconds = 0;
@@ -46,12 +50,22 @@ struct JobRecord {
   double sample_rate = 0;
   int64_t steps_per_epoch = 0;
   int64_t train_rows = 0;
+  // The DP eval release (privacy.eval): sigma_e, and every E-th epoch (and
+  // the last) releases. eval_every 0: no eval release.
+  double eval_noise_multiplier = 0;
+  int32_t eval_every = 0;
   int32_t world_size = 1;
   std::vector<EpochRecord> history;
   std::string reason;
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   int32_t attempt = 0;
   std::vector<std::string> worker_ids;  // by rank, current attempt
+  // Who submitted it (the token's name); analysts see only their own jobs.
+  std::string owner;
+  // By rank, the certificate identity of the worker that holds it in the
+  // current attempt (survives a coordinator restart, unlike worker ids'
+  // records); only that worker may speak for the rank.
+  std::vector<std::string> worker_identities;
 };
 
 enum class WorkerState { kIdle, kBusy, kLost };
@@ -67,6 +81,9 @@ struct Assignment {
   std::vector<std::string> data_paths;
   std::string shard_dir;
   int32_t start_epoch = 0;
+  // data.path jobs: the coordinator's secret split key (never in a
+  // JobRecord, so never in a job's JSON).
+  uint64_t split_key = 0;
 };
 
 struct WorkerRecord {
@@ -80,6 +97,7 @@ struct WorkerRecord {
   int32_t rank = 0;
   int64_t registered_ms = 0;
   int64_t last_heartbeat_ms = 0;
+  std::string identity;  // the name its client certificate proves
 };
 
 // One entry of a job's event stream.

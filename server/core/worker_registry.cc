@@ -10,7 +10,7 @@ namespace dpfleet::server {
 WorkerRegistry::WorkerRegistry(Clock* clock, int64_t lease_ttl_ms) : clock_(clock), lease_ttl_ms_(lease_ttl_ms) {}
 
 const WorkerRecord& WorkerRegistry::Register(const std::string& hostname, const std::string& device, int32_t pid,
-                                             const std::string& previous_id) {
+                                             const std::string& previous_id, const std::string& identity) {
   const int64_t now = clock_->NowMs();
   WorkerRecord w;
   if (!previous_id.empty() && !workers_.count(previous_id)) {
@@ -19,6 +19,7 @@ const WorkerRecord& WorkerRegistry::Register(const std::string& hostname, const 
     w.worker_id = absl::StrFormat("w-%x-%d", now & 0xffffff, next_worker_++);
   }
   w.hostname = hostname;
+  w.identity = identity;
   w.device = device;
   w.pid = pid;
   w.registered_ms = now;

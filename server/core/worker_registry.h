@@ -36,9 +36,9 @@ class WorkerRegistry {
 
   // Adds an IDLE worker: under `previous_id` when no worker holds that id
   // (a worker re-attaching after a coordinator restart), else under a new
-  // id. Its lease starts now.
+  // id. Its lease starts now. `identity` is what its certificate proves.
   const WorkerRecord& Register(const std::string& hostname, const std::string& device, int32_t pid,
-                               const std::string& previous_id);
+                               const std::string& previous_id, const std::string& identity = "");
   // Marks a worker BUSY with a run it already has (a re-attach).
   void Attach(const std::string& worker_id, const std::string& job_id, int32_t attempt, int32_t rank);
   // Marks a worker BUSY with `a` and queues `a` for its next heartbeat.

@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "common/version.h"
+#include "server/rpc/access.h"
 
 namespace dpfleet::server {
 namespace {
@@ -20,7 +22,7 @@ nlohmann::json PublicJobJson(const JobRecord& r) {
 }
 
 nlohmann::json WorkerJson(const WorkerRecord& w) {
-  return {{"worker_id", w.worker_id}, {"hostname", w.hostname}, {"device", w.device},
+  return {{"worker_id", w.worker_id}, {"hostname", w.hostname}, {"device", w.device}, {"identity", w.identity},
           {"state", WorkerStateName(w.state)}, {"job_id", w.job_id}, {"rank", w.rank},
           {"last_heartbeat_ms", w.last_heartbeat_ms}};
 }
@@ -116,38 +118,102 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
   return out;
 }
 
-std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs,
-                                     const BackgroundErrors::Snapshot& datasets) {
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs, const BackgroundErrors::Snapshot& datasets,
+                                     const BackgroundErrors::Snapshot& audit) {
   return absl::StrCat(
       "# HELP dpfleet_background_failures_total Background work the state store refused (a lost lease, a job "
-      "start, a finished preparation); the coordinator keeps the stored state and retries.\n"
+      "start, a finished preparation, an audit entry); the coordinator keeps the stored state and retries.\n"
       "# TYPE dpfleet_background_failures_total counter\n",
       "dpfleet_background_failures_total{component=\"jobs\"} ", jobs.count, "\n",
-      "dpfleet_background_failures_total{component=\"datasets\"} ", datasets.count, "\n");
+      "dpfleet_background_failures_total{component=\"datasets\"} ", datasets.count, "\n",
+      "dpfleet_background_failures_total{component=\"audit\"} ", audit.count, "\n");
 }
 
-absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& host, int port,
-                                                              JobManager* jobs, DatasetRegistry* datasets) {
+namespace {
+
+std::vector<std::string> AuthorizationHeaders(const httplib::Request& req) {
+  std::vector<std::string> values;
+  const size_t n = req.get_header_value_count("Authorization");
+  for (size_t i = 0; i < n; ++i) values.push_back(req.get_header_value("Authorization", i));
+  return values;
+}
+
+int HttpStatusOf(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnauthenticated: return 401;
+    case absl::StatusCode::kPermissionDenied: return 403;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kResourceExhausted: return 429;
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options, JobManager* jobs,
+                                                              DatasetRegistry* datasets, Gate* gate,
+                                                              const AuditTrail* audit) {
   std::unique_ptr<HttpServer> s(new HttpServer());
-  s->server_ = std::make_unique<httplib::Server>();
+  if (!options.tls_cert.empty()) {
+    // Server authentication only: HTTP callers are users with tokens;
+    // workers never speak HTTP.
+    auto tls = std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
+    if (!tls->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat("--tls-cert ", options.tls_cert, " / --tls-key ",
+                                                     options.tls_key, ": not a usable certificate and key"));
+    }
+    s->server_ = std::move(tls);
+  } else {
+    s->server_ = std::make_unique<httplib::Server>();
+  }
   httplib::Server& srv = *s->server_;
   auto json_reply = [](httplib::Response& res, const nlohmann::json& j, int status = 200) {
     res.status = status;
     res.set_content(j.dump(2) + "\n", "application/json");
   };
+  auto error_reply = [json_reply](httplib::Response& res, const absl::Status& st) {
+    json_reply(res, {{"error", std::string(st.message())}}, HttpStatusOf(st));
+  };
+  srv.set_payload_max_length(static_cast<size_t>(gate->limits().max_http_request_bytes));
+  // The middleware: no route runs for a request the Gate refuses.
+  srv.set_pre_routing_handler([gate, error_reply](const httplib::Request& req, httplib::Response& res) {
+    absl::StatusOr<Identity> caller = gate->AdmitHttp(req.method, req.path, AuthorizationHeaders(req));
+    if (caller.ok()) return httplib::Server::HandlerResponse::Unhandled;
+    if (caller.status().code() == absl::StatusCode::kUnauthenticated) {
+      res.set_header("WWW-Authenticate", "Bearer realm=\"dpfleet\"");
+    }
+    error_reply(res, caller.status());
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  auto caller_of = [gate](const httplib::Request& req) { return gate->HttpCaller(AuthorizationHeaders(req)); };
+  // Liveness: the process serves HTTP. Readiness: the store answers too.
   srv.Get("/healthz", [json_reply](const httplib::Request&, httplib::Response& res) {
     json_reply(res, {{"status", "ok"}});
   });
-  srv.Get("/v1/jobs", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+  srv.Get("/readyz", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
+    absl::StatusOr<int> workers = jobs->Ready();
+    if (!workers.ok()) {
+      json_reply(res, {{"status", "unavailable"}, {"reason", std::string(workers.status().message())}}, 503);
+      return;
+    }
+    json_reply(res, {{"status", "ready"}, {"workers", *workers}});
+  });
+  srv.Get("/v1/jobs", [jobs, json_reply, caller_of](const httplib::Request& req, httplib::Response& res) {
+    const Identity caller = caller_of(req);
     nlohmann::json list = nlohmann::json::array();
-    for (const JobRecord& r : jobs->List()) list.push_back(PublicJobJson(r));
+    for (const JobRecord& r : jobs->List()) {
+      if (MaySeeJob(caller, r)) list.push_back(PublicJobJson(JobView(caller, r)));
+    }
     json_reply(res, {{"jobs", list}});
   });
-  srv.Get(R"(/v1/jobs/([A-Za-z0-9._-]+))", [jobs, json_reply](const httplib::Request& req,
-                                                               httplib::Response& res) {
+  srv.Get(R"(/v1/jobs/([A-Za-z0-9._-]+))", [jobs, json_reply, error_reply, caller_of](const httplib::Request& req,
+                                                                                    httplib::Response& res) {
     absl::StatusOr<JobRecord> r = jobs->Get(req.matches[1]);
+    if (r.ok()) r = VisibleJob(caller_of(req), *r);
     if (!r.ok()) {
-      json_reply(res, {{"error", std::string(r.status().message())}}, 404);
+      error_reply(res, r.status());
       return;
     }
     json_reply(res, PublicJobJson(*r));
@@ -157,9 +223,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     for (const WorkerRecord& w : jobs->ListWorkers()) list.push_back(WorkerJson(w));
     json_reply(res, {{"workers", list}});
   });
-  srv.Get("/v1/datasets", [datasets, json_reply](const httplib::Request&, httplib::Response& res) {
+  srv.Get("/v1/datasets", [datasets, json_reply, caller_of](const httplib::Request& req, httplib::Response& res) {
+    const Identity caller = caller_of(req);
     nlohmann::json list = nlohmann::json::array();
-    for (const DatasetRecord& d : datasets->List()) {
+    for (const DatasetRecord& full : datasets->List()) {
+      const DatasetRecord d = DatasetView(caller, full);
       list.push_back({{"name", d.name},
                       {"paths", d.paths},
                       {"task", d.task},
@@ -174,33 +242,45 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
     }
     json_reply(res, {{"datasets", list}});
   });
-  srv.Get("/v1/budgets", [jobs, json_reply](const httplib::Request& req, httplib::Response& res) {
-    absl::StatusOr<std::vector<BudgetView>> budgets =
-        jobs->GetBudgets(req.has_param("dataset") ? req.get_param_value("dataset") : "");
+  srv.Get("/v1/budgets", [jobs, datasets, json_reply, error_reply, caller_of](const httplib::Request& req,
+                                                                             httplib::Response& res) {
+    std::string dataset = req.has_param("dataset") ? req.get_param_value("dataset") : "";
+    if (absl::StatusOr<DatasetRecord> d = datasets->Get(dataset); d.ok()) dataset = absl::StrJoin(d->paths, "+");
+    absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets(dataset);
     if (!budgets.ok()) {
-      json_reply(res, {{"error", std::string(budgets.status().message())}},
-                 budgets.status().code() == absl::StatusCode::kNotFound ? 404 : 500);
+      error_reply(res, budgets.status());
       return;
     }
     nlohmann::json list = nlohmann::json::array();
-    for (const BudgetView& b : *budgets) list.push_back(BudgetJson(b));
+    for (const BudgetView& b : BudgetViews(caller_of(req), *std::move(budgets), datasets->List())) {
+      list.push_back(BudgetJson(b));
+    }
     json_reply(res, {{"datasets", list}});
   });
-  srv.Get("/metrics", [jobs, datasets](const httplib::Request&, httplib::Response& res) {
+  srv.Get("/metrics", [jobs, datasets, audit, caller_of](const httplib::Request& req, httplib::Response& res) {
+    const Identity caller = caller_of(req);
     absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets("");
-    res.set_content(RenderPrometheus(jobs->List(), jobs->ListWorkers(),
-                                     budgets.ok() ? *budgets : std::vector<BudgetView>{}) +
-                        RenderBackgroundFailures(jobs->background_errors(), datasets->background_errors()),
+    std::vector<JobRecord> visible;
+    for (const JobRecord& r : jobs->List()) {
+      if (MaySeeJob(caller, r)) visible.push_back(JobView(caller, r));
+    }
+    res.set_content(RenderPrometheus(visible, jobs->ListWorkers(),
+                                     budgets.ok() ? BudgetViews(caller, *std::move(budgets), datasets->List())
+                                                  : std::vector<BudgetView>{}) +
+                        RenderBackgroundFailures(jobs->background_errors(), datasets->background_errors(),
+                                                 audit != nullptr ? audit->background_errors()
+                                                                  : BackgroundErrors::Snapshot{}),
                     "text/plain; version=0.0.4");
   });
-  if (port == 0) {
+  const std::string& host = options.host;
+  if (options.port == 0) {
     s->port_ = srv.bind_to_any_port(host);
     if (s->port_ < 0) return absl::UnavailableError(absl::StrCat("--http ", host, ":0: cannot bind"));
   } else {
-    if (!srv.bind_to_port(host, port)) {
-      return absl::UnavailableError(absl::StrCat("--http ", host, ":", port, ": cannot bind (in use?)"));
+    if (!srv.bind_to_port(host, options.port)) {
+      return absl::UnavailableError(absl::StrCat("--http ", host, ":", options.port, ": cannot bind (in use?)"));
     }
-    s->port_ = port;
+    s->port_ = options.port;
   }
   s->thread_ = std::thread([server = s->server_.get()] { server->listen_after_bind(); });
   return s;

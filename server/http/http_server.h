@@ -1,11 +1,19 @@
 // HTTP/JSON endpoints for tools that poll: job status and ε as JSON,
 // Prometheus metrics. Read-only; everything that changes state goes through
-// the gRPC API.
+// the gRPC API. Over TLS when the coordinator has a certificate.
 //
-//   GET /healthz              -> {"status":"ok"}
+// One middleware (cpp-httplib's pre-routing handler) runs the Gate on every
+// request before any route: a bearer token ("Authorization: Bearer T"),
+// the role table's HTTP rows (server/rpc/access.h), the request rate. The
+// routes then show each caller what its role may see (an analyst: only its
+// own jobs; a viewer: states and ε).
+//
+//   GET /healthz              -> {"status":"ok"}               (anyone; liveness)
+//   GET /readyz               -> {"status":"ready","workers":N} (anyone; readiness),
+//                                or 503 with the reason when the store does not answer
 //   GET /v1/jobs              -> {"jobs":[...]}
 //   GET /v1/jobs/{id}         -> the job (same fields as `dpctl status -o json`)
-//   GET /v1/workers           -> {"workers":[...]}
+//   GET /v1/workers           -> {"workers":[...]}             (custodian)
 //   GET /v1/datasets          -> {"datasets":[...]}: name, state, progress
 //                                (rows_prepared), counts, manifest
 //   GET /v1/budgets[?dataset=D] -> {"datasets":[...]}: ε spent, committed,
@@ -14,6 +22,10 @@
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
 //                                job ε and epochs, dataset ε spent/committed/budget,
 //                                background work the store refused and that is retried)
+//
+// Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
+// may not), 404 (no such route or job), 413 (request too large), 429
+// (request rate); the body is {"error": "..."}.
 #ifndef DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 #define DPFLEET_SERVER_HTTP_HTTP_SERVER_H_
 
@@ -24,6 +36,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/dataset_registry.h"
 #include "server/core/job_manager.h"
+#include "server/rpc/auth.h"
 
 namespace httplib {
 class Server;
@@ -31,11 +44,20 @@ class Server;
 
 namespace dpfleet::server {
 
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0 = any free port
+  // PEM files; both set = HTTPS.
+  std::string tls_cert, tls_key;
+};
+
 class HttpServer {
  public:
-  // Binds host:port (port 0 = any free port) and serves on a thread.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const std::string& host, int port,
-                                                           JobManager* jobs, DatasetRegistry* datasets);
+  // Binds and serves on a thread.
+  // `audit` (for its background failures on /metrics) may be null.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options, JobManager* jobs,
+                                                           DatasetRegistry* datasets, Gate* gate,
+                                                           const AuditTrail* audit = nullptr);
   ~HttpServer();
   int port() const { return port_; }
   void Shutdown();
@@ -50,9 +72,9 @@ class HttpServer {
 // Rendering used by the HTTP endpoints (exposed for tests).
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
                              const std::vector<BudgetView>& budgets);
-// dpfleet_background_failures_total by component (jobs, datasets).
-std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs,
-                                     const BackgroundErrors::Snapshot& datasets);
+// dpfleet_background_failures_total by component (jobs, datasets, audit).
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs, const BackgroundErrors::Snapshot& datasets,
+                                     const BackgroundErrors::Snapshot& audit);
 
 }  // namespace dpfleet::server
 

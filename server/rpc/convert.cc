@@ -23,27 +23,27 @@ v1::JobState ToProto(JobState s) {
 
 void ToProto(const EpochRecord& e, v1::EpochMetrics* out) {
   out->set_epoch(e.epoch);
-  out->set_eval_loss(e.eval_loss);
-  out->set_eval_accuracy(e.eval_accuracy);
+  if (e.eval_loss) out->set_eval_loss(*e.eval_loss);
+  if (e.eval_accuracy) out->set_eval_accuracy(*e.eval_accuracy);
   out->set_epsilon(e.epsilon);
-  out->set_eval_auc(e.eval_auc);
-  out->set_eval_balanced_accuracy(e.eval_balanced_accuracy);
+  if (e.eval_auc) out->set_eval_auc(*e.eval_auc);
+  if (e.eval_balanced_accuracy) out->set_eval_balanced_accuracy(*e.eval_balanced_accuracy);
   out->set_steps(e.steps);
   out->set_train_seconds(e.train_seconds);
-  out->set_majority_rate(e.majority_rate);
+  if (e.majority_rate) out->set_majority_rate(*e.majority_rate);
 }
 
 EpochRecord FromProto(const v1::EpochMetrics& m) {
   EpochRecord e;
   e.epoch = m.epoch();
-  e.eval_loss = m.eval_loss();
-  e.eval_accuracy = m.eval_accuracy();
+  if (m.has_eval_loss()) e.eval_loss = m.eval_loss();
+  if (m.has_eval_accuracy()) e.eval_accuracy = m.eval_accuracy();
   e.epsilon = m.epsilon();
-  e.eval_auc = m.eval_auc();
-  e.eval_balanced_accuracy = m.eval_balanced_accuracy();
+  if (m.has_eval_auc()) e.eval_auc = m.eval_auc();
+  if (m.has_eval_balanced_accuracy()) e.eval_balanced_accuracy = m.eval_balanced_accuracy();
   e.steps = m.steps();
   e.train_seconds = m.train_seconds();
-  e.majority_rate = m.majority_rate();
+  if (m.has_majority_rate()) e.majority_rate = m.majority_rate();
   return e;
 }
 
@@ -69,6 +69,9 @@ void ToProto(const JobRecord& r, v1::Job* out) {
   out->set_sample_rate(r.sample_rate);
   out->set_steps_per_epoch(r.steps_per_epoch);
   out->set_train_rows(r.train_rows);
+  out->set_owner(r.owner);
+  out->set_eval_noise_multiplier(r.eval_noise_multiplier);
+  out->set_eval_every(r.eval_every);
 }
 
 void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
@@ -86,6 +89,7 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
   out->set_registered_unix_ms(w.registered_ms);
   out->set_last_heartbeat_unix_ms(w.last_heartbeat_ms);
   out->set_pid(w.pid);
+  out->set_identity(w.identity);
 }
 
 void ToProto(const BudgetView& b, v1::DatasetBudget* out) {

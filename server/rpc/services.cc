@@ -6,40 +6,71 @@
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "grpcpp/alarm.h"
+#include "common/status.h"
 #include "common/version.h"
+#include "grpcpp/alarm.h"
 #include "server/rpc/convert.h"
 
 namespace dpfleet::server {
 
-grpc::Status CoordinatorServiceImpl::SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req,
+std::string DatasetArgumentKey(DatasetRegistry* datasets, const std::string& argument) {
+  if (datasets != nullptr && !argument.empty()) {
+    absl::StatusOr<DatasetRecord> d = datasets->Get(argument);
+    if (d.ok()) return absl::StrJoin(d->paths, "+");
+  }
+  return argument;
+}
+
+grpc::Status CoordinatorServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
                                                v1::SubmitJobResponse* resp) {
-  absl::StatusOr<JobRecord> job = jobs_->Submit(req->spec_yaml());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> job = [&]() -> absl::StatusOr<JobRecord> {
+    const int64_t size = static_cast<int64_t>(req->spec_yaml().size());
+    if (size > deps_.gate->limits().max_spec_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat("spec_yaml: ", size, " bytes exceeds the coordinator's ",
+                                                       "max_spec_bytes (", deps_.gate->limits().max_spec_bytes, ")"));
+    }
+    RETURN_IF_ERROR(CheckSubmit(caller, req->spec_yaml()));
+    return deps_.jobs->Submit(req->spec_yaml(), caller.name);
+  }();
+  deps_.audit->Record(caller, "SubmitJob", job.ok() ? job->job_id : "", job.status());
   if (!job.ok()) return ToGrpc(job.status());
-  ToProto(*job, resp->mutable_job());
+  ToProto(JobView(caller, *job), resp->mutable_job());
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext*, const v1::GetJobRequest* req,
+grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
                                             v1::Job* resp) {
-  absl::StatusOr<JobRecord> job = jobs_->Get(req->job_id());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> job = deps_.jobs->Get(req->job_id());
+  if (job.ok()) job = VisibleJob(caller, *job);
   if (!job.ok()) return ToGrpc(job.status());
   ToProto(*job, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*,
+grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
                                               v1::ListJobsResponse* resp) {
-  for (const JobRecord& r : jobs_->List()) ToProto(r, resp->add_jobs());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  for (const JobRecord& r : deps_.jobs->List()) {
+    if (MaySeeJob(caller, r)) ToProto(JobView(caller, r), resp->add_jobs());
+  }
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext*, const v1::CancelJobRequest* req,
+grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext* ctx, const v1::CancelJobRequest* req,
                                                v1::CancelJobResponse* resp) {
-  absl::StatusOr<JobRecord> job = jobs_->Cancel(req->job_id());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> job = deps_.jobs->Get(req->job_id());
+  if (job.ok()) {
+    absl::Status allowed = CheckMayActOnJob(caller, *job);
+    job = allowed.ok() ? deps_.jobs->Cancel(req->job_id()) : allowed;
+  }
+  deps_.audit->Record(caller, "CancelJob", req->job_id(), job.status());
   if (!job.ok()) return ToGrpc(job.status());
-  ToProto(*job, resp->mutable_job());
+  ToProto(JobView(caller, *job), resp->mutable_job());
   return grpc::Status::OK;
 }
 
@@ -62,9 +93,21 @@ v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e) {
 // unsubscribing (no listener call can then be in flight).
 class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  WatchReactor(JobManager* jobs, const std::string& job_id) : jobs_(jobs), job_id_(job_id) {
+  WatchReactor(JobManager* jobs, Gate* gate, Identity caller, const std::string& job_id)
+      : jobs_(jobs), gate_(gate), caller_(std::move(caller)), job_id_(job_id) {
+    // A stream holds no thread, but each is memory and a listener under the
+    // job lock: a token gets a bounded number.
+    absl::Status admitted = gate_->AcquireWatch(caller_);
+    leased_ = admitted.ok();
     absl::StatusOr<JobManager::Subscription> sub =
-        jobs_->Subscribe(job_id_, [this](const JobEvent* e) { OnEvent(e); });
+        admitted.ok() ? jobs_->Subscribe(job_id_, [this](const JobEvent* e) { OnEvent(e); })
+                      : absl::StatusOr<JobManager::Subscription>(admitted);
+    if (sub.ok()) {
+      if (absl::Status allowed = CheckMayActOnJob(caller_, sub->job); !allowed.ok()) {
+        jobs_->Unsubscribe(sub->id);
+        sub = allowed;
+      }
+    }
     absl::MutexLock lock(&mu_);
     started_ = true;
     if (!sub.ok()) {
@@ -104,6 +147,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 
   void OnDone() override {
     if (subscription_ != 0) jobs_->Unsubscribe(subscription_);
+    if (leased_) gate_->ReleaseWatch(caller_);
     delete this;
   }
 
@@ -142,7 +186,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
   }
 
   JobManager* const jobs_;
+  Gate* const gate_;
+  const Identity caller_;
   const std::string job_id_;
+  bool leased_ = false;       // holds one of the caller's watch streams
   int64_t subscription_ = 0;  // set in the constructor, read in OnDone
   absl::Mutex mu_;
   std::deque<v1::JobEvent> queue_ ABSL_GUARDED_BY(mu_);
@@ -156,14 +203,18 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 
 }  // namespace
 
-grpc::ServerWriteReactor<v1::JobEvent>* CoordinatorServiceImpl::WatchJob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::JobEvent>* CoordinatorServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
                                                                         const v1::WatchJobRequest* req) {
-  return new WatchReactor(jobs_, req->job_id());
+  return new WatchReactor(deps_.jobs, deps_.gate, deps_.gate->Caller(*ctx, false), req->job_id());
 }
 
-grpc::Status CoordinatorServiceImpl::GetModel(grpc::ServerContext*, const v1::GetModelRequest* req,
+grpc::Status CoordinatorServiceImpl::GetModel(grpc::ServerContext* ctx, const v1::GetModelRequest* req,
                                               v1::ModelChunk* resp) {
-  auto r = jobs_->GetModel(req->job_id(), req->offset(), req->max_bytes());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> job = deps_.jobs->Get(req->job_id());
+  if (!job.ok()) return ToGrpc(job.status());
+  if (absl::Status allowed = CheckMayActOnJob(caller, *job); !allowed.ok()) return ToGrpc(allowed);
+  auto r = deps_.jobs->GetModel(req->job_id(), req->offset(), req->max_bytes());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_data(std::move(r->data));
   resp->set_total_bytes(r->total_bytes);
@@ -172,7 +223,7 @@ grpc::Status CoordinatorServiceImpl::GetModel(grpc::ServerContext*, const v1::Ge
 
 grpc::Status CoordinatorServiceImpl::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                                                  v1::ListWorkersResponse* resp) {
-  for (const WorkerRecord& w : jobs_->ListWorkers()) ToProto(w, resp->add_workers());
+  for (const WorkerRecord& w : deps_.jobs->ListWorkers()) ToProto(w, resp->add_workers());
   return grpc::Status::OK;
 }
 
@@ -186,19 +237,27 @@ grpc::Status CoordinatorServiceImpl::GetVersion(grpc::ServerContext*, const v1::
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext*, const v1::SetBudgetRequest* req,
+grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext* ctx, const v1::SetBudgetRequest* req,
                                                v1::DatasetBudget* resp) {
-  absl::StatusOr<BudgetView> b = jobs_->SetBudget(req->dataset(), req->epsilon(), req->delta());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<BudgetView> b = deps_.jobs->SetBudget(DatasetArgumentKey(deps_.datasets, req->dataset()),
+                                                       req->epsilon(), req->delta());
+  deps_.audit->Record(caller, "SetBudget",
+                      absl::StrCat(req->dataset(), " epsilon=", req->epsilon(), " delta=", req->delta()),
+                      b.status());
   if (!b.ok()) return ToGrpc(b.status());
   ToProto(*b, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::GetBudgets(grpc::ServerContext*, const v1::GetBudgetsRequest* req,
+grpc::Status CoordinatorServiceImpl::GetBudgets(grpc::ServerContext* ctx, const v1::GetBudgetsRequest* req,
                                                 v1::GetBudgetsResponse* resp) {
-  absl::StatusOr<std::vector<BudgetView>> b = jobs_->GetBudgets(req->dataset());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<std::vector<BudgetView>> b = deps_.jobs->GetBudgets(DatasetArgumentKey(deps_.datasets, req->dataset()));
   if (!b.ok()) return ToGrpc(b.status());
-  for (const BudgetView& v : *b) ToProto(v, resp->add_budgets());
+  for (const BudgetView& v : BudgetViews(caller, *std::move(b), deps_.datasets->List())) {
+    ToProto(v, resp->add_budgets());
+  }
   return grpc::Status::OK;
 }
 
@@ -217,74 +276,95 @@ void ToProto(const DatasetRecord& d, v1::Dataset* out) {
   out->set_rows_eval(d.rows_eval);
   out->set_rows_prepared(d.rows_prepared);
 }
+
+// Many paths or features are a mistake or an attack, never a dataset.
+constexpr int kMaxListItems = 1024;
 }  // namespace
 
-grpc::Status CoordinatorServiceImpl::AddDataset(grpc::ServerContext*, const v1::AddDatasetRequest* req,
+grpc::Status CoordinatorServiceImpl::AddDataset(grpc::ServerContext* ctx, const v1::AddDatasetRequest* req,
                                                 v1::Dataset* resp) {
-  DatasetRecord d;
-  d.name = req->name();
-  d.paths.assign(req->paths().begin(), req->paths().end());
-  if (!req->task().empty()) d.task = req->task();
-  d.features.assign(req->features().begin(), req->features().end());
-  if (req->shards() != 0) d.shards = req->shards();
-  d.split_seed = req->split_seed();
-  if (req->eval_fraction() != 0) d.eval_fraction = req->eval_fraction();
-  absl::StatusOr<DatasetRecord> r = datasets_->Add(std::move(d));
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<DatasetRecord> r = [&]() -> absl::StatusOr<DatasetRecord> {
+    if (req->paths_size() > kMaxListItems || req->features_size() > kMaxListItems) {
+      return absl::ResourceExhaustedError(absl::StrCat("paths/features: at most ", kMaxListItems, " each"));
+    }
+    DatasetRecord d;
+    d.name = req->name();
+    d.paths.assign(req->paths().begin(), req->paths().end());
+    if (!req->task().empty()) d.task = req->task();
+    d.features.assign(req->features().begin(), req->features().end());
+    if (req->shards() != 0) d.shards = req->shards();
+    d.split_seed = req->split_seed();
+    if (req->eval_fraction() != 0) d.eval_fraction = req->eval_fraction();
+    return deps_.datasets->Add(std::move(d));
+  }();
+  deps_.audit->Record(caller, "AddDataset", req->name(), r.status());
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(*r, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest* req,
+grpc::Status CoordinatorServiceImpl::GetDataset(grpc::ServerContext* ctx, const v1::GetDatasetRequest* req,
                                                 v1::Dataset* resp) {
-  absl::StatusOr<DatasetRecord> r = datasets_->Get(req->name());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<DatasetRecord> r = deps_.datasets->Get(req->name());
   if (!r.ok()) return ToGrpc(r.status());
-  ToProto(*r, resp);
+  ToProto(DatasetView(caller, *r), resp);
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*,
+grpc::Status CoordinatorServiceImpl::ListDatasets(grpc::ServerContext* ctx, const v1::ListDatasetsRequest*,
                                                   v1::ListDatasetsResponse* resp) {
-  for (const DatasetRecord& d : datasets_->List()) ToProto(d, resp->add_datasets());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  for (const DatasetRecord& d : deps_.datasets->List()) ToProto(DatasetView(caller, d), resp->add_datasets());
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest* req,
+grpc::Status CoordinatorServiceImpl::RemoveDataset(grpc::ServerContext* ctx, const v1::RemoveDatasetRequest* req,
                                                    v1::Dataset* resp) {
-  absl::StatusOr<DatasetRecord> r = jobs_->RemoveDataset(req->name());
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<DatasetRecord> r = deps_.jobs->RemoveDataset(req->name());
+  deps_.audit->Record(caller, "RemoveDataset", req->name(), r.status());
   if (!r.ok()) return ToGrpc(r.status());
   ToProto(*r, resp);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Register(grpc::ServerContext*, const v1::RegisterRequest* req,
+grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::RegisterRequest* req,
                                          v1::RegisterResponse* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, true);
   if (req->protocol_version() != kProtocolVersion) {
     // An old or newer worker may train or report under rules this
     // coordinator does not account for: it must not get a job.
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                        absl::StrCat("worker speaks protocol version ", req->protocol_version(),
-                                     "; this coordinator (dpfleet ", GetBuildInfo().version, ") speaks ",
-                                     kProtocolVersion, ": run a worker of the same release"));
+    const absl::Status refused = absl::FailedPreconditionError(
+        absl::StrCat("worker speaks protocol version ", req->protocol_version(), "; this coordinator (dpfleet ",
+                     GetBuildInfo().version, ") speaks ", kProtocolVersion, ": run a worker of the same release"));
+    deps_.audit->Record(caller, "Register", req->hostname(), refused);
+    return ToGrpc(refused);
   }
   if (req->device().empty()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "device: must be cpu or cuda[:N]");
+    const absl::Status bad = absl::InvalidArgumentError("device: must be cpu or cuda[:N]");
+    deps_.audit->Record(caller, "Register", req->hostname(), bad);
+    return ToGrpc(bad);
   }
   std::optional<RunningRun> running;
   if (!req->running_job_id().empty()) {
     running = RunningRun{req->running_job_id(), req->running_attempt(), req->running_rank()};
   }
-  RegisterResult r = jobs_->RegisterWorker(req->hostname(), req->device(), req->pid(),
-                                           req->previous_worker_id(), running);
+  RegisterResult r = deps_.jobs->RegisterWorker(req->hostname(), req->device(), req->pid(),
+                                                req->previous_worker_id(), running, caller.name);
+  deps_.audit->Record(caller, "Register", absl::StrCat(r.worker_id, " on ", req->hostname()), absl::OkStatus());
   resp->set_worker_id(r.worker_id);
   resp->set_lease_ttl_ms(r.lease_ttl_ms);
   resp->set_heartbeat_interval_ms(r.heartbeat_interval_ms);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
                                           v1::HeartbeatResponse* resp) {
-  absl::StatusOr<HeartbeatResult> r = jobs_->Heartbeat(req->worker_id(), req->job_id(), req->attempt());
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckWorkerId(caller, deps_.jobs, req->worker_id()); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<HeartbeatResult> r = deps_.jobs->Heartbeat(req->worker_id(), req->job_id(), req->attempt());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_reregister(r->reregister);
   for (const Assignment& a : r->assignments) {
@@ -298,23 +378,44 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext*, const v1::Heartb
     for (const std::string& p : a.data_paths) out->add_data_paths(p);
     out->set_shard_dir(a.shard_dir);
     out->set_start_epoch(a.start_epoch);
+    out->set_split_key(a.split_key);
   }
   for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext*, const v1::ChargeBudgetRequest* req,
+grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext* ctx, const v1::ChargeBudgetRequest* req,
                                              v1::ChargeBudgetResponse* resp) {
-  absl::StatusOr<double> eps = jobs_->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
-                                             req->steps(), req->sample_rate(), req->noise_multiplier());
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  Mechanism mechanism = Mechanism::kTrain;
+  switch (req->mechanism()) {
+    case v1::MECHANISM_TRAIN:
+      break;
+    case v1::MECHANISM_EVAL:
+      mechanism = Mechanism::kEval;
+      break;
+    default:
+      return ToGrpc(absl::InvalidArgumentError(
+          absl::StrCat("mechanism: ", req->mechanism(), " is not a known mechanism (train, eval)")));
+  }
+  absl::StatusOr<double> eps = deps_.jobs->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
+                                                  req->steps(), req->sample_rate(), req->noise_multiplier(),
+                                                  mechanism);
   if (!eps.ok()) return ToGrpc(eps.status());
   resp->set_epsilon_after(*eps);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext*, const v1::ProgressReport* req,
+grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext* ctx, const v1::ProgressReport* req,
                                                v1::ProgressAck* resp) {
-  absl::StatusOr<ProgressResult> r = jobs_->ReportProgress(
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  absl::Status allowed = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank());
+  if (allowed.ok()) allowed = CheckWorkerId(caller, deps_.jobs, req->worker_id());
+  if (!allowed.ok()) return ToGrpc(allowed);
+  absl::StatusOr<ProgressResult> r = deps_.jobs->ReportProgress(
       req->job_id(), req->attempt(), req->rank(), req->worker_id(), FromProto(req->metrics()), req->checkpoint());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_stop(r->stop);
@@ -322,14 +423,20 @@ grpc::Status WorkerServiceImpl::ReportProgress(grpc::ServerContext*, const v1::P
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext*, const v1::DoneReport* req, v1::DoneAck*) {
-  return ToGrpc(jobs_->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),
-                                  req->success(), req->error()));
+grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext* ctx, const v1::DoneReport* req, v1::DoneAck*) {
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  absl::Status allowed = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank());
+  if (allowed.ok()) allowed = CheckWorkerId(caller, deps_.jobs, req->worker_id());
+  if (!allowed.ok()) return ToGrpc(allowed);
+  return ToGrpc(deps_.jobs->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),
+                                       req->success(), req->error()));
 }
 
-grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest* req,
+grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext* ctx, const v1::RendezvousSetRequest* req,
                                               v1::RendezvousSetResponse*) {
-  return ToGrpc(jobs_->RendezvousSet(req->job_id(), req->attempt(), req->key(), req->value()));
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), -1); !s.ok()) return ToGrpc(s);
+  return ToGrpc(deps_.jobs->RendezvousSet(req->job_id(), req->attempt(), req->key(), req->value()));
 }
 
 namespace {
@@ -342,13 +449,15 @@ namespace {
 // only on the one path that finishes it; gRPC deletes it (OnDone) after.
 class RendezvousGetReactor final : public grpc::ServerUnaryReactor {
  public:
-  RendezvousGetReactor(JobManager* jobs, grpc::CallbackServerContext* ctx, const v1::RendezvousGetRequest* req,
-                       v1::RendezvousGetResponse* resp)
+  // `max_wait_ms` caps the caller's timeout (every server-side wait has a
+  // deadline).
+  RendezvousGetReactor(JobManager* jobs, int64_t max_wait_ms, grpc::CallbackServerContext* ctx,
+                       const v1::RendezvousGetRequest* req, v1::RendezvousGetResponse* resp)
       : state_(std::make_shared<State>()) {
     state_->jobs = jobs;
     state_->reactor = this;
     state_->response = resp;
-    const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, 600'000);
+    const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, max_wait_ms);
     const absl::Time deadline =
         std::min(absl::Now() + absl::Milliseconds(timeout_ms), absl::FromChrono(ctx->deadline()));
     state_->timeout = absl::DeadlineExceededError(absl::StrCat("rendezvous key '", req->key(), "' of job '",
@@ -435,30 +544,46 @@ class RendezvousGetReactor final : public grpc::ServerUnaryReactor {
 grpc::ServerUnaryReactor* WorkerServiceImpl::RendezvousGet(grpc::CallbackServerContext* ctx,
                                                            const v1::RendezvousGetRequest* req,
                                                            v1::RendezvousGetResponse* resp) {
-  return new RendezvousGetReactor(jobs_, ctx, req, resp);
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), -1); !s.ok()) {
+    grpc::ServerUnaryReactor* refused = ctx->DefaultReactor();
+    refused->Finish(ToGrpc(s));
+    return refused;
+  }
+  return new RendezvousGetReactor(deps_.jobs, deps_.gate->limits().max_wait_ms, ctx, req, resp);
 }
 
-grpc::Status WorkerServiceImpl::RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest* req,
+grpc::Status WorkerServiceImpl::RendezvousAdd(grpc::ServerContext* ctx, const v1::RendezvousAddRequest* req,
                                               v1::RendezvousAddResponse* resp) {
-  absl::StatusOr<int64_t> v = jobs_->RendezvousAdd(req->job_id(), req->attempt(), req->key(), req->delta());
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), -1); !s.ok()) return ToGrpc(s);
+  absl::StatusOr<int64_t> v = deps_.jobs->RendezvousAdd(req->job_id(), req->attempt(), req->key(), req->delta());
   if (!v.ok()) return ToGrpc(v.status());
   resp->set_value(*v);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::FetchShard(grpc::ServerContext*, const v1::FetchShardRequest* req,
+grpc::Status WorkerServiceImpl::FetchShard(grpc::ServerContext* ctx, const v1::FetchShardRequest* req,
                                            v1::FetchShardResponse* resp) {
-  auto r = jobs_->FetchShard(req->job_id(), req->attempt(), req->rank(), req->file(), req->offset(),
-                             req->max_bytes());
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  auto r = deps_.jobs->FetchShard(req->job_id(), req->attempt(), req->rank(), req->file(), req->offset(),
+                                  req->max_bytes());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_data(std::move(r->first));
   resp->set_total_bytes(r->second);
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext*, const v1::FetchCheckpointRequest* req,
+grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext* ctx, const v1::FetchCheckpointRequest* req,
                                                 v1::FetchCheckpointResponse* resp) {
-  auto r = jobs_->FetchCheckpoint(req->job_id(), req->attempt(), req->rank(), req->offset(), req->max_bytes());
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  auto r = deps_.jobs->FetchCheckpoint(req->job_id(), req->attempt(), req->rank(), req->offset(), req->max_bytes());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_data(std::move(r->data));
   resp->set_total_bytes(r->total_bytes);
@@ -466,9 +591,13 @@ grpc::Status WorkerServiceImpl::FetchCheckpoint(grpc::ServerContext*, const v1::
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerServiceImpl::UploadModel(grpc::ServerContext*, const v1::UploadModelRequest* req,
+grpc::Status WorkerServiceImpl::UploadModel(grpc::ServerContext* ctx, const v1::UploadModelRequest* req,
                                             v1::UploadModelResponse*) {
-  return ToGrpc(jobs_->StoreModel(req->job_id(), req->attempt(), req->rank(), req->model()));
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  return ToGrpc(deps_.jobs->StoreModel(req->job_id(), req->attempt(), req->rank(), req->model()));
 }
 
 }  // namespace dpfleet::server

@@ -1,25 +1,44 @@
-// gRPC adapters: convert proto <-> plain records, call JobManager, map the
-// status. No logic of their own.
+// gRPC adapters: convert proto <-> plain records, apply the object-level
+// access rules (server/rpc/access.h) to the caller the Gate admitted, call
+// the core, map the status, and put state-changing calls in the audit
+// trail. No logic of their own.
 //
 // Two methods wait, and both are served with the callback API so that a
 // waiting client holds no thread: WatchJob (a reactor per watcher, fed by
 // JobManager::Subscribe) and RendezvousGet (a reactor per waiting rank, fed
 // by JobManager::RendezvousGetAsync, with a gRPC alarm for its deadline).
-// Every other method is synchronous and returns as soon as JobManager does.
+// Every other method is synchronous and returns as soon as the core does.
 #ifndef DPFLEET_SERVER_RPC_SERVICES_H_
 #define DPFLEET_SERVER_RPC_SERVICES_H_
 
 #include <atomic>
 
+#include "dpfleet/v1/admin.grpc.pb.h"
 #include "dpfleet/v1/coordinator.grpc.pb.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
 #include "server/core/job_manager.h"
+#include "server/core/tokens.h"
+#include "server/rpc/audit.h"
+#include "server/rpc/auth.h"
 
 namespace dpfleet::server {
 
+// What every service adapter works with.
+struct ServiceDeps {
+  JobManager* jobs = nullptr;
+  DatasetRegistry* datasets = nullptr;
+  Store* store = nullptr;
+  Tokens* tokens = nullptr;
+  Gate* gate = nullptr;
+  AuditTrail* audit = nullptr;
+};
+
+// The ledger's key for a dataset argument: a registered dataset's name, or
+// data paths '+'-joined as in a spec's data.path.
+std::string DatasetArgumentKey(DatasetRegistry* datasets, const std::string& argument);
 class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_WatchJob<v1::Coordinator::Service> {
  public:
-  CoordinatorServiceImpl(JobManager* jobs, DatasetRegistry* datasets) : jobs_(jobs), datasets_(datasets) {}
+  explicit CoordinatorServiceImpl(ServiceDeps deps) : deps_(deps) {}
 
   grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest*, v1::SubmitJobResponse*) override;
   grpc::Status GetJob(grpc::ServerContext*, const v1::GetJobRequest*, v1::Job*) override;
@@ -39,14 +58,27 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   grpc::Status RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest*, v1::Dataset*) override;
 
  private:
-  JobManager* jobs_;
-  DatasetRegistry* datasets_;
+  ServiceDeps deps_;
+};
+
+class AdminServiceImpl final : public v1::Admin::Service {
+ public:
+  explicit AdminServiceImpl(ServiceDeps deps) : deps_(deps) {}
+
+  grpc::Status CreateToken(grpc::ServerContext*, const v1::CreateTokenRequest*, v1::CreateTokenResponse*) override;
+  grpc::Status ListTokens(grpc::ServerContext*, const v1::ListTokensRequest*, v1::ListTokensResponse*) override;
+  grpc::Status RevokeToken(grpc::ServerContext*, const v1::RevokeTokenRequest*, v1::RevokeTokenResponse*) override;
+  grpc::Status ListAudit(grpc::ServerContext*, const v1::ListAuditRequest*, v1::ListAuditResponse*) override;
+  grpc::Status GetLedger(grpc::ServerContext*, const v1::GetLedgerRequest*, v1::GetLedgerResponse*) override;
+
+ private:
+  ServiceDeps deps_;
 };
 
 class WorkerServiceImpl final
     : public v1::WorkerService::WithCallbackMethod_RendezvousGet<v1::WorkerService::Service> {
  public:
-  explicit WorkerServiceImpl(JobManager* jobs) : jobs_(jobs) {}
+  explicit WorkerServiceImpl(ServiceDeps deps) : deps_(deps) {}
 
   grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest*, v1::RegisterResponse*) override;
   grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*, v1::HeartbeatResponse*) override;
@@ -66,7 +98,7 @@ class WorkerServiceImpl final
   grpc::Status UploadModel(grpc::ServerContext*, const v1::UploadModelRequest*, v1::UploadModelResponse*) override;
 
  private:
-  JobManager* jobs_;
+  ServiceDeps deps_;
 };
 
 }  // namespace dpfleet::server

@@ -15,6 +15,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "tests/testing/dp_sgd_test_peer.h"
 #include "worker/comm/communicator.h"
 #include "worker/train/device.h"
 #include "worker/train/dp_sgd.h"
@@ -95,6 +96,10 @@ TEST(GpuEngineTest, GpuRankTrainsLikeACpuRank) {
   auto cpu = DpSgdTrainer::Create(Mlp({32}), Config(c10::Device(c10::kCPU)), 12, &cpu_comm);
   auto gpu = DpSgdTrainer::Create(Mlp({32}), Config(*cuda_device), 12, &gpu_comm);
   ASSERT_TRUE(cpu.ok() && gpu.ok());
+  // The product keys every trainer from getrandom; the same test keys on
+  // both make the two runs comparable.
+  dpfleet::testing::DpSgdTrainerTestPeer::UseSeededStreams(**cpu, 17);
+  dpfleet::testing::DpSgdTrainerTestPeer::UseSeededStreams(**gpu, 17);
   auto [x, y] = RandomData(4000, 12, 8);
   const at::Tensor xg = x.to(*cuda_device), yg = y.to(*cuda_device);
   for (int s = 0; s < 30; ++s) {
@@ -156,6 +161,8 @@ TEST(GpuEngineTest, NcclOnDeviceBuffersEqualsTheLocalTrainer) {
   auto a = DpSgdTrainer::Create(Mlp({256, 256}), Config(*cuda_device), 64, nccl->get());
   auto b = DpSgdTrainer::Create(Mlp({256, 256}), Config(*cuda_device), 64, &local);
   ASSERT_TRUE(a.ok() && b.ok());
+  dpfleet::testing::DpSgdTrainerTestPeer::UseSeededStreams(**a, 17);
+  dpfleet::testing::DpSgdTrainerTestPeer::UseSeededStreams(**b, 17);
   auto [x, y] = RandomData(4000, 64, 4);
   const at::Tensor xg = x.to(*cuda_device), yg = y.to(*cuda_device);
   ASSERT_TRUE((*a)->TrainEpoch(xg, yg).ok());

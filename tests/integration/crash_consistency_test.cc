@@ -6,9 +6,11 @@
 // hold everything that was acknowledged:
 //   * every acknowledged submit is a job; every acknowledged cancel left the
 //     job CANCELLED;
-//   * every acknowledged charge is a ledger row; every acknowledged epoch
-//     report is in the job's history;
-//   * no epoch is recorded twice, and every recorded epoch was charged;
+//   * every acknowledged charge (an epoch's training, and rank 0's eval
+//     release before its metrics) is a ledger row; every acknowledged
+//     epoch report is in the job's history;
+//   * no epoch is recorded twice, and every recorded epoch was charged,
+//     its metrics with their eval release;
 // and after every restart, once the reattach lease has passed, no job is
 // RUNNING without its rank 0 attached.
 //
@@ -43,6 +45,7 @@
 #include "dpfleet/v1/coordinator.grpc.pb.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
 #include "server/core/sqlite_store.h"
+#include "server/core/tokens.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -77,7 +80,8 @@ struct Acks {
   absl::Mutex mu;
   std::set<std::string> submits ABSL_GUARDED_BY(mu);
   std::set<std::string> cancels ABSL_GUARDED_BY(mu);
-  std::set<std::tuple<std::string, int32_t, int32_t>> charges ABSL_GUARDED_BY(mu);
+  // (job, attempt, epoch, mechanism)
+  std::set<std::tuple<std::string, int32_t, int32_t, server::Mechanism>> charges ABSL_GUARDED_BY(mu);
   std::map<std::string, int32_t> epochs ABSL_GUARDED_BY(mu);  // highest acknowledged report per job
   std::map<std::string, int> errors ABSL_GUARDED_BY(mu);      // "Method: message" -> count, for the log
 };
@@ -89,8 +93,13 @@ void Count(Acks* acks, const char* method, const grpc::Status& s) {
 }
 
 // The coordinator's address, and a channel to it that reconnects fast.
+// Workers speak as the plaintext worker (loopback); the coordinator's own
+// methods carry the custodian's token.
 class Endpoint {
  public:
+  void SetToken(const std::string& token) { token_ = token; }
+  void Authorize(grpc::ClientContext* ctx) const { ctx->AddMetadata("authorization", "Bearer " + token_); }
+
   void Set(const std::string& address) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
@@ -111,6 +120,7 @@ class Endpoint {
   }
 
  private:
+  std::string token_;  // set before any thread starts
   absl::Mutex mu_;
   std::shared_ptr<v1::WorkerService::Stub> workers_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<v1::Coordinator::Stub> coordinator_ ABSL_GUARDED_BY(mu_);
@@ -163,8 +173,10 @@ class StormWorker {
     int32_t epochs = 0;  // from the job, fetched once
     int64_t steps = 0;
     double sample_rate = 0;
+    double eval_sigma = 0;  // the job's σ_e (0: no eval release)
     int32_t next_epoch = 0;
     bool charged = false;
+    bool eval_charged = false;
     bool uploaded = false;
   };
 
@@ -221,6 +233,7 @@ class StormWorker {
     if (r.epochs == 0) {
       grpc::ClientContext ctx;
       Deadline(&ctx);
+      endpoint_->Authorize(&ctx);
       v1::GetJobRequest req;
       req.set_job_id(r.a.job_id());
       v1::Job job;
@@ -229,6 +242,7 @@ class StormWorker {
       r.epochs = job.epochs();
       r.steps = job.steps_per_epoch();
       r.sample_rate = job.sample_rate();
+      r.eval_sigma = job.eval_noise_multiplier();
       r.next_epoch = r.a.start_epoch() + 1;
     }
     if (r.next_epoch <= r.epochs && !r.charged) {
@@ -247,7 +261,7 @@ class StormWorker {
       Count(acks_, "ChargeBudget", s);
       if (s.ok()) {
         absl::MutexLock lock(&acks_->mu);
-        acks_->charges.insert({r.a.job_id(), r.a.attempt(), r.next_epoch});
+        acks_->charges.insert({r.a.job_id(), r.a.attempt(), r.next_epoch, server::Mechanism::kTrain});
         r.charged = true;
       } else if (Final(s)) {
         Drop(stub, s.error_message());
@@ -260,6 +274,31 @@ class StormWorker {
         r.charged = false;
         return;
       }
+      if (!r.eval_charged) {
+        // Rank 0's eval release (every epoch by default), before its metrics.
+        grpc::ClientContext ctx;
+        Deadline(&ctx);
+        v1::ChargeBudgetRequest req;
+        req.set_job_id(r.a.job_id());
+        req.set_attempt(r.a.attempt());
+        req.set_rank(0);
+        req.set_epoch(r.next_epoch);
+        req.set_mechanism(v1::MECHANISM_EVAL);
+        req.set_steps(1);
+        req.set_sample_rate(1.0);
+        req.set_noise_multiplier(r.eval_sigma);
+        v1::ChargeBudgetResponse resp;
+        const grpc::Status s = stub.ChargeBudget(&ctx, req, &resp);
+        Count(acks_, "ChargeBudget(eval)", s);
+        if (s.ok()) {
+          absl::MutexLock lock(&acks_->mu);
+          acks_->charges.insert({r.a.job_id(), r.a.attempt(), r.next_epoch, server::Mechanism::kEval});
+          r.eval_charged = true;
+        } else if (Final(s)) {
+          Drop(stub, s.error_message());
+        }
+        return;
+      }
       grpc::ClientContext ctx;
       Deadline(&ctx);
       v1::ProgressReport req;
@@ -268,7 +307,11 @@ class StormWorker {
       req.set_rank(0);
       req.set_worker_id(id_);
       req.mutable_metrics()->set_epoch(r.next_epoch);
+      req.mutable_metrics()->set_eval_loss(0.6);
       req.mutable_metrics()->set_eval_accuracy(0.7);
+      req.mutable_metrics()->set_eval_auc(0.75);
+      req.mutable_metrics()->set_eval_balanced_accuracy(0.65);
+      req.mutable_metrics()->set_majority_rate(0.6);
       req.mutable_metrics()->set_steps(r.steps * r.next_epoch);
       req.set_checkpoint(absl::StrCat("state-after-", r.next_epoch));
       v1::ProgressAck ack;
@@ -282,6 +325,7 @@ class StormWorker {
         high = std::max(high, r.next_epoch);
         ++r.next_epoch;
         r.charged = false;
+        r.eval_charged = false;
       } else if (Final(s)) {
         Drop(stub, s.error_message());
       }
@@ -334,6 +378,14 @@ class CrashConsistencyTest : public ::testing::Test {
                 static_cast<unsigned long long>(seed_), static_cast<unsigned long long>(seed_));
     RecordProperty("seed", std::to_string(seed_));
     rng_.seed(seed_);
+    // The custodian's token, made as `dpfleet-server token create` makes it.
+    auto store = server::SqliteStore::Open(dir_.Join("state"));
+    ASSERT_TRUE(store.ok()) << store.status();
+    server::SystemClock clock;
+    server::Tokens tokens(store->get(), &clock);
+    absl::StatusOr<std::string> token = tokens.Create("storm", server::Role::kCustodian);
+    ASSERT_TRUE(token.ok()) << token.status();
+    endpoint_.SetToken(*token);
   }
   void TearDown() override {
     stop_ = true;
@@ -344,9 +396,10 @@ class CrashConsistencyTest : public ::testing::Test {
     const std::string port_file = dir_.Join("ports");
     std::remove(port_file.c_str());
     server_ = std::make_unique<Process>(
-        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", port_), "--http=",
-                                 "--state-dir=" + dir_.Join("state"), absl::StrCat("--lease_ttl_ms=", kLeaseMs),
-                                 "--heartbeat_interval_ms=100", "--port_file=" + port_file},
+        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", port_),
+                                 "--http=", "--state-dir=" + dir_.Join("state"), "--data-root=" + dir_.path(),
+                                 absl::StrCat("--lease_ttl_ms=", kLeaseMs), "--heartbeat_interval_ms=100",
+                                 "--port_file=" + port_file},
         dir_.Join(absl::StrCat("server-", ++starts_, ".log")));
     ASSERT_TRUE(WaitFor([&] { return std::ifstream(port_file).good() || !server_->running(); }, absl::Seconds(30)))
         << server_->Log();
@@ -384,6 +437,7 @@ class CrashConsistencyTest : public ::testing::Test {
       auto stub = endpoint_.coordinator();
       grpc::ClientContext list_ctx;
       Deadline(&list_ctx);
+      endpoint_.Authorize(&list_ctx);
       v1::ListJobsResponse jobs;
       if (!stub->ListJobs(&list_ctx, v1::ListJobsRequest(), &jobs).ok()) continue;
       int live = 0;
@@ -397,6 +451,7 @@ class CrashConsistencyTest : public ::testing::Test {
       if (!cancellable.empty() && rng() % 8 == 0) {
         grpc::ClientContext ctx;
         Deadline(&ctx);
+        endpoint_.Authorize(&ctx);
         v1::CancelJobRequest req;
         req.set_job_id(cancellable[rng() % cancellable.size()]);
         v1::CancelJobResponse resp;
@@ -409,6 +464,7 @@ class CrashConsistencyTest : public ::testing::Test {
       ++n;
       grpc::ClientContext ctx;
       Deadline(&ctx);
+      endpoint_.Authorize(&ctx);
       v1::SubmitJobRequest req;
       req.set_spec_yaml(absl::StrCat("name: storm-", n, "\ndata: {path: ", data_, "}\n",
                                      "training: {epochs: ", 2 + rng() % 4, ", batch_size: 256}\n",
@@ -430,15 +486,15 @@ class CrashConsistencyTest : public ::testing::Test {
     auto jobs = (*store)->LoadJobs();
     ASSERT_TRUE(jobs.ok()) << jobs.status();
     std::map<std::string, server::JobRecord> stored;
-    std::set<std::tuple<std::string, int32_t, int32_t>> ledger;
+    std::set<std::tuple<std::string, int32_t, int32_t, server::Mechanism>> ledger;
     for (const server::JobRecord& r : *jobs) {
       stored[r.job_id] = r;
       auto rows = (*store)->LedgerForJob(r.job_id);
       ASSERT_TRUE(rows.ok()) << rows.status();
-      std::set<int32_t> charged_epochs;
+      std::set<int32_t> charged_epochs, released_epochs;
       for (const server::LedgerEntry& e : *rows) {
-        EXPECT_TRUE(ledger.insert({e.job_id, e.attempt, e.epoch}).second) << "a charge recorded twice";
-        charged_epochs.insert(e.epoch);
+        EXPECT_TRUE(ledger.insert({e.job_id, e.attempt, e.epoch, e.mechanism}).second) << "a charge recorded twice";
+        (e.mechanism == server::Mechanism::kEval ? released_epochs : charged_epochs).insert(e.epoch);
       }
       ASSERT_EQ(r.history.size(), static_cast<std::size_t>(r.epochs_done)) << r.job_id;
       for (std::size_t i = 0; i < r.history.size(); ++i) {
@@ -446,6 +502,10 @@ class CrashConsistencyTest : public ::testing::Test {
             << r.job_id << ": an epoch recorded twice or skipped";
         EXPECT_TRUE(charged_epochs.count(r.history[i].epoch))
             << r.job_id << " epoch " << r.history[i].epoch << " was released without a charge";
+        if (r.history[i].has_eval()) {
+          EXPECT_TRUE(released_epochs.count(r.history[i].epoch))
+              << r.job_id << " epoch " << r.history[i].epoch << "'s metrics were released without their charge";
+        }
       }
     }
     absl::MutexLock lock(&acks_.mu);
@@ -456,8 +516,9 @@ class CrashConsistencyTest : public ::testing::Test {
       EXPECT_EQ(stored[id].state, server::JobState::kCancelled) << "acknowledged cancel of " << id << " lost";
     }
     for (const auto& charge : acks_.charges) {
-      EXPECT_TRUE(ledger.count(charge)) << "acknowledged charge of " << std::get<0>(charge) << " attempt "
-                                        << std::get<1>(charge) << " epoch " << std::get<2>(charge) << " lost";
+      EXPECT_TRUE(ledger.count(charge)) << "acknowledged " << server::MechanismName(std::get<3>(charge))
+                                        << " charge of " << std::get<0>(charge) << " attempt " << std::get<1>(charge)
+                                        << " epoch " << std::get<2>(charge) << " lost";
     }
     for (const auto& [id, epoch] : acks_.epochs) {
       ASSERT_TRUE(stored.count(id)) << id;
@@ -471,6 +532,8 @@ class CrashConsistencyTest : public ::testing::Test {
     grpc::ClientContext jctx, wctx;
     Deadline(&jctx);
     Deadline(&wctx);
+    endpoint_.Authorize(&jctx);
+    endpoint_.Authorize(&wctx);
     v1::ListJobsResponse jobs;
     v1::ListWorkersResponse workers;
     if (grpc::Status s = stub->ListJobs(&jctx, v1::ListJobsRequest(), &jobs); !s.ok()) {

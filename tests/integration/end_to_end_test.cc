@@ -1,5 +1,7 @@
 // End-to-end tests: real dpfleet-server, dpfleet-worker and dpctl processes
-// on loopback ports chosen by the OS.
+// on loopback ports chosen by the OS, over TLS with tokens (the custodian's
+// unless a test says otherwise; tests/integration/security_test.cc covers
+// the other roles).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,9 +15,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/coordinator_client.h"
+#include "common/privacy/accountant.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fleet/cluster.h"
 #include "tests/testing/process.h"
 #include "tests/testing/temp_dir.h"
 
@@ -23,81 +28,23 @@ namespace dpfleet {
 namespace {
 
 using ::dpfleet::testing::BinPath;
+using ::dpfleet::testing::Cluster;
 using ::dpfleet::testing::Process;
 using ::dpfleet::testing::RunCommand;
 using ::dpfleet::testing::WaitFor;
 using ::testing::HasSubstr;
 
-class Cluster {
- public:
-  explicit Cluster(const std::string& dir) : dir_(dir) {}
-
-  // Starts the coordinator; port 0 picks a free port the first time, and a
-  // restart reuses the same ports.
-  void StartServer(int64_t lease_ttl_ms = 3000) {
-    const std::string port_file = dir_ + "/ports";
-    std::remove(port_file.c_str());
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{BinPath("dpfleet-server"), absl::StrCat("--listen=127.0.0.1:", grpc_port_),
-                                 absl::StrCat("--http=127.0.0.1:", http_port_), "--state-dir=" + dir_ + "/state",
-                                 absl::StrCat("--lease_ttl_ms=", lease_ttl_ms), "--heartbeat_interval_ms=200",
-                                 "--port_file=" + port_file},
-        absl::StrCat(dir_, "/server-", ++server_starts_, ".log"));
-    ASSERT_TRUE(WaitFor([&] { return std::ifstream(port_file).good() || !server_->running(); },
-                        absl::Seconds(30)))
-        << server_->Log();
-    std::ifstream f(port_file);
-    ASSERT_TRUE(f >> grpc_port_ >> http_port_) << server_->Log();
-    client_ = std::make_unique<client::CoordinatorClient>(address(), absl::Seconds(10));
-  }
-
-  void StartWorkers(int n, const std::vector<std::string>& extra_flags = {}) {
-    for (int i = 0; i < n; ++i) {
-      const int id = static_cast<int>(workers_.size());
-      std::vector<std::string> argv = {BinPath("dpfleet-worker"), "--server=" + address(), "--device=cpu",
-                                       absl::StrCat("--work-dir=", dir_, "/worker", id), "--threads=1"};
-      argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
-      workers_.push_back(std::make_unique<Process>(argv, absl::StrCat(dir_, "/worker", id, ".log")));
+std::string UrlEncode(const std::string& v) {
+  std::string out;
+  for (unsigned char c : v) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += absl::StrFormat("%%%02X", c);
     }
-    ASSERT_TRUE(WaitFor(
-        [&] {
-          auto w = client_->Workers();
-          return w.ok() && static_cast<int>(w->size()) >= static_cast<int>(workers_.size());
-        },
-        absl::Seconds(60)));
   }
-
-  std::string address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
-  int http_port() const { return http_port_; }
-  Process& server() { return *server_; }
-  Process& worker(int i) { return *workers_[i]; }
-  client::CoordinatorClient& client() { return *client_; }
-
-  int Dpctl(std::vector<std::string> args, std::string* out, std::string* err = nullptr) {
-    args.insert(args.begin(), {BinPath("dpctl"), "--server", address()});
-    std::string e;
-    int rc = RunCommand(args, out, &e);
-    if (err) *err = e;
-    return rc;
-  }
-
-  std::string Logs() {
-    std::string all = server_ ? "--- server ---\n" + server_->Log() : "";
-    for (std::size_t i = 0; i < workers_.size(); ++i) {
-      all += absl::StrCat("--- worker ", i, " ---\n", workers_[i]->Log());
-    }
-    return all;
-  }
-
- private:
-  std::string dir_;
-  int grpc_port_ = 0;
-  int http_port_ = 0;
-  int server_starts_ = 0;
-  std::unique_ptr<Process> server_;
-  std::vector<std::unique_ptr<Process>> workers_;
-  std::unique_ptr<client::CoordinatorClient> client_;
-};
+  return out;
+}
 
 class EndToEndTest : public ::testing::Test {
  protected:
@@ -110,8 +57,12 @@ class EndToEndTest : public ::testing::Test {
     cluster_ = std::make_unique<Cluster>(dir_.path());
   }
 
+  // The eval release's noise is small here (sigma_e 2 on ~5k eval rows:
+  // about 0.15 accuracy points) so that assertions on how well a model
+  // learned are not at the mercy of the release's noise.
+  static constexpr char kEval[] = "eval: {noise_multiplier: 2}";
   std::string WriteSpec(const std::string& name, int epochs, int workers = 1,
-                        const std::string& privacy = "noise_multiplier: 1.0") {
+                        const std::string& privacy = absl::StrCat("noise_multiplier: 1.0, ", kEval)) {
     const std::string path = dir_.Join(name + ".yaml");
     std::ofstream f(path);
     f << "name: " << name << "\n"
@@ -171,6 +122,22 @@ TEST_F(EndToEndTest, TrainsAPrivateModelAndReportsEveryEpoch) {
   }
   EXPECT_DOUBLE_EQ(final_status["epsilon"].get<double>(), prev_eps);
   EXPECT_DOUBLE_EQ(final_status["delta"].get<double>(), 1e-5);
+  // The job's epsilon covers training AND the three eval releases: above
+  // the training-only value dpctl's calculator gives for its q, sigma and
+  // steps, and equal to the composition of both mechanisms.
+  const double q = final_status["sample_rate"].get<double>();
+  const int64_t steps = 3 * final_status["steps_per_epoch"].get<int64_t>();
+  std::string calc;
+  ASSERT_EQ(cluster_->Dpctl({"privacy", "epsilon", "--sample-rate", final_status["sample_rate"].dump(),
+                             "--noise-multiplier", "1.0", "--steps", std::to_string(steps), "--delta", "1e-5", "-o",
+                             "json"},
+                            &calc),
+            0);
+  const double train_only = nlohmann::json::parse(calc)["epsilon"].get<double>();
+  EXPECT_GT(prev_eps, train_only);
+  EXPECT_DOUBLE_EQ(final_status["eval_noise_multiplier"].get<double>(), 2.0);
+  EXPECT_NEAR(prev_eps,
+              *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {{q, 1.0, steps}, {1.0, 2.0, 3}}, 1e-5), 1e-12);
   const double acc = history.back()["eval_accuracy"].get<double>();
   const double majority = history.back()["majority_rate"].get<double>();
   EXPECT_GT(acc, majority + 0.02) << "the model must beat the majority class";
@@ -179,14 +146,8 @@ TEST_F(EndToEndTest, TrainsAPrivateModelAndReportsEveryEpoch) {
   for (const std::string& l : lines) epoch_events += nlohmann::json::parse(l).value("event", "") == "epoch";
   EXPECT_EQ(epoch_events, 3);
   // The HTTP endpoint serves the same job.
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:",
-                                     cluster_->http_port(), "/v1/jobs/", final_status["job_id"].get<std::string>(),
-                                     "').read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/jobs/" + final_status["job_id"].get<std::string>());
+  ASSERT_EQ(code, 200) << http;
   auto hj = nlohmann::json::parse(http);
   EXPECT_EQ(hj["state"], "SUCCEEDED");
   EXPECT_DOUBLE_EQ(hj["epsilon"].get<double>(), prev_eps);
@@ -219,6 +180,23 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   std::ofstream(missing) << "name: x\ndata: {path: /nonexistent/pums.csv}\n";
   EXPECT_EQ(cluster_->Dpctl({"submit", missing}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("/nonexistent/pums.csv"));
+  // Refused at submit (exit 2), the message naming why.
+  auto refused = [&](const std::string& name, const std::string& yaml, const std::string& why) {
+    const std::string path = dir_.Join(name + ".yaml");
+    std::ofstream(path) << "name: x\n" << yaml;
+    std::string o, e;
+    EXPECT_EQ(cluster_->Dpctl({"submit", path}, &o, &e), 2) << name;
+    EXPECT_THAT(e, HasSubstr(why)) << name;
+  };
+  const std::string on_data = absl::StrCat("data: {path: ", data_, "}\n");
+  // The held-out set is not the submitter's to shrink, nor (for a dataset)
+  // to choose at all.
+  refused("tiny-eval", on_data + "training: {eval_fraction: 0.0001}\n", "training.eval_fraction");
+  refused("on-dataset", "dataset: any\ntraining: {eval_fraction: 0.3}\n", "fixed by the data custodian");
+  // Seed-derived noise is gone for good.
+  refused("seeded", on_data + "privacy: {secure_rng: false}\n", "privacy.secure_rng");
+  // The same file twice.
+  refused("twice", absl::StrCat("data: {path: [", data_, ", ", data_, "]}\n"), "the same data given twice");
   EXPECT_EQ(cluster_->Dpctl({"status", "job-999999"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
   EXPECT_EQ(cluster_->Dpctl({"frobnicate"}, &out, &err), 2);
@@ -227,8 +205,9 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &listed), 0);
   EXPECT_TRUE(nlohmann::json::parse(listed)["jobs"].empty()) << "refused specs are not stored";
   EXPECT_TRUE(cluster_->server().running()) << "bad input never crashes the coordinator";
-  // Unreachable coordinator: exit 2.
-  EXPECT_EQ(RunCommand({BinPath("dpctl"), "--server", "127.0.0.1:1", "list"}, &out, &err), 2);
+  // Unreachable coordinator: exit 3 (retryable), naming the status.
+  EXPECT_EQ(RunCommand({BinPath("dpctl"), "--server", "127.0.0.1:1", "list"}, &out, &err), 3);
+  EXPECT_THAT(err, HasSubstr("UNAVAILABLE"));
 }
 
 TEST_F(EndToEndTest, CancelStopsTheRunAndFreesTheWorker) {
@@ -310,7 +289,7 @@ TEST_F(EndToEndTest, ManyWatchersHoldNoThreadEachAndSeeEveryEvent) {
   std::vector<std::thread> threads;
   for (int i = 0; i < kWatchers; ++i) {
     threads.emplace_back([&, i] {
-      client::CoordinatorClient c(cluster_->address(), absl::Seconds(10));
+      client::CoordinatorClient c(cluster_->OptionsWith(cluster_->custodian_token()));
       bool counted = false;
       absl::StatusOr<v1::Job> end = c.Watch(job, [&](const v1::JobEvent& e) {
         seqs[i].push_back(e.seq());
@@ -400,54 +379,111 @@ TEST_F(EndToEndTest, TwoWorkerJobMatchesTheSingleWorkerJob) {
 // With resources.max_attempts: 2 the same kill costs an attempt, not the
 // job: it resumes from rank 0's checkpoint on the survivor and the spare,
 // keeps every epoch exactly once in its history, and its ε counts the epoch
-// the dead attempt had charged.
+// the dead attempt had charged. Run twice with the identical spec, the two
+// retried jobs end with different models: no attempt's noise is a function
+// of anything the two share.
 TEST_F(EndToEndTest, KilledRankIsReplacedAndTheJobResumesFromItsCheckpoint) {
   cluster_->StartServer(/*lease_ttl_ms=*/3000);
-  cluster_->StartWorkers(3);
+  constexpr int kWorkers = 4;  // each run loses one and needs two
+  cluster_->StartWorkers(kWorkers);
   const std::string spec = dir_.Join("resumed.yaml");
   const int epochs = 40;  // seconds of training left when the kill lands
   std::ofstream(spec) << "name: resumed\ndata: {path: " << data_ << "}\nmodel: {type: mlp, hidden: [32, 16]}\n"
                       << "training: {epochs: " << epochs << ", batch_size: 256, learning_rate: 0.5, seed: 3}\n"
-                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
-                      << "resources: {workers: 2, max_attempts: 2}\n";
-  const std::string job = Submit(spec);
-  ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(90)))
-      << cluster_->Logs();
-  // Kill the process that holds rank 1 (workers register in any order).
-  std::string listed;
-  ASSERT_EQ(cluster_->Dpctl({"workers", "-o", "json"}, &listed), 0);
-  int victim = -1;
-  const nlohmann::json workers = nlohmann::json::parse(listed);
-  for (const auto& w : workers["workers"]) {
-    if (w["job_id"] != job || w["rank"] != 1) continue;
-    for (int i = 0; i < 3; ++i) {
-      if (cluster_->worker(i).pid() == w["pid"].get<int>()) victim = i;
+                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5, " << kEval
+                      << "}\nresources: {workers: 2, max_attempts: 2}\n";
+  std::vector<std::string> models;
+  for (int run = 0; run < 2; ++run) {
+    SCOPED_TRACE(run);
+    const std::string job = Submit(spec);
+    ASSERT_TRUE(WaitFor([&] { return Status(job)["epochs_done"].get<int>() >= 1; }, absl::Seconds(90)))
+        << cluster_->Logs();
+    // Kill the process that holds rank 1 (workers register in any order).
+    std::string listed;
+    ASSERT_EQ(cluster_->Dpctl({"workers", "-o", "json"}, &listed), 0);
+    int victim = -1;
+    const nlohmann::json workers = nlohmann::json::parse(listed);
+    for (const auto& w : workers["workers"]) {
+      if (w["job_id"] != job || w["rank"] != 1) continue;
+      for (int i = 0; i < kWorkers; ++i) {
+        if (cluster_->worker(i).pid() == w["pid"].get<int>()) victim = i;
+      }
     }
+    ASSERT_GE(victim, 0) << listed;
+    cluster_->worker(victim).Signal(SIGKILL);
+    std::string out, err;
+    EXPECT_EQ(cluster_->Dpctl({"watch", job}, &out, &err), 0) << out << err << cluster_->Logs();
+    auto st = Status(job);
+    EXPECT_EQ(st["state"], "SUCCEEDED") << st.dump(2);
+    EXPECT_EQ(st["attempt"], 2);
+    ASSERT_EQ(st["history"].size(), static_cast<size_t>(epochs));
+    for (int e = 0; e < epochs; ++e) EXPECT_EQ(st["history"][e]["epoch"], e + 1);
+    EXPECT_GT(st["history"][epochs - 1]["eval_accuracy"].get<double>(),
+              st["history"][epochs - 1]["majority_rate"].get<double>() + 0.02);
+    // ε: at least the plan's (training and one eval release per epoch), at
+    // most the plan's plus the one repeated epoch and its release.
+    const auto planned = [&](int n) {
+      return *privacy::ComputeEpsilon(
+          privacy::AccountantKind::kRdp,
+          {{st["sample_rate"].get<double>(), 1.0, n * st["steps_per_epoch"].get<int64_t>()}, {1.0, 2.0, n}}, 1e-5);
+    };
+    const double eps = st["epsilon"].get<double>();
+    EXPECT_GE(eps, planned(epochs) * (1 - 1e-9));
+    EXPECT_LE(eps, planned(epochs + 1) * (1 + 1e-9));
+    const std::string model = dir_.Join(absl::StrCat("resumed-", run, ".pt"));
+    ASSERT_EQ(cluster_->Dpctl({"model", job, "--out", model}, &out, &err), 0) << err;
+    std::ifstream f(model, std::ios::binary);
+    models.push_back(std::string(std::istreambuf_iterator<char>(f), {}));
   }
-  ASSERT_GE(victim, 0) << listed;
-  cluster_->worker(victim).Signal(SIGKILL);
-  std::string out, err;
-  EXPECT_EQ(cluster_->Dpctl({"watch", job}, &out, &err), 0) << out << err << cluster_->Logs();
-  auto st = Status(job);
-  EXPECT_EQ(st["state"], "SUCCEEDED") << st.dump(2);
-  EXPECT_EQ(st["attempt"], 2);
-  ASSERT_EQ(st["history"].size(), static_cast<size_t>(epochs));
-  for (int e = 0; e < epochs; ++e) EXPECT_EQ(st["history"][e]["epoch"], e + 1);
-  EXPECT_GT(st["history"][epochs - 1]["eval_accuracy"].get<double>(),
-            st["history"][epochs - 1]["majority_rate"].get<double>() + 0.02);
-  // ε: at least the plan's, at most the plan's plus the one repeated epoch.
-  const auto privacy = [&](int n) {
-    std::string p;
-    EXPECT_EQ(cluster_->Dpctl({"privacy", "epsilon", "--sample-rate", st["sample_rate"].dump(), "--noise-multiplier",
-                               "1.0", "--steps", std::to_string(n * st["steps_per_epoch"].get<int>()), "--delta",
+  ASSERT_GT(models[0].size(), 1000u);
+  EXPECT_EQ(models[0].size(), models[1].size()) << "the same architecture";
+  EXPECT_NE(models[0], models[1]) << "identical retried submissions must not share noise";
+}
+
+// Identical DP submissions give different models: the noise is keyed by the
+// OS CSPRNG, never by the spec (which anyone reading the job sees). With
+// privacy.eval: none nothing about the eval split is released, and ε is
+// exactly training's.
+TEST_F(EndToEndTest, IdenticalSubmissionsGiveDifferentModelsAndEvalNoneReleasesNothing) {
+  cluster_->StartServer();
+  cluster_->StartWorkers(1);
+  const std::string spec = WriteSpec("same", 2, 1, "noise_multiplier: 1.0, eval: none");
+  std::vector<std::string> models;
+  std::vector<nlohmann::json> done;
+  for (int run = 0; run < 2; ++run) {
+    std::string out, err;
+    ASSERT_EQ(cluster_->Dpctl({"submit", spec, "--follow"}, &out, &err), 0) << err << cluster_->Logs();
+    EXPECT_THAT(out, HasSubstr("(no eval release)")) << out;
+    EXPECT_THAT(out, ::testing::Not(HasSubstr("acc "))) << out;
+    std::string listed;
+    ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &listed), 0);
+    const std::string job = nlohmann::json::parse(listed)["jobs"][run]["job_id"].get<std::string>();
+    done.push_back(Status(job));
+    const std::string model = dir_.Join(absl::StrCat("same-", run, ".pt"));
+    ASSERT_EQ(cluster_->Dpctl({"model", job, "--out", model}, &out, &err), 0) << err;
+    std::ifstream f(model, std::ios::binary);
+    models.push_back(std::string(std::istreambuf_iterator<char>(f), {}));
+  }
+  ASSERT_GT(models[0].size(), 1000u);
+  EXPECT_NE(models[0], models[1]) << "two identical submissions produced the same model bytes";
+  for (const nlohmann::json& st : done) {
+    EXPECT_EQ(st["state"], "SUCCEEDED");
+    EXPECT_EQ(st["eval_every"], 0);
+    ASSERT_EQ(st["history"].size(), 2u);
+    for (const auto& h : st["history"]) {
+      for (const char* metric : {"eval_loss", "eval_accuracy", "eval_auc", "eval_balanced_accuracy", "majority_rate"}) {
+        EXPECT_TRUE(h[metric].is_null()) << metric << " " << h.dump();
+      }
+    }
+    std::string calc;
+    ASSERT_EQ(cluster_->Dpctl({"privacy", "epsilon", "--sample-rate", st["sample_rate"].dump(), "--noise-multiplier",
+                               "1.0", "--steps", std::to_string(2 * st["steps_per_epoch"].get<int64_t>()), "--delta",
                                "1e-5", "-o", "json"},
-                              &p),
+                              &calc),
               0);
-    return nlohmann::json::parse(p)["epsilon"].get<double>();
-  };
-  const double eps = st["epsilon"].get<double>();
-  EXPECT_GE(eps, privacy(epochs) * (1 - 1e-9));
-  EXPECT_LE(eps, privacy(epochs + 1) * (1 + 1e-9));
+    EXPECT_DOUBLE_EQ(st["epsilon"].get<double>(), nlohmann::json::parse(calc)["epsilon"].get<double>())
+        << "without eval releases ε is training's alone";
+  }
 }
 
 TEST_F(EndToEndTest, KillingOneOfThreeWorkersFailsTheJobInBoundedTime) {
@@ -502,22 +538,13 @@ TEST_F(EndToEndTest, DatasetBudgetThroughDpctl) {
   EXPECT_EQ(cluster_->Dpctl({"budget", "set", data_, "--epsilon", "x", "--delta", "1e-5"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("--epsilon"));
   // Tools poll the same view over HTTP.
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,urllib.parse,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(),
-                                     "/v1/budgets?dataset=' + urllib.parse.quote('", data_, "')).read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/budgets?dataset=" + UrlEncode(data_));
+  ASSERT_EQ(code, 200) << http;
   auto h = nlohmann::json::parse(http);
   ASSERT_EQ(h["datasets"].size(), 1u) << http;
   EXPECT_EQ(h["datasets"][0], j["datasets"][0]) << "the HTTP view is dpctl's";
-  std::string metrics;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(), "/metrics').read().decode())")},
-                       &metrics, nullptr),
-            0);
+  auto [metrics_code, metrics] = cluster_->HttpGet("/metrics");
+  ASSERT_EQ(metrics_code, 200) << metrics;
   EXPECT_THAT(metrics, HasSubstr(absl::StrCat("dpfleet_dataset_epsilon_budget{dataset=\"", data_, "\"} 0.05\n")));
 }
 
@@ -548,26 +575,24 @@ TEST_P(DatasetEndToEndTest, JobTrainsFromARegisteredDataset) {
   ASSERT_EQ(ds["state"], "READY") << out;
   EXPECT_EQ(ds["manifest"]["rows_train"], ds["rows_train"]);
   EXPECT_EQ(ds["manifest"]["train_shards"].size(), 3u);
-  std::string http;
-  ASSERT_EQ(RunCommand({"/usr/bin/env", "python3", "-c",
-                        absl::StrCat("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
-                                     "'http://127.0.0.1:", cluster_->http_port(), "/v1/datasets').read().decode())")},
-                       &http, nullptr),
-            0);
+  auto [code, http] = cluster_->HttpGet("/v1/datasets");
+  ASSERT_EQ(code, 200) << http;
   auto listed = nlohmann::json::parse(http)["datasets"];
   ASSERT_EQ(listed.size(), 1u) << http;
   EXPECT_EQ(listed[0]["name"], "synth-pums");
   EXPECT_EQ(listed[0]["state"], "READY");
   EXPECT_EQ(listed[0]["rows_train"], ds["rows_train"]);
   EXPECT_EQ(listed[0]["manifest"], ds["manifest"]);
-  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 2);
+  // A name already registered conflicts with the state: exit 1.
+  EXPECT_EQ(cluster_->Dpctl({"datasets", "add", "synth-pums", "--path", data_}, &out, &err), 1);
+  EXPECT_THAT(err, HasSubstr("ALREADY_EXISTS"));
   EXPECT_THAT(err, HasSubstr("already"));
 
   const std::string spec = dir_.Join("from-dataset.yaml");
   std::ofstream(spec) << "name: from-dataset\ndataset: synth-pums\nmodel: {type: mlp, hidden: [32, 16]}\n"
                       << "training: {epochs: 3, batch_size: 256, learning_rate: 0.5, seed: 3}\n"
-                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
-                      << "resources: {workers: 2}\n";
+                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5, " << kEval
+                      << "}\nresources: {workers: 2}\n";
   ASSERT_EQ(cluster_->Dpctl({"submit", spec, "--follow", "-o", "json"}, &out, &err), 0) << err << cluster_->Logs();
   auto final_status = nlohmann::json::parse(out.substr(out.rfind('\n', out.size() - 2) + 1));
   EXPECT_EQ(final_status["state"], "SUCCEEDED");

@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "client/data_cli.h"
 #include "common/pums/shards.h"
@@ -199,8 +200,9 @@ std::vector<std::string> SyntheticInputs(const testing::TempDir& dir) {
     f[col(name)] = value;
     return emit(f);
   };
+  const std::string first_good = emit(adult());
   std::vector<std::string> rows = {
-      emit(adult()),                                 // good
+      first_good,                                    // good
       broken("AGEP", " 045 "),                       // good: spaces, leading zero
       broken("AGEP", "+45"),                         // good: sign
       broken("PUMA", "\"00,100\""),                  // good: quoted comma (slow path)
@@ -232,11 +234,18 @@ std::vector<std::string> SyntheticInputs(const testing::TempDir& dir) {
       broken("HISP", "99"),                          // HISP out of range (if a feature)
       broken("FER", "x"),                            // FER not numeric (if a feature)
       "",                                            // empty line: not a record
+      first_good,                                    // duplicate of the first row
+      broken("AGEP", "30"),                          // a person seen above, changed: duplicate
   };
   for (size_t i = 0; i < rows.size(); ++i) text += rows[i] + (i % 2 ? "\r\n" : "\n");
   text += emit(adult());  // last line without a newline
   WriteAll(dir.Join("bad.csv"), text);
-  return {synth, dir.Join("bad.csv")};
+  // A third input overlapping the second: the first half of small.csv's
+  // persons (in its own column order) again, and none new.
+  std::string overlap = lines[0] + "\n";
+  for (size_t i = 1; i < lines.size() / 2; ++i) overlap += lines[i] + "\n";
+  WriteAll(dir.Join("overlap.csv"), overlap);
+  return {synth, dir.Join("bad.csv"), dir.Join("small.csv"), dir.Join("overlap.csv")};
 }
 
 TEST(SparkParityTest, SyntheticWithBadRowsOfEveryKind) {
@@ -261,9 +270,14 @@ TEST(SparkParityTest, SyntheticWithBadRowsOfEveryKind) {
         "SPORDER out of range", "ESR out of range", "ESR not numeric",
         "outside task universe (ESR blank)", "AGEP not numeric", "AGEP out of range",
         "SEX missing", "SEX out of range", "SCHL out of range", "MIL out of range",
-        "DREM not numeric"}) {
+        "DREM not numeric", "duplicate"}) {
     EXPECT_EQ(reasons.count(want), 1u) << want;
   }
+  // overlap.csv adds no person of its own (every usable row of it is a
+  // duplicate), and bad.csv repeats two of its own persons.
+  auto overlap = data::LoadAndEncode({a.inputs[3]}, {});
+  ASSERT_TRUE(overlap.ok()) << overlap.status();
+  EXPECT_GE(m->rows_dropped.at("duplicate"), overlap->train.rows + overlap->eval.rows + 2);
   int64_t dropped = 0;
   for (const auto& [reason, n] : m->rows_dropped) dropped += n;
   EXPECT_EQ(m->rows_read, m->rows_train + m->rows_eval + dropped);
@@ -283,6 +297,40 @@ TEST(SparkParityTest, SyntheticWithBadRowsOfEveryKind) {
   EXPECT_EQ(m->rows_dropped.count("outside task universe (ESR=6 not in labor force)"), 1u);
   EXPECT_EQ(m->rows_dropped.count("HISP out of range"), 1u);
   EXPECT_EQ(m->rows_dropped.count("FER not numeric"), 1u);
+}
+
+// The same file twice (here plain and gzipped) is refused by both, with the
+// same message.
+TEST(SparkParityTest, TheSameFileTwiceIsRefusedByBoth) {
+  const std::string why = SparkUnavailable();
+  if (!why.empty()) GTEST_SKIP() << why;
+  testing::TempDir dir;
+  data::SynthOptions o;
+  o.rows = 800;
+  o.seed = 3;
+  ASSERT_TRUE(data::WriteSyntheticPums(o, dir.Join("a.csv")).ok());
+  ASSERT_TRUE(data::WriteSyntheticPums(o, dir.Join("a.csv.gz")).ok());
+  Args a;
+  a.inputs = {dir.Join("a.csv"), dir.Join("a.csv.gz")};
+  std::ostringstream out, cpp_err;
+  ASSERT_EQ(client::RunDataPrepare(CommonFlags(a, dir.Join("cpp")), out, cpp_err), 2);
+  EXPECT_THAT(cpp_err.str(), HasSubstr("the same data given twice"));
+  const std::string schema = dir.Join("schema.json");
+  std::ostringstream so, se;
+  ASSERT_EQ(client::RunDataSchema({"-o", "json"}, so, se), 0);
+  WriteAll(schema, so.str());
+  std::vector<std::string> argv = {"/usr/bin/env", "PYSPARK_PYTHON=" + VenvPython(),
+                                   "PYSPARK_DRIVER_PYTHON=" + VenvPython(), VenvPython(),
+                                   SourceDir() + "/deploy/spark/prepare_pums.py", "--master", "local[2]",
+                                   "--schema", schema};
+  const std::vector<std::string> flags = CommonFlags(a, dir.Join("spark"));
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  std::string spark_out, spark_err;
+  EXPECT_EQ(RunCommand(argv, &spark_out, &spark_err, absl::Minutes(10)), 2) << spark_err;
+  // The reason, as the C++ side words it (after its "dpctl: ... : " prefix).
+  const std::string reason = cpp_err.str().substr(cpp_err.str().find("input 2"));
+  EXPECT_THAT(spark_err, HasSubstr(std::string(absl::StripTrailingAsciiWhitespace(reason))));
+  EXPECT_FALSE(fs::exists(dir.Join("spark/manifest.json")));
 }
 
 TEST(SparkParityTest, RealVermontFile) {
@@ -343,15 +391,18 @@ TEST(DataPrepareCliTest, UsageErrorsNameTheFlagAndExitTwo) {
   EXPECT_THAT(err, HasSubstr("none.csv"));
   EXPECT_EQ(run({"--input", in, "--bogus", "1"}, &err), 2);
   EXPECT_THAT(err, HasSubstr("unknown flag --bogus"));
+  // The same file twice is refused, naming both.
+  EXPECT_EQ(run({"--input", in, in, "--task", "employment", "--shards", "2", "--out", dir.Join("o")}, &err), 2);
+  EXPECT_THAT(err, HasSubstr("the same data given twice"));
   // Success, text and JSON.
   std::ostringstream out, e;
-  ASSERT_EQ(client::RunDataPrepare({"--input", in, in, "--task", "employment", "--shards", "2",
+  ASSERT_EQ(client::RunDataPrepare({"--input", in, "--task", "employment", "--shards", "2",
                                     "--out", dir.Join("o"), "-o", "json"},
                                    out, e),
             0)
       << e.str();
   const nlohmann::json j = nlohmann::json::parse(out.str());
-  EXPECT_EQ(j["rows_read"], 600);
+  EXPECT_EQ(j["rows_read"], 300);
   EXPECT_EQ(j["shards"], 2);
   EXPECT_EQ(out.str(), ReadAll(dir.Join("o/manifest.json")));
   std::ostringstream schema, se;

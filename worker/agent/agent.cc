@@ -32,8 +32,15 @@ WorkerAgent::WorkerAgent(AgentOptions options) : options_(std::move(options)) {
   args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   // Reconnect quickly after a coordinator restart.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  stub_ = v1::WorkerService::NewStub(
-      grpc::CreateCustomChannel(options_.server, grpc::InsecureChannelCredentials(), args));
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options_.tls_ca.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls_ca;
+    ssl.pem_cert_chain = options_.tls_cert;
+    ssl.pem_private_key = options_.tls_key;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  stub_ = v1::WorkerService::NewStub(grpc::CreateCustomChannel(options_.server, credentials, args));
 }
 
 WorkerAgent::~WorkerAgent() {
@@ -67,7 +74,8 @@ absl::Status WorkerAgent::Register(bool keep_run) {
     return absl::FailedPreconditionError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
   }
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("register with ", options_.server, ": ", s.error_message()));
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("register with ", options_.server, ": ", s.error_message()));
   }
   absl::MutexLock lock(&mu_);
   worker_id_ = resp.worker_id();
@@ -140,10 +148,21 @@ void WorkerAgent::FinishRunIfDone() {
 }
 
 absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
+  absl::Time last_said = absl::InfinitePast();
   while (!stop) {
     const absl::Status registered = Register(false);
     if (registered.ok()) break;
-    if (absl::IsFailedPrecondition(registered)) return registered;
+    // A coordinator that refuses this worker (its protocol, its identity)
+    // will not change its mind: stop. Anything else (down, a TLS handshake
+    // refused) may be temporary; say why every few seconds and keep trying.
+    if (absl::IsFailedPrecondition(registered) || absl::IsUnauthenticated(registered) ||
+        absl::IsPermissionDenied(registered)) {
+      return registered;
+    }
+    if (absl::Now() - last_said > absl::Seconds(5)) {
+      Log(registered.ToString());
+      last_said = absl::Now();
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   while (!stop) {

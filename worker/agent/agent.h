@@ -2,6 +2,11 @@
 // coordinator, keeps the lease with heartbeats, starts the assignments it
 // receives (one at a time) and reports how they ended. Survives coordinator
 // restarts: it re-registers under its old id and keeps its run.
+//
+// With TLS options it speaks mutual TLS: it checks the coordinator's
+// certificate against the fleet CA and proves its own identity with its
+// client certificate (the coordinator lets it act only for the runs it
+// was given). It never sends a user token.
 #ifndef DPFLEET_WORKER_AGENT_AGENT_H_
 #define DPFLEET_WORKER_AGENT_AGENT_H_
 
@@ -26,6 +31,9 @@ struct AgentOptions {
   std::string gloo_host = "127.0.0.1";
   absl::Duration collective_timeout = absl::Seconds(30);
   bool fetch_shards = false;
+  // PEM text: the fleet CA, this worker's certificate and key. All empty:
+  // plaintext (a loopback coordinator without TLS).
+  std::string tls_ca, tls_cert, tls_key;
 };
 
 class WorkerAgent {

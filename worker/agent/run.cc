@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,7 @@
 #include "worker/comm/cuda/nccl_communicator.h"
 #endif
 #include "worker/train/device.h"
+#include "worker/train/dp_eval.h"
 #include "worker/train/dp_sgd.h"
 
 namespace dpfleet::worker {
@@ -194,7 +196,9 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     ds.eval.dim = manifest->dim;
   } else {
     std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
-    ASSIGN_OR_RETURN(data::EncodeOptions enc, EncodeOptionsFor(spec));
+    // The coordinator's split key: the same held-out persons it counted N
+    // without, and none the spec could have chosen.
+    ASSIGN_OR_RETURN(data::EncodeOptions enc, EncodeOptionsFor(spec, a.split_key()));
     ASSIGN_OR_RETURN(ds, data::LoadAndEncode(paths, enc));
     local = data::Partition(ds.train, a.rank(), a.world_size());
   }
@@ -225,9 +229,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   tc.dp = spec.dp();
   tc.max_grad_norm = spec.privacy.max_grad_norm;
   tc.noise_multiplier = a.noise_multiplier();
-  tc.seed = spec.training.seed;
-  tc.attempt = a.attempt();
-  tc.secure_rng = spec.privacy.secure_rng;
+  tc.seed = spec.training.seed;  // model initialisation; sampling and noise are keyed by getrandom
 
   tc.collective_timeout = ctx.collective_timeout;
   tc.device = device;
@@ -276,21 +278,33 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     }
   }
 
+  // Rank 0's eval release: a DP job's metrics come only from its noisy
+  // histogram (worker/train/dp_eval.h).
+  const EvalSpec& eval = spec.privacy.eval;
+  std::optional<train::EvalReleaser> releaser;
+  if (a.rank() == 0 && spec.dp() && eval.enabled) {
+    ASSIGN_OR_RETURN(releaser, train::EvalReleaser::Create(eval.noise_multiplier, eval.bins));
+  }
+  auto charge = [&](int32_t epoch, v1::Mechanism mechanism, int64_t steps, double q, double sigma) {
+    v1::ChargeBudgetRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt());
+    req.set_rank(a.rank());
+    req.set_epoch(epoch);
+    req.set_mechanism(mechanism);
+    req.set_steps(steps);
+    req.set_sample_rate(q);
+    req.set_noise_multiplier(sigma);
+    v1::ChargeBudgetResponse charged;
+    return CallWithRetry(ctx, "charging the privacy ledger",
+                         [&](grpc::ClientContext* c) { return ctx.stub->ChargeBudget(c, req, &charged); });
+  };
+
   for (int32_t epoch = a.start_epoch() + 1; epoch <= spec.training.epochs; ++epoch) {
     if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
     // 1. Charge before anything of this epoch can be released.
-    v1::ChargeBudgetRequest charge;
-    charge.set_job_id(a.job_id());
-    charge.set_attempt(a.attempt());
-    charge.set_rank(a.rank());
-    charge.set_epoch(epoch);
-    charge.set_steps(trainer->steps_per_epoch());
-    charge.set_sample_rate(trainer->sample_rate());
-    charge.set_noise_multiplier(spec.dp() ? a.noise_multiplier() : 0.0);
-    v1::ChargeBudgetResponse charged;
-    RETURN_IF_ERROR(CallWithRetry(ctx, "charging the privacy ledger", [&](grpc::ClientContext* c) {
-      return ctx.stub->ChargeBudget(c, charge, &charged);
-    }));
+    RETURN_IF_ERROR(charge(epoch, v1::MECHANISM_TRAIN, trainer->steps_per_epoch(), trainer->sample_rate(),
+                           spec.dp() ? a.noise_multiplier() : 0.0));
     // 2. Train, checking for a cancel between steps.
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < trainer->steps_per_epoch(); ++s) {
@@ -299,10 +313,11 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    // 3. Evaluate on the held-out split and release the metrics. Ranks hold
-    // identical models, so rank 0 speaks for the job.
+    // 3. Rank 0 speaks for the job (ranks hold identical models): after an
+    // epoch with an eval release it charges the release, THEN evaluates on
+    // the held-out split; the metrics are computed from the noisy histogram
+    // only. A non-private job's metrics are exact.
     if (a.rank() != 0) continue;
-    ASSIGN_OR_RETURN(train::EvalMetrics m, trainer->TryEvaluate(x_eval, y_eval));
     v1::ProgressReport report;
     report.set_job_id(a.job_id());
     report.set_attempt(a.attempt());
@@ -310,11 +325,20 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     report.set_worker_id(ctx.worker_id());
     v1::EpochMetrics* out = report.mutable_metrics();
     out->set_epoch(epoch);
-    out->set_eval_loss(m.loss);
-    out->set_eval_accuracy(m.accuracy);
-    out->set_eval_auc(m.auc);
-    out->set_eval_balanced_accuracy(m.balanced_accuracy);
-    out->set_majority_rate(m.majority_rate);
+    if (eval.ReleasedAfter(epoch, spec.training.epochs)) {
+      train::EvalMetrics m;
+      if (releaser) {
+        RETURN_IF_ERROR(charge(epoch, v1::MECHANISM_EVAL, 1, 1.0, releaser->noise_multiplier()));
+        ASSIGN_OR_RETURN(m, releaser->Release(trainer->model(), x_eval, y_eval));
+      } else {
+        ASSIGN_OR_RETURN(m, trainer->TryEvaluate(x_eval, y_eval));
+      }
+      out->set_eval_loss(m.loss);
+      out->set_eval_accuracy(m.accuracy);
+      out->set_eval_auc(m.auc);
+      out->set_eval_balanced_accuracy(m.balanced_accuracy);
+      out->set_majority_rate(m.majority_rate);
+    }
     out->set_steps(trainer->steps_done());
     out->set_train_seconds(seconds);
     if (spec.resources.max_attempts > 1) {

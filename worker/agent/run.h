@@ -2,8 +2,10 @@
 // rank's data, train epoch by epoch, and report.
 //
 // Order per epoch, which the privacy claim depends on: charge the epoch to
-// the coordinator's durable ledger FIRST, then train, then release metrics.
-// If the charge cannot be recorded, the epoch does not run.
+// the coordinator's durable ledger FIRST, then train; then (rank 0, after an
+// epoch with an eval release) charge the eval release, and only then compute
+// the DP metrics and report them. If a charge cannot be recorded, what it
+// pays for does not happen.
 #ifndef DPFLEET_WORKER_AGENT_RUN_H_
 #define DPFLEET_WORKER_AGENT_RUN_H_
 

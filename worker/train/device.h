@@ -14,11 +14,11 @@
 #include <c10/core/Device.h>
 
 #include <string>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/gpu/cuda_arch.h"
 
 namespace dpfleet::train {
 
@@ -40,24 +40,6 @@ absl::Status LoadCudaRuntime();
 
 // Number of CUDA devices ATen sees (0 when the CUDA runtime is not loaded).
 int CudaDevices();
-
-// The GPU generations a LibTorch build carries kernels for, read from its
-// build configuration (the "NVCC architecture flags" line of
-// CUDAHooks::showConfig, e.g. "-gencode;arch=compute_75,code=sm_75;...").
-struct CudaArchList {
-  std::vector<std::string> sass;  // machine code: "sm_75", "sm_90a", ...
-  std::vector<std::string> ptx;   // PTX the driver can compile for newer GPUs: "compute_120"
-};
-CudaArchList ParseCudaArchFlags(absl::string_view build_config);
-// "sm_75, sm_80, ..., PTX compute_120".
-std::string ArchListString(const CudaArchList& archs);
-
-// Whether a GPU of compute capability major.minor can run `archs`: machine
-// code sm_XY runs on capability X.Z with Z >= Y (an "a" suffix: on X.Y
-// only); PTX compute_XY is compiled by the driver for any capability >= X.Y.
-// FailedPrecondition naming the capability and the list otherwise. An empty
-// list (configuration not readable) is accepted: nothing to check against.
-absl::Status CheckCudaCapability(int major, int minor, const CudaArchList& archs);
 
 }  // namespace dpfleet::train
 

@@ -80,14 +80,10 @@ absl::StatusOr<std::unique_ptr<DpSgdTrainer>> DpSgdTrainer::Create(const ModelCo
     oc.beta2 = config.beta2;
     oc.eps = config.adam_eps;
     ASSIGN_OR_RETURN(Optimizer optimizer, Optimizer::Create(oc, model.num_parameters(), config.device));
-    ChaChaKey sample_key, noise_key;
-    if (config.secure_rng) {
-      ASSIGN_OR_RETURN(sample_key, SecureRandomKey());
-      ASSIGN_OR_RETURN(noise_key, SecureRandomKey());
-    } else {
-      sample_key = DeriveSeededKey(config.seed, config.attempt, comm->rank(), StreamPurpose::kSample);
-      noise_key = DeriveSeededKey(config.seed, config.attempt, comm->rank(), StreamPurpose::kNoise);
-    }
+    // Keyed by the OS CSPRNG, always: a key derived from the spec would let
+    // its submitter regenerate the noise and subtract it.
+    ASSIGN_OR_RETURN(const ChaChaKey sample_key, SecureRandomKey());
+    ASSIGN_OR_RETURN(const ChaChaKey noise_key, SecureRandomKey());
     trainer.reset(new DpSgdTrainer(std::move(model), config, std::move(optimizer), comm, sample_key, noise_key));
     return absl::OkStatus();
   }));
@@ -283,6 +279,11 @@ absl::Status DpSgdTrainer::LoadFromBytes(const std::string& bytes) {
       at::Tensor t;
       if (archive.try_read(std::string("optim_") + name, t)) state[name] = t;
     }
+    // steps_done_ goes back to the checkpoint's step, and those nonces may
+    // already have been used with the current keys: the loaded state gets
+    // new ones.
+    ASSIGN_OR_RETURN(const ChaChaKey sample_key, SecureRandomKey());
+    ASSIGN_OR_RETURN(const ChaChaKey noise_key, SecureRandomKey());
     // Validate everything before mutating anything: a failed Load leaves the
     // trainer as it was.
     RETURN_IF_ERROR(optimizer_.LoadStateDict(state));
@@ -291,6 +292,8 @@ absl::Status DpSgdTrainer::LoadFromBytes(const std::string& bytes) {
       model_.mutable_flat().copy_(params.view({-1}));
     }
     steps_done_ = steps.item<int64_t>();
+    sample_key_ = sample_key;
+    noise_key_ = noise_key;
     return absl::OkStatus();
   });
 }

@@ -3,11 +3,16 @@
 // Per step, with N records in total, expected batch B, q = B/N, clip C, noise
 // multiplier sigma and W ranks, every rank:
 //   1. keeps each of its local rows independently with probability q
-//      (Poisson sampling; stream keyed by job seed, attempt, rank; nonce =
-//      step), so the union over ranks is a Poisson sample of all N records;
+//      (Poisson sampling; nonce = step), so the union over ranks is a
+//      Poisson sample of all N records;
 //   2. computes the sum of clipped per-example gradients (clipped_grad.h);
 //   3. adds its noise share N(0, sigma^2 C^2 / W) per coordinate from its own
 //      stream, so the all-reduced noise is exactly N(0, sigma^2 C^2);
+//      the sampling and noise streams are keyed from getrandom(2) when the
+//      trainer is created (one key per purpose: fresh for every rank and
+//      every attempt) and again whenever a checkpoint is loaded, so no
+//      (key, step) stream is ever used twice and none can be regenerated
+//      from the spec;
 //   4. all-reduces ONE flat buffer (even when its local batch is empty, so
 //      ranks stay in lockstep);
 //   5. divides by B and applies the optimizer. All ranks apply the same
@@ -16,7 +21,9 @@
 // Must never: divide the private gradient by the actual batch size (that
 // size is itself private); skip the all-reduce for an empty batch; let
 // anything but the clipped, noised sum leave the rank; report loss/accuracy
-// measured on training batches.
+// measured on training batches; key sampling or noise from the job seed or
+// anything else in TrainConfig (only test code, through
+// testing::DpSgdTrainerTestPeer, can install reproducible keys).
 //
 // dp = false is the non-private baseline on the same data path (same Poisson
 // batches, same single all-reduce): no clipping, no noise, and the gradient
@@ -44,6 +51,10 @@
 #include "worker/train/optimizer.h"
 #include "worker/train/rng.h"
 
+namespace dpfleet::testing {
+class DpSgdTrainerTestPeer;
+}  // namespace dpfleet::testing
+
 namespace dpfleet::train {
 
 struct TrainConfig {
@@ -55,11 +66,9 @@ struct TrainConfig {
   bool dp = true;                 // false = ordinary mini-batch SGD on the same data path
   double max_grad_norm = 1.0;     // C
   double noise_multiplier = 1.0;  // sigma (0 is accepted: clipping only, NOT private)
-  uint64_t seed = 1;              // job seed: model init, and sampling/noise in seeded mode
-  int32_t attempt = 0;            // noise and sampling streams are fresh for every attempt
-  // Sampling and noise keyed from getrandom(2) instead of the job seed, so
-  // that nobody who knows the seed can reproduce (and subtract) the noise.
-  bool secure_rng = false;
+  // training.seed: the model's initialisation only (public randomness, the
+  // same on every rank). Sampling and noise never depend on it.
+  uint64_t seed = 1;
   absl::Duration collective_timeout = absl::Seconds(60);
   // Where the engine computes (device.h: a CUDA device must have been
   // resolved first). The model, optimizer state and all-reduced buffer live
@@ -103,8 +112,9 @@ class DpSgdTrainer {
   // Training state (model parameters, optimizer state, step counter — which
   // is also the sampler/noise stream position) for checkpoint/resume. Save
   // writes atomically (temp file + rename). Load requires the same model
-  // architecture and optimizer type. Resume under a new `attempt` so that
-  // the noise is fresh.
+  // architecture and optimizer type. A successful load draws fresh
+  // sampling and noise keys: the restored step counter restarts the stream
+  // nonces, which must never meet a key they were used with before.
   absl::Status Save(const std::string& path) const;
   absl::Status Load(const std::string& path);
   // The same state as bytes (what Save writes), e.g. to hand to the
@@ -113,6 +123,9 @@ class DpSgdTrainer {
   absl::Status LoadFromBytes(const std::string& bytes);
 
  private:
+  // Installs reproducible keys; test code only (tests/testing).
+  friend class ::dpfleet::testing::DpSgdTrainerTestPeer;
+
   DpSgdTrainer(Model model, const TrainConfig& config, Optimizer optimizer, comm::Communicator* comm,
                ChaChaKey sample_key, ChaChaKey noise_key);
 

@@ -3,15 +3,14 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
-#include <sys/random.h>
 
-#include <cerrno>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "common/secure_random.h"
+#include "common/status.h"
 #include "worker/train/parallel.h"
 
 namespace dpfleet::train {
@@ -287,16 +286,7 @@ ChaChaKey DeriveSeededKey(uint64_t seed, int32_t attempt, int32_t rank, StreamPu
 
 absl::StatusOr<ChaChaKey> SecureRandomKey() {
   ChaChaKey key;
-  auto* bytes = reinterpret_cast<unsigned char*>(key.data());
-  size_t got = 0;
-  while (got < sizeof(key)) {
-    const ssize_t r = getrandom(bytes + got, sizeof(key) - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return absl::UnavailableError(absl::StrCat("getrandom failed: ", std::strerror(errno)));
-    }
-    got += static_cast<size_t>(r);
-  }
+  RETURN_IF_ERROR(SecureRandomBytes(key.data(), sizeof(key)));
   return key;
 }
 

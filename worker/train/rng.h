@@ -3,20 +3,22 @@
 // Every stream is ChaCha20 (RFC 7539 block function, original 64-bit nonce /
 // 64-bit block counter layout). A stream is named by a 256-bit key and a
 // 64-bit nonce:
-//   * seeded mode: key = (job seed, attempt, rank, purpose, fixed tag) written
-//     straight into the key words. The map is injective, so no two
-//     (seed, attempt, rank, purpose) tuples ever share a key; ChaCha20 being a
-//     PRF, streams under different keys are computationally independent. This
-//     is strictly better than hashing a 64-bit seed into a 32-bit mt19937
-//     seed, where ranks x steps streams would collide by the birthday bound.
-//   * secure mode: key = 256 bits from getrandom(2), one key per purpose;
-//     nobody (including whoever knows the job seed) can reproduce the noise.
+//   * secure keys (SecureRandomKey): 256 bits from getrandom(2). Every
+//     sampling and noise stream of a trainer is keyed this way, a fresh key
+//     per rank, purpose and trainer (so per attempt, and again after a
+//     checkpoint is loaded): nobody — not the submitter, who knows the spec,
+//     nor anyone who reads the job back from the API — can reproduce the noise
+//     and subtract it from a released model.
+//   * seeded keys (DeriveSeededKey): (seed, attempt, rank, purpose, fixed tag)
+//     written straight into the key words, an injective map. They are for
+//     PUBLIC randomness only: the model's initialisation (a function of
+//     training.seed, so all ranks start identical) and reproducible streams
+//     in tests. The trainer never keys sampling or noise with them.
 //   The nonce is the step number, so a step's stream depends only on
 //   (key, step): the sampler position after a resume is just the step counter.
 //
 // This unit must never reuse a (key, nonce) pair for two different purposes
-// and never hand out noise from a generator that another rank can reproduce in
-// secure mode.
+// and never derive a sampling or noise key from anything a submitter knows.
 #ifndef DPFLEET_WORKER_TRAIN_RNG_H_
 #define DPFLEET_WORKER_TRAIN_RNG_H_
 
@@ -78,9 +80,10 @@ class ChaCha20Stream {
   size_t pos_ = 16 * kLanes;
 };
 
-// Key for seeded mode from the job identity.
+// A reproducible key for public randomness (model initialisation) and tests;
+// never for a trainer's sampling or noise (see the top of this file).
 ChaChaKey DeriveSeededKey(uint64_t seed, int32_t attempt, int32_t rank, StreamPurpose purpose);
-// Key for secure mode: 256 bits from the kernel CSPRNG.
+// 256 bits from the kernel CSPRNG (common/secure_random.h).
 absl::StatusOr<ChaChaKey> SecureRandomKey();
 
 // Kept for source compatibility: FillNormal no longer needs scratch space

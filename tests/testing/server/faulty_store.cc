@@ -102,8 +102,10 @@ absl::Status FaultyStore::CommitJob(const server::JobCommit& commit) {
 }
 
 absl::StatusOr<bool> FaultyStore::Charge(const server::LedgerEntry& entry) {
-  return Write<absl::StatusOr<bool>>(absl::StrCat("charge epoch ", entry.epoch, " of job ", entry.job_id),
-                                     [&] { return inner_->Charge(entry); });
+  return Write<absl::StatusOr<bool>>(
+      absl::StrCat(entry.mechanism == server::Mechanism::kEval ? "charge the eval release of epoch " : "charge epoch ",
+                   entry.epoch, " of job ", entry.job_id),
+      [&] { return inner_->Charge(entry); });
 }
 
 absl::Status FaultyStore::PutDataset(const std::string& name, const std::string& record_json) {
@@ -120,6 +122,23 @@ absl::Status FaultyStore::PutModel(const std::string& job_id, const std::string&
 
 absl::Status FaultyStore::PutBudget(const server::BudgetRecord& budget) {
   return Write<absl::Status>("store the budget of " + budget.dataset, [&] { return inner_->PutBudget(budget); });
+}
+
+absl::StatusOr<server::TokenRecord> FaultyStore::PutToken(server::TokenRecord token) {
+  return Write<absl::StatusOr<server::TokenRecord>>("store token " + token.name,
+                                                    [&] { return inner_->PutToken(token); });
+}
+
+absl::StatusOr<int> FaultyStore::RevokeTokens(const std::string& name, int64_t now_ms) {
+  return Write<absl::StatusOr<int>>("revoke the tokens of " + name, [&] { return inner_->RevokeTokens(name, now_ms); });
+}
+
+absl::Status FaultyStore::AppendAudit(const server::AuditRecord& record) {
+  return Write<absl::Status>("append the audit entry of " + record.action, [&] { return inner_->AppendAudit(record); });
+}
+
+absl::StatusOr<uint64_t> FaultyStore::SplitKey() {
+  return Write<absl::StatusOr<uint64_t>>("store the split key", [&] { return inner_->SplitKey(); });
 }
 
 }  // namespace dpfleet::testing

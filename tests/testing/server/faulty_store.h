@@ -20,6 +20,7 @@
 #define DPFLEET_TESTS_TESTING_SERVER_FAULTY_STORE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,8 @@ class FaultyStore final : public server::Store {
   void Pause();
   void Resume();
   void AwaitPaused(int n);
+
+  absl::Status Ping() override { return inner_->Ping(); }
 
   absl::StatusOr<std::string> NextJobId() override;
   absl::Status PutJob(const server::JobRecord& job) override;
@@ -78,6 +81,21 @@ class FaultyStore final : public server::Store {
 
   absl::Status PutBudget(const server::BudgetRecord& budget) override;
   absl::StatusOr<std::vector<server::BudgetRecord>> LoadBudgets() override { return inner_->LoadBudgets(); }
+
+  absl::StatusOr<server::TokenRecord> PutToken(server::TokenRecord token) override;
+  absl::StatusOr<std::optional<server::TokenRecord>> FindToken(const std::string& sha256) override {
+    return inner_->FindToken(sha256);
+  }
+  absl::StatusOr<std::vector<server::TokenRecord>> ListTokens() override { return inner_->ListTokens(); }
+  absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms) override;
+
+  absl::Status AppendAudit(const server::AuditRecord& record) override;
+  absl::StatusOr<std::vector<server::AuditRecord>> ListAudit(int64_t after_id, int64_t limit) override {
+    return inner_->ListAudit(after_id, limit);
+  }
+
+  // A write the first time (the key is drawn and stored), so it counts as one.
+  absl::StatusOr<uint64_t> SplitKey() override;
 
  private:
   enum class Verdict { kPass, kRefuse, kFailFsync };

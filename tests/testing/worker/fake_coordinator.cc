@@ -40,9 +40,9 @@ void FakeCoordinator::AskToReregister() {
   reregister_ = true;
 }
 
-void FakeCoordinator::FailCharge(int32_t epoch, const grpc::Status& status, int times) {
+void FakeCoordinator::FailCharge(int32_t epoch, const grpc::Status& status, int times, v1::Mechanism mechanism) {
   absl::MutexLock lock(&mu_);
-  for (int i = 0; i < times; ++i) charge_failures_[epoch].push_back(status);
+  for (int i = 0; i < times; ++i) charge_failures_[{epoch, mechanism}].push_back(status);
 }
 
 void FakeCoordinator::HoldCharges() {
@@ -163,9 +163,9 @@ grpc::Status FakeCoordinator::ChargeBudget(grpc::ServerContext*, const v1::Charg
     mu_.Await(absl::Condition(&released));
     --held_;
   }
-  calls_.push_back(absl::StrCat("charge ", req->epoch()));
+  calls_.push_back(absl::StrCat(req->mechanism() == v1::MECHANISM_EVAL ? "charge eval " : "charge ", req->epoch()));
   charges_.push_back(*req);
-  auto failures = charge_failures_.find(req->epoch());
+  auto failures = charge_failures_.find({req->epoch(), req->mechanism()});
   if (failures != charge_failures_.end() && !failures->second.empty()) {
     grpc::Status s = failures->second.front();
     failures->second.pop_front();

@@ -41,8 +41,9 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void QueueCancel(const std::string& job_id);
   // The next heartbeat answers "register again".
   void AskToReregister();
-  // The next `times` charges of `epoch` answer `status`.
-  void FailCharge(int32_t epoch, const grpc::Status& status, int times = 1);
+  // The next `times` charges of `epoch` for `mechanism` answer `status`.
+  void FailCharge(int32_t epoch, const grpc::Status& status, int times = 1,
+                  v1::Mechanism mechanism = v1::MECHANISM_TRAIN);
   // Charges wait until ReleaseCharges (the run is then known to be inside
   // its charge call).
   void HoldCharges();
@@ -53,7 +54,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   void SetCheckpoint(int32_t epoch, const std::string& bytes);
 
   // --- What the worker did ---
-  // "register", "charge E", "progress E", "upload", "done ok" / "done <error>"
+  // "register", "charge E", "charge eval E", "progress E", "upload", "done ok" / "done <error>"
   // (heartbeats are only counted: there are many).
   std::vector<std::string> calls() const;
   int heartbeats() const;
@@ -95,7 +96,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::deque<v1::Assignment> assignments_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> cancels_ ABSL_GUARDED_BY(mu_);
   bool reregister_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<int32_t, std::deque<grpc::Status>> charge_failures_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<int32_t, int>, std::deque<grpc::Status>> charge_failures_ ABSL_GUARDED_BY(mu_);
   bool hold_charges_ ABSL_GUARDED_BY(mu_) = false;
   int held_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<int32_t, std::string> stops_ ABSL_GUARDED_BY(mu_);

@@ -1,8 +1,9 @@
 // dpctl's verbs (client/cli) against a scripted coordinator running in the
-// test process on a loopback port: what each verb sends, what it prints
-// (tables, JSON), and the exit-code contract — 0 success, 1 the job failed
-// or the request conflicts with its state, 2 usage errors, invalid input,
-// unknown ids, an unreachable coordinator.
+// test process on a loopback port: what each verb sends (the token too),
+// what it prints (tables, JSON), and the exit-code contract — 0 success, 1
+// the job failed or the request conflicts with its state, 2 usage errors,
+// invalid input, unknown ids, 3 an unreachable or unavailable coordinator,
+// 4 a refused identity.
 #include "client/cli.h"
 
 #include <gmock/gmock.h>
@@ -68,6 +69,11 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     absl::MutexLock lock(&mu_);
     return submitted_;
   }
+  // The authorization header of each submission ("" when none).
+  std::vector<std::string> submit_authorizations() {
+    absl::MutexLock lock(&mu_);
+    return submit_authorizations_;
+  }
   v1::SetBudgetRequest last_budget() {
     absl::MutexLock lock(&mu_);
     return last_budget_;
@@ -81,9 +87,13 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     return model_chunks_;
   }
 
-  grpc::Status SubmitJob(grpc::ServerContext*, const v1::SubmitJobRequest* req, v1::SubmitJobResponse* resp) override {
+  grpc::Status SubmitJob(grpc::ServerContext* ctx, const v1::SubmitJobRequest* req,
+                         v1::SubmitJobResponse* resp) override {
     absl::MutexLock lock(&mu_);
     submitted_.push_back(req->spec_yaml());
+    auto auth = ctx->client_metadata().find("authorization");
+    submit_authorizations_.push_back(
+        auth == ctx->client_metadata().end() ? "" : std::string(auth->second.data(), auth->second.size()));
     if (auto r = Refusal("SubmitJob")) return *r;
     v1::Job& job = jobs_[absl::StrCat("job-00000", submitted_.size())];
     job.set_job_id(absl::StrCat("job-00000", submitted_.size()));
@@ -226,6 +236,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::map<std::string, grpc::Status> refusals_ ABSL_GUARDED_BY(mu_);
   std::string model_ ABSL_GUARDED_BY(mu_);
   int model_chunks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> submit_authorizations_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> submitted_ ABSL_GUARDED_BY(mu_);
   v1::SetBudgetRequest last_budget_ ABSL_GUARDED_BY(mu_);
   v1::AddDatasetRequest last_dataset_ ABSL_GUARDED_BY(mu_);
@@ -475,11 +486,27 @@ TEST_F(CliTest, VersionShowsTheClientAndTheCoordinator) {
   EXPECT_TRUE(v.at("client").contains("version"));
 }
 
-TEST_F(CliTest, AnUnreachableCoordinatorExitsTwo) {
+TEST_F(CliTest, AnUnreachableCoordinatorExitsThree) {
   std::ostringstream out, err;
   // Port 1 on loopback: nothing listens, the connection is refused at once.
-  EXPECT_EQ(RunDpctl({"--server", "127.0.0.1:1", "status", "job-000001"}, CliEnv{}, out, err), kExitUsage);
+  EXPECT_EQ(RunDpctl({"--server", "127.0.0.1:1", "status", "job-000001"}, CliEnv{}, out, err), kExitUnavailable);
   EXPECT_THAT(err.str(), HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(CliTest, TheTokenTravelsAsABearerAndRefusalsHaveTheirExitCodes) {
+  const std::string token = "dpf_" + std::string(64, 'a');
+  CliEnv env;
+  env.token = token;
+  std::ostringstream out, err;
+  const std::string spec = WriteSpec("name: census\n");
+  ASSERT_EQ(RunDpctl({"--server", coordinator_.address(), "submit", spec}, env, out, err), kExitOk) << err.str();
+  ASSERT_EQ(coordinator_.submit_authorizations().size(), 1u);
+  EXPECT_EQ(coordinator_.submit_authorizations()[0], "Bearer " + token);
+  coordinator_.Refuse("SubmitJob", grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "analysts submit datasets"));
+  EXPECT_EQ(RunDpctl({"--server", coordinator_.address(), "submit", spec}, env, out, err), kExitDenied);
+  EXPECT_THAT(err.str(), HasSubstr("PERMISSION_DENIED"));
+  coordinator_.Refuse("SubmitJob", grpc::Status(grpc::StatusCode::UNAVAILABLE, "state store: disk I/O error"));
+  EXPECT_EQ(RunDpctl({"--server", coordinator_.address(), "submit", spec}, env, out, err), kExitUnavailable);
 }
 
 TEST_F(CliTest, UsageErrorsNameTheProblem) {

@@ -1,15 +1,20 @@
 // JobManager under store faults: one scenario that touches every kind of
-// durable change (submit, schedule, charge, progress with checkpoints, a
-// lost lease and the retry it causes, success with a model, cancel, a
-// dataset's preparation and removal, a budget) is run once cleanly to count
+// durable change (submit, schedule, charge, the eval release's charge,
+// progress with checkpoints, a lost lease and the retry it causes, success
+// with a model, cancel, a dataset's preparation and removal, a budget; and
+// beside the JobManager, on the same store, API tokens created and revoked
+// and audit entries) is run once cleanly to count
 // its writes, then once per write with that write refused, and once per
 // write with that write's fsync failing inside SQLite. After every step,
 // what memory says (Get/List), what the disk says (a fresh SqliteStore on
 // the same database) and what watchers were told (Subscribe) must agree,
 // the ledger must hold exactly the charges that were acknowledged, and no
-// worker may have been handed an attempt the disk does not know. At the end
-// the faults stop, a Tick retries what was left, and a restart on the same
-// database must find the same jobs.
+// worker may have been handed an attempt the disk does not know; the
+// tokens on disk are exactly those whose creation (and revocation) was
+// acknowledged, and the audit trail on disk is, in order, the entries
+// recorded so far less those the trail still holds to write. At the end
+// the faults stop, a Tick (and the trail's Flush) retries what was left,
+// and a restart on the same database must find the same jobs.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -31,6 +36,8 @@
 #include "nlohmann/json.hpp"
 #include "server/core/job_manager.h"
 #include "server/core/sqlite_store.h"
+#include "server/core/tokens.h"
+#include "server/rpc/audit.h"
 #include "tests/testing/server/fault_vfs.h"
 #include "tests/testing/server/faulty_store.h"
 #include "tests/testing/temp_dir.h"
@@ -97,6 +104,9 @@ class Coordinator {
   // A coordinator process on the database: the registry, then the jobs.
   void Start() {
     registry_ = std::make_unique<DatasetRegistry>(faulty_.get(), clock_, dir_, prepare_);
+    absl::StatusOr<DataRoots> roots = DataRoots::Create({dir_});
+    EXPECT_TRUE(roots.ok()) << roots.status();
+    registry_->set_data_roots(*std::move(roots));
     EXPECT_TRUE(registry_->Recover().ok());
     CoordinatorOptions options;
     options.lease_ttl_ms = 1000;
@@ -104,16 +114,22 @@ class Coordinator {
     jobs_ = std::make_unique<JobManager>(faulty_.get(), &resolver_, clock_, options);
     jobs_->set_datasets(registry_.get());
     EXPECT_TRUE(jobs_->Recover().ok());
+    tokens_ = std::make_unique<Tokens>(faulty_.get(), clock_);
+    audit_ = std::make_unique<AuditTrail>(faulty_.get(), clock_);
   }
   void Stop() {
     if (jobs_) jobs_->Shutdown();
     jobs_.reset();
     registry_.reset();
+    tokens_.reset();
+    audit_.reset();
   }
 
   JobManager& jobs() { return *jobs_; }
   DatasetRegistry& registry() { return *registry_; }
   FaultyStore& store() { return *faulty_; }
+  Tokens& tokens() { return *tokens_; }
+  AuditTrail& audit() { return *audit_; }
 
  private:
   const std::string dir_;
@@ -124,7 +140,12 @@ class Coordinator {
   std::unique_ptr<FaultyStore> faulty_;
   std::unique_ptr<DatasetRegistry> registry_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<Tokens> tokens_;
+  std::unique_ptr<AuditTrail> audit_;
 };
+
+// A charge the ledger acknowledged: job, attempt, epoch, mechanism.
+using ChargeKey = std::tuple<std::string, int32_t, int32_t, Mechanism>;
 
 // One run of the scenario, with at most one fault armed from the start.
 class Scenario {
@@ -147,6 +168,8 @@ class Scenario {
     {
       SCOPED_TRACE("after the faults stopped and a Tick");
       coordinator_.jobs().Tick();
+      coordinator_.audit().Flush();
+      EXPECT_EQ(coordinator_.audit().pending(), 0u) << "the trail wrote what it held";
       ExpectAgreement();
     }
     SCOPED_TRACE("after a restart on the same database");
@@ -196,14 +219,37 @@ class Scenario {
     auto job = jobs().Get(id);
     if (!job.ok()) return;
     auto eps = jobs().Charge(id, job->attempt, 0, epoch, job->steps_per_epoch, job->sample_rate, job->noise_multiplier);
-    if (eps.ok()) acked_charges_.insert({id, job->attempt, epoch});
+    if (eps.ok()) acked_charges_.insert({id, job->attempt, epoch, Mechanism::kTrain});
+  }
+
+  // Rank 0's eval release of `epoch`, before its metrics leave the worker.
+  void ChargeEval(const std::string& id, int32_t epoch) {
+    auto job = jobs().Get(id);
+    if (!job.ok()) return;
+    auto eps = jobs().Charge(id, job->attempt, 0, epoch, 1, 1.0, job->eval_noise_multiplier, Mechanism::kEval);
+    if (eps.ok()) acked_charges_.insert({id, job->attempt, epoch, Mechanism::kEval});
   }
 
   void Progress(const std::string& id, const std::string& worker, int32_t epoch) {
     EpochRecord m;
     m.epoch = epoch;
+    m.eval_loss = 0.6;
     m.eval_accuracy = 0.7;
+    m.eval_auc = 0.75;
+    m.eval_balanced_accuracy = 0.65;
+    m.majority_rate = 0.6;
     jobs().ReportProgress(id, AttemptOf(id), 0, worker, m, absl::StrCat("state-after-", epoch)).status().IgnoreError();
+  }
+
+  void CreateToken(const std::string& name) {
+    if (coordinator_.tokens().Create(name, Role::kAnalyst).ok()) created_tokens_.insert(name);
+  }
+  void RevokeToken(const std::string& name) {
+    if (coordinator_.tokens().Revoke(name).ok()) revoked_tokens_.insert(name);
+  }
+  void Audit(const std::string& action, const std::string& target) {
+    coordinator_.audit().Record(Identity::User("alice", Role::kAnalyst), action, target, absl::OkStatus());
+    audited_.push_back(absl::StrCat(action, " ", target));
   }
 
   // A worker's heartbeat; every assignment it hands over must already be
@@ -231,7 +277,10 @@ class Scenario {
         {"submit B", [&] { Submitted(jobs().Submit(Spec(2, 1)), &b_); }},
         {"w1 registers (A starts)", [&] { w1_ = jobs().RegisterWorker("h1", "cpu", 1, "", std::nullopt).worker_id; }},
         {"w1 heartbeats", [&] { Heartbeat(w1_); }},
+        {"create a token for alice", [&] { CreateToken("alice"); }},
+        {"audit A's submission", [&] { Audit("SubmitJob", a_); }},
         {"charge A epoch 1", [&] { Charge(a_, 1); }},
+        {"charge A epoch 1's eval release", [&] { ChargeEval(a_, 1); }},
         {"A reports epoch 1 with a checkpoint", [&] { Progress(a_, w1_, 1); }},
         {"charge A epoch 2", [&] { Charge(a_, 2); }},
         {"w1's lease runs out (A goes back to the queue)",
@@ -242,10 +291,13 @@ class Scenario {
         {"w2 registers (A resumes)", [&] { w2_ = jobs().RegisterWorker("h2", "cpu", 2, "", std::nullopt).worker_id; }},
         {"w2 heartbeats", [&] { Heartbeat(w2_); }},
         {"charge A epoch 2 again", [&] { Charge(a_, 2); }},
+        {"charge A epoch 2's eval release", [&] { ChargeEval(a_, 2); }},
         {"A reports epoch 2", [&] { Progress(a_, w2_, 2); }},
         {"A uploads its model", [&] { jobs().StoreModel(a_, AttemptOf(a_), 0, "weights").IgnoreError(); }},
         {"A succeeds (B starts)", [&] { jobs().ReportDone(a_, AttemptOf(a_), 0, w2_, true, "").IgnoreError(); }},
         {"cancel B", [&] { jobs().Cancel(b_).status().IgnoreError(); }},
+        {"audit B's cancel", [&] { Audit("CancelJob", b_); }},
+        {"revoke alice's token", [&] { RevokeToken("alice"); }},
         {"add dataset ds",
          [&] {
            DatasetRecord d;
@@ -269,14 +321,14 @@ class Scenario {
     ASSERT_TRUE(stored.ok()) << stored.status();
     const std::vector<JobRecord> memory = jobs().List();
     ASSERT_EQ(memory.size(), stored->size()) << "memory and disk hold different jobs";
-    std::set<std::tuple<std::string, int32_t, int32_t>> charged;
+    std::set<ChargeKey> charged;
     for (std::size_t i = 0; i < memory.size(); ++i) {
       const JobRecord& m = memory[i];
       const JobRecord& d = (*stored)[i];
       EXPECT_EQ(Durable(m), Durable(d)) << "memory and disk disagree on " << m.job_id;
       auto rows = (*disk)->LedgerForJob(m.job_id);
       ASSERT_TRUE(rows.ok());
-      for (const LedgerEntry& e : *rows) charged.insert({e.job_id, e.attempt, e.epoch});
+      for (const LedgerEntry& e : *rows) charged.insert({e.job_id, e.attempt, e.epoch, e.mechanism});
       const double eps = *Ledger::EpsilonOf(d, *rows);
       EXPECT_NEAR(m.epsilon, eps, 1e-9 * std::max(1.0, eps)) << "the ε shown is not the ledger's for " << m.job_id;
       absl::MutexLock lock(&mu_);
@@ -309,13 +361,36 @@ class Scenario {
       if (v.has_budget) shown_budgets[v.dataset] = v.epsilon_budget;
     }
     EXPECT_EQ(shown_budgets, stored_budgets) << "budgets in memory and on disk";
+
+    std::set<std::string> valid, revoked;
+    absl::StatusOr<std::vector<TokenRecord>> tokens = (*disk)->ListTokens();
+    ASSERT_TRUE(tokens.ok()) << tokens.status();
+    for (const TokenRecord& t : *tokens) (t.revoked_ms == 0 ? valid : revoked).insert(t.name);
+    std::set<std::string> want_valid;
+    for (const std::string& n : created_tokens_) {
+      if (!revoked_tokens_.count(n)) want_valid.insert(n);
+    }
+    EXPECT_EQ(valid, want_valid) << "valid tokens on disk are the acknowledged ones";
+    EXPECT_EQ(revoked, revoked_tokens_) << "revoked tokens on disk are the acknowledged revocations";
+
+    absl::StatusOr<std::vector<AuditRecord>> trail = (*disk)->ListAudit(0, 1000);
+    ASSERT_TRUE(trail.ok()) << trail.status();
+    std::vector<std::string> written;
+    for (const AuditRecord& a : *trail) written.push_back(absl::StrCat(a.action, " ", a.target));
+    ASSERT_LE(written.size(), audited_.size());
+    EXPECT_EQ(written, std::vector<std::string>(audited_.begin(), audited_.begin() + written.size()))
+        << "the trail on disk is the entries in the order they were recorded";
+    EXPECT_EQ(written.size() + coordinator_.audit().pending(), audited_.size())
+        << "every entry is on disk or held to be written";
   }
 
   testing::TempDir dir_;
   ManualClock clock_;
   Coordinator coordinator_;
   std::string a_, b_, c_, w1_, w2_;
-  std::set<std::tuple<std::string, int32_t, int32_t>> acked_charges_;
+  std::set<ChargeKey> acked_charges_;
+  std::set<std::string> created_tokens_, revoked_tokens_;
+  std::vector<std::string> audited_;
   absl::Mutex mu_;
   std::map<std::string, Watched> watched_ ABSL_GUARDED_BY(mu_);
 };
@@ -348,8 +423,9 @@ class JobManagerFaultsTest : public ::testing::Test {
 TEST_F(JobManagerFaultsTest, TheCleanScenarioWritesEveryKindOfChange) {
   const std::vector<std::string> writes = CleanWrites();
   const std::string all = absl::StrJoin(writes, "\n");
-  for (const char* kind : {"reserve a job id", "store job", "charge epoch", "store dataset ds", "delete dataset ds",
-                           "store the model of", "store the budget of"}) {
+  for (const char* kind : {"reserve a job id", "store job", "charge epoch", "charge the eval release of epoch",
+                           "store dataset ds", "delete dataset ds", "store the model of", "store the budget of",
+                           "store token alice", "revoke the tokens of alice", "append the audit entry of SubmitJob"}) {
     EXPECT_THAT(all, ::testing::HasSubstr(kind));
   }
 }
@@ -444,6 +520,72 @@ TEST_F(JobManagerStoreErrorTest, AFailedWriteFailsTheOperationWithTheStoresStatu
   auto budget = jobs().SetBudget("/data/p.csv", 100, 1e-5);
   EXPECT_EQ(budget.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_FALSE((*jobs().GetBudgets("/data/p.csv"))[0].has_budget) << "a budget that is not stored is not in force";
+}
+
+// The eval release's charge the store refused: the worker hears
+// Unavailable naming it, the metrics it would release are refused as
+// uncharged, and the worker's retry of the charge lets them through.
+TEST_F(JobManagerStoreErrorTest, AnEvalReleaseWhoseChargeWasRefusedIsNotReleased) {
+  const JobRecord job = Running();
+  const std::string w = jobs().ListWorkers()[0].worker_id;
+  ASSERT_TRUE(ChargeEpoch(job, 1).ok());
+  auto charge_eval = [&] {
+    return jobs().Charge(job.job_id, job.attempt, 0, 1, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval).status();
+  };
+  store().Arm(Fault::kNthFsync, 1);
+  const absl::Status refused = charge_eval();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("charge epoch 1 of job " + job.job_id + " (eval release)"));
+  store().Disarm();
+  EpochRecord m;
+  m.epoch = 1;
+  m.eval_loss = 0.6;
+  m.eval_accuracy = 0.7;
+  m.eval_auc = 0.75;
+  m.eval_balanced_accuracy = 0.65;
+  m.majority_rate = 0.6;
+  auto released = jobs().ReportProgress(job.job_id, job.attempt, 0, w, m);
+  EXPECT_EQ(released.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(released.status().message(), ::testing::HasSubstr("eval metrics of epoch 1"));
+  EXPECT_TRUE(jobs().Get(job.job_id)->history.empty());
+  ASSERT_TRUE(charge_eval().ok());
+  ASSERT_TRUE(jobs().ReportProgress(job.job_id, job.attempt, 0, w, m).ok());
+  EXPECT_EQ(jobs().Get(job.job_id)->history.size(), 1u);
+}
+
+// After a restart the rank's holder comes back under a new worker id; the
+// store refuses to record the new id: the worker is not attached under an
+// id the disk does not know (it is told to stop), and once the store works
+// the same re-attachment is stored and takes.
+TEST_F(JobManagerStoreErrorTest, AReattachUnderANewIdTheStoreRefusedStopsTheWorker) {
+  clock_.AdvanceMs(1);
+  const std::string w1 = jobs().RegisterWorker("h1", "cpu", 1, "", std::nullopt, "worker-1").worker_id;
+  auto job = jobs().Submit(Spec(2, 1));
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(job->state, JobState::kRunning);
+  c_.Stop();
+  c_.Start();
+  clock_.AdvanceMs(7);  // worker ids carry the registration time: a new one
+  const RunningRun run{job->job_id, job->attempt, 0};
+  store().Arm(Fault::kEveryWrite);
+  const std::string back = jobs().RegisterWorker("h1", "cpu", 1, "", run, "worker-1").worker_id;
+  ASSERT_NE(back, w1);
+  EXPECT_EQ(jobs().Get(job->job_id)->worker_ids[0], w1) << "the stored holder of the rank stays";
+  auto told = jobs().Heartbeat(back, job->job_id, job->attempt);
+  ASSERT_TRUE(told.ok());
+  EXPECT_THAT(told->cancel_job_ids, ::testing::Contains(job->job_id));
+  EXPECT_THAT(jobs().background_errors().last, ::testing::HasSubstr("re-attaching worker " + back));
+  store().Disarm();
+  clock_.AdvanceMs(7);
+  const std::string again = jobs().RegisterWorker("h1", "cpu", 1, "", run, "worker-1").worker_id;
+  ASSERT_NE(again, back);
+  EXPECT_EQ(jobs().Get(job->job_id)->worker_ids[0], again);
+  auto fine = jobs().Heartbeat(again, job->job_id, job->attempt);
+  ASSERT_TRUE(fine.ok());
+  EXPECT_TRUE(fine->cancel_job_ids.empty());
+  auto disk = SqliteStore::Open(dir_.path());
+  ASSERT_TRUE(disk.ok());
+  EXPECT_EQ((*disk)->LoadJobs()->at(0).worker_ids[0], again) << "stored before it was used";
 }
 
 // A lease that runs out while the disk fails: the job keeps its stored

@@ -40,6 +40,7 @@ std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_priva
 
 class JobManagerTest : public ::testing::Test {
  protected:
+  static constexpr uint64_t kSplitKey = 0x5eed5eed5eedULL;
   void SetUp() override { Open(); }
   void Open() {
     jobs_.reset();
@@ -48,6 +49,7 @@ class JobManagerTest : public ::testing::Test {
     CoordinatorOptions options;
     options.lease_ttl_ms = 1000;
     options.heartbeat_interval_ms = 100;
+    options.split_key = kSplitKey;
     jobs_ = std::make_unique<JobManager>(store_.get(), &resolver_, &clock_, options);
     ASSERT_TRUE(jobs_->Recover().ok());
   }
@@ -68,15 +70,25 @@ class JobManagerTest : public ::testing::Test {
     jobs_->AwaitRendezvousWaiters(job.job_id, job.attempt, key, 1);
     return waiter;
   }
-  // Runs epoch `e` of a single-rank job the way a worker does.
+  // Runs epoch `e` of a single-rank job the way a worker does: charge the
+  // epoch, train, charge its eval release, report the DP metrics.
   void RunEpoch(const JobRecord& job, const std::string& worker, int e, int rank = 0) {
     ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate,
                               job.noise_multiplier)
                     .ok());
+    ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval)
+                    .ok());
+    ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, rank, worker, WithMetrics(e)).ok());
+  }
+  static EpochRecord WithMetrics(int e) {
     EpochRecord m;
     m.epoch = e;
     m.eval_accuracy = 0.7;
-    ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, rank, worker, m).ok());
+    m.eval_loss = 0.5;
+    m.eval_auc = 0.8;
+    m.eval_balanced_accuracy = 0.65;
+    m.majority_rate = 0.6;
+    return m;
   }
 
   testing::TempDir dir_;
@@ -169,6 +181,153 @@ TEST_F(JobManagerTest, EpochEpsilonCountsThatEpochWhileTheJobCountsEveryCharge) 
   EXPECT_DOUBLE_EQ(got.history[0].epsilon, eps1);
   EXPECT_DOUBLE_EQ(got.epsilon, eps2) << "the job's epsilon is everything charged";
   (void)w2;
+}
+
+// The eval release is its own ledger row, charged before its metrics are
+// accepted, and the job's epsilon composes both mechanisms.
+TEST_F(JobManagerTest, EvalMetricsNeedTheirOwnChargeAndComposeIntoEpsilon) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 3, "noise_multiplier: 1.1, eval: {noise_multiplier: 30}"))->job_id);
+  ASSERT_DOUBLE_EQ(job.eval_noise_multiplier, 30);
+  ASSERT_EQ(job.eval_every, 1);
+  const auto train = jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1);
+  ASSERT_TRUE(train.ok()) << train.status();
+  auto refused = jobs_->ReportProgress(job.job_id, job.attempt, 0, w, WithMetrics(1));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("eval metrics of epoch 1"));
+  // An eval charge must be the job's mechanism: sigma_e, one step, q = 1,
+  // from rank 0.
+  auto eval = [&](int rank, int64_t steps, double q, double sigma) {
+    return jobs_->Charge(job.job_id, job.attempt, rank, 1, steps, q, sigma, Mechanism::kEval).status();
+  };
+  EXPECT_EQ(eval(0, 1, 1.0, 3.0).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(eval(0, 2, 1.0, 30.0).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(eval(0, 1, 0.5, 30.0).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->LedgerForJob(job.job_id)->size(), 1u) << "refused charges record nothing";
+  ASSERT_TRUE(eval(0, 1, 1.0, 30.0).ok());
+  ASSERT_TRUE(eval(0, 1, 1.0, 30.0).ok()) << "a retried eval charge is idempotent";
+  auto rows = *store_->LedgerForJob(job.job_id);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].mechanism, Mechanism::kTrain);
+  EXPECT_EQ(rows[1].mechanism, Mechanism::kEval);
+  EXPECT_EQ(rows[1].steps, 1);
+  EXPECT_DOUBLE_EQ(rows[1].sample_rate, 1.0);
+  EXPECT_DOUBLE_EQ(rows[1].noise_multiplier, 30.0);
+  ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, WithMetrics(1)).ok());
+  auto got = *jobs_->Get(job.job_id);
+  const double train_only = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                     {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
+  const double both = *privacy::ComputeEpsilon(
+      privacy::AccountantKind::kRdp, {{job.sample_rate, 1.1, job.steps_per_epoch}, {1.0, 30.0, 1}}, 1e-5);
+  EXPECT_DOUBLE_EQ(*train, train_only);
+  EXPECT_GT(both, train_only);
+  EXPECT_DOUBLE_EQ(got.history[0].epsilon, both);
+  EXPECT_DOUBLE_EQ(got.epsilon, both);
+  ASSERT_TRUE(got.history[0].eval_accuracy.has_value());
+  EXPECT_DOUBLE_EQ(*got.history[0].eval_accuracy, 0.7);
+  // Partial metrics are malformed.
+  ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 2, job.steps_per_epoch, job.sample_rate, 1.1).ok());
+  ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 2, 1, 1.0, 30.0, Mechanism::kEval).ok());
+  EpochRecord partial;
+  partial.epoch = 2;
+  partial.eval_accuracy = 0.7;
+  EXPECT_EQ(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, partial).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Survives a restart: the ledger keeps both mechanisms.
+  Open();
+  EXPECT_DOUBLE_EQ(jobs_->Get(job.job_id)->history[0].epsilon, both);
+  EXPECT_EQ(store_->LedgerForJob(job.job_id)->size(), 4u);
+}
+
+// privacy.eval: none: no eval release can be charged, no metrics are
+// accepted, and the job's epsilon is exactly training's.
+TEST_F(JobManagerTest, EvalNoneReleasesNoMetricsAndSpendsOnlyTraining) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 2, "noise_multiplier: 1.1, eval: none"))->job_id);
+  EXPECT_EQ(job.eval_every, 0);
+  ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1).ok());
+  auto eval = jobs_->Charge(job.job_id, job.attempt, 0, 1, 1, 1.0, kDefaultEvalNoiseMultiplier, Mechanism::kEval);
+  EXPECT_EQ(eval.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(eval.status().message()), HasSubstr("privacy.eval: none"));
+  EXPECT_EQ(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, WithMetrics(1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EpochRecord bare;
+  bare.epoch = 1;
+  ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, bare).ok());
+  auto got = *jobs_->Get(job.job_id);
+  EXPECT_FALSE(got.history[0].has_eval());
+  EXPECT_TRUE(ToJson(got)["history"][0]["eval_accuracy"].is_null()) << "no metrics is null, not 0";
+  EXPECT_DOUBLE_EQ(got.epsilon, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                         {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5));
+}
+
+// privacy.eval.every: releases (and their charges) only after every E-th
+// epoch and the last; the budget plan counts exactly those.
+TEST_F(JobManagerTest, EvalEveryChargesOnlyItsEpochs) {
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 5, "noise_multiplier: 1.1, eval: {every: 2}"))->job_id);
+  for (int e : {1, 3}) {
+    EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval)
+                  .status()
+                  .code(),
+              absl::StatusCode::kFailedPrecondition)
+        << e;
+  }
+  for (int e : {2, 4, 5}) {
+    EXPECT_TRUE(
+        jobs_->Charge(job.job_id, job.attempt, 0, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval).ok())
+        << e;
+  }
+  ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
+  auto next = *jobs_->Submit(Spec(1, 5, "noise_multiplier: 1.1, eval: {every: 2}"));
+  auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
+  const double spent = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                {{1.0, job.eval_noise_multiplier, 3}}, view.delta);
+  EXPECT_NEAR(view.spent, spent, 1e-9);
+  const double committed = *privacy::ComputeEpsilon(
+      privacy::AccountantKind::kRdp,
+      {{1.0, job.eval_noise_multiplier, 3},
+       {next.sample_rate, 1.1, 5 * next.steps_per_epoch},
+       {1.0, next.eval_noise_multiplier, 3}},
+      view.delta);
+  EXPECT_NEAR(view.committed, committed, 1e-9) << "the queued job's plan includes its 3 eval releases";
+}
+
+// privacy.noise_split: full — every rank adds the spec's sigma itself, so
+// the total (what the ledger charges and what the ranks share out) is
+// sigma * sqrt(W).
+TEST_F(JobManagerTest, FullNoiseSplitChargesSigmaTimesRootW) {
+  for (int i = 0; i < 4; ++i) AddWorker();
+  auto full = *jobs_->Get(jobs_->Submit(Spec(4, 1, "noise_multiplier: 1.5, noise_split: full"))->job_id);
+  auto split = *jobs_->Submit(Spec(4, 1, "noise_multiplier: 1.5"));
+  EXPECT_DOUBLE_EQ(full.noise_multiplier, 3.0);
+  EXPECT_DOUBLE_EQ(split.noise_multiplier, 1.5);
+  auto eps = jobs_->Charge(full.job_id, full.attempt, 2, 1, full.steps_per_epoch, full.sample_rate, 3.0);
+  ASSERT_TRUE(eps.ok()) << eps.status();
+  EXPECT_DOUBLE_EQ(*eps, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                  {{full.sample_rate, 3.0, full.steps_per_epoch}}, 1e-5));
+  EXPECT_EQ(jobs_->Charge(full.job_id, full.attempt, 2, 1, full.steps_per_epoch, full.sample_rate, 1.5).status().code(),
+            absl::StatusCode::kFailedPrecondition)
+      << "a rank that would add only the per-rank share is refused";
+  EXPECT_EQ(Poll(full.worker_ids[0])[0].noise_multiplier, 3.0);
+  EXPECT_FALSE(jobs_->Submit(Spec(1, 1, "noise_multiplier: 1.5, noise_split: half")).ok());
+  // A target: sigma calibrated for it, every rank adds it whole, the total
+  // (and the job's epsilon) is that of sigma * 2.
+  auto target = *jobs_->Submit(Spec(4, 1, "target_epsilon: 2.0, noise_split: full"));
+  auto per_rank = *jobs_->Submit(Spec(4, 1, "target_epsilon: 2.0"));
+  EXPECT_NEAR(target.noise_multiplier, 2 * per_rank.noise_multiplier, 1e-12);
+}
+
+// The held-out split of raw files is the coordinator's: its key goes to the
+// ranks of a data.path job in the assignment and to nobody else.
+TEST_F(JobManagerTest, DataPathAssignmentsCarryTheCoordinatorsSplitKey) {
+  const std::string w = AddWorker();
+  auto job = *jobs_->Submit(Spec());
+  auto as = Poll(w);
+  ASSERT_EQ(as.size(), 1u);
+  EXPECT_EQ(as[0].split_key, kSplitKey);
+  const std::string json = ToJson(*jobs_->Get(job.job_id)).dump();
+  EXPECT_EQ(json.find(std::to_string(kSplitKey)), std::string::npos) << "the job record never holds the key";
 }
 
 TEST_F(JobManagerTest, ChargeWithParametersOtherThanTheJobsIsRefused) {
@@ -361,6 +520,20 @@ TEST_F(JobManagerTest, ModelIsStoredAfterTheLastEpochAndServedOnceSucceeded) {
   EXPECT_EQ(again->data, "trained-weights");
 }
 
+TEST_F(JobManagerTest, ReadinessCountsLiveWorkersAndEndsAtShutdown) {
+  EXPECT_EQ(*jobs_->Ready(), 0);
+  const std::string a = AddWorker();
+  AddWorker();
+  EXPECT_EQ(*jobs_->Ready(), 2);
+  clock_.AdvanceMs(600);
+  Poll(a);
+  clock_.AdvanceMs(600);
+  jobs_->Tick();  // the second worker's lease ran out
+  EXPECT_EQ(*jobs_->Ready(), 1);
+  jobs_->Shutdown();
+  EXPECT_EQ(jobs_->Ready().status().code(), absl::StatusCode::kUnavailable);
+}
+
 TEST_F(JobManagerTest, LostWorkerFailsItsJobWithAReason) {
   const std::string a = AddWorker();
   const std::string b = AddWorker();
@@ -411,11 +584,18 @@ TEST_F(JobManagerTest, InvalidSpecsAreRefusedAndNotStored) {
 TEST_F(JobManagerTest, TargetEpsilonIsCalibratedAtSubmit) {
   auto job = jobs_->Submit(Spec(1, 3, "target_epsilon: 2.0"));
   ASSERT_TRUE(job.ok()) << job.status();
+  // The target covers training and the three eval releases together.
+  ASSERT_EQ(job->eval_every, 1);
   auto eps = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
-                                     {{job->sample_rate, job->noise_multiplier, job->steps_per_epoch * 3}},
+                                     {{job->sample_rate, job->noise_multiplier, job->steps_per_epoch * 3},
+                                      {1.0, job->eval_noise_multiplier, 3}},
                                      1e-5);
   EXPECT_LE(*eps, 2.0);
   EXPECT_GT(*eps, 1.9);
+  // Eval releases alone above the target: refused, naming the field.
+  auto unreachable = jobs_->Submit(Spec(1, 3, "target_epsilon: 0.01, eval: {noise_multiplier: 2}"));
+  EXPECT_EQ(unreachable.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(unreachable.status().message()), HasSubstr("privacy.target_epsilon"));
 }
 
 TEST_F(JobManagerTest, EveryWatcherSeesEveryEventInOrder) {
@@ -466,6 +646,44 @@ TEST_F(JobManagerTest, RestartKeepsJobsEpochsAndLedger) {
   ASSERT_TRUE(jobs_->ReportDone(running.job_id, running.attempt, 0, w, true, "").ok());
   EXPECT_EQ(jobs_->Get(running.job_id)->state, JobState::kSucceeded);
   EXPECT_EQ(jobs_->Get(running.job_id)->history.size(), 3u);
+}
+
+// Ranks are bound to the certificate identity of the worker that holds
+// them, durably: only that identity holds the run, also after a restart,
+// and only it gets the rank back when it re-registers.
+TEST_F(JobManagerTest, RunsBelongToTheIdentityOfTheirWorkerAcrossARestart) {
+  clock_.AdvanceMs(1);
+  const std::string w1 = jobs_->RegisterWorker("h1", "cpu", 1, "", std::nullopt, "worker-1").worker_id;
+  clock_.AdvanceMs(1);
+  const std::string w2 = jobs_->RegisterWorker("h2", "cpu", 2, "", std::nullopt, "worker-2").worker_id;
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 3), "alice")->job_id);
+  EXPECT_EQ(job.owner, "alice");
+  ASSERT_EQ(job.worker_identities, std::vector<std::string>{"worker-1"});
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 0));
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, -1));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-2", job.job_id, job.attempt, 0));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 1));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt + 1, 0));
+  EXPECT_FALSE(jobs_->HoldsRun("worker-1", "job-999999", job.attempt, 0));
+  EXPECT_EQ(jobs_->WorkerIdentity(w2), "worker-2");
+  EXPECT_EQ(jobs_->WorkerIdentity("w-unknown"), std::nullopt);
+  Poll(w1);
+  RunEpoch(job, w1, 1);
+  Open();  // coordinator restart: no worker is known, the binding is
+  EXPECT_TRUE(jobs_->HoldsRun("worker-1", job.job_id, job.attempt, 0));
+  EXPECT_EQ(jobs_->Get(job.job_id)->owner, "alice");
+  // Another identity claiming the rank (under the holder's old id) is told
+  // to stop; the holder gets it back.
+  const std::string imposter =
+      jobs_->RegisterWorker("h2", "cpu", 2, w1, RunningRun{job.job_id, job.attempt, 0}, "worker-2").worker_id;
+  auto told = jobs_->Heartbeat(imposter, job.job_id, job.attempt);
+  ASSERT_TRUE(told.ok());
+  EXPECT_THAT(told->cancel_job_ids, ::testing::Contains(job.job_id));
+  const std::string back =
+      jobs_->RegisterWorker("h1", "cpu", 1, "", RunningRun{job.job_id, job.attempt, 0}, "worker-1").worker_id;
+  EXPECT_EQ(jobs_->Get(job.job_id)->worker_ids[0], back);
+  RunEpoch(job, back, 2);
+  EXPECT_EQ(jobs_->Get(job.job_id)->epochs_done, 2);
 }
 
 TEST_F(JobManagerTest, RunningJobWhoseWorkersDoNotReturnFailsAfterRestart) {
@@ -542,10 +760,14 @@ TEST_F(JobManagerTest, ShutdownEndsRendezvousWaits) {
 namespace dpfleet::server {
 namespace {
 
-// Composed epsilon of k jobs like `job` under RDP at delta 1e-5.
+// Composed epsilon of k jobs like `job` (training and one eval release per
+// epoch) under RDP at delta 1e-5.
 double PlannedEpsilon(const JobRecord& job, int k = 1) {
-  std::vector<privacy::SubsampledGaussian> plans(
-      k, {job.sample_rate, job.noise_multiplier, job.steps_per_epoch * job.epochs});
+  std::vector<privacy::SubsampledGaussian> plans;
+  for (int i = 0; i < k; ++i) {
+    plans.push_back({job.sample_rate, job.noise_multiplier, job.steps_per_epoch * job.epochs});
+    plans.push_back({1.0, job.eval_noise_multiplier, job.epochs});
+  }
   return *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, plans, 1e-5);
 }
 
@@ -633,9 +855,11 @@ TEST_F(JobManagerTest, LedgerComposesAcrossJobsOfADataset) {
   ASSERT_TRUE(jobs_->ReportDone(a.job_id, a.attempt, 0, w, true, "").ok());
   auto b = *jobs_->Get(jobs_->Submit(Spec(1, 1, "noise_multiplier: 2.0"))->job_id);
   RunEpoch(b, w, 1);
+  const double se = a.eval_noise_multiplier;
   auto expected = *privacy::ComputeEpsilon(
       privacy::AccountantKind::kRdp,
-      {{a.sample_rate, 1.1, a.steps_per_epoch}, {b.sample_rate, 2.0, b.steps_per_epoch}}, 1e-5);
+      {{a.sample_rate, 1.1, a.steps_per_epoch}, {1.0, se, 1}, {b.sample_rate, 2.0, b.steps_per_epoch}, {1.0, se, 1}},
+      1e-5);
   auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
   EXPECT_NEAR(view.spent, expected, 1e-12);
   EXPECT_EQ(view.jobs, 2);
@@ -675,6 +899,7 @@ TEST_F(JobManagerTest, FetchShardServesOnlyTheRanksOwnFiles) {
   const std::string csv = dir_.Join("pums.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
   DatasetRegistry registry(store_.get(), &clock_, dir_.path());
+  registry.set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(&registry);
   DatasetRecord req;
   req.name = "tiny";
@@ -721,6 +946,7 @@ TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
   const std::string csv = dir_.Join("pums.csv");
   ASSERT_TRUE(data::WriteSyntheticPums({/*rows=*/4000, /*seed=*/2}, csv).ok());
   auto registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  registry->set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(registry.get());
   DatasetRecord req;
   req.name = "tiny";
@@ -766,6 +992,7 @@ TEST_F(JobManagerTest, RemoveDatasetRefusedWhileInUseAndKeepsTheLedger) {
   registry.reset();
   Open();
   registry = std::make_unique<DatasetRegistry>(store_.get(), &clock_, dir_.path());
+  registry->set_data_roots(*DataRoots::Create({dir_.path()}));
   ASSERT_TRUE(registry->Recover().ok());
   jobs_->set_datasets(registry.get());
   EXPECT_TRUE(registry->List().empty());
@@ -799,6 +1026,7 @@ TEST_F(JobManagerTest, RemovingAPreparingDatasetCancelsItsPreparation) {
                              release.WaitForNotification();
                              return absl::CancelledError("preparation cancelled");
                            });
+  registry.set_data_roots(*DataRoots::Create({dir_.path()}));
   jobs_->set_datasets(&registry);
   DatasetRecord req;
   req.name = "big";

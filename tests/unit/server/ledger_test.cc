@@ -29,11 +29,8 @@ JobRecord Job(const std::string& id, bool dp = true) {
   r.sample_rate = 0.01;
   r.steps_per_epoch = 100;
   r.noise_multiplier = dp ? 1.1 : 0;
+  r.attempt = 1;
   return r;
-}
-
-LivePlan PlanOf(const JobRecord& r, const std::string& dataset, int32_t attempt = 1) {
-  return {r.job_id, dataset, attempt, r.epochs, r.sample_rate, r.noise_multiplier, r.steps_per_epoch, r.delta};
 }
 
 // ε of `epochs` epochs of `r` composed one row per epoch, as the ledger does.
@@ -57,8 +54,8 @@ class LedgerTest : public ::testing::Test {
   // the charge returns.
   absl::StatusOr<double> ChargeEpoch(const JobRecord& r, int32_t epoch, int32_t attempt = 1,
                                      const std::string& dataset = kData) {
-    absl::StatusOr<ChargeResult> charged =
-        ledger_->Charge(r, dataset, attempt, epoch, r.steps_per_epoch, r.sample_rate, r.noise_multiplier);
+    absl::StatusOr<ChargeResult> charged = ledger_->Charge(r, dataset, attempt, /*rank=*/0, epoch, r.steps_per_epoch,
+                                                           r.sample_rate, r.noise_multiplier, Mechanism::kTrain);
     if (!charged.ok()) return charged.status();
     return Ledger::EpsilonOf(r, charged->rows);
   }
@@ -124,12 +121,12 @@ TEST_F(LedgerTest, ChargesAreDurableIdempotentAndComposeEveryRow) {
 
 TEST_F(LedgerTest, AChargeMustBeTheJobsOwnAndInsideItsEpochs) {
   const JobRecord r = Job("job-1");
-  auto steps = ledger_->Charge(r, kData, 1, 1, r.steps_per_epoch + 1, r.sample_rate, r.noise_multiplier);
+  auto steps = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch + 1, r.sample_rate, r.noise_multiplier, Mechanism::kTrain);
   EXPECT_EQ(steps.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(steps.status().message(), HasSubstr("does not match the job: steps 101 vs 100"));
-  auto sigma = ledger_->Charge(r, kData, 1, 1, r.steps_per_epoch, r.sample_rate, 0.5);
+  auto sigma = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch, r.sample_rate, 0.5, Mechanism::kTrain);
   EXPECT_EQ(sigma.status().code(), absl::StatusCode::kFailedPrecondition);
-  auto q = ledger_->Charge(r, kData, 1, 1, r.steps_per_epoch, 0.02, r.noise_multiplier);
+  auto q = ledger_->Charge(r, kData, 1, 0, 1, r.steps_per_epoch, 0.02, r.noise_multiplier, Mechanism::kTrain);
   EXPECT_EQ(q.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ChargeEpoch(r, 0).status().code(), absl::StatusCode::kInvalidArgument);
   auto late = ChargeEpoch(r, 4);
@@ -140,18 +137,63 @@ TEST_F(LedgerTest, AChargeMustBeTheJobsOwnAndInsideItsEpochs) {
 
 TEST_F(LedgerTest, ReleaseNeedsTheChargeAndStatesEpsilonThroughTheEpoch) {
   const JobRecord r = Job("job-1");
-  auto early = ledger_->CheckRelease(r, 1, 1);
+  auto early = ledger_->CheckRelease(r, 1, 1, /*with_eval=*/false);
   EXPECT_EQ(early.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(early.status().message(), HasSubstr("was not charged to the privacy ledger"));
   ASSERT_TRUE(ChargeEpoch(r, 1).ok());
   ASSERT_TRUE(ChargeEpoch(r, 2).ok());  // another rank charged ahead
-  auto first = ledger_->CheckRelease(r, 1, 1);
+  auto first = ledger_->CheckRelease(r, 1, 1, /*with_eval=*/false);
   ASSERT_TRUE(first.ok()) << first.status();
   EXPECT_EQ(first->epoch, EpsilonOfEpochs(r, 1));
   EXPECT_EQ(first->job, EpsilonOfEpochs(r, 2));
   EXPECT_LT(first->epoch, first->job);
   // Only the current attempt's own charge releases its epoch.
-  EXPECT_EQ(ledger_->CheckRelease(r, 2, 1).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ledger_->CheckRelease(r, 2, 1, /*with_eval=*/false).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// The eval release is its own row: only rank 0, only after the epochs
+// privacy.eval releases after, only with the job's σ_e, one step and q 1;
+// metrics need it; ε and the budget plans compose both mechanisms.
+TEST_F(LedgerTest, EvalReleasesAreTheirOwnCheckedRowsAndComposeWithTraining) {
+  JobRecord r = Job("job-e");
+  r.eval_every = 2;  // 3 epochs: releases after epochs 2 and 3
+  r.eval_noise_multiplier = 30;
+  auto eval = [&](int32_t rank, int32_t epoch, int64_t steps, double q, double sigma) {
+    return ledger_->Charge(r, kData, 1, rank, epoch, steps, q, sigma, Mechanism::kEval).status();
+  };
+  ASSERT_TRUE(ChargeEpoch(r, 1).ok());
+  EXPECT_THAT(eval(0, 1, 1, 1.0, 30).message(), HasSubstr("every epoch that is a multiple of 2 and after the last"));
+  EXPECT_THAT(eval(1, 2, 1, 1.0, 30).message(), HasSubstr("only rank 0 releases eval metrics"));
+  EXPECT_THAT(eval(0, 2, 1, 1.0, 3).message(), HasSubstr("eval charge for job 'job-e' epoch 2 does not match"));
+  EXPECT_EQ(eval(0, 2, 2, 1.0, 30).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(eval(0, 2, 1, 0.5, 30).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->LedgerForJob("job-e")->size(), 1u) << "refused charges record nothing";
+  EXPECT_TRUE(ledger_->CheckRelease(r, 1, 1, /*with_eval=*/false).ok());
+  EXPECT_THAT(ledger_->CheckRelease(r, 1, 1, /*with_eval=*/true).status().message(),
+              HasSubstr("the eval metrics of epoch 1 of job 'job-e' were not charged"));
+
+  ASSERT_TRUE(ChargeEpoch(r, 2).ok());
+  ASSERT_TRUE(eval(0, 2, 1, 1.0, 30).ok());
+  ASSERT_TRUE(eval(0, 2, 1, 1.0, 30).ok()) << "idempotent";
+  const std::vector<privacy::SubsampledGaussian> through_2 = {{r.sample_rate, r.noise_multiplier, r.steps_per_epoch},
+                                                              {r.sample_rate, r.noise_multiplier, r.steps_per_epoch},
+                                                              {1.0, 30, 1}};
+  auto released = ledger_->CheckRelease(r, 1, 2, /*with_eval=*/true);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(released->epoch, *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, through_2, 1e-5));
+  EXPECT_GT(released->epoch, EpsilonOfEpochs(r, 2));
+
+  // The live plan reserves epoch 3's training and its eval release.
+  std::vector<privacy::SubsampledGaussian> committed = through_2;
+  committed.push_back({r.sample_rate, r.noise_multiplier, r.steps_per_epoch});
+  committed.push_back({1.0, 30, 1});
+  EXPECT_EQ(ViewOf(kData, {PlanOf(r, kData)}).committed,
+            *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, committed, 1e-5));
+
+  JobRecord silent = Job("job-s");  // privacy.eval: none
+  ASSERT_TRUE(ChargeEpoch(silent, 1).ok());
+  EXPECT_THAT(ledger_->CheckRelease(silent, 1, 1, /*with_eval=*/true).status().message(),
+              HasSubstr("releases no eval metrics (privacy.eval: none)"));
 }
 
 TEST_F(LedgerTest, ANonPrivateEpochIsRecordedAndLeavesTheDatasetWithoutAFiniteEpsilon) {
@@ -191,7 +233,9 @@ TEST_F(LedgerTest, BudgetViewsComposeSpentAndTheRemainingPlansOfLiveJobs) {
   EXPECT_EQ(set->committed, v.committed);
 
   // A retried attempt reserves its whole plan again.
-  const BudgetView retried = ViewOf(kData, {PlanOf(a, kData, /*attempt=*/2)});
+  JobRecord a_retried = a;
+  a_retried.attempt = 2;
+  const BudgetView retried = ViewOf(kData, {PlanOf(a_retried, kData)});
   EXPECT_GT(retried.committed, EpsilonOfEpochs(a, 3));
 
   auto all = ledger_->GetBudgets("", live);
@@ -245,6 +289,54 @@ TEST_F(LedgerTest, ABudgetIsValidatedKeptAboveWhatIsCommittedAndDurable) {
   // Paths joined by '+' are keyed as normalised absolute paths.
   ASSERT_TRUE(ledger_->SetBudget("/data/./a.csv+/data/x/../b.csv", 5, 1e-6, {}).ok());
   EXPECT_EQ(ViewOf("/data/a.csv+/data/b.csv").delta, 1e-6);
+}
+
+}  // namespace
+}  // namespace dpfleet::server
+
+namespace dpfleet::server {
+namespace {
+
+// `dpctl ledger`: every charge of a dataset in recorded order, each with
+// the dataset's composed ε after it and what it added.
+TEST_F(LedgerTest, ListingGivesEveryChargeWithItsEpsilonIncrement) {
+  const JobRecord a = Job("job-a");
+  const JobRecord b = Job("job-b");
+  ASSERT_TRUE(ChargeEpoch(a, 1).ok());
+  clock_.AdvanceMs(1);
+  ASSERT_TRUE(ChargeEpoch(b, 1).ok());
+  clock_.AdvanceMs(1);
+  ASSERT_TRUE(ChargeEpoch(a, 2).ok());
+  ASSERT_TRUE(ChargeEpoch(a, 1, 1, kOtherData).ok()) << "another dataset's row is not listed";
+  auto listing = ledger_->List(kData, {});
+  ASSERT_TRUE(listing.ok()) << listing.status();
+  EXPECT_EQ(listing->dataset, kData);
+  EXPECT_DOUBLE_EQ(listing->delta, 1e-5);
+  ASSERT_EQ(listing->charges.size(), 3u);
+  EXPECT_EQ(listing->charges[0].entry.job_id, "job-a");
+  EXPECT_EQ(listing->charges[1].entry.job_id, "job-b");
+  EXPECT_EQ(listing->charges[2].entry.epoch, 2);
+  double sum = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const ListedCharge& c = listing->charges[i];
+    EXPECT_NEAR(c.epsilon_total, EpsilonOfEpochs(a, static_cast<int64_t>(i) + 1), 1e-12) << i;
+    EXPECT_GT(c.epsilon_increment, 0);
+    sum += c.epsilon_increment;
+  }
+  EXPECT_NEAR(sum, listing->charges.back().epsilon_total, 1e-12);
+  // After a non-private epoch nothing is finite, and nothing more is added.
+  const JobRecord plain = Job("job-c", /*dp=*/false);
+  clock_.AdvanceMs(1);
+  ASSERT_TRUE(ChargeEpoch(plain, 1).ok());
+  clock_.AdvanceMs(1);
+  ASSERT_TRUE(ChargeEpoch(b, 2).ok());
+  listing = ledger_->List(kData, {});
+  ASSERT_EQ(listing->charges.size(), 5u);
+  EXPECT_TRUE(std::isinf(listing->charges[3].epsilon_total));
+  EXPECT_TRUE(std::isinf(listing->charges[3].epsilon_increment));
+  EXPECT_TRUE(std::isinf(listing->charges[4].epsilon_total));
+  EXPECT_EQ(listing->charges[4].epsilon_increment, 0);
+  EXPECT_TRUE(ledger_->List("/data/nothing.csv", {})->charges.empty());
 }
 
 }  // namespace

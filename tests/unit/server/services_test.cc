@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/version.h"
 #include "server/core/sqlite_store.h"
+#include "server/rpc/auth.h"
 #include "tests/testing/server/faulty_store.h"
 #include "tests/testing/temp_dir.h"
 
@@ -64,8 +65,18 @@ class ServicesTest : public ::testing::Test {
     jobs_ = std::make_unique<JobManager>(store_.get(), &resolver_, &clock_, options);
     jobs_->set_datasets(registry_.get());
     ASSERT_TRUE(jobs_->Recover().ok());
-    coordinator_ = std::make_unique<CoordinatorServiceImpl>(jobs_.get(), registry_.get());
-    worker_ = std::make_unique<WorkerServiceImpl>(jobs_.get());
+    // The Gate admits calls on a real listener (its auth processor); over
+    // the in-process channel the adapters still ask it who is calling: the
+    // custodian (by token) on the coordinator's methods, the plaintext
+    // worker on the workers'.
+    tokens_ = std::make_unique<Tokens>(store_.get(), &clock_);
+    audit_ = std::make_unique<AuditTrail>(store_.get(), &clock_);
+    gate_ = std::make_unique<Gate>(tokens_.get(), audit_.get(), &clock_, SecurityLimits(),
+                                   /*certificate_workers=*/false);
+    token_ = *tokens_->Create("admin", Role::kCustodian);
+    ServiceDeps deps{jobs_.get(), registry_.get(), store_.get(), tokens_.get(), gate_.get(), audit_.get()};
+    coordinator_ = std::make_unique<CoordinatorServiceImpl>(deps);
+    worker_ = std::make_unique<WorkerServiceImpl>(deps);
     grpc::ServerBuilder builder;
     builder.RegisterService(coordinator_.get());
     builder.RegisterService(worker_.get());
@@ -80,11 +91,14 @@ class ServicesTest : public ::testing::Test {
     server_->Shutdown();
   }
 
+  // A coordinator call as the custodian.
+  void Authorize(grpc::ClientContext* ctx) { ctx->AddMetadata("authorization", "Bearer " + token_); }
   v1::Job Submit(const std::string& spec) {
     grpc::ClientContext ctx;
     v1::SubmitJobRequest req;
     req.set_spec_yaml(spec);
     v1::SubmitJobResponse resp;
+    Authorize(&ctx);
     const grpc::Status s = client_->SubmitJob(&ctx, req, &resp);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return resp.job();
@@ -94,6 +108,7 @@ class ServicesTest : public ::testing::Test {
     v1::GetJobRequest req;
     req.set_job_id(id);
     v1::Job job;
+    Authorize(&ctx);
     EXPECT_TRUE(client_->GetJob(&ctx, req, &job).ok());
     return job;
   }
@@ -140,6 +155,10 @@ class ServicesTest : public ::testing::Test {
   std::unique_ptr<FaultyStore> store_;
   std::unique_ptr<DatasetRegistry> registry_;
   std::unique_ptr<JobManager> jobs_;
+  std::unique_ptr<Tokens> tokens_;
+  std::unique_ptr<AuditTrail> audit_;
+  std::unique_ptr<Gate> gate_;
+  std::string token_;
   std::unique_ptr<CoordinatorServiceImpl> coordinator_;
   std::unique_ptr<WorkerServiceImpl> worker_;
   std::unique_ptr<grpc::Server> server_;
@@ -153,6 +172,7 @@ TEST_F(ServicesTest, JobsAreSubmittedShownListedAndCancelledWithPreciseErrors) {
     v1::SubmitJobRequest req;
     req.set_spec_yaml("name: x\ndata: {path: /d.csv}\ntraining: {epochs: -3}\n");
     v1::SubmitJobResponse resp;
+    Authorize(&ctx);
     const grpc::Status s = client_->SubmitJob(&ctx, req, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("training.epochs"));
@@ -172,6 +192,7 @@ TEST_F(ServicesTest, JobsAreSubmittedShownListedAndCancelledWithPreciseErrors) {
   {
     grpc::ClientContext ctx;
     v1::ListJobsResponse list;
+    Authorize(&ctx);
     ASSERT_TRUE(client_->ListJobs(&ctx, v1::ListJobsRequest(), &list).ok());
     ASSERT_EQ(list.jobs_size(), 1);
     EXPECT_EQ(list.jobs(0).job_id(), job.job_id());
@@ -181,6 +202,7 @@ TEST_F(ServicesTest, JobsAreSubmittedShownListedAndCancelledWithPreciseErrors) {
     v1::GetJobRequest req;
     req.set_job_id("job-nope");
     v1::Job out;
+    Authorize(&ctx);
     const grpc::Status s = client_->GetJob(&ctx, req, &out);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
     EXPECT_THAT(s.error_message(), HasSubstr("job 'job-nope' not found"));
@@ -190,6 +212,7 @@ TEST_F(ServicesTest, JobsAreSubmittedShownListedAndCancelledWithPreciseErrors) {
     v1::CancelJobRequest req;
     req.set_job_id(job.job_id());
     v1::CancelJobResponse resp;
+    Authorize(&ctx);
     const grpc::Status s = client_->CancelJob(&ctx, req, &resp);
     EXPECT_EQ(s.error_code(), expected) << s.error_message();
     if (s.ok()) {
@@ -204,6 +227,7 @@ TEST_F(ServicesTest, AStoreFailureReachesTheClientAsUnavailableNamingTheCause) {
   v1::SubmitJobRequest req;
   req.set_spec_yaml(Spec());
   v1::SubmitJobResponse resp;
+  Authorize(&ctx);
   const grpc::Status s = client_->SubmitJob(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_THAT(s.error_message(), HasSubstr("state store: reserve a job id: disk I/O error"));
@@ -257,6 +281,15 @@ TEST_F(ServicesTest, TheWorkerProtocolCarriesEveryFieldBothWays) {
     v1::ChargeBudgetResponse charged;
     ASSERT_TRUE(workers_->ChargeBudget(&cctx, charge, &charged).ok());
     EXPECT_GT(charged.epsilon_after(), 0);
+    // The eval release of the epoch, before its metrics.
+    grpc::ClientContext ectx;
+    charge.set_mechanism(v1::MECHANISM_EVAL);
+    charge.set_steps(1);
+    charge.set_sample_rate(1.0);
+    charge.set_noise_multiplier(running.eval_noise_multiplier());
+    v1::ChargeBudgetResponse released;
+    ASSERT_TRUE(workers_->ChargeBudget(&ectx, charge, &released).ok());
+    EXPECT_GT(released.epsilon_after(), charged.epsilon_after()) << "the release costs ε too";
     grpc::ClientContext pctx;
     v1::ProgressReport report;
     report.set_job_id(a.job_id());
@@ -285,7 +318,7 @@ TEST_F(ServicesTest, TheWorkerProtocolCarriesEveryFieldBothWays) {
     EXPECT_EQ(m.majority_rate(), 0.6);
     EXPECT_EQ(m.steps(), 100 * epoch);
     EXPECT_EQ(m.train_seconds(), 1.5);
-    EXPECT_EQ(m.epsilon(), charged.epsilon_after()) << "the ledger's ε, not the worker's";
+    EXPECT_EQ(m.epsilon(), released.epsilon_after()) << "the ledger's ε, not the worker's";
   }
   {
     grpc::ClientContext ctx;
@@ -313,11 +346,13 @@ TEST_F(ServicesTest, TheWorkerProtocolCarriesEveryFieldBothWays) {
   req.set_offset(2);
   req.set_max_bytes(3);
   v1::ModelChunk chunk;
+  Authorize(&ctx);
   ASSERT_TRUE(client_->GetModel(&ctx, req, &chunk).ok());
   EXPECT_EQ(chunk.data(), "ain");
   EXPECT_EQ(chunk.total_bytes(), 7);
   grpc::ClientContext wctx;
   v1::ListWorkersResponse list;
+  Authorize(&wctx);
   ASSERT_TRUE(client_->ListWorkers(&wctx, v1::ListWorkersRequest(), &list).ok());
   ASSERT_EQ(list.workers_size(), 1);
   EXPECT_EQ(list.workers(0).state(), v1::IDLE);
@@ -362,7 +397,9 @@ TEST_F(ServicesTest, RendezvousGetEndsAtItsDeadlineOrWithTheReasonTheAttemptEnde
   EXPECT_THAT(late.error_message(), HasSubstr("rendezvous key 'never' of job '" + a.job_id() + "' attempt 1"));
   v1::Assignment stale = a;
   stale.set_attempt(a.attempt() + 1);
-  EXPECT_EQ(RendezvousGet(stale, "k", 1000, nullptr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  const grpc::Status refused = RendezvousGet(stale, "k", 1000, nullptr);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << "no worker holds that attempt";
+  EXPECT_THAT(refused.error_message(), HasSubstr("does not hold a rank of job '" + a.job_id() + "' attempt 2"));
 
   grpc::Status got;
   std::thread waiter([&] { got = RendezvousGet(a, "nccl_id", 60'000, nullptr); });
@@ -436,6 +473,7 @@ TEST_F(ServicesTest, WatchJobSendsTheSnapshotThenEveryEventAndEndsAfterTheLastSt
   grpc::ClientContext ctx;
   v1::WatchJobRequest req;
   req.set_job_id(job.job_id());
+  Authorize(&ctx);
   auto reader = client_->WatchJob(&ctx, req);
   v1::JobEvent e;
   ASSERT_TRUE(reader->Read(&e));
@@ -452,6 +490,7 @@ TEST_F(ServicesTest, WatchJobSendsTheSnapshotThenEveryEventAndEndsAfterTheLastSt
 
   grpc::ClientContext missing_ctx;
   req.set_job_id("job-nope");
+  Authorize(&missing_ctx);
   auto missing = client_->WatchJob(&missing_ctx, req);
   EXPECT_FALSE(missing->Read(&e));
   EXPECT_EQ(missing->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
@@ -465,6 +504,7 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
     req.set_epsilon(-1);
     req.set_delta(1e-5);
     v1::DatasetBudget b;
+    Authorize(&ctx);
     const grpc::Status s = client_->SetBudget(&ctx, req, &b);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("epsilon: '-1'"));
@@ -476,6 +516,7 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
     req.set_epsilon(5);
     req.set_delta(1e-6);
     v1::DatasetBudget b;
+    Authorize(&ctx);
     ASSERT_TRUE(client_->SetBudget(&ctx, req, &b).ok());
     EXPECT_EQ(b.dataset(), "/data/p.csv");
     EXPECT_TRUE(b.has_budget());
@@ -486,6 +527,7 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
   {
     grpc::ClientContext ctx;
     v1::GetBudgetsResponse all;
+    Authorize(&ctx);
     ASSERT_TRUE(client_->GetBudgets(&ctx, v1::GetBudgetsRequest(), &all).ok());
     ASSERT_EQ(all.budgets_size(), 1);
     EXPECT_EQ(all.budgets(0).epsilon_budget(), 5);
@@ -496,6 +538,7 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
     req.set_name("../bad");
     req.add_paths("/data/p.csv");
     v1::Dataset d;
+    Authorize(&ctx);
     const grpc::Status s = client_->AddDataset(&ctx, req, &d);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("name: '../bad'"));
@@ -505,16 +548,19 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
     v1::RemoveDatasetRequest req;
     req.set_name("nope");
     v1::Dataset d;
+    Authorize(&ctx);
     EXPECT_EQ(client_->RemoveDataset(&ctx, req, &d).error_code(), grpc::StatusCode::NOT_FOUND);
   }
   {
     grpc::ClientContext ctx;
     v1::ListDatasetsResponse list;
+    Authorize(&ctx);
     ASSERT_TRUE(client_->ListDatasets(&ctx, v1::ListDatasetsRequest(), &list).ok());
     EXPECT_EQ(list.datasets_size(), 0);
   }
   grpc::ClientContext ctx;
   v1::VersionInfo v;
+  Authorize(&ctx);
   ASSERT_TRUE(client_->GetVersion(&ctx, v1::GetVersionRequest(), &v).ok());
   EXPECT_EQ(v.protocol_version(), kProtocolVersion);
   EXPECT_EQ(v.version(), GetBuildInfo().version);

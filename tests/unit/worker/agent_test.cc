@@ -77,7 +77,8 @@ TEST_F(AgentTest, RegistersRunsWhatAHeartbeatHandsOverAndReportsItsEnd) {
   EXPECT_EQ(registrations[0].protocol_version(), kProtocolVersion);
   EXPECT_EQ(registrations[0].device(), "cpu");
   EXPECT_TRUE(registrations[0].running_job_id().empty());
-  EXPECT_THAT(coordinator_.calls(), ::testing::ElementsAre("register", "charge 1", "progress 1", "upload", "done ok"));
+  EXPECT_THAT(coordinator_.calls(),
+              ::testing::ElementsAre("register", "charge 1", "charge eval 1", "progress 1", "upload", "done ok"));
   const v1::DoneReport done = coordinator_.dones()[0];
   EXPECT_EQ(done.job_id(), "job-000001");
   EXPECT_EQ(done.worker_id(), "w-fake");

@@ -62,58 +62,5 @@ TEST(DeviceTest, CudaWithoutAGpuIsRefusedWithTheReason) {
   }
 }
 
-// The architecture line of torch 2.11.0+cu130's build configuration
-// (CUDAHooks::showConfig), as the wheel's libtorch_cuda.so carries it.
-constexpr char kCu130Config[] =
-    "PyTorch built with:\n"
-    "  - CUDA Runtime 13.0\n"
-    "  - NVCC architecture flags: -gencode;arch=compute_75,code=sm_75;-gencode;arch=compute_80,code=sm_80;"
-    "-gencode;arch=compute_86,code=sm_86;-gencode;arch=compute_90,code=sm_90;-gencode;arch=compute_100,"
-    "code=sm_100;-gencode;arch=compute_120,code=sm_120\n"
-    "  - CuDNN 9.13\n";
-
-TEST(DeviceTest, ReadsTheArchitecturesOfALibTorchBuild) {
-  const CudaArchList archs = ParseCudaArchFlags(kCu130Config);
-  EXPECT_THAT(archs.sass, ::testing::ElementsAre("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"));
-  EXPECT_TRUE(archs.ptx.empty());
-  const CudaArchList with_ptx = ParseCudaArchFlags(
-      "  - NVCC architecture flags: -gencode;arch=compute_90a,code=sm_90a;-gencode;arch=compute_120,"
-      "code=[sm_120,compute_120]\n");
-  EXPECT_THAT(with_ptx.sass, ::testing::ElementsAre("sm_90a", "sm_120"));
-  EXPECT_THAT(with_ptx.ptx, ::testing::ElementsAre("compute_120"));
-  EXPECT_EQ(ArchListString(with_ptx), "sm_90a, sm_120, PTX compute_120");
-  EXPECT_TRUE(ParseCudaArchFlags("PyTorch built with:\n  - CPU capability usage: AVX2\n").sass.empty());
-}
-
-TEST(DeviceTest, GpuGenerationsOfTheFleetAgainstTheCu130Build) {
-  const CudaArchList archs = ParseCudaArchFlags(kCu130Config);
-  // Tesla M60 (AWS g3) is Maxwell, 5.2; V100 (p3) is 7.0: no kernels.
-  absl::Status m60 = CheckCudaCapability(5, 2, archs);
-  EXPECT_EQ(m60.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(m60.message(), HasSubstr("compute capability 5.2"));
-  EXPECT_THAT(m60.message(), HasSubstr("sm_75, sm_80"));
-  EXPECT_FALSE(CheckCudaCapability(7, 0, archs).ok());
-  // T4 7.5, A100 8.0, A10G 8.6, L4 8.9 (runs sm_86 code), H100/H200 9.0,
-  // B200 10.0, RTX 5090 12.0.
-  for (auto [major, minor] : {std::pair{7, 5}, {8, 0}, {8, 6}, {8, 9}, {9, 0}, {10, 0}, {12, 0}}) {
-    EXPECT_TRUE(CheckCudaCapability(major, minor, archs).ok()) << major << "." << minor;
-  }
-  // A generation newer than every kernel, without PTX to compile.
-  EXPECT_FALSE(CheckCudaCapability(13, 0, archs).ok());
-}
-
-TEST(DeviceTest, ArchSpecificCodeRunsOnItsOwnCapabilityAndPtxOnNewerOnes) {
-  CudaArchList archs;
-  archs.sass = {"sm_90a"};
-  EXPECT_TRUE(CheckCudaCapability(9, 0, archs).ok());
-  EXPECT_FALSE(CheckCudaCapability(9, 1, archs).ok());
-  archs.ptx = {"compute_80"};
-  EXPECT_TRUE(CheckCudaCapability(9, 1, archs).ok());
-  EXPECT_TRUE(CheckCudaCapability(12, 0, archs).ok());
-  EXPECT_FALSE(CheckCudaCapability(7, 5, archs).ok());
-  // Nothing readable to check against: accepted.
-  EXPECT_TRUE(CheckCudaCapability(5, 2, CudaArchList{}).ok());
-}
-
 }  // namespace
 }  // namespace dpfleet::train

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/testing/dp_sgd_test_peer.h"
 #include "tests/testing/temp_dir.h"
 #include "worker/comm/communicator.h"
 #include "worker/train/clipped_grad.h"
@@ -509,24 +510,48 @@ TEST(DpSgdTrainerTest, NoiseShareHasVarianceSigmaSquaredCSquaredOverW) {
   EXPECT_FALSE(at::equal(comm.recorded()[0], comm.recorded()[1]));
 }
 
-TEST(DpSgdTrainerTest, NoiseStreamsDifferByRankAndAttemptAndAreReproducibleOtherwise) {
-  auto noise_of = [](int rank, int32_t attempt, bool secure) {
+// The product's keys come from getrandom(2): two trainers built from the
+// very same config (seed included) add different noise and take different
+// samples, so a submitter who knows the spec can reproduce neither.
+TEST(DpSgdTrainerTest, NoiseAndSamplingAreNeverReproducibleFromTheConfig) {
+  auto run = [](int rank) {
     RecordingCommunicator comm(rank, 2);
     TrainConfig c = BaseConfig();
     c.noise_multiplier = 1.0;
-    c.attempt = attempt;
-    c.secure_rng = secure;
     auto trainer = DpSgdTrainer::Create(Mlp({4}), c, 3, &comm);
     EXPECT_TRUE(trainer.ok());
     EXPECT_TRUE((*trainer)->Step(at::empty({0, 3}), at::empty({0})).ok());
+    const auto keys = std::make_pair(testing::DpSgdTrainerTestPeer::SampleKey(**trainer),
+                                     testing::DpSgdTrainerTestPeer::NoiseKey(**trainer));
+    return std::make_pair(comm.recorded()[0], keys);
+  };
+  const auto a = run(0), b = run(0);
+  EXPECT_FALSE(at::equal(a.first, b.first)) << "same config, same rank: the noise must still differ";
+  EXPECT_NE(a.second.first, b.second.first);
+  EXPECT_NE(a.second.second, b.second.second);
+  EXPECT_NE(a.second.first, a.second.second) << "sampling and noise never share a key";
+  // None of them is the key the seed would give.
+  EXPECT_NE(a.second.second, DeriveSeededKey(BaseConfig().seed, 0, 0, StreamPurpose::kNoise));
+  EXPECT_NE(a.second.first, DeriveSeededKey(BaseConfig().seed, 0, 0, StreamPurpose::kSample));
+}
+
+// The test-only seeded keys keep the old properties the oracle tests rely
+// on: reproducible, and distinct per rank and attempt.
+TEST(DpSgdTrainerTest, SeededTestStreamsDifferByRankAndAttemptAndReproduceOtherwise) {
+  auto noise_of = [](int rank, int32_t attempt) {
+    RecordingCommunicator comm(rank, 2);
+    TrainConfig c = BaseConfig();
+    c.noise_multiplier = 1.0;
+    auto trainer = DpSgdTrainer::Create(Mlp({4}), c, 3, &comm);
+    EXPECT_TRUE(trainer.ok());
+    testing::DpSgdTrainerTestPeer::UseSeededStreams(**trainer, c.seed, attempt);
+    EXPECT_TRUE((*trainer)->Step(at::empty({0, 3}), at::empty({0})).ok());
     return comm.recorded()[0];
   };
-  const at::Tensor base = noise_of(0, 0, false);
-  EXPECT_TRUE(at::equal(base, noise_of(0, 0, false)));
-  EXPECT_FALSE(at::equal(base, noise_of(1, 0, false)));
-  EXPECT_FALSE(at::equal(base, noise_of(0, 1, false)));
-  // Secure mode is not reproducible from the seed.
-  EXPECT_FALSE(at::equal(noise_of(0, 0, true), noise_of(0, 0, true)));
+  const at::Tensor base = noise_of(0, 0);
+  EXPECT_TRUE(at::equal(base, noise_of(0, 0)));
+  EXPECT_FALSE(at::equal(base, noise_of(1, 0)));
+  EXPECT_FALSE(at::equal(base, noise_of(0, 1)));
 }
 
 // Non-private mode sends the local batch size along: its mean is q * n.
@@ -660,6 +685,7 @@ TEST(DpSgdTrainerTest, SaveLoadResumesExactly) {
   auto [x, y] = RandomData(1000, 6, 12);
   auto a = DpSgdTrainer::Create(Mlp({8, 8}), c, 6, &comm);
   ASSERT_TRUE(a.ok());
+  testing::DpSgdTrainerTestPeer::UseSeededStreams(**a, 5);
   for (int s = 0; s < 3; ++s) ASSERT_TRUE((*a)->Step(x, y).ok());
   ASSERT_TRUE((*a)->Save(path).ok());
   TrainConfig c2 = c;
@@ -669,15 +695,27 @@ TEST(DpSgdTrainerTest, SaveLoadResumesExactly) {
   ASSERT_TRUE((*b)->Load(path).ok());
   EXPECT_EQ((*b)->steps_done(), 3);
   EXPECT_TRUE(at::equal(Flatten((*a)->parameters()), Flatten((*b)->parameters())));
-  // Same seed/attempt + restored step and Adam moments: identical futures.
+  // A load draws fresh keys: the restored step counter restarts the
+  // nonces, which must never meet their old keys again.
+  auto fresh = DpSgdTrainer::Create(Mlp({8, 8}), c, 6, &comm);
+  ASSERT_TRUE(fresh.ok());
+  testing::DpSgdTrainerTestPeer::UseSeededStreams(**fresh, 5);
+  ASSERT_TRUE((*fresh)->Load(path).ok());
+  EXPECT_NE(testing::DpSgdTrainerTestPeer::NoiseKey(**fresh), testing::DpSgdTrainerTestPeer::NoiseKey(**a));
+  EXPECT_NE(testing::DpSgdTrainerTestPeer::SampleKey(**fresh), testing::DpSgdTrainerTestPeer::SampleKey(**a));
+  // Same streams + restored step and Adam moments: identical futures.
   auto c3 = DpSgdTrainer::Create(Mlp({8, 8}), c, 6, &comm);
   ASSERT_TRUE(c3.ok());
   ASSERT_TRUE((*c3)->Load(path).ok());
+  testing::DpSgdTrainerTestPeer::UseSeededStreams(**c3, 5);
   for (int s = 0; s < 2; ++s) {
     ASSERT_TRUE((*a)->Step(x, y).ok());
     ASSERT_TRUE((*c3)->Step(x, y).ok());
+    ASSERT_TRUE((*fresh)->Step(x, y).ok());
   }
   EXPECT_TRUE(at::equal(Flatten((*a)->parameters()), Flatten((*c3)->parameters())));
+  EXPECT_FALSE(at::equal(Flatten((*a)->parameters()), Flatten((*fresh)->parameters())))
+      << "the resumed trainer's noise is fresh";
 
   // Wrong architecture or optimizer: refused, state untouched.
   auto other = DpSgdTrainer::Create(Mlp({8, 4}), c, 6, &comm);

@@ -116,35 +116,53 @@ train::TrainConfig Config(double sigma) {
 
 class GlooDpSgdTest : public ::testing::TestWithParam<int> {};
 
+// Per-coordinate variance, on every rank, of one step's update with no data
+// anywhere (pure noise) for an MLP 100-256-256-1 on W ranks.
+std::vector<double> EmptyStepUpdateVariance(int world, const train::TrainConfig& tc) {
+  train::ModelConfig mc;
+  mc.hidden = {256, 256};
+  std::vector<double> variance(world);
+  RunRanks(world, [&](int rank, GlooCommunicator& c) {
+    auto trainer = train::DpSgdTrainer::Create(mc, tc, 100, &c);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    auto flat = [&] {
+      std::vector<torch::Tensor> v;
+      for (auto& p : (*trainer)->parameters()) v.push_back(p.reshape({-1}));
+      return torch::cat(v).to(torch::kDouble);
+    };
+    const torch::Tensor before = flat();
+    ASSERT_TRUE((*trainer)->Step(torch::zeros({0, 100}), torch::zeros({0})).ok());
+    variance[rank] = (flat() - before).var().item<double>();
+  });
+  return variance;
+}
+
 // With no data anywhere, one step's update is pure noise:
 // delta = -lr * (sum of the W noise shares) / B. Its per-coordinate variance
 // must be sigma^2 C^2 (lr/B)^2 whatever W is.
 TEST_P(GlooDpSgdTest, TotalNoiseVarianceIsSigmaSquaredCSquared) {
   const int world = GetParam();
-  train::ModelConfig mc;
-  mc.hidden = {256, 256};
-  const train::TrainConfig tc = Config(2.0);
-  std::vector<double> variance(world);
-  RunRanks(world, [&](int rank, GlooCommunicator& c) {
-    auto trainer = train::DpSgdTrainer::Create(mc, tc, 100, &c);
-    ASSERT_TRUE(trainer.ok()) << trainer.status();
-    torch::Tensor before = torch::cat([&] {
-      std::vector<torch::Tensor> v;
-      for (auto& p : (*trainer)->parameters()) v.push_back(p.reshape({-1}));
-      return v;
-    }());
-    ASSERT_TRUE((*trainer)->Step(torch::zeros({0, 100}), torch::zeros({0})).ok());
-    std::vector<torch::Tensor> after;
-    for (auto& p : (*trainer)->parameters()) after.push_back(p.reshape({-1}));
-    torch::Tensor delta = (torch::cat(after) - before).to(torch::kDouble);
-    variance[rank] = delta.var().item<double>();
-  });
+  const std::vector<double> variance = EmptyStepUpdateVariance(world, Config(2.0));
   const double expected = std::pow(2.0 * 0.5 * 1.0 / 200.0, 2);
   for (int r = 0; r < world; ++r) {
     // ~92k coordinates: the variance estimate's relative std error is ~0.5%.
     EXPECT_NEAR(variance[r] / expected, 1.0, 0.03) << "W=" << world << " rank " << r;
     EXPECT_DOUBLE_EQ(variance[r], variance[0]) << "every rank applied the same update";
   }
+}
+
+// privacy.noise_split: full runs every rank with the total multiplier
+// sigma * sqrt(W) (the coordinator's AccountedNoiseMultiplier), so each
+// rank's share N(0, (sigma sqrt(W))^2 C^2 / W) is the whole N(0, sigma^2 C^2)
+// before it leaves the rank, and the all-reduced total is
+// N(0, W sigma^2 C^2): the update's variance is W sigma^2 C^2 (lr/B)^2.
+TEST_P(GlooDpSgdTest, FullNoiseSplitGivesEveryRankTheWholeSigma) {
+  const int world = GetParam();
+  const double sigma = 2.0, clip = 0.5, lr = 1.0, batch = 200.0;
+  const std::vector<double> variance =
+      EmptyStepUpdateVariance(world, Config(sigma * std::sqrt(static_cast<double>(world))));
+  const double expected = world * sigma * sigma * clip * clip * std::pow(lr / batch, 2);
+  for (int r = 0; r < world; ++r) EXPECT_NEAR(variance[r] / expected, 1.0, 0.03) << "W=" << world;
 }
 
 // Ranks sample their own records, add their own noise and still end with

@@ -1,6 +1,7 @@
 // RunAssignment (worker/agent/run) against a scripted coordinator over an
 // in-process channel: the order the privacy claim rests on (charge an
-// epoch, then train it, then release its metrics), what a refused or
+// epoch, then train it, then charge its eval release, then release its
+// metrics), what a refused or
 // unreachable charge does, stop orders, cancels, and resuming from a
 // checkpoint. Real training on a small synthetic PUMS file.
 #include "worker/agent/run.h"
@@ -11,10 +12,12 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/pums/synth.h"
+#include "common/spec/job_spec.h"
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/worker/fake_coordinator.h"
 
@@ -71,12 +74,22 @@ std::string* RunTest::data_ = nullptr;
 
 TEST_F(RunTest, EveryEpochIsChargedBeforeItTrainsAndItsMetricsAreReleased) {
   ASSERT_TRUE(RunAssignment(Assignment(2), Context()).ok());
-  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "progress 1", "charge 2", "progress 2", "upload"));
-  const auto charges = coordinator_.charges();
+  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "charge eval 1", "progress 1", "charge 2", "charge eval 2",
+                                                "progress 2", "upload"));
+  std::vector<v1::ChargeBudgetRequest> charges, evals;
+  for (const v1::ChargeBudgetRequest& c : coordinator_.charges()) {
+    (c.mechanism() == v1::MECHANISM_EVAL ? evals : charges).push_back(c);
+  }
   const auto reports = coordinator_.reports();
   ASSERT_EQ(charges.size(), 2u);
+  ASSERT_EQ(evals.size(), 2u);
   ASSERT_EQ(reports.size(), 2u);
   for (int i = 0; i < 2; ++i) {
+    // The eval release: the Gaussian mechanism on the whole eval split.
+    EXPECT_EQ(evals[i].epoch(), i + 1);
+    EXPECT_EQ(evals[i].steps(), 1);
+    EXPECT_DOUBLE_EQ(evals[i].sample_rate(), 1.0);
+    EXPECT_DOUBLE_EQ(evals[i].noise_multiplier(), kDefaultEvalNoiseMultiplier);
     EXPECT_EQ(charges[i].job_id(), "job-000001");
     EXPECT_EQ(charges[i].attempt(), 1);
     EXPECT_EQ(charges[i].epoch(), i + 1);
@@ -97,14 +110,25 @@ TEST_F(RunTest, ARefusedChargeEndsTheRunBeforeTheEpochTrains) {
   const absl::Status s = RunAssignment(Assignment(3), Context());
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), HasSubstr("charging the privacy ledger: over its budget"));
-  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "progress 1", "charge 2"))
+  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "charge eval 1", "progress 1", "charge 2"))
       << "nothing of epoch 2 (nor later) is released, and no model";
+}
+
+TEST_F(RunTest, ARefusedEvalChargeReleasesNoMetrics) {
+  coordinator_.FailCharge(1, grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "over its budget"), 1,
+                          v1::MECHANISM_EVAL);
+  const absl::Status s = RunAssignment(Assignment(2), Context());
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "charge eval 1"))
+      << "the epoch trained, but no metric of it left the worker";
+  EXPECT_TRUE(coordinator_.reports().empty());
 }
 
 TEST_F(RunTest, AnUnavailableCoordinatorIsRetriedAndTheEpochChargedOnce) {
   coordinator_.FailCharge(1, grpc::Status(grpc::StatusCode::UNAVAILABLE, "restarting"), /*times=*/2);
   ASSERT_TRUE(RunAssignment(Assignment(1), Context()).ok());
-  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "charge 1", "charge 1", "progress 1", "upload"));
+  EXPECT_THAT(coordinator_.calls(),
+              ElementsAre("charge 1", "charge 1", "charge 1", "charge eval 1", "progress 1", "upload"));
 }
 
 TEST_F(RunTest, ACoordinatorThatStaysAwayFailsTheRunAfterItsPatience) {
@@ -122,7 +146,7 @@ TEST_F(RunTest, AStopInTheProgressAckEndsTheRun) {
   const absl::Status s = RunAssignment(Assignment(3), Context());
   EXPECT_EQ(s.code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(s.message(), "cancelled by user");
-  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "progress 1"));
+  EXPECT_THAT(coordinator_.calls(), ElementsAre("charge 1", "charge eval 1", "progress 1"));
 }
 
 TEST_F(RunTest, ACancelledRunChargesNothing) {
@@ -154,7 +178,8 @@ TEST_F(RunTest, AResumedAttemptStartsFromTheCheckpointAndTrainsTheRest) {
   RunContext ctx = Context();
   ctx.stub = v1::WorkerService::NewStub(resumed_coordinator.channel());
   ASSERT_TRUE(RunAssignment(Assignment(2, 2, /*start_epoch=*/1, /*attempt=*/2), ctx).ok());
-  EXPECT_THAT(resumed_coordinator.calls(), ElementsAre("fetch checkpoint", "charge 2", "progress 2", "upload"));
+  EXPECT_THAT(resumed_coordinator.calls(),
+              ElementsAre("fetch checkpoint", "charge 2", "charge eval 2", "progress 2", "upload"));
   EXPECT_EQ(resumed_coordinator.reports()[0].metrics().steps(), first[1].metrics().steps())
       << "the step count continues from the checkpoint";
 }

@@ -68,5 +68,53 @@ TEST(PlanTest, ShippedPriceListParses) {
   EXPECT_FALSE(ParsePriceList("colour: red\nshapes: [{name: x, price_per_hour: 1}]").ok());
 }
 
+TEST(PlanTest, CurrentPriceListParsesAndEveryShapeIsSupported) {
+  const char* src = std::getenv("DPFLEET_SOURCE_DIR");
+  ASSERT_NE(src, nullptr);
+  std::ifstream f(std::string(src) + "/deploy/examples/current-prices.yaml");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto p = ParsePriceList(ss.str());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_GE(p->shapes.size(), 6u);
+  auto rows = Plan(JobShape{1000000, 1000, 1, 10000}, *p, Performance{50000, 20, 100});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  for (const PlanRow& r : *rows) EXPECT_TRUE(r.supported) << r.shape << ": " << r.unsupported_reason;
+}
+
+TEST(PlanTest, ShapesThePinnedBuildCannotRunAreMarkedAndNeverRecommended) {
+  PriceList prices;
+  prices.shapes = {{"old", 1, 0.5, "Tesla M60", "5.2"}, {"new", 1, 1.0, "L4", "8.9"}, {"unknown", 1, 2.0}};
+  auto rows = Plan(JobShape{100000, 1000, 1, 100}, prices, Performance{10000, 0, 0});
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  for (const PlanRow& r : *rows) {
+    if (r.shape == "old") {
+      EXPECT_FALSE(r.supported);
+      EXPECT_THAT(r.unsupported_reason, ::testing::HasSubstr("Tesla M60 (compute capability 5.2)"));
+      EXPECT_THAT(r.unsupported_reason, ::testing::HasSubstr("sm_75"));
+      EXPECT_FALSE(r.cheapest);  // cheapest by price, but it cannot run
+    } else {
+      EXPECT_TRUE(r.supported) << r.shape;  // no capability given: nothing to check
+    }
+    if (r.shape == "new") EXPECT_TRUE(r.cheapest);
+  }
+  // Every G3 shape is unsupported by the pinned build; the ranking still
+  // names the best among them.
+  auto g3 = Plan(JobShape{100000, 1000, 1, 100}, DefaultPriceList(), Performance{10000, 100, 1});
+  ASSERT_TRUE(g3.ok()) << g3.status();
+  int cheapest = 0;
+  for (const PlanRow& r : *g3) {
+    EXPECT_FALSE(r.supported) << r.shape;
+    cheapest += r.cheapest;
+  }
+  EXPECT_EQ(cheapest, 1);
+  EXPECT_THAT(std::string(ParsePriceList("shapes: [{name: x, price_per_hour: 1, compute_capability: '86'}]")
+                              .status()
+                              .message()),
+              ::testing::HasSubstr("shapes[0].compute_capability"));
+  EXPECT_THAT(std::string(ParsePriceList("shapes: [{name: x, price_per_hour: 1, colour: red}]").status().message()),
+              ::testing::HasSubstr("'colour'"));
+}
+
 }  // namespace
 }  // namespace dpfleet::plan

@@ -217,7 +217,10 @@ TEST(DatasetTest, GzipInputEqualsPlainInput) {
   EXPECT_THAT(cut.status().message(), HasSubstr("cut.csv.gz"));
 }
 
-TEST(DatasetTest, SeveralFilesAreOneDataset) {
+// Several files are one dataset, and one person is one record in it:
+// synthetic files with different seeds share some (SERIALNO, SPORDER) keys,
+// and those persons are kept once, from the first file.
+TEST(DatasetTest, SeveralFilesAreOneDatasetWithEachPersonOnce) {
   testing::TempDir dir;
   const std::string a = Synth(dir, 1500, 1, "STATE", "a.csv");
   const std::string b = Synth(dir, 2500, 2, "ST", "b.csv");
@@ -225,11 +228,88 @@ TEST(DatasetTest, SeveralFilesAreOneDataset) {
   const EncodedDataset db = MustLoad({b});
   const EncodedDataset both = MustLoad({a, b});
   EXPECT_EQ(both.rows_read, 4000);
-  EXPECT_EQ(both.train.rows, da.train.rows + db.train.rows);
-  EXPECT_EQ(both.eval.rows, da.eval.rows + db.eval.rows);
-  std::vector<uint64_t> keys = da.train.keys;
-  keys.insert(keys.end(), db.train.keys.begin(), db.train.keys.end());
-  EXPECT_EQ(both.train.keys, keys);
+  // The expectation, computed independently: a's keys, then b's not in a.
+  std::set<uint64_t> in_a(da.train.keys.begin(), da.train.keys.end());
+  in_a.insert(da.eval.keys.begin(), da.eval.keys.end());
+  std::vector<uint64_t> train = da.train.keys, eval = da.eval.keys;
+  int64_t overlap = 0;
+  for (const auto* side : {&db.train, &db.eval}) {
+    for (uint64_t k : side->keys) {
+      if (in_a.count(k)) {
+        ++overlap;
+      } else {
+        (side == &db.train ? train : eval).push_back(k);
+      }
+    }
+  }
+  ASSERT_GT(overlap, 0) << "the test needs persons in both files";
+  EXPECT_EQ(both.train.keys, train);
+  EXPECT_EQ(both.eval.keys, eval);
+  EXPECT_EQ(both.train.rows, static_cast<int64_t>(train.size()));
+  EXPECT_EQ(both.train.x.size(), train.size() * both.train.dim);
+  EXPECT_EQ(both.rows_dropped.at(kDuplicateReason), overlap);
+  int64_t dropped = 0;
+  for (const auto& [reason, n] : both.rows_dropped) dropped += n;
+  EXPECT_EQ(both.rows_read, both.train.rows + both.eval.rows + dropped);
+  // The rows kept from b are b's own encodings.
+  const int64_t dim = both.train.dim;
+  const int64_t first_b = da.train.rows;
+  const auto at_b = std::find(db.train.keys.begin(), db.train.keys.end(), both.train.keys[first_b]);
+  ASSERT_NE(at_b, db.train.keys.end());
+  const int64_t i = at_b - db.train.keys.begin();
+  EXPECT_TRUE(std::equal(both.train.x.begin() + first_b * dim, both.train.x.begin() + (first_b + 1) * dim,
+                         db.train.x.begin() + i * dim));
+}
+
+// A person listed twice keeps the first row in input order, whatever
+// threads and block sizes the encoder uses.
+TEST(DatasetTest, DuplicatePersonsKeepTheirFirstRow) {
+  testing::TempDir dir;
+  const std::string first = "2024HU0000001,1,50,45,2,1,21,1,2,1,1,4,2,1";
+  const std::string second = "2024HU0000001,01,50,30,2,1,21,1,2,1,1,4,2,3";  // SPORDER "01" is 1
+  const std::string other = "2024HU0000001,2,50,60,2,1,21,1,2,1,1,4,2,1";
+  std::string text = absl::StrCat(kSmallHeader, "\n", first, "\n", other, "\n");
+  for (int i = 0; i < 300; ++i) absl::StrAppend(&text, "2024HU", 1000 + i, ",1,50,45,2,1,21,1,2,1,1,4,2,1\n");
+  absl::StrAppend(&text, second, "\n");
+  WriteAll(dir.Join("dup.csv"), text);
+  EncodeOptions o;
+  o.eval_fraction = 0;
+  for (int threads : {1, 3}) {
+    for (size_t chunk : {size_t{0}, size_t{700}}) {
+      o.threads = threads;
+      o.read_chunk_bytes = chunk;
+      const EncodedDataset ds = MustLoad({dir.Join("dup.csv")}, o);
+      EXPECT_EQ(ds.rows_read, 303);
+      EXPECT_EQ(ds.train.rows, 302);
+      EXPECT_EQ(ds.rows_dropped, (std::map<std::string, int64_t>{{kDuplicateReason, 1}}));
+      EXPECT_FLOAT_EQ(ds.train.x[Column(ds, "AGEP")], 45.0f / 99.0f) << "the first row wins";
+      EXPECT_EQ(ds.train.y[0], 1.0f);
+    }
+  }
+}
+
+// The same data given twice — the same file, its gzipped copy, or its rows
+// in another order — is an error naming both inputs, not a silent
+// de-duplication of the whole second input.
+TEST(DatasetTest, TheSameFileTwiceIsRefusedNamingBoth) {
+  testing::TempDir dir;
+  const std::string a = Synth(dir, 1200, 4, "STATE", "a.csv");
+  const std::string gz = Synth(dir, 1200, 4, "STATE", "a-copy.csv.gz");
+  std::vector<std::string> lines = absl::StrSplit(ReadAll(a), '\n', absl::SkipEmpty());
+  std::reverse(lines.begin() + 1, lines.end());
+  WriteAll(dir.Join("reversed.csv"), absl::StrJoin(lines, "\n") + "\n");
+  const std::string b = Synth(dir, 1000, 5, "STATE", "b.csv");
+  for (const std::vector<std::string>& inputs :
+       {std::vector<std::string>{a, a}, {a, gz}, {a, dir.Join("reversed.csv")}, {b, a, gz}}) {
+    auto ds = LoadAndEncode(inputs, {});
+    ASSERT_FALSE(ds.ok()) << absl::StrJoin(inputs, ", ");
+    EXPECT_EQ(ds.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(ds.status().message()),
+                ::testing::AllOf(HasSubstr(inputs[inputs.size() - 2]), HasSubstr(inputs.back()),
+                                 HasSubstr("the same data given twice")));
+  }
+  // Overlapping but different files are de-duplicated, not refused.
+  EXPECT_TRUE(LoadAndEncode({a, b}, {}).ok());
 }
 
 TEST(DatasetTest, ThreadCountDoesNotChangeTheResult) {

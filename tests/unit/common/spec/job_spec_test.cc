@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
 namespace dpfleet {
@@ -98,6 +99,17 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"workers: 1", "workers: 0", "resources.workers", "0"},
                       BadCase{"device: cpu", "device: tpu", "resources.device", "tpu"},
                       BadCase{"task: employment", "task: income", "task", "income"},
+                      BadCase{"seed: 1}", "seed: 1, eval_fraction: 0.01}", "training.eval_fraction", "0.01"},
+                      BadCase{"seed: 1}", "seed: 1, eval_fraction: 0.6}", "training.eval_fraction", "0.6"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, secure_rng: false}", "privacy.secure_rng",
+                              "false"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, eval: {noise_multiplier: 0}}",
+                              "privacy.eval.noise_multiplier", "0"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, eval: {bins: 7}}", "privacy.eval.bins", "7"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, eval: {every: 6}}", "privacy.eval.every", "6"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, eval: {sigma: 2}}", "privacy.eval.sigma",
+                              "not a known field"},
+                      BadCase{"delta: 1.0e-5}", "delta: 1.0e-5, eval: off}", "privacy.eval", "off"},
                       BadCase{"optimizer: sgd", "optimizer: lbfgs", "training.optimizer", "lbfgs"},
                       BadCase{"seed: 1}", "seed: 1, epoch: 3}", "training.epoch", "not a known field"},
                       BadCase{"name: employment-dp", "name: employment-dp\ncolor: blue", "color",
@@ -119,16 +131,88 @@ TEST(JobSpecTest, DatasetReplacesDataPath) {
   EXPECT_THAT(std::string(both.status().message()), HasSubstr("dataset"));
 }
 
-TEST(JobSpecTest, EncodeOptionsComeFromTheSpec) {
+TEST(JobSpecTest, EncodeOptionsComeFromTheSpecAndTheSplitFromTheCoordinatorsKey) {
   auto spec = ParseJobSpec(absl::StrReplaceAll(
       kSpec, {{"task: employment", "task: unemployment"}, {"seed: 1}", "seed: 7, eval_fraction: 0.3}"}}));
   ASSERT_TRUE(spec.ok()) << spec.status();
-  auto options = EncodeOptionsFor(*spec);
+  auto options = EncodeOptionsFor(*spec, 0xfeedbeefULL);
   ASSERT_TRUE(options.ok()) << options.status();
   EXPECT_EQ(options->task, data::Task::kUnemployment);
   EXPECT_EQ(options->features, spec->features);
-  EXPECT_EQ(options->split_seed, 7u);
+  EXPECT_EQ(options->split_seed, 0xfeedbeefULL) << "the split is keyed by the coordinator, never by training.seed";
   EXPECT_DOUBLE_EQ(options->eval_fraction, 0.3);
+  // Another training.seed changes nothing about the split.
+  auto other = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"seed: 1}", "seed: 8, eval_fraction: 0.3}"}}));
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(EncodeOptionsFor(*other, 0xfeedbeefULL)->split_seed, options->split_seed);
+  // Unset: the default share.
+  EXPECT_DOUBLE_EQ(EncodeOptionsFor(*ParseJobSpec(kSpec), 1)->eval_fraction, kDefaultEvalFraction);
+  // The bounds themselves are allowed.
+  for (const char* f : {"0.05", "0.5"}) {
+    EXPECT_TRUE(ParseJobSpec(absl::StrReplaceAll(kSpec, {{"seed: 1}", absl::StrCat("seed: 1, eval_fraction: ", f, "}")}}))
+                    .ok())
+        << f;
+  }
+}
+
+TEST(JobSpecTest, ADatasetsSplitIsNotTheSubmitters) {
+  const std::string on_dataset = absl::StrReplaceAll(
+      kSpec, {{"data: {path: /data/pums.csv}", "dataset: acs-vt"}, {"seed: 1}", "seed: 1, eval_fraction: 0.2}"}});
+  auto spec = ParseJobSpec(on_dataset);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()),
+              AllOf(HasSubstr("training.eval_fraction"), HasSubstr("acs-vt"), HasSubstr("fixed")));
+}
+
+TEST(JobSpecTest, EvalReleaseDefaultsScheduleAndNone) {
+  auto spec = ParseJobSpec(kSpec);
+  ASSERT_TRUE(spec.ok());
+  const EvalSpec& d = spec->privacy.eval;
+  EXPECT_TRUE(d.enabled);
+  EXPECT_DOUBLE_EQ(d.noise_multiplier, kDefaultEvalNoiseMultiplier);
+  EXPECT_EQ(d.bins, kDefaultEvalBins);
+  EXPECT_EQ(d.Releases(5), 5);
+  for (int e = 1; e <= 5; ++e) EXPECT_TRUE(d.ReleasedAfter(e, 5));
+
+  auto every = ParseJobSpec(absl::StrReplaceAll(
+      kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, eval: {noise_multiplier: 40, bins: 10, every: 2}}"}}));
+  ASSERT_TRUE(every.ok()) << every.status();
+  const EvalSpec& e = every->privacy.eval;
+  EXPECT_DOUBLE_EQ(e.noise_multiplier, 40);
+  EXPECT_EQ(e.bins, 10);
+  // Epochs 2 and 4, and the last one (5).
+  std::vector<int> released;
+  for (int epoch = 0; epoch <= 6; ++epoch) {
+    if (e.ReleasedAfter(epoch, 5)) released.push_back(epoch);
+  }
+  EXPECT_EQ(released, (std::vector<int>{2, 4, 5}));
+  EXPECT_EQ(e.Releases(5), 3);
+  EXPECT_EQ(e.Releases(4), 2);
+  auto round_trip = ParseJobSpec(JobSpecToYaml(*every));
+  ASSERT_TRUE(round_trip.ok()) << JobSpecToYaml(*every);
+  EXPECT_EQ(round_trip->privacy.eval.every, 2);
+  EXPECT_EQ(round_trip->privacy.eval.bins, 10);
+
+  auto none = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, eval: none}"}}));
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->privacy.eval.enabled);
+  EXPECT_EQ(none->privacy.eval.Releases(5), 0);
+  EXPECT_FALSE(none->privacy.eval.ReleasedAfter(5, 5));
+  EXPECT_FALSE(ParseJobSpec(JobSpecToYaml(*none))->privacy.eval.enabled);
+
+  // secure_rng: true is what every DP job does now; accepted, changes nothing.
+  EXPECT_TRUE(ParseJobSpec(absl::StrReplaceAll(kSpec, {{"delta: 1.0e-5}", "delta: 1.0e-5, secure_rng: true}"}})).ok());
+  // A noisy eval release makes no sense for a non-private job.
+  auto baseline = ParseJobSpec(absl::StrReplaceAll(
+      kSpec, {{"privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}",
+               "privacy: {mode: none, eval: {noise_multiplier: 5}}"}}));
+  ASSERT_FALSE(baseline.ok());
+  EXPECT_THAT(std::string(baseline.status().message()), HasSubstr("privacy.eval"));
+  EXPECT_TRUE(ParseJobSpec(absl::StrReplaceAll(kSpec, {{"privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, "
+                                                        "delta: 1.0e-5}",
+                                                        "privacy: {mode: none, eval: none}"}}))
+                  .ok());
 }
 
 TEST(JobSpecTest, UnknownAccountantIsRefused) {

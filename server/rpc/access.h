@@ -1,0 +1,123 @@
+// Access control, in one place: who a caller is (Identity), the one role
+// table saying which roles may call each gRPC method and HTTP route, and
+// the object-level rules next to it (an analyst's own jobs, a worker's own
+// run, what each role may see of a job, a dataset or a budget).
+//
+// The authentication points (server/rpc/auth.h for gRPC, the HTTP
+// middleware in server/http/) consult the table before any handler runs;
+// handlers only apply the object-level rules below. A method or route that
+// is not in the table is denied. Never grants anything to a caller whose
+// identity was not established by an authentication point.
+//
+// Job refusals are indistinguishable from a missing job (NOT_FOUND, the
+// same message), so an analyst learns nothing about other people's jobs.
+#ifndef DPFLEET_SERVER_RPC_ACCESS_H_
+#define DPFLEET_SERVER_RPC_ACCESS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "server/core/dataset_registry.h"
+#include "server/core/job_manager.h"
+#include "server/core/tokens.h"
+#include "server/core/types.h"
+
+namespace dpfleet::server {
+
+// Who is calling. A user holds a token (name, role); a worker holds a
+// certificate the fleet CA signed (its CN is the name, the role is always
+// kWorker). Never both.
+struct Identity {
+  enum class Kind { kAnonymous, kUser, kWorker };
+  Kind kind = Kind::kAnonymous;
+  std::string name;
+  Role role = Role::kViewer;  // meaningful for users; kWorker for workers
+
+  static Identity User(std::string name, Role role) { return {Kind::kUser, std::move(name), role}; }
+  static Identity Worker(std::string name) { return {Kind::kWorker, std::move(name), Role::kWorker}; }
+  bool is_user() const { return kind == Kind::kUser; }
+  bool is_worker() const { return kind == Kind::kWorker; }
+  // "analyst 'alice'", "worker 'worker-1'", "an unauthenticated caller".
+  std::string Describe() const;
+  const char* KindName() const;  // user | worker | anonymous
+};
+
+// Roles as bits, for the table.
+using RoleMask = uint32_t;
+constexpr RoleMask Bit(Role r) { return RoleMask{1} << static_cast<int>(r); }
+inline constexpr RoleMask kCustodian = Bit(Role::kCustodian);
+inline constexpr RoleMask kAnalyst = Bit(Role::kAnalyst);
+inline constexpr RoleMask kViewer = Bit(Role::kViewer);
+inline constexpr RoleMask kWorker = Bit(Role::kWorker);
+inline constexpr RoleMask kAnyUser = kCustodian | kAnalyst | kViewer;
+// Served without any identity (health checks); never combined with roles.
+inline constexpr RoleMask kPublic = RoleMask{1} << 31;
+
+struct RpcRule {
+  std::string method;  // full gRPC path: /dpfleet.v1.Coordinator/SubmitJob
+  RoleMask roles;
+  bool audited;  // changes state: every call and refusal goes to the audit trail
+};
+struct HttpRule {
+  const char* method;   // GET
+  const char* pattern;  // a full-match regex over the path
+  RoleMask roles;
+};
+
+const std::vector<RpcRule>& RpcRoleTable();
+const std::vector<HttpRule>& HttpRoleTable();
+// nullptr for a method the table does not know.
+const RpcRule* FindRpcRule(absl::string_view method);
+const HttpRule* FindHttpRule(const std::string& method, const std::string& path);
+// "custodian or analyst".
+std::string RoleList(RoleMask roles);
+
+// Whether `caller` may call `method` / the route: PermissionDenied (the
+// message says what the method needs) or, for a method outside the table,
+// PermissionDenied naming it. The caller is already authenticated.
+absl::Status AuthorizeRpc(const Identity& caller, absl::string_view method);
+absl::Status AuthorizeHttp(const Identity& caller, const std::string& method, const std::string& path);
+// The method name without its service, for the audit trail ("SubmitJob").
+std::string ShortMethodName(absl::string_view method);
+
+// --- Object-level rules ---
+
+// Custodians and viewers see every job; analysts their own.
+bool MaySeeJob(const Identity& caller, const JobRecord& job);
+// What `caller` may see of a job it may see: viewers get states and ε only;
+// analysts lose the coordinator's paths and worker identities.
+JobRecord JobView(const Identity& caller, JobRecord job);
+// The job as `caller` may see it, or NotFound exactly as for a job that
+// does not exist.
+absl::StatusOr<JobRecord> VisibleJob(const Identity& caller, const JobRecord& job);
+// For cancel, watch and the model: the job's owner or a custodian;
+// NotFound (as for a missing job) for anyone else.
+absl::Status CheckMayActOnJob(const Identity& caller, const JobRecord& job);
+// Analysts submit against registered datasets only (data.path is the
+// custodian's); PermissionDenied naming data.path otherwise. A spec that
+// does not parse is left for the JobManager to reject precisely.
+absl::Status CheckSubmit(const Identity& caller, const std::string& spec_yaml);
+
+// Analysts see a dataset's name, task, state and N; the custodian sees its
+// paths, directory and exact manifest.
+DatasetRecord DatasetView(const Identity& caller, DatasetRecord dataset);
+// Custodians see every budget as it is; analysts and viewers see the
+// budgets of registered datasets only, by dataset name, without the count
+// of other people's jobs.
+std::vector<BudgetView> BudgetViews(const Identity& caller, std::vector<BudgetView> budgets,
+                                    const std::vector<DatasetRecord>& datasets);
+
+// A worker RPC naming (job, attempt, rank) is allowed only to the worker
+// holding that rank of the current attempt (rank -1: any of its ranks);
+// PermissionDenied otherwise, the same whether or not the job exists.
+absl::Status CheckRun(const Identity& caller, JobManager* jobs, const std::string& job_id, int32_t attempt,
+                      int32_t rank);
+// A worker RPC naming a worker id: only the worker registered under it.
+absl::Status CheckWorkerId(const Identity& caller, JobManager* jobs, const std::string& worker_id);
+
+}  // namespace dpfleet::server
+
+#endif  // DPFLEET_SERVER_RPC_ACCESS_H_

@@ -1,0 +1,154 @@
+// The role table and the object-level rules (server/rpc/access.h).
+#include "server/rpc/access.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "tests/testing/fleet/rpc_methods.h"
+
+namespace dpfleet::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+const Identity kCustodianId = Identity::User("carol", Role::kCustodian);
+const Identity kAlice = Identity::User("alice", Role::kAnalyst);
+const Identity kBob = Identity::User("bob", Role::kAnalyst);
+const Identity kViewerId = Identity::User("dash", Role::kViewer);
+const Identity kWorkerId = Identity::Worker("worker-1");
+const Identity kNobody;
+
+TEST(AccessTest, TheTableHasARowForEveryMethodOfEveryService) {
+  const std::set<std::string> declared = testing::DeclaredRpcMethods();
+  ASSERT_EQ(declared.size(), 30u) << "the dpfleet protos' methods";
+  for (const std::string& m : declared) {
+    const RpcRule* rule = FindRpcRule(m);
+    ASSERT_NE(rule, nullptr) << m << " has no row";
+    EXPECT_EQ(rule->roles & kPublic, 0u) << m << " must need an identity";
+  }
+  for (const RpcRule& r : RpcRoleTable()) {
+    if (r.method.rfind("/dpfleet.", 0) == 0) EXPECT_TRUE(declared.count(r.method)) << r.method << " is stale";
+  }
+  // Worker methods are for certificates only, user methods for tokens only.
+  for (const RpcRule& r : RpcRoleTable()) {
+    if (r.method.rfind("/dpfleet.v1.WorkerService/", 0) == 0) {
+      EXPECT_EQ(r.roles, kWorker) << r.method;
+    } else {
+      EXPECT_EQ(r.roles & kWorker, 0u) << r.method;
+    }
+  }
+}
+
+TEST(AccessTest, AuthorizeFollowsTheTableAndDeniesUnknownMethods) {
+  EXPECT_TRUE(AuthorizeRpc(kAlice, "/dpfleet.v1.Coordinator/SubmitJob").ok());
+  auto viewer = AuthorizeRpc(kViewerId, "/dpfleet.v1.Coordinator/SubmitJob");
+  EXPECT_EQ(viewer.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(viewer.message(),
+            "viewer 'dash' is not allowed to call /dpfleet.v1.Coordinator/SubmitJob: it needs custodian or analyst");
+  EXPECT_THAT(AuthorizeRpc(kCustodianId, "/dpfleet.v1.WorkerService/FetchShard").message(),
+              HasSubstr("a user token is never a worker"));
+  EXPECT_THAT(AuthorizeRpc(kWorkerId, "/dpfleet.v1.Admin/ListAudit").message(),
+              HasSubstr("a worker certificate is never a user"));
+  EXPECT_EQ(AuthorizeRpc(kNobody, "/dpfleet.v1.Coordinator/ListJobs").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(AuthorizeRpc(kNobody, "/x.Y/Z").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(AuthorizeRpc(kCustodianId, "/x.Y/Z").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(AuthorizeRpc(kNobody, "/grpc.health.v1.Health/Check").ok());
+  EXPECT_TRUE(AuthorizeHttp(kViewerId, "GET", "/metrics").ok());
+  EXPECT_EQ(AuthorizeHttp(kAlice, "GET", "/metrics").code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(AuthorizeHttp(kAlice, "POST", "/v1/jobs").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(AuthorizeHttp(kNobody, "GET", "/nowhere").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(AuthorizeHttp(kAlice, "GET", "/v1/jobs/job-000001").ok());
+  EXPECT_EQ(AuthorizeHttp(kAlice, "GET", "/v1/jobs/a/b").code(), absl::StatusCode::kNotFound);
+}
+
+JobRecord Job(const std::string& owner) {
+  JobRecord j;
+  j.job_id = "job-000003";
+  j.name = "n";
+  j.owner = owner;
+  j.spec_yaml = "name: n\n";
+  j.data_paths = {"/data/p.csv"};
+  j.shard_dir = "/state/datasets/d";
+  j.worker_identities = {"worker-1"};
+  j.epsilon = 1.5;
+  j.history.push_back(EpochRecord{1, 0.5, 0.7});
+  return j;
+}
+
+TEST(AccessTest, AnalystsSeeTheirOwnJobsAndOthersGetTheMissingJobAnswer) {
+  const JobRecord j = Job("alice");
+  EXPECT_TRUE(MaySeeJob(kAlice, j));
+  EXPECT_FALSE(MaySeeJob(kBob, j));
+  EXPECT_TRUE(MaySeeJob(kCustodianId, j));
+  EXPECT_TRUE(MaySeeJob(kViewerId, j));
+  EXPECT_FALSE(MaySeeJob(kWorkerId, j));
+  EXPECT_FALSE(MaySeeJob(kNobody, j));
+  EXPECT_FALSE(MaySeeJob(Identity::User("", Role::kAnalyst), Job(""))) << "unowned jobs are the custodian's";
+  auto hidden = VisibleJob(kBob, j);
+  EXPECT_EQ(hidden.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(hidden.status().message(), "job 'job-000003' not found") << "JobManager's words for a missing job";
+  EXPECT_EQ(CheckMayActOnJob(kBob, j).message(), hidden.status().message());
+  EXPECT_EQ(CheckMayActOnJob(kViewerId, j).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(CheckMayActOnJob(kAlice, j).ok());
+  EXPECT_TRUE(CheckMayActOnJob(kCustodianId, j).ok());
+  // What each role sees of it.
+  const JobRecord mine = *VisibleJob(kAlice, j);
+  EXPECT_EQ(mine.spec_yaml, j.spec_yaml);
+  EXPECT_EQ(mine.history.size(), 1u);
+  EXPECT_TRUE(mine.data_paths.empty());
+  EXPECT_TRUE(mine.shard_dir.empty());
+  EXPECT_TRUE(mine.worker_identities.empty());
+  const JobRecord dash = *VisibleJob(kViewerId, j);
+  EXPECT_DOUBLE_EQ(dash.epsilon, 1.5);
+  EXPECT_TRUE(dash.spec_yaml.empty());
+  EXPECT_TRUE(dash.history.empty());
+  EXPECT_TRUE(dash.owner.empty());
+  EXPECT_EQ(VisibleJob(kCustodianId, j)->data_paths, j.data_paths);
+}
+
+TEST(AccessTest, AnalystsSubmitAgainstRegisteredDatasetsOnly) {
+  const std::string raw = "name: x\ndata: {path: /data/p.csv}\n";
+  auto refused = CheckSubmit(kAlice, raw);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("data.path"));
+  EXPECT_TRUE(CheckSubmit(kCustodianId, raw).ok());
+  EXPECT_TRUE(CheckSubmit(kAlice, "name: x\ndataset: acs\n").ok());
+  EXPECT_TRUE(CheckSubmit(kAlice, "not: [a spec").ok()) << "left to Submit's precise error";
+}
+
+TEST(AccessTest, DatasetsAndBudgetsShowAnalystsOnlyWhatIsPublic) {
+  DatasetRecord d;
+  d.name = "acs";
+  d.paths = {"/data/a.csv"};
+  d.dir = "/state/datasets/acs";
+  d.manifest_json = "{\"positive_rate\": 0.61}";
+  d.reason = "row 7: ...";
+  d.rows_train = 1000;
+  d.rows_eval = 250;
+  const DatasetRecord seen = DatasetView(kAlice, d);
+  EXPECT_EQ(seen.name, "acs");
+  EXPECT_EQ(seen.rows_train, 1000);
+  EXPECT_TRUE(seen.paths.empty());
+  EXPECT_TRUE(seen.dir.empty());
+  EXPECT_TRUE(seen.manifest_json.empty());
+  EXPECT_TRUE(seen.reason.empty());
+  EXPECT_EQ(DatasetView(kCustodianId, d).manifest_json, d.manifest_json);
+  BudgetView registered;
+  registered.dataset = DatasetKey(d.paths);
+  registered.jobs = 4;
+  registered.spent = 2;
+  BudgetView raw;
+  raw.dataset = "/elsewhere/b.csv";
+  auto views = BudgetViews(kAlice, {registered, raw}, {d});
+  ASSERT_EQ(views.size(), 1u);
+  EXPECT_EQ(views[0].dataset, "acs");
+  EXPECT_EQ(views[0].jobs, 0);
+  EXPECT_DOUBLE_EQ(views[0].spent, 2);
+  EXPECT_EQ(BudgetViews(kCustodianId, {registered, raw}, {d}).size(), 2u);
+}
+
+}  // namespace
+}  // namespace dpfleet::server
