@@ -16,6 +16,10 @@
 //               thread per wait).
 // Columns: phase, heartbeats, p50/p99/max latency (ms), what the background
 // did, and the server's thread count at the end of the phase. Measures only.
+//
+// A server with access control (`dpfleet-server token create` works) gets
+// a custodian token for the coordinator's methods and the work directory as
+// its data root; an older one is spoken to as it was, without either.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -65,11 +69,28 @@ int ServerThreads(pid_t pid) {
   return -1;
 }
 
+// A custodian token made by `SERVER token create` on the state directory;
+// empty for a server without tokens.
+std::string CreateToken(const std::string& server_bin, const std::string& state_dir) {
+  const std::string cmd = absl::StrCat("'", server_bin, "' token create --state-dir '", state_dir,
+                                       "' --name bench --role custodian 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return "";
+  char line[256] = {0};
+  const bool got = std::fgets(line, sizeof(line), p) != nullptr;
+  const int rc = pclose(p);
+  if (!got || rc != 0) return "";
+  std::string token(line);
+  while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+  return token;
+}
+
 class Server {
  public:
   Server(const Options& o, const std::string& dir) {
     const std::string ports = dir + "/ports";
     std::filesystem::remove(ports);
+    token_ = CreateToken(o.server_bin, dir + "/state");
     pid_ = fork();
     if (pid_ == 0) {
       const int log = open((dir + "/server.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -77,8 +98,13 @@ class Server {
       dup2(log, 2);
       const std::string state = "--state-dir=" + dir + "/state";
       const std::string port_file = "--port_file=" + ports;
-      execl(o.server_bin.c_str(), o.server_bin.c_str(), "--listen=127.0.0.1:0", "--http=", state.c_str(),
-            "--lease_ttl_ms=120000", "--heartbeat_interval_ms=1000", port_file.c_str(), nullptr);
+      const std::string data_root = "--data-root=" + dir;
+      std::vector<const char*> argv = {
+          o.server_bin.c_str(),    "--listen=127.0.0.1:0",         "--http=",        state.c_str(),
+          "--lease_ttl_ms=120000", "--heartbeat_interval_ms=1000", port_file.c_str()};
+      if (!token_.empty()) argv.push_back(data_root.c_str());
+      argv.push_back(nullptr);
+      execv(o.server_bin.c_str(), const_cast<char* const*>(argv.data()));
       _exit(127);
     }
     for (int i = 0; i < 3000 && port_ == 0; ++i) {
@@ -96,10 +122,12 @@ class Server {
   }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
+  const std::string& token() const { return token_; }
 
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  std::string token_;
 };
 
 std::chrono::system_clock::time_point In(int ms) {
@@ -108,7 +136,7 @@ std::chrono::system_clock::time_point In(int ms) {
 
 class Fleet {
  public:
-  explicit Fleet(int port) {
+  Fleet(int port, std::string token) : token_(std::move(token)) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
     channel_ = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials(), args);
@@ -148,6 +176,7 @@ class Fleet {
   dpfleet::v1::Job Submit(const std::string& spec) {
     grpc::ClientContext ctx;
     ctx.set_deadline(In(60000));
+    Authorize(&ctx);
     dpfleet::v1::SubmitJobRequest req;
     req.set_spec_yaml(spec);
     dpfleet::v1::SubmitJobResponse resp;
@@ -159,6 +188,7 @@ class Fleet {
   dpfleet::v1::Job Get(const std::string& job_id) {
     grpc::ClientContext ctx;
     ctx.set_deadline(In(10000));
+    Authorize(&ctx);
     dpfleet::v1::GetJobRequest req;
     req.set_job_id(job_id);
     dpfleet::v1::Job job;
@@ -168,6 +198,10 @@ class Fleet {
   }
 
   dpfleet::v1::WorkerService::Stub& workers() { return *workers_; }
+  // The coordinator's methods as the custodian (when the server has tokens).
+  void Authorize(grpc::ClientContext* ctx) const {
+    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+  }
 
   [[noreturn]] static void Die(const std::string& why) {
     std::fprintf(stderr, "dpfleet-heartbeat-bench: %s\n", why.c_str());
@@ -175,6 +209,7 @@ class Fleet {
   }
 
  private:
+  const std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<dpfleet::v1::WorkerService::Stub> workers_;
   std::unique_ptr<dpfleet::v1::Coordinator::Stub> coordinator_;
@@ -246,7 +281,7 @@ int main(int argc, char** argv) {
   {
     Server server(o, dir);
     if (server.port() == 0) Fleet::Die("the server did not start (see " + dir + "/server.log)");
-    Fleet fleet(server.port());
+    Fleet fleet(server.port(), server.token());
     const std::string probe = fleet.Register("probe", "bench-probe");
     Probe(fleet, probe, 0.3);  // warm the connection
 
@@ -300,7 +335,7 @@ int main(int argc, char** argv) {
     std::filesystem::remove_all(dir + "/state");
     Server server(o, dir);
     if (server.port() == 0) Fleet::Die("the server did not start (see " + dir + "/server.log)");
-    Fleet fleet(server.port());
+    Fleet fleet(server.port(), server.token());
     const std::string probe = fleet.Register("probe", "bench-probe");
     for (int r = 0; r < o.ranks; ++r) fleet.Register(absl::StrCat("rank-", r));
     const dpfleet::v1::Job job =
