@@ -20,6 +20,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/synchronization/notification.h"
 #include "server/rpc/coordinator_server.h"
+#include "server/rpc/state_command.h"
 #include "server/rpc/token_command.h"
 #include "common/cli_flags.h"
 #include "common/version.h"
@@ -52,10 +53,18 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "token") {
     return dpfleet::server::RunTokenCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
   }
+  if (argc > 1 && std::string(argv[1]) == "backup") {
+    return dpfleet::server::RunBackupCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
+  }
+  if (argc > 1 && std::string(argv[1]) == "restore") {
+    return dpfleet::server::RunRestoreCommand(std::vector<std::string>(argv + 2, argv + argc), std::cout, std::cerr);
+  }
   absl::SetProgramUsageMessage(
       "dpfleet coordinator\n  dpfleet-server --listen HOST:PORT --http HOST:PORT --state-dir DIR "
       "[--config FILE] [--tls-cert F --tls-key F --client-ca F] [--insecure-plaintext] [--data-root DIR]...\n"
-      "  dpfleet-server token create --state-dir DIR --name NAME --role custodian|analyst|viewer");
+      "  dpfleet-server token create --state-dir DIR --name NAME --role custodian|analyst|viewer\n"
+      "  dpfleet-server backup --state-dir DIR --out FILE\n"
+      "  dpfleet-server restore --from FILE --state-dir DIR [--replace]");
   absl::FlagsUsageConfig usage;
   usage.version_string = [] { return dpfleet::VersionLine("dpfleet-server") + "\n"; };
   absl::SetFlagsUsageConfig(usage);

@@ -71,6 +71,7 @@ absl::Status DatasetRegistry::Recover() {
   std::set<std::string> dirs;
   for (const std::string& r : rows) {
     ASSIGN_OR_RETURN(DatasetRecord d, FromJson(r));
+    if (absl::StatusOr<bool> moved = RelocateLocked(&d); !moved.ok()) return moved.status();
     dirs.insert(std::filesystem::path(d.dir).filename().string());
     if (d.state == "PREPARING") {
       // The roots may have changed since the dataset was added.
@@ -96,6 +97,29 @@ absl::Status DatasetRegistry::Recover() {
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> DatasetRegistry::RelocateLocked(DatasetRecord* d) {
+  std::error_code ec;
+  const std::string here = absl::StrCat(state_dir_, "/datasets/", d->name);
+  bool changed = false;
+  // A record restored from a backup of another state directory names a
+  // directory that is not there; its shards belong here.
+  if (!std::filesystem::exists(d->dir, ec) && d->dir != here) {
+    d->dir = here;
+    changed = true;
+  }
+  // Shards are derived data, not in a backup: a READY dataset without them
+  // is prepared again from its raw files (the same inputs, split seed and
+  // split key give the same shards).
+  if (d->state == "READY" && !std::filesystem::exists(std::filesystem::path(d->dir) / data::kManifestFile, ec)) {
+    d->state = "PREPARING";
+    d->reason.clear();
+    d->rows_prepared = 0;
+    changed = true;
+  }
+  if (changed) RETURN_IF_ERROR(store_->PutDataset(d->name, ToJson(*d).dump()));
+  return changed;
 }
 
 absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {

@@ -108,6 +108,10 @@ class DatasetRegistry {
   void StorePrepared(const DatasetRecord& record);
   // Deletes a shard directory this registry made (under <state-dir>/datasets).
   void DeleteDir(const std::string& dir) const;
+  // At recovery: points a record at this state directory's copy of its
+  // shards and sends a READY dataset whose shards are gone back to
+  // PREPARING (stored); true when it changed the record.
+  absl::StatusOr<bool> RelocateLocked(DatasetRecord* d) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Store* const store_;
   Clock* const clock_;

@@ -171,6 +171,7 @@ void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
     ev.state = r.state;
     ev.reason = r.reason;
     PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr && IsTerminal(r.state)) metrics_->jobs_finished.Inc({JobStateName(r.state)});
   }
   for (std::size_t i = prev.history.size(); i < r.history.size(); ++i) {
     JobEvent ev;
@@ -178,6 +179,12 @@ void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
     ev.state = r.state;
     ev.epoch = r.history[i];
     PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr) {
+      const EpochRecord& e = r.history[i];
+      metrics_->epochs.Inc();
+      metrics_->epoch_seconds.Observe(e.train_seconds);
+      if (e.steps > 0) metrics_->step_seconds.Observe(e.train_seconds / static_cast<double>(e.steps));
+    }
   }
 }
 
@@ -291,6 +298,7 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
     ev.type = JobEvent::Type::kState;
     ev.state = JobState::kQueued;
     PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr) metrics_->jobs_submitted.Inc({r.dp ? "dp" : "none"});
   }
   Schedule();
   absl::MutexLock lock(&mu_);

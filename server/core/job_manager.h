@@ -52,6 +52,7 @@
 #include "server/core/data_resolver.h"
 #include "server/core/dataset_registry.h"
 #include "server/core/ledger.h"
+#include "server/core/metrics.h"
 #include "server/core/rendezvous_broker.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
@@ -93,6 +94,9 @@ class JobManager {
 
   // Lets specs name registered datasets (`dataset: NAME`). Not owned.
   void set_datasets(DatasetRegistry* datasets) { datasets_ = datasets; }
+  // Counters and histograms to update (submissions, epochs, ends); not
+  // owned, may stay unset. Set before serving.
+  void set_metrics(ServerMetrics* metrics) { metrics_ = metrics; }
   // Removes a registered dataset (DatasetRegistry::Remove) unless a queued
   // or running job uses it (FailedPrecondition naming the jobs). Its ledger
   // entries and budget stay: they are keyed by the raw files.
@@ -279,6 +283,7 @@ class JobManager {
   Store* const store_;
   DataResolver* const data_;
   DatasetRegistry* datasets_ = nullptr;
+  ServerMetrics* metrics_ = nullptr;
   Clock* const clock_;
   const CoordinatorOptions options_;
 

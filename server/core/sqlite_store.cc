@@ -108,6 +108,8 @@ absl::StatusOr<sqlite3*> OpenConnection(const std::string& path, const std::stri
 
 const char* MechanismName(Mechanism m) { return m == Mechanism::kEval ? "eval" : "train"; }
 
+std::string Store::DatabasePath(const std::string& state_dir) { return state_dir + "/coordinator.db"; }
+
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& state_dir) {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteStore> store, SqliteStore::Open(state_dir));
   return std::unique_ptr<Store>(std::move(store));
@@ -120,7 +122,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string
   if (ec) {
     return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
   }
-  const std::string path = state_dir + "/coordinator.db";
+  const std::string path = DatabasePath(state_dir);
   ASSIGN_OR_RETURN(sqlite3* writer, OpenConnection(path, options.vfs));
   absl::StatusOr<sqlite3*> reader = OpenConnection(path, options.vfs);
   if (!reader.ok()) {

@@ -45,11 +45,6 @@ struct SqliteStoreOptions {
 
 class SqliteStore final : public Store {
  public:
-  // The schema version this build writes (PRAGMA user_version). A database
-  // of an older version is migrated when it is opened, in one transaction,
-  // by one ordered chain of steps (MigrateLocked); a newer one is refused.
-  static constexpr int kSchemaVersion = 3;
-
   // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& state_dir,
                                                            const SqliteStoreOptions& options = {});
@@ -96,7 +91,8 @@ class SqliteStore final : public Store {
   // it returns OK, rolled back otherwise (the status names `what`).
   absl::Status TransactionLocked(absl::string_view what, const std::function<absl::Status()>& body)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Brings a database of any earlier schema version to kSchemaVersion.
+  // Brings a database of any earlier schema version to Store::kSchemaVersion,
+  // in one transaction, by one ordered chain of steps.
   absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Version 3's step: rebuilds a ledger without a mechanism column (its
   // rows are training charges); a ledger that has one is left alone.

@@ -106,6 +106,13 @@ struct AuditRecord {
 
 class Store {
  public:
+  // The schema version of the state database this build writes (PRAGMA
+  // user_version in SqliteStore). A database of an older version is
+  // migrated when it is opened; a newer one is refused.
+  static constexpr int kSchemaVersion = 3;
+  // The database file of a state directory.
+  static std::string DatabasePath(const std::string& state_dir);
+
   // Opens (creating if needed) DIR/coordinator.db, migrating an older
   // schema: the SQLite store.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);

@@ -7,6 +7,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/version.h"
@@ -43,32 +44,10 @@ nlohmann::json BudgetJson(const BudgetView& b) {
   return j;
 }
 
-std::string EscapeLabel(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out.push_back('\\');
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out.push_back(c);
-  }
-  return out;
-}
-
 }  // namespace
 
-// A sample value in the exposition format (which spells infinity "+Inf").
-std::string PromValue(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  // The shortest of %.15g / %.17g that reads back as the same double.
-  const std::string short_form = absl::StrFormat("%.15g", v);
-  return std::strtod(short_form.c_str(), nullptr) == v ? short_form : absl::StrFormat("%.17g", v);
-}
-
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
-                             const std::vector<BudgetView>& budgets) {
+                             const std::vector<BudgetView>& budgets, const ServerMetrics* metrics) {
   std::map<std::string, int> by_state;
   for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
                      JobState::kCancelled}) {
@@ -78,43 +57,53 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
   const BuildInfo& build = GetBuildInfo();
   std::string out = absl::StrCat(
       "# HELP dpfleet_build_info The coordinator's build (value 1).\n# TYPE dpfleet_build_info gauge\n",
-      "dpfleet_build_info{version=\"", EscapeLabel(build.version), "\",git=\"", EscapeLabel(build.git),
-      "\",build_type=\"", EscapeLabel(build.build_type), "\",protocol=\"", kProtocolVersion, "\"} 1\n");
+      "dpfleet_build_info{version=\"", EscapeLabelValue(build.version), "\",git=\"", EscapeLabelValue(build.git),
+      "\",build_type=\"", EscapeLabelValue(build.build_type), "\",protocol=\"", kProtocolVersion, "\"} 1\n");
   out += "# HELP dpfleet_jobs Jobs known to the coordinator, by state.\n# TYPE dpfleet_jobs gauge\n";
   for (const auto& [s, n] : by_state) absl::StrAppend(&out, "dpfleet_jobs{state=\"", s, "\"} ", n, "\n");
   std::map<std::string, int> wstate = {{"IDLE", 0}, {"BUSY", 0}, {"LOST", 0}};
   for (const WorkerRecord& w : workers) wstate[WorkerStateName(w.state)]++;
   out += "# HELP dpfleet_workers Registered workers, by state.\n# TYPE dpfleet_workers gauge\n";
   for (const auto& [s, n] : wstate) absl::StrAppend(&out, "dpfleet_workers{state=\"", s, "\"} ", n, "\n");
-  out += "# HELP dpfleet_job_epsilon Privacy budget spent by a job (ledger).\n# TYPE dpfleet_job_epsilon gauge\n";
+  // Per-job series only while a job runs: ended jobs would pile up series
+  // forever (their figures stay in the job record and /v1/jobs).
+  std::vector<const JobRecord*> running;
   for (const JobRecord& r : jobs) {
-    absl::StrAppend(&out, "dpfleet_job_epsilon{job_id=\"", EscapeLabel(r.job_id), "\",name=\"",
-                    EscapeLabel(r.name), "\"} ", PromValue(r.epsilon), "\n");
+    if (r.state == JobState::kRunning) running.push_back(&r);
   }
-  out += "# HELP dpfleet_job_epochs_done Epochs finished by a job.\n# TYPE dpfleet_job_epochs_done gauge\n";
-  for (const JobRecord& r : jobs) {
-    absl::StrAppend(&out, "dpfleet_job_epochs_done{job_id=\"", EscapeLabel(r.job_id), "\"} ",
-                    r.epochs_done, "\n");
+  out += "# HELP dpfleet_job_epsilon Privacy budget spent by a running job (ledger).\n"
+         "# TYPE dpfleet_job_epsilon gauge\n";
+  for (const JobRecord* job : running) {
+    const JobRecord& r = *job;
+    absl::StrAppend(&out, "dpfleet_job_epsilon{job_id=\"", EscapeLabelValue(r.job_id), "\",name=\"",
+                    EscapeLabelValue(r.name), "\"} ", PromValue(r.epsilon), "\n");
+  }
+  out += "# HELP dpfleet_job_epochs_done Epochs finished by a running job.\n"
+         "# TYPE dpfleet_job_epochs_done gauge\n";
+  for (const JobRecord* r : running) {
+    absl::StrAppend(&out, "dpfleet_job_epochs_done{job_id=\"", EscapeLabelValue(r->job_id), "\"} ",
+                    r->epochs_done, "\n");
   }
   out += "# HELP dpfleet_dataset_epsilon_spent Privacy budget spent on a dataset, composed over its ledger.\n"
          "# TYPE dpfleet_dataset_epsilon_spent gauge\n";
   for (const BudgetView& b : budgets) {
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_spent{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_spent{dataset=\"", EscapeLabelValue(b.dataset), "\"} ",
                     PromValue(b.spent), "\n");
   }
   out += "# HELP dpfleet_dataset_epsilon_committed Spent plus the remaining plans of queued and running jobs.\n"
          "# TYPE dpfleet_dataset_epsilon_committed gauge\n";
   for (const BudgetView& b : budgets) {
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_committed{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_committed{dataset=\"", EscapeLabelValue(b.dataset), "\"} ",
                     PromValue(b.committed), "\n");
   }
   out += "# HELP dpfleet_dataset_epsilon_budget A dataset's total privacy budget (datasets that have one).\n"
          "# TYPE dpfleet_dataset_epsilon_budget gauge\n";
   for (const BudgetView& b : budgets) {
     if (!b.has_budget) continue;
-    absl::StrAppend(&out, "dpfleet_dataset_epsilon_budget{dataset=\"", EscapeLabel(b.dataset), "\"} ",
+    absl::StrAppend(&out, "dpfleet_dataset_epsilon_budget{dataset=\"", EscapeLabelValue(b.dataset), "\"} ",
                     PromValue(b.epsilon_budget), "\n");
   }
+  if (metrics != nullptr) out += metrics->Render();
   return out;
 }
 
@@ -154,7 +143,7 @@ int HttpStatusOf(const absl::Status& s) {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options, JobManager* jobs,
                                                               DatasetRegistry* datasets, Gate* gate,
-                                                              const AuditTrail* audit) {
+                                                              ServerMetrics* metrics, const AuditTrail* audit) {
   std::unique_ptr<HttpServer> s(new HttpServer());
   if (!options.tls_cert.empty()) {
     // Server authentication only: HTTP callers are users with tokens;
@@ -177,6 +166,17 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     json_reply(res, {{"error", std::string(st.message())}}, HttpStatusOf(st));
   };
   srv.set_payload_max_length(static_cast<size_t>(gate->limits().max_http_request_bytes));
+  if (metrics != nullptr) {
+    // After every request, refused ones included; the route label is the
+    // role table's pattern ({id} for a job id), "other" for any other path,
+    // so a caller cannot mint label values.
+    srv.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
+      const HttpRule* rule = FindHttpRule(req.method, req.path);
+      const std::string route =
+          rule == nullptr ? "other" : absl::StrReplaceAll(rule->pattern, {{"[A-Za-z0-9._-]+", "{id}"}});
+      metrics->http_requests.Inc({route, absl::StrCat(res.status)});
+    });
+  }
   // The middleware: no route runs for a request the Gate refuses.
   srv.set_pre_routing_handler([gate, error_reply](const httplib::Request& req, httplib::Response& res) {
     absl::StatusOr<Identity> caller = gate->AdmitHttp(req.method, req.path, AuthorizationHeaders(req));
@@ -257,7 +257,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     }
     json_reply(res, {{"datasets", list}});
   });
-  srv.Get("/metrics", [jobs, datasets, audit, caller_of](const httplib::Request& req, httplib::Response& res) {
+  srv.Get("/metrics", [jobs, datasets, audit, caller_of, metrics](const httplib::Request& req,
+                                                                   httplib::Response& res) {
     const Identity caller = caller_of(req);
     absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets("");
     std::vector<JobRecord> visible;
@@ -266,7 +267,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     }
     res.set_content(RenderPrometheus(visible, jobs->ListWorkers(),
                                      budgets.ok() ? BudgetViews(caller, *std::move(budgets), datasets->List())
-                                                  : std::vector<BudgetView>{}) +
+                                                  : std::vector<BudgetView>{},
+                                      metrics) +
                         RenderBackgroundFailures(jobs->background_errors(), datasets->background_errors(),
                                                  audit != nullptr ? audit->background_errors()
                                                                   : BackgroundErrors::Snapshot{}),

@@ -20,8 +20,11 @@
 //                                budget and remaining per dataset (the
 //                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
-//                                job ε and epochs, dataset ε spent/committed/budget,
-//                                background work the store refused and that is retried)
+//                                running jobs' ε and epochs, dataset ε
+//                                spent/committed/budget, the counters and
+//                                histograms of server/core/metrics.h, and
+//                                background work the store refused and that
+//                                is retried)
 //
 // Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
 // may not), 404 (no such route or job), 413 (request too large), 429
@@ -36,6 +39,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/dataset_registry.h"
 #include "server/core/job_manager.h"
+#include "server/core/metrics.h"
 #include "server/rpc/auth.h"
 
 namespace httplib {
@@ -57,6 +61,7 @@ class HttpServer {
   // `audit` (for its background failures on /metrics) may be null.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options, JobManager* jobs,
                                                            DatasetRegistry* datasets, Gate* gate,
+                                                           ServerMetrics* metrics = nullptr,
                                                            const AuditTrail* audit = nullptr);
   ~HttpServer();
   int port() const { return port_; }
@@ -70,8 +75,9 @@ class HttpServer {
 };
 
 // Rendering used by the HTTP endpoints (exposed for tests).
+// `metrics` (may be null) adds the counters and histograms.
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
-                             const std::vector<BudgetView>& budgets);
+                             const std::vector<BudgetView>& budgets, const ServerMetrics* metrics = nullptr);
 // dpfleet_background_failures_total by component (jobs, datasets, audit).
 std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs, const BackgroundErrors::Snapshot& datasets,
                                      const BackgroundErrors::Snapshot& audit);

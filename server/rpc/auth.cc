@@ -147,6 +147,12 @@ grpc::Status GrpcAuthProcessor::Process(const InputMetadata& auth_metadata, grpc
     if (key == "authorization") authorization.push_back(ToString(value));
   }
   absl::StatusOr<Identity> caller = gate_->AdmitRpc(method, authorization, CertificateName(*context));
+  if (!caller.ok() && metrics_ != nullptr) {
+    // A method outside the table is "unknown": a caller cannot mint label
+    // values.
+    metrics_->rpc_requests.Inc({FindRpcRule(method) != nullptr ? method : "unknown",
+                                absl::StatusCodeToString(caller.status().code())});
+  }
   return caller.ok() ? grpc::Status::OK : ToGrpc(caller.status());
 }
 

@@ -26,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "server/core/metrics.h"
 #include "server/core/tokens.h"
 #include "server/rpc/access.h"
 #include "server/rpc/audit.h"
@@ -99,7 +100,9 @@ std::string CertificateName(const grpc::AuthContext& ctx);
 // role table refuses.
 class GrpcAuthProcessor final : public grpc::AuthMetadataProcessor {
  public:
-  explicit GrpcAuthProcessor(Gate* gate) : gate_(gate) {}
+  // `metrics` (may be null) counts refused calls in
+  // dpfleet_rpc_requests_total, which the interceptor never sees.
+  explicit GrpcAuthProcessor(Gate* gate, ServerMetrics* metrics = nullptr) : gate_(gate), metrics_(metrics) {}
   // Token checks read SQLite: gRPC runs blocking processors off its I/O threads.
   bool IsBlocking() const override { return true; }
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
@@ -107,6 +110,7 @@ class GrpcAuthProcessor final : public grpc::AuthMetadataProcessor {
 
  private:
   Gate* const gate_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace dpfleet::server

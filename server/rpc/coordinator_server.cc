@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "server/http/http_server.h"
+#include "server/rpc/rpc_metrics.h"
 #include "server/rpc/services.h"
 
 namespace dpfleet::server {
@@ -168,7 +169,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
         " serve plaintext: tokens cross the network in the clear and anyone who reaches the port can act as a "
         "worker and read the shards of running jobs"));
   }
-  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));  // creates the state directory
+  // One coordinator per state directory: a second one (or a restore) is
+  // refused before anything is opened.
+  ASSIGN_OR_RETURN(s->state_lock_, StateDirLock::Acquire(options.state_dir, "dpfleet-server"));
+  ASSIGN_OR_RETURN(s->store_, Store::Open(options.state_dir));
   ASSIGN_OR_RETURN(DataRoots roots, DataRoots::Create(options.data_roots, options.state_dir));
   s->security_notes_.push_back(
       roots.empty() ? "no --data-root: raw files are refused; only datasets already registered can be used"
@@ -184,6 +188,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   RETURN_IF_ERROR(s->datasets_->Recover());
   s->jobs_ = std::make_unique<JobManager>(s->store_.get(), s->data_.get(), s->clock_.get(), coordinator);
   s->jobs_->set_datasets(s->datasets_.get());
+  s->jobs_->set_metrics(&s->metrics_);
   RETURN_IF_ERROR(s->jobs_->Recover());
   s->tokens_ = std::make_unique<Tokens>(s->store_.get(), s->clock_.get());
   ASSIGN_OR_RETURN(std::vector<TokenRecord> tokens, s->tokens_->List());
@@ -215,7 +220,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     credentials = grpc::XdsServerCredentials(grpc::InsecureServerCredentials());
   }
   // Every call, whatever the transport, passes the Gate before a handler.
-  credentials->SetAuthMetadataProcessor(std::make_shared<GrpcAuthProcessor>(s->gate_.get()));
+  credentials->SetAuthMetadataProcessor(std::make_shared<GrpcAuthProcessor>(s->gate_.get(), &s->metrics_));
   grpc::ServerBuilder builder;
   const std::string addr = listen.first.find(':') != std::string::npos
                                ? absl::StrCat("[", listen.first, "]:", listen.second)
@@ -226,6 +231,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
   builder.RegisterService(s->coordinator_service_.get());
   builder.RegisterService(s->admin_service_.get());
   builder.RegisterService(s->worker_service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(RpcMetricsInterceptorFactory(&s->metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   s->grpc_ = builder.BuildAndStart();
   if (!s->grpc_ || s->grpc_port_ == 0) {
     return absl::UnavailableError(absl::StrCat("--listen ", options.listen, ": cannot bind (in use?)"));
@@ -239,9 +247,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
       http_options.tls_key = options.tls_key;
     }
     ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http_options, s->jobs_.get(), s->datasets_.get(), s->gate_.get(),
-                                                 s->audit_.get()));
+                                                 &s->metrics_, s->audit_.get()));
   }
   const int64_t tick_ms = std::max<int64_t>(20, options.coordinator.heartbeat_interval_ms / 2);
+  s->UpdateHealth();
   s->ticker_ = std::thread([srv = s.get(), tick_ms] {
     int64_t jobs_seen = 0, datasets_seen = 0, audit_seen = 0;
     // Work the store refused in the background is retried by the core; the
@@ -252,6 +261,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
                    now.last.c_str(), static_cast<long long>(now.count));
       *seen = now.count;
     };
+    absl::Time next_health = absl::Now() + absl::Seconds(1);
     while (!srv->stop_.WaitForNotificationWithTimeout(absl::Milliseconds(tick_ms))) {
       srv->jobs_->Tick();
       report("jobs", srv->jobs_->background_errors(), &jobs_seen);
@@ -259,9 +269,25 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
       // Audit entries the store refused are written once it works again.
       srv->audit_->Flush();
       report("audit", srv->audit_->background_errors(), &audit_seen);
+      if (absl::Now() >= next_health) {
+        srv->UpdateHealth();
+        next_health = absl::Now() + absl::Seconds(1);
+      }
     }
   });
   return s;
+}
+
+void CoordinatorServer::UpdateHealth() {
+  grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
+  if (health == nullptr) return;
+  // Readiness is the store's: a coordinator whose SQLite does not answer
+  // can take no call that records anything.
+  const bool ready = jobs_->Ready().ok();
+  health->SetServingStatus("", ready);
+  for (const char* service : {"dpfleet.v1.Coordinator", "dpfleet.v1.Admin", "dpfleet.v1.WorkerService"}) {
+    health->SetServingStatus(service, ready);
+  }
 }
 
 int CoordinatorServer::http_port() const { return http_ ? http_->port() : 0; }
@@ -270,7 +296,7 @@ void CoordinatorServer::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stop_.Notify();
     if (ticker_.joinable()) ticker_.join();
-    jobs_->Shutdown();
+    if (jobs_) jobs_->Shutdown();  // null when Start failed before it
     if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (http_) http_->Shutdown();
   });

@@ -14,12 +14,14 @@
 #include <grpcpp/server.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "server/core/job_manager.h"
+#include "server/core/state_backup.h"
 #include "server/core/tokens.h"
 #include "server/rpc/audit.h"
 #include "server/rpc/auth.h"
@@ -71,8 +73,13 @@ class CoordinatorServer {
 
  private:
   CoordinatorServer() = default;
+  // The gRPC health service's status of every service (and ""): SERVING
+  // while the store answers.
+  void UpdateHealth();
 
+  std::optional<StateDirLock> state_lock_;  // first in, last out
   std::unique_ptr<Store> store_;
+  ServerMetrics metrics_;
   std::unique_ptr<DataResolver> data_;
   std::unique_ptr<Clock> clock_;
   std::unique_ptr<DatasetRegistry> datasets_;

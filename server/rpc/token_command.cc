@@ -1,13 +1,11 @@
 #include "server/rpc/token_command.h"
 
-#include <pwd.h>
-#include <unistd.h>
-
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "server/core/store.h"
 #include "server/core/tokens.h"
+#include "server/rpc/local_command.h"
 
 namespace dpfleet::server {
 
@@ -17,35 +15,12 @@ int RunTokenCommand(const std::vector<std::string>& args, std::ostream& out, std
     err << kUsage;
     return 2;
   }
-  std::map<std::string, std::string> values;
-  for (std::size_t i = 1; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    if (const auto eq = flag.find('='); eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      err << "dpfleet-server token create: " << flag << " needs a value\n" << kUsage;
-      return 2;
-    }
-    if (flag == "--state_dir") flag = "--state-dir";
-    if (flag != "--state-dir" && flag != "--name" && flag != "--role") {
-      err << "dpfleet-server token create: unknown flag " << flag << "\n" << kUsage;
-      return 2;
-    }
-    if (!values.emplace(flag, value).second) {
-      err << "dpfleet-server token create: " << flag << " given more than once\n";
-      return 2;
-    }
-  }
-  for (const char* required : {"--state-dir", "--name", "--role"}) {
-    if (values[required].empty()) {
-      err << "dpfleet-server token create: " << required << " is required\n" << kUsage;
-      return 2;
-    }
-  }
+  LocalFlagSpec spec{"dpfleet-server token create", kUsage, {"--state-dir", "--name", "--role"}, {},
+                     {"--state-dir", "--name", "--role"}};
+  std::optional<std::map<std::string, std::string>> parsed =
+      ParseLocalFlags(std::vector<std::string>(args.begin() + 1, args.end()), spec, err);
+  if (!parsed) return 2;
+  std::map<std::string, std::string>& values = *parsed;
   absl::StatusOr<Role> role = ParseTokenRole(values["--role"]);
   absl::Status name_ok = ValidateTokenName(values["--name"]);
   if (!role.ok() || !name_ok.ok()) {
@@ -63,9 +38,7 @@ int RunTokenCommand(const std::vector<std::string>& args, std::ostream& out, std
   AuditRecord audit;
   audit.time_ms = clock.NowMs();
   audit.kind = "local";
-  // Who ran it, as the operating system knows them.
-  const struct passwd* user = getpwuid(getuid());
-  audit.name = absl::StrCat(user != nullptr ? user->pw_name : "uid", " (uid ", getuid(), ")");
+  audit.name = LocalUserName();  // who ran it, as the operating system knows them
   audit.action = "CreateToken";
   audit.target = absl::StrCat(values["--name"], " (", values["--role"], ")");
   audit.outcome = secret.ok() ? "OK" : absl::StatusCodeToString(secret.status().code());

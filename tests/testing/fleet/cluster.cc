@@ -23,7 +23,8 @@ std::string Slurp(const std::string& path) {
 
 }  // namespace
 
-Cluster::Cluster(const std::string& dir, ClusterOptions options) : dir_(dir), options_(std::move(options)) {}
+Cluster::Cluster(const std::string& dir, ClusterOptions options)
+    : dir_(dir), options_(std::move(options)), custodian_token_(options_.custodian_token) {}
 
 std::string Cluster::address() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
@@ -150,6 +151,36 @@ std::string Cluster::Logs() {
     all += absl::StrCat("--- worker ", i, " ---\n", workers_[i]->Log());
   }
   return all;
+}
+
+std::string WriteSmallJobSpec(const std::string& path, const std::string& name, const std::string& data,
+                              int epochs) {
+  std::ofstream(path) << "name: " << name << "\ndata: {path: " << data << "}\ntask: employment\n"
+                      << "model: {type: logistic}\ntraining: {epochs: " << epochs
+                      << ", batch_size: 256, learning_rate: 0.5}\n"
+                      << "privacy: {mode: dp, max_grad_norm: 1.0, noise_multiplier: 1.0, delta: 1.0e-5}\n"
+                      << "resources: {workers: 1, device: cpu}\n";
+  return path;
+}
+
+std::string Cluster::SubmitAndWait(const std::string& spec_path, absl::Duration timeout) {
+  std::string out, err;
+  EXPECT_EQ(Dpctl({"submit", spec_path, "-o", "json"}, &out, &err), 0) << err;
+  const std::string marker = "\"job_id\": \"";
+  const std::size_t at = out.find(marker);
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no job id in: " << out << err;
+    return "";
+  }
+  const std::string job = out.substr(at + marker.size(), out.find('"', at + marker.size()) - at - marker.size());
+  const bool ended = WaitFor(
+      [&] {
+        auto j = client_->Get(job);
+        return j.ok() && client::IsTerminal(j->state());
+      },
+      timeout);
+  EXPECT_TRUE(ended) << job << " did not end\n" << Logs();
+  return ended ? job : "";
 }
 
 }  // namespace dpfleet::testing

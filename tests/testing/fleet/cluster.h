@@ -22,7 +22,15 @@ struct ClusterOptions {
   // request-rate and watch limits out of the way of tests that poll.
   std::string config = "requests_per_second: 10000\nrequest_burst: 10000\nmax_watch_streams_per_token: 256\n";
   std::vector<std::string> extra_server_flags;
+  // A custodian token the state directory already has (a restored one);
+  // empty: StartServer creates one.
+  std::string custodian_token;
 };
+
+// Writes a small CPU job spec (logistic regression, B 256, DP with sigma 1,
+// one worker) on `data` to `path`; returns `path`.
+std::string WriteSmallJobSpec(const std::string& path, const std::string& name, const std::string& data,
+                              int epochs);
 
 class Cluster {
  public:
@@ -63,6 +71,10 @@ class Cluster {
   std::pair<int, std::string> HttpGet(const std::string& path) { return HttpGet(path, custodian_token_); }
 
   std::string Logs();
+
+  // Submits the spec at `spec_path` with dpctl and waits until the job
+  // ends; the job id, or "" (with a test failure) when it did not.
+  std::string SubmitAndWait(const std::string& spec_path, absl::Duration timeout = absl::Seconds(120));
 
  private:
   std::string dir_;

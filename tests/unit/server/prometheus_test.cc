@@ -45,7 +45,9 @@ TEST(PrometheusTest, JobsWorkersAndDatasetBudgets) {
   EXPECT_THAT(text, HasSubstr("dpfleet_jobs{state=\"FAILED\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_workers{state=\"IDLE\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_job_epsilon{job_id=\"job-000001\",name=\"say \\\"hi\\\"\"} 0.5\n"));
-  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000002\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_job_epochs_done{job_id=\"job-000001\"} 2\n"));
+  // Per-job series only while a job runs.
+  EXPECT_THAT(text, Not(HasSubstr("job_id=\"job-000002\"")));
   EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_spent{dataset=\"/data/ca.csv\"} 1.25\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_committed{dataset=\"/data/ca.csv\"} 2\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_dataset_epsilon_budget{dataset=\"/data/ca.csv\"} 3\n"));
@@ -76,6 +78,15 @@ TEST(PrometheusTest, BackgroundFailuresAreCountedByComponent) {
   EXPECT_THAT(text, HasSubstr("dpfleet_background_failures_total{component=\"datasets\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("dpfleet_background_failures_total{component=\"audit\"} 1\n"));
   EXPECT_EQ(jobs.Get().last, "starting job 'job-1' attempt 1: UNAVAILABLE: disk I/O error");
+}
+
+TEST(PrometheusTest, TheCountersAndHistogramsFollowTheGauges) {
+  ServerMetrics metrics;
+  metrics.jobs_submitted.Inc({"dp"});
+  const std::string text = RenderPrometheus({}, {}, {}, &metrics);
+  EXPECT_THAT(text, HasSubstr("dpfleet_jobs_submitted_total{mode=\"dp\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_rpc_duration_seconds histogram\n"));
+  EXPECT_LT(text.find("dpfleet_build_info"), text.find("dpfleet_jobs_submitted_total"));
 }
 
 }  // namespace
