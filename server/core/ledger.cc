@@ -97,31 +97,38 @@ absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
   return EpsilonOf(job, rows);
 }
 
-absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
+std::optional<BudgetRecord> Ledger::Budget(const std::string& dataset) const {
   absl::MutexLock lock(&mu_);
   auto b = budgets_.find(dataset);
-  if (b == budgets_.end()) return absl::OkStatus();
+  if (b == budgets_.end()) return std::nullopt;
+  return b->second;
+}
+
+absl::Status Ledger::CheckSubmit(const std::string& dataset, const JobRecord& plan, const std::vector<LivePlan>& live) {
+  absl::MutexLock write(&write_mu_);
+  const std::optional<BudgetRecord> budget = Budget(dataset);
+  if (!budget) return absl::OkStatus();
   if (!plan.dp) {
     return absl::FailedPreconditionError(
         absl::StrCat("privacy.mode: 'none' cannot run on dataset ", dataset,
                      ": it has a privacy budget and a non-private job has no finite epsilon"));
   }
   const LivePlan p = PlanOf(plan, dataset);
-  ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(dataset, {}, {}, live));
-  ASSIGN_OR_RETURN(BudgetView after,
-                   BudgetViewLocked(dataset, {}, PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
-  if (after.committed > b->second.epsilon) {
+  ASSIGN_OR_RETURN(BudgetView before, BudgetViewOf(dataset, budget, {}, {}, live));
+  ASSIGN_OR_RETURN(BudgetView after, BudgetViewOf(dataset, budget, {},
+                                                  PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
+  if (after.committed > budget->epsilon) {
     return absl::FailedPreconditionError(
         absl::StrFormat("dataset %s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by "
                         "queued and running jobs; this job would bring the composed total to %.6g",
-                        dataset, b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+                        dataset, budget->epsilon, budget->delta, before.spent, before.committed, after.committed));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt, int32_t rank,
-                                      int32_t epoch, int64_t steps, double sample_rate, double noise_multiplier,
-                                      Mechanism mechanism) {
+absl::StatusOr<ChargeResult> Ledger::Charge(const JobRecord& r, const std::string& dataset, int32_t attempt,
+                                            int32_t rank, int32_t epoch, int64_t steps, double sample_rate,
+                                            double noise_multiplier, Mechanism mechanism) {
   if (epoch < 1 || epoch > r.epochs) {
     return absl::InvalidArgumentError(
         absl::StrCat("epoch ", epoch, " is outside 1..", r.epochs, " of job '", r.job_id, "'"));
@@ -163,29 +170,34 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, const std::string& dat
   e.noise_multiplier = r.dp ? want_sigma : 0.0;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(r.job_id));
-  const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
+  absl::MutexLock write(&write_mu_);
+  ChargeResult out;
+  ASSIGN_OR_RETURN(out.rows, store_->LedgerForJob(r.job_id));
+  const bool retry = std::any_of(out.rows.begin(), out.rows.end(), [&](const LedgerEntry& x) {
     return x.attempt == attempt && x.epoch == epoch && x.mechanism == mechanism;
   });
-  if (!retry) {
-    if (auto b = budgets_.find(dataset); b != budgets_.end()) {
-      // Submit reserved the whole plan; this guards anything outside it.
-      // Only the spent total is compared, so live plans play no part.
-      ASSIGN_OR_RETURN(BudgetView after,
-                       BudgetViewLocked(dataset, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
-      if (after.spent > b->second.epsilon) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "charging the %s of epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
-            eval ? "eval release" : "training", epoch, r.job_id, dataset, after.spent, b->second.epsilon));
-      }
+  if (retry) return out;
+  if (const std::optional<BudgetRecord> budget = Budget(dataset)) {
+    // Submit reserved the whole plan; this guards anything outside it.
+    // Only the spent total is compared, so live plans play no part.
+    ASSIGN_OR_RETURN(BudgetView after,
+                     BudgetViewOf(dataset, budget, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
+    if (after.spent > budget->epsilon) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "charging the %s of epoch %d of job '%s' would bring dataset %s to epsilon %.6g, over its budget %.6g",
+          eval ? "eval release" : "training", epoch, r.job_id, dataset, after.spent, budget->epsilon));
     }
-    ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
-    (void)inserted;
-    existing.push_back(e);
   }
-  // The ledger as it now stands: what was read above plus this charge.
-  return EpsilonOf(r, existing);
+  ASSIGN_OR_RETURN(out.recorded, store_->Charge(e));
+  // The ledger as it now stands: what was read above plus this charge; a
+  // row that was there already was written by someone else meanwhile (not
+  // this process, which charges under the lock): read it back.
+  if (out.recorded) {
+    out.rows.push_back(e);
+  } else {
+    ASSIGN_OR_RETURN(out.rows, store_->LedgerForJob(r.job_id));
+  }
+  return out;
 }
 
 absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch,
@@ -219,23 +231,23 @@ absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_
   ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(job.accountant));
   ASSIGN_OR_RETURN(out.epoch, privacy::ComputeEpsilon(kind, through_epoch, job.delta));
   ASSIGN_OR_RETURN(out.job, EpsilonOf(job, entries));
+  out.rows = static_cast<int64_t>(entries.size());
   return out;
 }
 
-absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
-                                                    const std::vector<privacy::SubsampledGaussian>& extra_spent,
-                                                    const std::vector<privacy::SubsampledGaussian>& extra_planned,
-                                                    const std::vector<LivePlan>& live) {
+absl::StatusOr<BudgetView> Ledger::BudgetViewOf(const std::string& dataset, const std::optional<BudgetRecord>& budget,
+                                                const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                                const std::vector<privacy::SubsampledGaussian>& extra_planned,
+                                                const std::vector<LivePlan>& live) {
   BudgetView v;
   v.dataset = dataset;
-  auto b = budgets_.find(dataset);
-  v.has_budget = b != budgets_.end();
+  v.has_budget = budget.has_value();
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForDataset(dataset));
   std::vector<privacy::SubsampledGaussian> spent = extra_spent;
   std::set<std::string> jobs;
   // Without a budget, state epsilon at the smallest delta any job asked for
   // (the largest epsilon among the natural choices).
-  double delta = v.has_budget ? b->second.delta : 1.0;
+  double delta = v.has_budget ? budget->delta : 1.0;
   bool non_private = false;
   for (const LedgerEntry& e : entries) {
     if (e.noise_multiplier == 0) {
@@ -274,7 +286,7 @@ absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& dataset,
     v.spent = v.committed = std::numeric_limits<double>::infinity();
   }
   if (v.has_budget) {
-    v.epsilon_budget = b->second.epsilon;
+    v.epsilon_budget = budget->epsilon;
     v.remaining = std::max(0.0, v.epsilon_budget - v.committed);
   }
   return v;
@@ -290,51 +302,53 @@ absl::StatusOr<BudgetView> Ledger::SetBudget(const std::string& dataset, double 
     return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
   }
   const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
-  absl::MutexLock lock(&mu_);
-  BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
-  std::optional<BudgetRecord> previous;
-  if (auto it = budgets_.find(key); it != budgets_.end()) previous = it->second;
-  budgets_[key] = rec;
-  absl::StatusOr<BudgetView> view = BudgetViewLocked(key, {}, {}, live);
-  if (!view.ok() || view->committed > epsilon) {
-    if (previous) {
-      budgets_[key] = *previous;
-    } else {
-      budgets_.erase(key);
-    }
-    if (!view.ok()) return view.status();
+  absl::MutexLock write(&write_mu_);
+  // The candidate is judged, then stored, and only then replaces the old
+  // budget: a refused or unstored budget changes nothing.
+  const BudgetRecord rec{key, epsilon, delta, clock_->NowMs()};
+  ASSIGN_OR_RETURN(BudgetView view, BudgetViewOf(key, rec, {}, {}, live));
+  if (view.committed > epsilon) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "dataset %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it", key,
-        view->committed, delta, epsilon));
+        view.committed, delta, epsilon));
   }
   RETURN_IF_ERROR(store_->PutBudget(rec));
+  absl::MutexLock lock(&mu_);
+  budgets_[key] = rec;
   return view;
 }
 
 absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::string& dataset,
                                                            const std::vector<LivePlan>& live) {
-  absl::MutexLock lock(&mu_);
-  std::set<std::string> names;
-  if (!dataset.empty()) {
-    names.insert(DatasetKey(absl::StrSplit(dataset, '+')));
-  } else {
-    for (const auto& [k, b] : budgets_) names.insert(k);
+  // Only the budgets are read under the lock; the ledger rows come from the
+  // store and are composed outside it.
+  std::map<std::string, std::optional<BudgetRecord>> names;
+  {
+    if (!dataset.empty()) {
+      const std::string key = DatasetKey(absl::StrSplit(dataset, '+'));
+      names[key] = Budget(key);
+    } else {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [k, b] : budgets_) names[k] = b;
+    }
+  }
+  if (dataset.empty()) {
     ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerDatasets());
-    names.insert(charged.begin(), charged.end());
+    for (const std::string& n : charged) names.try_emplace(n);
   }
   std::vector<BudgetView> out;
-  for (const std::string& n : names) {
-    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(n, {}, {}, live));
+  for (const auto& [n, budget] : names) {
+    ASSIGN_OR_RETURN(BudgetView v, BudgetViewOf(n, budget, {}, {}, live));
     out.push_back(v);
   }
   return out;
 }
 
 absl::StatusOr<LedgerListing> Ledger::List(const std::string& dataset, const std::vector<LivePlan>& live) {
-  absl::MutexLock lock(&mu_);
+  // A status read: composed outside the locks, like a budget view.
   LedgerListing out;
   out.dataset = DatasetKey(absl::StrSplit(dataset, '+'));
-  ASSIGN_OR_RETURN(BudgetView view, BudgetViewLocked(out.dataset, {}, {}, live));
+  ASSIGN_OR_RETURN(BudgetView view, BudgetViewOf(out.dataset, Budget(out.dataset), {}, {}, live));
   out.delta = view.delta;
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForDataset(out.dataset));
   std::vector<privacy::SubsampledGaussian> composed;

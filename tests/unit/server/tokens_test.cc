@@ -1,5 +1,6 @@
 // Tokens (server/core/tokens.h) over a real store: hashed at rest, roles,
-// revocation, and precise refusals.
+// revocation, and precise refusals; a store that refuses the write leaves
+// no token (and no secret shown) and no revocation.
 #include "server/core/tokens.h"
 
 #include <gmock/gmock.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 
 #include "tests/testing/files.h"
+#include "tests/testing/server/faulty_store.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -118,6 +120,29 @@ TEST_F(TokensTest, NamesAndRolesAreChecked) {
   EXPECT_THAT(worker.status().message(), HasSubstr("certificate"));
   EXPECT_EQ(ParseTokenRole("root").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*ParseTokenRole("viewer"), Role::kViewer);
+}
+
+// A token the store did not keep was never handed out, and a revocation
+// it did not keep never happened: the old token still works until one is
+// stored.
+TEST_F(TokensTest, AStoreThatRefusesTheWriteLeavesNoTokenAndNoRevocation) {
+  dpfleet::testing::FaultyStore faulty(store_.get());
+  Tokens tokens(&faulty, &clock_);
+  faulty.Arm(dpfleet::testing::FaultyStore::Fault::kEveryWrite);
+  auto refused = tokens.Create("alice", Role::kAnalyst);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(), HasSubstr("store token alice"));
+  EXPECT_TRUE(store_->ListTokens()->empty());
+  faulty.Disarm();
+  const std::string secret = *tokens.Create("alice", Role::kAnalyst);
+  faulty.Arm(dpfleet::testing::FaultyStore::Fault::kEveryWrite);
+  const absl::Status revoke = tokens.Revoke("alice");
+  EXPECT_EQ(revoke.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(revoke.message(), HasSubstr("revoke the tokens of alice"));
+  EXPECT_TRUE(tokens.Authenticate(secret).ok()) << "not revoked until the revocation is stored";
+  faulty.Disarm();
+  ASSERT_TRUE(tokens.Revoke("alice").ok());
+  EXPECT_EQ(tokens.Authenticate(secret).status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 }  // namespace
