@@ -85,6 +85,31 @@ TEST_F(TokensTest, RevokedUnknownAndMalformedTokensAreRefused) {
   EXPECT_FALSE(tokens_->Authenticate(secret).ok());
 }
 
+// Checked tokens are answered from memory (no store read per request), and
+// Revoke drops them: the very next call with one is refused, while other
+// names' tokens stay.
+TEST_F(TokensTest, ACheckedTokenIsRememberedUntilRevokeDropsIt) {
+  const std::string alice = *tokens_->Create("alice", Role::kAnalyst);
+  const std::string bob = *tokens_->Create("bob", Role::kViewer);
+  ASSERT_TRUE(tokens_->Authenticate(alice).ok());
+  ASSERT_TRUE(tokens_->Authenticate(bob).ok());
+  // Revoked in the store behind the object's back (no such path exists in
+  // the coordinator): still admitted, which shows the answer comes from
+  // memory.
+  ASSERT_EQ(*store_->RevokeTokens("alice", 1), 1);
+  EXPECT_TRUE(tokens_->Authenticate(alice).ok());
+  // Revoke drops the name's entries even when the store has nothing left
+  // to revoke.
+  EXPECT_EQ(tokens_->Revoke("alice").code(), absl::StatusCode::kNotFound);
+  auto refused = tokens_->Authenticate(alice);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(refused.status().message(), HasSubstr("revoked"));
+  EXPECT_TRUE(tokens_->Authenticate(bob).ok());
+  // A revocation through the object, of a remembered token.
+  ASSERT_TRUE(tokens_->Revoke("bob").ok());
+  EXPECT_EQ(tokens_->Authenticate(bob).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
 TEST_F(TokensTest, NamesAndRolesAreChecked) {
   ASSERT_TRUE(tokens_->Create("alice", Role::kAnalyst).ok());
   EXPECT_EQ(tokens_->Create("alice", Role::kViewer).status().code(), absl::StatusCode::kAlreadyExists);
