@@ -85,14 +85,12 @@ std::string BudgetTable(const std::vector<v1::DatasetBudget>& budgets) {
   std::string out = absl::StrFormat("%-24s %10s %16s %16s %10s %8s %5s  %s\n", "FILE", "BUDGET", "SPENT", "COMMITTED",
                                     "REMAINING", "DELTA", "JOBS", "NAMES");
   for (const v1::DatasetBudget& b : budgets) {
-    absl::StrAppend(
-        &out,
-        absl::StrFormat("%s %10s %s %s %10s %8.2g %5d  %s\n", Pad(ShortKey(b.file()), -24),
-                        b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_budget()) : "-",
-                        Pad(EpsilonText(Finite(b.epsilon_spent())), 16),
-                        Pad(EpsilonText(Finite(b.epsilon_committed())), 16),
-                        b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_remaining()) : "-", b.delta(), b.jobs(),
-                        Names(b.names())));
+    absl::StrAppend(&out, absl::StrFormat("%s %10s %s %s %10s %8.2g %5d  %s\n", Pad(ShortKey(b.file()), -24),
+                                          b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_budget()) : "-",
+                                          Pad(EpsilonText(Finite(b.epsilon_spent())), 16),
+                                          Pad(EpsilonText(Finite(b.epsilon_committed())), 16),
+                                          b.has_budget() ? absl::StrFormat("%.4f", b.epsilon_remaining()) : "-",
+                                          b.delta(), b.jobs(), Names(b.names())));
   }
   return out;
 }
@@ -102,9 +100,15 @@ nlohmann::json LedgerJson(const v1::GetLedgerResponse& ledger) {
   for (const v1::FileLedger& f : ledger.files()) {
     nlohmann::json charges = nlohmann::json::array();
     for (const v1::LedgerCharge& c : f.charges()) {
-      charges.push_back({{"job_id", c.job_id()}, {"owner", c.owner()}, {"attempt", c.attempt()},
-                         {"epoch", c.epoch()}, {"mechanism", c.mechanism()}, {"sample_rate", c.sample_rate()},
-                         {"noise_multiplier", c.noise_multiplier()}, {"steps", c.steps()}, {"delta", c.delta()},
+      charges.push_back({{"job_id", c.job_id()},
+                         {"owner", c.owner()},
+                         {"attempt", c.attempt()},
+                         {"epoch", c.epoch()},
+                         {"mechanism", c.mechanism()},
+                         {"sample_rate", c.sample_rate()},
+                         {"noise_multiplier", c.noise_multiplier()},
+                         {"steps", c.steps()},
+                         {"delta", c.delta()},
                          {"epsilon_increment", EpsilonJson(Finite(c.epsilon_increment()))},
                          {"epsilon_total", EpsilonJson(Finite(c.epsilon_total()))},
                          {"recorded_unix_ms", c.recorded_unix_ms()}});
@@ -123,16 +127,15 @@ std::string LedgerText(const v1::GetLedgerResponse& ledger) {
     absl::StrAppend(&out, out.empty() ? "" : "\n",
                     absl::StrFormat("ledger of file %s (%s); epsilon composed with RDP at delta %.3g\n", f.file(),
                                     Names(f.names()), f.delta()),
-                    absl::StrFormat("%-12s %-16s %7s %5s %-9s %10s %8s %7s %16s %16s  %s\n", "JOB", "OWNER",
-                                    "ATTEMPT", "EPOCH", "MECHANISM", "Q", "SIGMA", "STEPS", "+EPSILON", "EPSILON",
-                                    "TIME"));
+                    absl::StrFormat("%-12s %-16s %7s %5s %-9s %10s %8s %7s %16s %16s  %s\n", "JOB", "OWNER", "ATTEMPT",
+                                    "EPOCH", "MECHANISM", "Q", "SIGMA", "STEPS", "+EPSILON", "EPSILON", "TIME"));
     for (const v1::LedgerCharge& c : f.charges()) {
-      absl::StrAppend(&out, absl::StrFormat("%-12s %-16s %7d %5d %-9s %10.6g %8.4g %7d %s %s  %s\n", c.job_id(),
-                                            c.owner().empty() ? "-" : c.owner(), c.attempt(), c.epoch(),
-                                            c.mechanism(), c.sample_rate(), c.noise_multiplier(), c.steps(),
-                                            Pad(EpsilonText(Finite(c.epsilon_increment())), 16),
-                                            Pad(EpsilonText(Finite(c.epsilon_total())), 16),
-                                            Time(c.recorded_unix_ms())));
+      absl::StrAppend(
+          &out,
+          absl::StrFormat("%-12s %-16s %7d %5d %-9s %10.6g %8.4g %7d %s %s  %s\n", c.job_id(),
+                          c.owner().empty() ? "-" : c.owner(), c.attempt(), c.epoch(), c.mechanism(), c.sample_rate(),
+                          c.noise_multiplier(), c.steps(), Pad(EpsilonText(Finite(c.epsilon_increment())), 16),
+                          Pad(EpsilonText(Finite(c.epsilon_total())), 16), Time(c.recorded_unix_ms())));
     }
   }
   return out;
@@ -153,10 +156,10 @@ std::string LedgerCsv(const v1::GetLedgerResponse& ledger) {
         for (char ch : file) escaped += ch == '"' ? std::string("\"\"") : std::string(1, ch);
         file = absl::StrCat("\"", escaped, "\"");
       }
-      absl::StrAppend(&out, absl::StrFormat("%s,%s,%s,%d,%d,%s,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%d\n", file,
-                                            c.job_id(), c.owner(), c.attempt(), c.epoch(), c.mechanism(),
-                                            c.sample_rate(), c.noise_multiplier(), c.steps(), c.delta(),
-                                            c.epsilon_increment(), c.epsilon_total(), c.recorded_unix_ms()));
+      absl::StrAppend(
+          &out, absl::StrFormat("%s,%s,%s,%d,%d,%s,%.17g,%.17g,%d,%.17g,%.17g,%.17g,%d\n", file, c.job_id(), c.owner(),
+                                c.attempt(), c.epoch(), c.mechanism(), c.sample_rate(), c.noise_multiplier(), c.steps(),
+                                c.delta(), c.epsilon_increment(), c.epsilon_total(), c.recorded_unix_ms()));
     }
   }
   return out;

@@ -10,12 +10,48 @@
 #include "common/pums/dataset.h"
 #include "common/pums/schema.h"
 #include "common/status.h"
+#include "nlohmann/json.hpp"
 
 namespace dpfleet {
 namespace {
 
+// A spec travels as a proto3 string and is stored inside a JSON record, and
+// both insist on UTF-8: other bytes would be refused far from here with no
+// useful message (or make the JSON writer throw). nlohmann's own check says
+// where the first bad byte is. YAML allows no control characters in a
+// stream but tab and line ends (yaml-cpp is lenient, and emits what it
+// accepted in a form it then reads differently).
+absl::Status CheckText(absl::string_view yaml) {
+  try {
+    nlohmann::json(std::string(yaml)).dump();
+  } catch (const nlohmann::json::type_error& e) {
+    std::string why = e.what();
+    if (const auto bracket = why.find("] "); bracket != std::string::npos) why = why.substr(bracket + 2);
+    return absl::InvalidArgumentError(absl::StrCat("spec is not UTF-8 text: ", why));
+  }
+  for (std::size_t i = 0; i < yaml.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(yaml[i]);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec: byte ", i, " is a control character (", static_cast<int>(c), "), which YAML does not allow"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FieldError(absl::string_view field, absl::string_view value, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": '", value, "' ", why));
+}
+
+absl::Status CheckPrintable(absl::string_view field, absl::string_view value) {
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c < 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": has a control character (byte ", static_cast<int>(c), ") at position ", i));
+    }
+  }
+  return absl::OkStatus();
 }
 
 std::string Scalar(const YAML::Node& n) {
@@ -250,6 +286,14 @@ absl::Status ParseInto(const YAML::Node& root, JobSpec* spec) {
 absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.name.empty()) return FieldError("name", "", "is required");
   if (spec.name.size() > 128) return FieldError("name", spec.name, "is longer than 128 characters");
+  // Free-form strings end up in terminals, logs, file systems and metric
+  // labels; an escape ("\a" in double quotes) can put a control character
+  // in one that the text itself does not have.
+  RETURN_IF_ERROR(CheckPrintable("name", spec.name));
+  RETURN_IF_ERROR(CheckPrintable("dataset", spec.dataset));
+  for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
+    RETURN_IF_ERROR(CheckPrintable(absl::StrCat("data.path[", i, "]"), spec.data_paths[i]));
+  }
   if (spec.data_paths.empty() && spec.dataset.empty()) return FieldError("data.path", "", "is required");
   for (std::size_t i = 0; i < spec.data_paths.size(); ++i) {
     if (spec.data_paths[i].empty()) {
@@ -392,6 +436,7 @@ absl::StatusOr<data::EncodeOptions> EncodeOptionsFor(const JobSpec& spec, uint64
 }
 
 absl::StatusOr<JobSpec> ParseJobSpec(absl::string_view yaml) {
+  RETURN_IF_ERROR(CheckText(yaml));
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));

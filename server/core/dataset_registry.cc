@@ -62,6 +62,9 @@ DatasetRegistry::~DatasetRegistry() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&mu_);
+    // A preparation still running finishes; one still retrying its store
+    // write stops (the record stays PREPARING and a restart prepares again).
+    stopping_ = true;
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
@@ -105,7 +108,7 @@ absl::Status DatasetRegistry::Recover() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(state_dir_) / "datasets", ec)) {
     if (entry.is_directory(ec) && !dirs.count(entry.path().filename().string())) {
-      DeleteDirLocked(entry.path().string());
+      DeleteDir(entry.path().string());
     }
   }
   return absl::OkStatus();
@@ -163,19 +166,23 @@ absl::StatusOr<DatasetRecord> DatasetRegistry::Add(DatasetRecord d) {
   if (!(d.eval_fraction > 0 && d.eval_fraction < 1)) {
     return absl::InvalidArgumentError(absl::StrCat("eval_fraction: '", d.eval_fraction, "' must be in (0, 1)"));
   }
-  absl::MutexLock lock(&mu_);
-  if (datasets_.count(d.name)) {
-    return absl::AlreadyExistsError(absl::StrCat("dataset '", d.name, "' is already registered"));
-  }
-  if (removing_.count(d.name)) {
-    return absl::UnavailableError(
-        absl::StrCat("dataset '", d.name, "' is being removed (its preparation is stopping); add it again shortly"));
+  absl::MutexLock write(&write_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (datasets_.count(d.name)) {
+      return absl::AlreadyExistsError(absl::StrCat("dataset '", d.name, "' is already registered"));
+    }
+    if (removing_.count(d.name)) {
+      return absl::UnavailableError(absl::StrCat("dataset '", d.name,
+                                                 "' is being removed (its preparation is stopping); add it again shortly"));
+    }
   }
   d.state = "PREPARING";
   d.reason.clear();
   d.dir = absl::StrCat(state_dir_, "/datasets/", d.name);
   d.created_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->PutDataset(d.name, ToJson(d).dump()));
+  absl::MutexLock lock(&mu_);
   datasets_[d.name] = d;
   StartLocked(d);
   return d;
@@ -187,7 +194,7 @@ void DatasetRegistry::StartLocked(const DatasetRecord& record) {
   threads_.emplace_back([this, record, cancel] { Prepare(record, cancel); });
 }
 
-void DatasetRegistry::DeleteDirLocked(const std::string& dir) {
+void DatasetRegistry::DeleteDir(const std::string& dir) const {
   // Only ever a directory this registry created.
   const std::filesystem::path root = std::filesystem::path(state_dir_) / "datasets";
   const std::filesystem::path p(dir);
@@ -197,19 +204,26 @@ void DatasetRegistry::DeleteDirLocked(const std::string& dir) {
 }
 
 absl::StatusOr<DatasetRecord> DatasetRegistry::Remove(const std::string& name) {
-  absl::MutexLock lock(&mu_);
-  auto it = datasets_.find(name);
-  if (it == datasets_.end()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
-  const DatasetRecord d = it->second;
-  RETURN_IF_ERROR(store_->DeleteDataset(name));
-  datasets_.erase(it);
-  if (auto p = preparing_.find(name); p != preparing_.end()) {
-    // The preparing thread stops at its next block and deletes the directory.
-    p->second->store(true);
-    removing_.insert(name);
-  } else {
-    DeleteDirLocked(d.dir);
+  absl::MutexLock write(&write_mu_);
+  DatasetRecord d;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = datasets_.find(name);
+    if (it == datasets_.end()) return absl::NotFoundError(absl::StrCat("dataset '", name, "' not found"));
+    d = it->second;
   }
+  RETURN_IF_ERROR(store_->DeleteDataset(name));
+  {
+    absl::MutexLock lock(&mu_);
+    datasets_.erase(name);
+    if (auto p = preparing_.find(name); p != preparing_.end()) {
+      // The preparing thread stops at its next block and deletes the directory.
+      p->second->store(true);
+      removing_.insert(name);
+      return d;
+    }
+  }
+  DeleteDir(d.dir);
   return d;
 }
 
@@ -224,6 +238,7 @@ void DatasetRegistry::Prepare(DatasetRecord d, std::shared_ptr<std::atomic<bool>
   options.out_dir = d.dir;
   options.cancel = cancel.get();
   options.progress = [this, name = d.name](int64_t kept) {
+    // Progress is shown, not stored: a restart prepares again from zero.
     absl::MutexLock lock(&mu_);
     if (auto it = datasets_.find(name); it != datasets_.end()) it->second.rows_prepared = kept;
   };
@@ -239,19 +254,46 @@ void DatasetRegistry::Prepare(DatasetRecord d, std::shared_ptr<std::atomic<bool>
     d.state = "FAILED";
     d.reason = std::string(m.status().message());
   }
-  absl::MutexLock lock(&mu_);
-  preparing_.erase(d.name);
-  if (removing_.erase(d.name) > 0) {
-    // Removed while it was being prepared: nothing of it is kept.
-    DeleteDirLocked(d.dir);
-    return;
+  StorePrepared(d);
+}
+
+void DatasetRegistry::StorePrepared(const DatasetRecord& d) {
+  absl::Duration delay = absl::Milliseconds(50);
+  while (true) {
+    {
+      absl::MutexLock write(&write_mu_);
+      bool removed = false;
+      {
+        absl::MutexLock lock(&mu_);
+        removed = removing_.count(d.name) > 0;
+      }
+      if (removed) {
+        // Removed while it was being prepared: nothing of it is kept.
+        DeleteDir(d.dir);
+        absl::MutexLock lock(&mu_);
+        preparing_.erase(d.name);
+        removing_.erase(d.name);
+        return;
+      }
+      absl::Status s = store_->PutDataset(d.name, ToJson(d).dump());
+      if (s.ok()) {
+        absl::MutexLock lock(&mu_);
+        preparing_.erase(d.name);
+        datasets_[d.name] = d;
+        return;
+      }
+      background_errors_.Record(absl::StrCat("storing dataset '", d.name, "' as ", d.state), s);
+    }
+    absl::MutexLock lock(&mu_);
+    auto give_up = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || removing_.count(d.name) > 0; };
+    mu_.AwaitWithTimeout(absl::Condition(&give_up), delay);
+    if (stopping_) {
+      // Still PREPARING on disk: the next start prepares it again.
+      preparing_.erase(d.name);
+      return;
+    }
+    delay = std::min(delay * 2, kMaxRetryDelay);
   }
-  absl::Status s = store_->PutDataset(d.name, ToJson(d).dump());
-  if (!s.ok() && d.state == "READY") {
-    d.state = "FAILED";
-    d.reason = std::string(s.message());
-  }
-  datasets_[d.name] = d;
 }
 
 absl::StatusOr<DatasetRecord> DatasetRegistry::Get(const std::string& name) {

@@ -19,6 +19,18 @@
 // privacy ledger is keyed by the raw files' content, not by the
 // registration, so removing (and re-adding) a dataset never forgets budget
 // already spent.
+//
+// Store, then publish: a record changes in memory (what Get and List show)
+// only after the store holds it. Add and Remove fail with the store's
+// status and change nothing. A finished preparation whose READY or FAILED
+// record the store refuses stays PREPARING, is counted in
+// background_errors() and is written again (backoff up to kMaxRetryDelay)
+// until the store takes it, the dataset is removed or the registry goes;
+// a restart that finds it PREPARING prepares it again.
+//
+// Locking: `write_mu_` is held across each decide-write-swap; `mu_` guards
+// the records, is what readers take, and is never held across a store
+// write or a directory deletion.
 #ifndef DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 #define DPFLEET_SERVER_CORE_DATASET_REGISTRY_H_
 
@@ -35,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/pums/prepare.h"
+#include "server/core/background_errors.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
 #include "server/core/file_identifier.h"
@@ -96,12 +109,18 @@ class DatasetRegistry {
   absl::Status WaitRemoved(const std::string& name, absl::Duration timeout);
   // Blocks until the dataset is no longer PREPARING (tests, tools).
   absl::StatusOr<DatasetRecord> WaitPrepared(const std::string& name, absl::Duration timeout);
+  BackgroundErrors::Snapshot background_errors() const { return background_errors_.Get(); }
+
+  static constexpr absl::Duration kMaxRetryDelay = absl::Seconds(5);
 
  private:
   void StartLocked(const DatasetRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Prepare(DatasetRecord record, std::shared_ptr<std::atomic<bool>> cancel);
+  // Stores a finished preparation's record, retrying while the store
+  // refuses it; returns once it is stored or no longer wanted.
+  void StorePrepared(const DatasetRecord& record);
   // Deletes a shard directory this registry made (under <state-dir>/datasets).
-  void DeleteDirLocked(const std::string& dir) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeleteDir(const std::string& dir) const;
   // At recovery: points a record at this state directory's copy of its
   // shards and sends a READY dataset whose shards are gone back to
   // PREPARING (stored); true when it changed the record.
@@ -113,7 +132,10 @@ class DatasetRegistry {
   const PrepareFn prepare_;
   DataRoots roots_;
   FileIdentifier files_;
+  BackgroundErrors background_errors_;
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, DatasetRecord> datasets_ ABSL_GUARDED_BY(mu_);
   // Cancel flags of the preparations still running, by name.
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> preparing_ ABSL_GUARDED_BY(mu_);

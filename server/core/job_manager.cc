@@ -4,14 +4,15 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/spec/job_spec.h"
 #include "common/pums/schema.h"
 #include "common/pums/shards.h"
+#include "common/spec/job_spec.h"
 #include "common/status.h"
 #include "server/core/scheduler.h"
 
@@ -20,6 +21,16 @@ namespace {
 
 // The most a chunk of a shard, checkpoint or model served over gRPC holds.
 constexpr int64_t kMaxChunkBytes = 2 << 20;
+
+// `r` moved to `state`: the reason (when one is given) and the clock of the
+// move. Builds a new record; the caller stores it before anyone sees it.
+JobRecord Transitioned(JobRecord r, JobState state, const std::string& reason, int64_t now) {
+  r.state = state;
+  if (!reason.empty()) r.reason = reason;
+  if (state == JobState::kRunning) r.started_ms = now;
+  if (IsTerminal(state)) r.finished_ms = now;
+  return r;
+}
 
 }  // namespace
 
@@ -31,11 +42,20 @@ JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, Coordinat
       ledger_(store, clock),
       workers_(clock, options.lease_ttl_ms) {}
 
+void JobManager::CacheSpecFacts(JobEntry* job) {
+  absl::StatusOr<JobSpec> spec = ParseJobSpec(job->record.spec_yaml);
+  // Validated at submit; a record whose spec no longer parses (written by
+  // another release) is kept and shown, but never started again.
+  job->schedulable = spec.ok();
+  if (!spec.ok()) return;
+  job->device = spec->resources.device;
+  job->max_attempts = spec->resources.max_attempts;
+}
+
 absl::Status JobManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_->LoadJobs());
   RETURN_IF_ERROR(ledger_.Recover());
-  absl::MutexLock lock(&mu_);
-  const int64_t now = clock_->NowMs();
+  std::vector<JobEntry> entries;
   for (JobRecord& r : jobs) {
     JobEntry entry;
     if (!IsTerminal(r.state) && r.input_files.size() != r.data_paths.size()) {
@@ -45,17 +65,27 @@ absl::Status JobManager::Recover() {
       ASSIGN_OR_RETURN(r.input_files, InputFilesOfOldJob(r));
       RETURN_IF_ERROR(store_->PutJob(r));
     }
-    if (r.state == JobState::kRunning) {
+    // A charge may have landed after the record was last written (crash
+    // between charge and release, or a charge whose ε is never written
+    // into the record): the ledger is the truth.
+    ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForJob(r.job_id));
+    ASSIGN_OR_RETURN(r.epsilon, Ledger::EpsilonOf(r, rows));
+    entry.epsilon_rows = static_cast<int64_t>(rows.size());
+    entry.record = std::move(r);
+    CacheSpecFacts(&entry);
+    entries.push_back(std::move(entry));
+  }
+  absl::MutexLock lock(&mu_);
+  const int64_t now = clock_->NowMs();
+  for (JobEntry& entry : entries) {
+    if (entry.record.state == JobState::kRunning) {
       entry.reattach_deadline_ms = now + options_.lease_ttl_ms;
       // Ranks that re-attach may still publish and read keys.
-      rendezvous_.OpenAttempt(r.job_id, r.attempt);
+      rendezvous_.OpenAttempt(entry.record.job_id, entry.record.attempt);
     }
-    entry.record = std::move(r);
-    // A charge may have landed after the record was last written (crash
-    // between charge and release): the ledger is the truth.
-    ASSIGN_OR_RETURN(entry.record.epsilon, ledger_.JobEpsilon(entry.record));
     job_order_.push_back(entry.record.job_id);
-    jobs_.emplace(entry.record.job_id, std::move(entry));
+    const std::string id = entry.record.job_id;
+    jobs_.emplace(id, std::move(entry));
   }
   return absl::OkStatus();
 }
@@ -92,29 +122,78 @@ void JobManager::Unsubscribe(int64_t id) {
   listeners_.erase(id);
 }
 
-absl::Status JobManager::TransitionLocked(JobEntry* job, JobState state, const std::string& reason) {
-  JobRecord& r = job->record;
-  r.state = state;
-  if (!reason.empty()) r.reason = reason;
-  const int64_t now = clock_->NowMs();
-  if (state == JobState::kRunning) r.started_ms = now;
-  if (IsTerminal(state)) r.finished_ms = now;
-  // Waits of an attempt that is over end here (Aborted; the caller then
-  // says why), so no rank waits out its deadline for a dead attempt.
-  if (state == JobState::kRunning) {
-    rendezvous_.OpenAttempt(r.job_id, r.attempt);
-  } else {
-    rendezvous_.DropJob(r.job_id);
+void JobManager::NoteEpsilon(JobEntry* job, double epsilon, int64_t rows) {
+  // Rows are only ever added, so more rows is the newer ε; a charge and a
+  // release that composed concurrently may arrive in either order.
+  if (!job->record.dp || rows < job->epsilon_rows) return;
+  job->record.epsilon = epsilon;
+  job->epsilon_rows = rows;
+}
+
+absl::Status JobManager::Commit(JobEntry* job, JobCommit commit) {
+  if (IsTerminal(commit.job.state)) commit.drop_checkpoints_below = JobCommit::kAllCheckpoints;
+  RETURN_IF_ERROR(store_->CommitJob(commit));
+  absl::MutexLock lock(&mu_);
+  ApplyLocked(job, std::move(commit.job));
+  return absl::OkStatus();
+}
+
+void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
+  // A charge may have composed a newer ε since `next` was copied.
+  next.epsilon = job->record.epsilon;
+  const JobRecord prev = std::exchange(job->record, std::move(next));
+  const JobRecord& r = job->record;
+  const bool new_attempt = r.attempt != prev.attempt;
+  if (prev.state == JobState::kRunning && (r.state != JobState::kRunning || new_attempt)) {
+    workers_.CancelRun(r.job_id, prev.attempt);
+    // Ranks still waiting for a key of the attempt get the error a call
+    // made now would get (the job is CANCELLED, not RUNNING; ...).
+    rendezvous_.DropJob(r.job_id, CheckRunLocked(job, prev.attempt, 0));
   }
-  absl::Status s = store_->PutJob(r);
-  if (IsTerminal(state) && s.ok()) s = store_->DeleteCheckpoints(r.job_id, std::numeric_limits<int32_t>::max());
-  JobEvent ev;
-  ev.type = JobEvent::Type::kState;
-  ev.state = state;
-  ev.reason = r.reason;
-  PublishLocked(job, std::move(ev));
-  if (metrics_ != nullptr && IsTerminal(state)) metrics_->jobs_finished.Inc({JobStateName(state)});
-  return s;
+  if (r.state == JobState::kRunning && (prev.state != JobState::kRunning || new_attempt)) {
+    rendezvous_.OpenAttempt(r.job_id, r.attempt);
+    for (std::size_t rank = 0; rank < r.worker_ids.size(); ++rank) {
+      Assignment a;
+      a.job_id = r.job_id;
+      a.attempt = r.attempt;
+      a.rank = static_cast<int32_t>(rank);
+      a.world_size = r.world_size;
+      a.spec_yaml = r.spec_yaml;
+      a.noise_multiplier = r.noise_multiplier;
+      a.data_paths = r.data_paths;
+      a.shard_dir = r.shard_dir;
+      a.start_epoch = r.epochs_done;
+      // Raw files are split by the coordinator's key; a prepared dataset
+      // carries its own split.
+      if (r.shard_dir.empty()) a.split_key = options_.split_key;
+      workers_.Assign(r.worker_ids[rank], a);
+    }
+  }
+  if (r.state != JobState::kRunning || new_attempt) {
+    job->reattach_deadline_ms = 0;
+    job->pending_end.reset();
+  }
+  if (r.state != prev.state || new_attempt) {
+    JobEvent ev;
+    ev.type = JobEvent::Type::kState;
+    ev.state = r.state;
+    ev.reason = r.reason;
+    PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr && IsTerminal(r.state)) metrics_->jobs_finished.Inc({JobStateName(r.state)});
+  }
+  for (std::size_t i = prev.history.size(); i < r.history.size(); ++i) {
+    JobEvent ev;
+    ev.type = JobEvent::Type::kEpoch;
+    ev.state = r.state;
+    ev.epoch = r.history[i];
+    PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr) {
+      const EpochRecord& e = r.history[i];
+      metrics_->epochs.Inc();
+      metrics_->epoch_seconds.Observe(e.train_seconds);
+      if (e.steps > 0) metrics_->step_seconds.Observe(e.train_seconds / static_cast<double>(e.steps));
+    }
+  }
 }
 
 std::vector<LivePlan> JobManager::LivePlansLocked() const {
@@ -195,43 +274,62 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   // δ against the N the job trains on, before σ is calibrated to it.
   RETURN_IF_ERROR(Ledger::CheckDelta(spec, r.train_rows));
   ASSIGN_OR_RETURN(r.noise_multiplier, Ledger::NoiseMultiplierFor(spec, r));
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock write(&write_mu_);
   if (!spec.dataset.empty()) {
-    // RemoveDataset holds this lock too: the dataset is still the one read
-    // above when the job is created, or the submission is refused.
+    // RemoveDataset holds the writer lock too: the dataset is still the one
+    // read above when the job is created, or the submission is refused.
     absl::StatusOr<DatasetRecord> d = datasets_->Get(spec.dataset);
     if (!d.ok() || d->dir != shard_dir || d->state != "READY") {
       return absl::InvalidArgumentError(
           absl::StrCat("dataset: '", spec.dataset, "' was removed while the job was being submitted"));
     }
   }
-  // The budget check and the job's creation happen under one lock, so
-  // concurrent submissions cannot together overshoot a budget.
-  RETURN_IF_ERROR(ledger_.CheckSubmit(r, LivePlansLocked()));
+  // The budget check and the job's creation happen under the writer lock,
+  // which every change of a live plan takes: concurrent submissions cannot
+  // together overshoot a budget.
+  std::vector<LivePlan> live;
+  {
+    absl::MutexLock lock(&mu_);
+    live = LivePlansLocked();
+  }
+  RETURN_IF_ERROR(ledger_.CheckSubmit(r, live));
   ASSIGN_OR_RETURN(r.job_id, store_->NextJobId());
   r.created_ms = clock_->NowMs();
   RETURN_IF_ERROR(store_->PutJob(r));
-  JobEntry entry;
-  entry.record = r;
-  job_order_.push_back(r.job_id);
-  JobEntry* job = &jobs_.emplace(r.job_id, std::move(entry)).first->second;
-  JobEvent ev;
-  ev.type = JobEvent::Type::kState;
-  ev.state = JobState::kQueued;
-  PublishLocked(job, std::move(ev));
-  if (metrics_ != nullptr) metrics_->jobs_submitted.Inc({r.dp ? "dp" : "none"});
-  ScheduleLocked();
+  JobEntry* job = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry entry;
+    entry.record = r;
+    CacheSpecFacts(&entry);
+    job_order_.push_back(r.job_id);
+    job = &jobs_.emplace(r.job_id, std::move(entry)).first->second;
+    JobEvent ev;
+    ev.type = JobEvent::Type::kState;
+    ev.state = JobState::kQueued;
+    PublishLocked(job, std::move(ev));
+    if (metrics_ != nullptr) metrics_->jobs_submitted.Inc({r.dp ? "dp" : "none"});
+  }
+  Schedule();
+  absl::MutexLock lock(&mu_);
   return job->record;
 }
 
 absl::StatusOr<DatasetRecord> JobManager::RemoveDataset(const std::string& name) {
-  absl::MutexLock lock(&mu_);
   if (datasets_ == nullptr) return absl::FailedPreconditionError("this coordinator has no datasets");
+  // Submit takes the writer lock to create a job on a dataset: none can
+  // appear between the check below and the removal.
+  absl::MutexLock write(&write_mu_);
   ASSIGN_OR_RETURN(DatasetRecord d, datasets_->Get(name));
   std::vector<std::string> users;
-  for (const std::string& id : job_order_) {
-    const JobRecord& r = jobs_.at(id).record;
-    if (!IsTerminal(r.state) && r.shard_dir == d.dir) users.push_back(absl::StrCat(id, " (", JobStateName(r.state), ")"));
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& id : job_order_) {
+      const JobRecord& r = jobs_.at(id).record;
+      if (!IsTerminal(r.state) && r.shard_dir == d.dir) {
+        users.push_back(absl::StrCat(id, " (", JobStateName(r.state), ")"));
+      }
+    }
   }
   if (!users.empty()) {
     return absl::FailedPreconditionError(absl::StrCat("dataset '", name, "' is in use by ", absl::StrJoin(users, ", "),
@@ -254,15 +352,21 @@ std::vector<JobRecord> JobManager::List() {
 }
 
 absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  if (IsTerminal(job->record.state)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job '", job_id, "' is already ", JobStateName(job->record.state), "; nothing to cancel"));
+  absl::MutexLock write(&write_mu_);
+  JobEntry* job = nullptr;
+  JobCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(job, FindLocked(job_id));
+    if (IsTerminal(job->record.state)) {
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is already ",
+                                                        JobStateName(job->record.state), "; nothing to cancel"));
+    }
+    commit.job = Transitioned(job->record, JobState::kCancelled, "cancelled by user", clock_->NowMs());
   }
-  ReleaseAttemptLocked(job);
-  RETURN_IF_ERROR(TransitionLocked(job, JobState::kCancelled, "cancelled by user"));
-  ScheduleLocked();
+  RETURN_IF_ERROR(Annotate(Commit(job, std::move(commit)), absl::StrCat("job '", job_id, "' was not cancelled")));
+  Schedule();
+  absl::MutexLock lock(&mu_);
   return job->record;
 }
 
@@ -283,28 +387,55 @@ std::vector<WorkerRecord> JobManager::ListWorkers() {
 RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device,
                                           int32_t pid, const std::string& previous_id,
                                           const std::optional<RunningRun>& running, const std::string& identity) {
-  absl::MutexLock lock(&mu_);
-  const std::string worker_id = workers_.Register(hostname, device, pid, previous_id, identity).worker_id;
-  if (running) {
-    auto it = jobs_.find(running->job_id);
-    bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
-                         it->second.record.attempt == running->attempt &&
-                         running->rank < static_cast<int32_t>(it->second.record.worker_ids.size());
-    // Only the worker that held the rank gets it back (records from before
-    // worker identities name none).
-    const std::vector<std::string>* held = current ? &it->second.record.worker_identities : nullptr;
-    if (held != nullptr && running->rank < static_cast<int32_t>(held->size()) && (*held)[running->rank] != identity) {
-      current = false;
+  absl::MutexLock write(&write_mu_);
+  std::string worker_id;
+  JobEntry* rebind = nullptr;
+  JobCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    worker_id = workers_.Register(hostname, device, pid, previous_id, identity).worker_id;
+    if (running) {
+      auto it = jobs_.find(running->job_id);
+      // Only the identity that held the rank gets it back (records from
+      // before worker identities name none).
+      bool current = it != jobs_.end() && it->second.record.state == JobState::kRunning &&
+                     it->second.record.attempt == running->attempt && running->rank >= 0 &&
+                     running->rank < static_cast<int32_t>(it->second.record.worker_ids.size());
+      if (current) {
+        const std::vector<std::string>& held = it->second.record.worker_identities;
+        if (running->rank < static_cast<int32_t>(held.size()) && held[running->rank] != identity) current = false;
+      }
+      if (current && it->second.record.worker_ids[running->rank] == worker_id) {
+        workers_.Attach(worker_id, running->job_id, running->attempt, running->rank);
+      } else if (current) {
+        // The holder came back under a new worker id: the rank's new id is
+        // stored before the worker is attached under it.
+        rebind = &it->second;
+        commit.job = it->second.record;
+        commit.job.worker_ids[running->rank] = worker_id;
+      } else {
+        // The run it still has is over; make it stop.
+        workers_.QueueCancel(worker_id, running->job_id);
+      }
     }
-    if (current) {
+  }
+  if (rebind != nullptr) {
+    // The writer lock is held: the attempt cannot end between the check
+    // above and the attach below.
+    const absl::Status s = Commit(rebind, std::move(commit));
+    absl::MutexLock lock(&mu_);
+    if (s.ok()) {
       workers_.Attach(worker_id, running->job_id, running->attempt, running->rank);
-      it->second.record.worker_ids[running->rank] = worker_id;
     } else {
-      // The run it still has is over; make it stop.
+      // Not attached under an id the disk does not know: the worker stops,
+      // and the rank counts as missing when the reattach lease ends.
+      background_errors_.Record(absl::StrCat("re-attaching worker ", worker_id, " to rank ", running->rank,
+                                             " of job '", running->job_id, "'"),
+                                s);
       workers_.QueueCancel(worker_id, running->job_id);
     }
   }
-  ScheduleLocked();
+  Schedule();
   return {worker_id, options_.lease_ttl_ms, options_.heartbeat_interval_ms};
 }
 
@@ -326,21 +457,28 @@ std::optional<std::string> JobManager::WorkerIdentity(const std::string& worker_
 
 absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id,
                                                       const std::string& job_id, int32_t attempt) {
-  absl::MutexLock lock(&mu_);
   bool freed = false;
-  HeartbeatResult result = workers_.Heartbeat(worker_id, job_id, &freed);
-  if (result.reregister) return result;
-  if (freed) ScheduleLocked();
-  // A worker still running a run that is over is told to stop again.
-  if (!job_id.empty()) {
-    auto j = jobs_.find(job_id);
-    if (j == jobs_.end() || IsTerminal(j->second.record.state) ||
-        j->second.record.attempt != attempt) {
-      if (std::find(result.cancel_job_ids.begin(), result.cancel_job_ids.end(), job_id) ==
-          result.cancel_job_ids.end()) {
-        result.cancel_job_ids.push_back(job_id);
+  HeartbeatResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = workers_.Heartbeat(worker_id, job_id, &freed);
+    if (result.reregister) return result;
+    // A worker still running a run that is over is told to stop again.
+    if (!job_id.empty()) {
+      auto j = jobs_.find(job_id);
+      if (j == jobs_.end() || IsTerminal(j->second.record.state) || j->second.record.attempt != attempt) {
+        if (std::find(result.cancel_job_ids.begin(), result.cancel_job_ids.end(), job_id) ==
+            result.cancel_job_ids.end()) {
+          result.cancel_job_ids.push_back(job_id);
+        }
       }
     }
+  }
+  // A freed worker may start a queued job now; a heartbeat never waits for
+  // a writer to get there, though: when one is busy the next Tick places it.
+  if (freed && write_mu_.TryLock()) {
+    Schedule();
+    write_mu_.Unlock();
   }
   return result;
 }
@@ -365,36 +503,57 @@ absl::Status JobManager::CheckRunLocked(JobEntry* job, int32_t attempt, int32_t 
 absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank,
                                           int32_t epoch, int64_t steps, double sample_rate,
                                           double noise_multiplier, Mechanism mechanism) {
+  JobEntry* job = nullptr;
+  JobRecord terms;
+  ChargeResult charged;
+  {
+    // The run check and the durable charge are one step against attempt
+    // changes, which take the writer lock too: no epoch of an attempt that
+    // has just ended is charged as if it were current.
+    absl::MutexLock write(&write_mu_);
+    {
+      absl::MutexLock lock(&mu_);
+      ASSIGN_OR_RETURN(job, FindLocked(job_id));
+      RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+      terms = job->record;
+    }
+    ASSIGN_OR_RETURN(charged,
+                     ledger_.Charge(terms, attempt, rank, epoch, steps, sample_rate, noise_multiplier, mechanism));
+  }
+  if (!terms.dp) return 0.0;
+  // The accountant composes the rows the charge just read, holding no lock.
+  ASSIGN_OR_RETURN(const double epsilon, Ledger::EpsilonOf(terms, charged.rows));
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
-  JobRecord& r = job->record;
-  ASSIGN_OR_RETURN(double epsilon,
-                   ledger_.Charge(r, attempt, rank, epoch, steps, sample_rate, noise_multiplier, mechanism));
-  if (!r.dp) return 0.0;
-  r.epsilon = epsilon;
-  RETURN_IF_ERROR(store_->PutJob(r));
-  return r.epsilon;
+  NoteEpsilon(job, epsilon, static_cast<int64_t>(charged.rows.size()));
+  return epsilon;
 }
 
-absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job_id,
-                                                          int32_t attempt, int32_t rank,
-                                                          const std::string& worker_id,
-                                                          const EpochRecord& metrics,
-                                                          const std::string& checkpoint) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  JobRecord& r = job->record;
+std::optional<absl::StatusOr<ProgressResult>> JobManager::CheckProgressLocked(JobEntry* job, int32_t attempt,
+                                                                                int32_t rank, int32_t epoch) {
+  const JobRecord& r = job->record;
   if (r.state == JobState::kCancelled || r.attempt != attempt) {
-    return ProgressResult{true, r.state == JobState::kCancelled ? "cancelled by user"
-                                                                 : "attempt is stale"};
+    return ProgressResult{true, r.state == JobState::kCancelled ? "cancelled by user" : "attempt is stale"};
   }
-  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+  if (absl::Status s = CheckRunLocked(job, attempt, rank); !s.ok()) return s;
   if (rank != 0) return ProgressResult{};  // ranks hold identical models; rank 0 reports
-  if (metrics.epoch <= r.epochs_done) return ProgressResult{};  // retried report
-  if (metrics.epoch != r.epochs_done + 1) {
-    return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " reported out of order; ",
-                                                   r.epochs_done, " epochs done"));
+  if (epoch <= r.epochs_done) return ProgressResult{};  // retried report
+  if (epoch != r.epochs_done + 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("epoch ", epoch, " reported out of order; ", r.epochs_done, " epochs done"));
+  }
+  return std::nullopt;
+}
+
+absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                          const std::string& worker_id, const EpochRecord& metrics,
+                                                          const std::string& checkpoint) {
+  JobEntry* job = nullptr;
+  JobRecord terms;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(job, FindLocked(job_id));
+    if (auto answer = CheckProgressLocked(job, attempt, rank, metrics.epoch)) return *std::move(answer);
+    terms = job->record;
   }
   const bool has_eval = metrics.has_eval();
   if (has_eval != metrics.eval_loss.has_value() || has_eval != metrics.eval_auc.has_value() ||
@@ -402,51 +561,71 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
     return absl::InvalidArgumentError(absl::StrCat("epoch ", metrics.epoch, " of job '", job_id,
                                                    "': eval metrics must be all present or all absent"));
   }
-  // Charge-before-release: refuse results whose privacy cost is not recorded.
-  ASSIGN_OR_RETURN(ReleaseEpsilon released, ledger_.CheckRelease(r, attempt, metrics.epoch, has_eval));
-  const double epsilon = released.epoch;
-  if (r.dp) r.epsilon = released.job;
-  // The state to resume from is durable before the epoch counts as done.
-  if (!checkpoint.empty()) RETURN_IF_ERROR(store_->PutCheckpoint(job_id, metrics.epoch, checkpoint));
-  EpochRecord rec = metrics;
-  rec.epsilon = epsilon;
-  r.history.push_back(rec);
-  r.epochs_done = metrics.epoch;
-  RETURN_IF_ERROR(store_->PutJob(r));
-  if (!checkpoint.empty()) RETURN_IF_ERROR(store_->DeleteCheckpoints(job_id, metrics.epoch));
-  JobEvent ev;
-  ev.type = JobEvent::Type::kEpoch;
-  ev.state = r.state;
-  ev.epoch = rec;
-  PublishLocked(job, std::move(ev));
-  if (metrics_ != nullptr) {
-    metrics_->epochs.Inc();
-    metrics_->epoch_seconds.Observe(rec.train_seconds);
-    if (rec.steps > 0) metrics_->step_seconds.Observe(rec.train_seconds / static_cast<double>(rec.steps));
+  // Charge-before-release: refuse results whose privacy cost (the epoch's
+  // training and, with metrics, its eval release) is not recorded. The
+  // ledger composes the ε to state (tens of ms with PLD) without any lock
+  // of the manager's.
+  ASSIGN_OR_RETURN(const ReleaseEpsilon released, ledger_.CheckRelease(terms, attempt, metrics.epoch, has_eval));
+  absl::MutexLock write(&write_mu_);
+  JobCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    // The job may have moved on while the accountant ran.
+    if (auto answer = CheckProgressLocked(job, attempt, rank, metrics.epoch)) return *std::move(answer);
+    commit.job = job->record;
   }
+  EpochRecord rec = metrics;
+  rec.epsilon = released.epoch;
+  commit.job.history.push_back(rec);
+  commit.job.epochs_done = metrics.epoch;
+  if (commit.job.dp) commit.job.epsilon = released.job;
+  // The state to resume from is stored with the epoch, and replaces the
+  // one before it, in the same transaction.
+  if (!checkpoint.empty()) {
+    commit.checkpoint = checkpoint;
+    commit.checkpoint_epoch = metrics.epoch;
+    commit.drop_checkpoints_below = metrics.epoch;
+  }
+  RETURN_IF_ERROR(Annotate(Commit(job, std::move(commit)),
+                           absl::StrCat("epoch ", metrics.epoch, " of job '", job_id, "' was not recorded")));
+  absl::MutexLock lock(&mu_);
+  NoteEpsilon(job, released.job, released.rows);
   return ProgressResult{};
 }
 
-void JobManager::ReleaseAttemptLocked(JobEntry* job) {
-  // Its rendezvous keys go with the transition that follows (TransitionLocked).
-  workers_.CancelRun(job->record.job_id, job->record.attempt);
+JobRecord JobManager::EndedRecordLocked(const JobEntry& job, const PendingEnd& end) {
+  const JobRecord& r = job.record;
+  const int64_t now = clock_->NowMs();
+  if (end.succeeded) return Transitioned(r, JobState::kSucceeded, "", now);
+  if (r.attempt < job.max_attempts) {
+    JobRecord next = Transitioned(r, JobState::kQueued,
+                                  absl::StrCat("attempt ", r.attempt, " of ", job.max_attempts, " failed: ",
+                                               end.failure, "; queued to resume after epoch ", r.epochs_done),
+                                  now);
+    next.worker_ids.clear();
+    return next;
+  }
+  return Transitioned(
+      r, JobState::kFailed,
+      job.max_attempts > 1 ? absl::StrCat(end.failure, " (attempt ", r.attempt, " of ", job.max_attempts, ")")
+                           : end.failure,
+      now);
 }
 
-void JobManager::FailAttemptLocked(JobEntry* job, const std::string& reason) {
-  ReleaseAttemptLocked(job);
-  JobRecord& r = job->record;
-  absl::StatusOr<JobSpec> spec = ParseJobSpec(r.spec_yaml);
-  const int32_t max_attempts = spec.ok() ? spec->resources.max_attempts : 1;
-  if (r.attempt < max_attempts) {
-    r.worker_ids.clear();
-    (void)TransitionLocked(job, JobState::kQueued,
-                           absl::StrCat("attempt ", r.attempt, " of ", max_attempts, " failed: ", reason,
-                                        "; queued to resume after epoch ", r.epochs_done));
-    return;
+absl::Status JobManager::EndAttempt(JobEntry* job, const PendingEnd& end) {
+  JobCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    if (job->record.state != JobState::kRunning || job->record.attempt != end.attempt) return absl::OkStatus();
+    commit.job = EndedRecordLocked(*job, end);
   }
-  (void)TransitionLocked(
-      job, JobState::kFailed,
-      max_attempts > 1 ? absl::StrCat(reason, " (attempt ", r.attempt, " of ", max_attempts, ")") : reason);
+  absl::Status s = Commit(job, std::move(commit));
+  if (!s.ok()) {
+    absl::MutexLock lock(&mu_);
+    // The first decided end stands; Tick stores it once the store works.
+    if (!job->pending_end) job->pending_end = end;
+  }
+  return s;
 }
 
 absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const std::string& job_id, int32_t attempt,
@@ -467,16 +646,20 @@ absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const st
 
 absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, int32_t rank,
                                     const std::string& model) {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
-  const JobRecord& r = job->record;
-  if (rank != 0) return absl::InvalidArgumentError("only rank 0 uploads the model");
-  if (r.epochs_done != r.epochs) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job '", job_id, "' has ", r.epochs_done, " of ", r.epochs, " epochs done; no model yet"));
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+    const JobRecord& r = job->record;
+    if (rank != 0) return absl::InvalidArgumentError("only rank 0 uploads the model");
+    if (r.epochs_done != r.epochs) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job '", job_id, "' has ", r.epochs_done, " of ", r.epochs, " epochs done; no model yet"));
+    }
+    if (model.empty()) return absl::InvalidArgumentError("the model is empty");
   }
-  if (model.empty()) return absl::InvalidArgumentError("the model is empty");
+  // Written without the job lock: the model is served only once the job
+  // SUCCEEDED, which rank 0 reports after this returns.
   return store_->PutModel(job_id, model);
 }
 
@@ -494,25 +677,33 @@ absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id,
 }
 
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
-                                    const std::string& worker_id, bool success,
-                                    const std::string& error) {
-  absl::MutexLock lock(&mu_);
-  workers_.FinishRun(worker_id, job_id, attempt);
-  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
-  JobRecord& r = job->record;
-  if (r.state == JobState::kRunning && r.attempt == attempt) {
-    if (!success) {
-      FailAttemptLocked(job, absl::StrCat("rank ", rank, " (worker ", worker_id, "): ", error));
-    } else if (rank == 0) {
-      if (r.epochs_done == r.epochs) {
-        RETURN_IF_ERROR(TransitionLocked(job, JobState::kSucceeded, ""));
-      } else {
-        FailAttemptLocked(job, absl::StrCat("rank 0 finished after ", r.epochs_done, " of ", r.epochs, " epochs"));
+                                    const std::string& worker_id, bool success, const std::string& error) {
+  absl::MutexLock write(&write_mu_);
+  JobEntry* job = nullptr;
+  std::optional<PendingEnd> end;
+  {
+    absl::MutexLock lock(&mu_);
+    workers_.FinishRun(worker_id, job_id, attempt);
+    ASSIGN_OR_RETURN(job, FindLocked(job_id));
+    const JobRecord& r = job->record;
+    if (r.state == JobState::kRunning && r.attempt == attempt) {
+      if (!success) {
+        end = PendingEnd{attempt, false, absl::StrCat("rank ", rank, " (worker ", worker_id, "): ", error)};
+      } else if (rank == 0) {
+        end = r.epochs_done == r.epochs
+                  ? PendingEnd{attempt, true, ""}
+                  : PendingEnd{attempt, false,
+                               absl::StrCat("rank 0 finished after ", r.epochs_done, " of ", r.epochs, " epochs")};
       }
     }
   }
-  ScheduleLocked();
-  return absl::OkStatus();
+  absl::Status s;
+  if (end) {
+    s = Annotate(EndAttempt(job, *end), absl::StrCat("the end of job '", job_id, "' attempt ", attempt,
+                                                     " was not recorded (the coordinator retries)"));
+  }
+  Schedule();
+  return s;
 }
 
 absl::Status JobManager::RendezvousSet(const std::string& job_id, int32_t attempt,
@@ -546,6 +737,17 @@ absl::StatusOr<std::string> JobManager::RendezvousGet(const std::string& job_id,
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
   return value;
+}
+
+absl::StatusOr<int64_t> JobManager::RendezvousGetAsync(const std::string& job_id, int32_t attempt,
+                                                       const std::string& key, RendezvousBroker::GetCallback done) {
+  // The check and the wait's registration happen under mu_, which every end
+  // of an attempt holds when it closes the rendezvous: a wait registered
+  // here is answered by that close with its reason.
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+  RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
+  return rendezvous_.GetAsync(job_id, attempt, key, std::move(done));
 }
 
 absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std::string& job_id, int32_t attempt,
@@ -587,82 +789,90 @@ absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std
   return std::make_pair(std::move(chunk), total);
 }
 
-void JobManager::ScheduleLocked() {
-  std::vector<QueuedJob> queued;
-  for (const std::string& id : job_order_) {
-    const JobRecord& r = jobs_.at(id).record;
-    if (r.state != JobState::kQueued) continue;
-    absl::StatusOr<JobSpec> spec = ParseJobSpec(r.spec_yaml);
-    if (!spec.ok()) continue;  // validated at submit; unreachable
-    queued.push_back({id, r.world_size, spec->resources.device});
-  }
-  for (const Placement& p : PlaceJobs(queued, workers_.Idle())) {
-    JobEntry& job = jobs_.at(p.job_id);
-    JobRecord& r = job.record;
-    r.attempt += 1;
-    r.worker_ids.clear();
-    r.worker_identities.clear();
-    for (std::size_t rank = 0; rank < p.worker_ids.size(); ++rank) {
-      r.worker_ids.push_back(p.worker_ids[rank]);
-      const WorkerRecord* w = workers_.Find(p.worker_ids[rank]);
-      r.worker_identities.push_back(w != nullptr ? w->identity : "");
-      Assignment a;
-      a.job_id = r.job_id;
-      a.attempt = r.attempt;
-      a.rank = static_cast<int32_t>(rank);
-      a.world_size = r.world_size;
-      a.spec_yaml = r.spec_yaml;
-      a.noise_multiplier = r.noise_multiplier;
-      a.data_paths = r.data_paths;
-      a.shard_dir = r.shard_dir;
-      a.start_epoch = r.epochs_done;
-      // Raw files are split by the coordinator's key; a prepared dataset
-      // carries its own split.
-      if (r.shard_dir.empty()) a.split_key = options_.split_key;
-      workers_.Assign(p.worker_ids[rank], a);
+void JobManager::Schedule() {
+  std::vector<std::pair<JobEntry*, JobCommit>> starts;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<QueuedJob> queued;
+    for (const std::string& id : job_order_) {
+      const JobEntry& job = jobs_.at(id);
+      if (job.record.state == JobState::kQueued && job.schedulable) {
+        queued.push_back({id, job.record.world_size, job.device});
+      }
     }
-    absl::Status s = TransitionLocked(&job, JobState::kRunning, "");
-    if (!s.ok()) r.reason = std::string(s.message());
+    if (queued.empty()) return;
+    const int64_t now = clock_->NowMs();
+    for (const Placement& p : PlaceJobs(queued, workers_.Idle())) {
+      JobEntry* job = &jobs_.at(p.job_id);
+      JobCommit commit;
+      commit.job = Transitioned(job->record, JobState::kRunning, "", now);
+      commit.job.attempt += 1;
+      commit.job.worker_ids = p.worker_ids;
+      // By rank, the certificate identity that alone may speak for it.
+      commit.job.worker_identities.clear();
+      for (const std::string& w : p.worker_ids) {
+        const WorkerRecord* rec = workers_.Find(w);
+        commit.job.worker_identities.push_back(rec != nullptr ? rec->identity : "");
+      }
+      starts.emplace_back(job, std::move(commit));
+    }
+  }
+  // Only the writer lock changes which workers are idle, so the placements
+  // stay valid while they are stored one by one.
+  for (auto& [job, commit] : starts) {
+    const std::string what = absl::StrCat("starting job '", commit.job.job_id, "' attempt ", commit.job.attempt);
+    if (absl::Status s = Commit(job, std::move(commit)); !s.ok()) background_errors_.Record(what, s);
   }
 }
 
 void JobManager::Tick() {
-  absl::MutexLock lock(&mu_);
-  const int64_t now = clock_->NowMs();
-  bool freed = false;
-  for (const std::string& id : workers_.ExpiredLeases(now)) {
-    const WorkerRecord w = workers_.MarkLost(id);
-    freed = true;
-    if (w.state != WorkerState::kBusy) continue;
-    auto j = jobs_.find(w.job_id);
-    if (j == jobs_.end()) continue;
-    JobEntry& job = j->second;
-    if (job.record.state == JobState::kRunning && job.record.attempt == w.attempt) {
-      FailAttemptLocked(&job, absl::StrFormat("worker %s (rank %d) lost: no heartbeat for %d ms", id, w.rank,
-                                              now - w.last_heartbeat_ms));
+  absl::MutexLock write(&write_mu_);
+  std::vector<std::pair<JobEntry*, PendingEnd>> ends;
+  {
+    absl::MutexLock lock(&mu_);
+    const int64_t now = clock_->NowMs();
+    // Ends decided earlier that the store refused go first: they stand.
+    for (auto& [id, job] : jobs_) {
+      if (job.pending_end) ends.emplace_back(&job, *job.pending_end);
     }
-  }
-  // After a coordinator restart, RUNNING jobs whose ranks did not come back.
-  for (auto& [id, job] : jobs_) {
-    if (job.record.state != JobState::kRunning || job.reattach_deadline_ms == 0 ||
-        now < job.reattach_deadline_ms) {
-      continue;
-    }
-    job.reattach_deadline_ms = 0;
-    std::vector<int> missing;
-    for (int rank = 0; rank < static_cast<int>(job.record.worker_ids.size()); ++rank) {
-      const WorkerRecord* w = workers_.Find(job.record.worker_ids[rank]);
-      if (w == nullptr || w->job_id != id || w->attempt != job.record.attempt) {
-        missing.push_back(rank);
+    for (const std::string& id : workers_.ExpiredLeases(now)) {
+      const WorkerRecord w = workers_.MarkLost(id);
+      if (w.state != WorkerState::kBusy) continue;
+      auto j = jobs_.find(w.job_id);
+      if (j == jobs_.end()) continue;
+      JobEntry& job = j->second;
+      if (job.record.state == JobState::kRunning && job.record.attempt == w.attempt) {
+        ends.emplace_back(&job, PendingEnd{w.attempt, false,
+                                           absl::StrFormat("worker %s (rank %d) lost: no heartbeat for %d ms", id,
+                                                           w.rank, now - w.last_heartbeat_ms)});
       }
     }
-    if (!missing.empty()) {
-      FailAttemptLocked(&job, absl::StrCat("coordinator restarted and rank ", missing.front(),
-                                           " did not re-attach within the lease"));
-      freed = true;
+    // After a coordinator restart, RUNNING jobs whose ranks did not come back.
+    for (auto& [id, job] : jobs_) {
+      if (job.record.state != JobState::kRunning || job.reattach_deadline_ms == 0 ||
+          now < job.reattach_deadline_ms) {
+        continue;
+      }
+      job.reattach_deadline_ms = 0;
+      std::vector<int> missing;
+      for (int rank = 0; rank < static_cast<int>(job.record.worker_ids.size()); ++rank) {
+        const WorkerRecord* w = workers_.Find(job.record.worker_ids[rank]);
+        if (w == nullptr || w->job_id != id || w->attempt != job.record.attempt) missing.push_back(rank);
+      }
+      if (!missing.empty()) {
+        ends.emplace_back(&job, PendingEnd{job.record.attempt, false,
+                                           absl::StrCat("coordinator restarted and rank ", missing.front(),
+                                                        " did not re-attach within the lease")});
+      }
     }
   }
-  if (freed) ScheduleLocked();
+  for (auto& [job, end] : ends) {
+    if (absl::Status s = EndAttempt(job, end); !s.ok()) {
+      background_errors_.Record(absl::StrCat("ending attempt ", end.attempt, " of job '", job->record.job_id, "'"),
+                                s);
+    }
+  }
+  Schedule();
 }
 
 absl::StatusOr<std::vector<std::string>> JobManager::InputFilesOfOldJob(const JobRecord& r) {
@@ -767,11 +977,18 @@ absl::StatusOr<std::vector<BudgetView>> JobManager::Named(absl::StatusOr<std::ve
 
 absl::StatusOr<std::vector<BudgetView>> JobManager::SetBudget(const std::string& argument, double epsilon,
                                                               double delta) {
-  // Naming may hash a file: done before the lock.
+  // Naming may hash a file: done before any lock.
   ASSIGN_OR_RETURN(const std::vector<std::string> files, FilesNamed(argument, /*to_set=*/true));
   absl::StatusOr<std::vector<BudgetView>> views = [&] {
-    absl::MutexLock lock(&mu_);
-    return ledger_.SetBudget(files, epsilon, delta, LivePlansLocked());
+    // Live plans change only under the writer lock: the check against them
+    // and the new budgets are one step.
+    absl::MutexLock write(&write_mu_);
+    std::vector<LivePlan> live;
+    {
+      absl::MutexLock lock(&mu_);
+      live = LivePlansLocked();
+    }
+    return ledger_.SetBudget(files, epsilon, delta, live);
   }();
   return Named(std::move(views));
 }
@@ -781,23 +998,25 @@ absl::StatusOr<std::vector<BudgetView>> JobManager::GetBudgets(const std::string
   if (!argument.empty()) {
     ASSIGN_OR_RETURN(files, FilesNamed(argument, /*to_set=*/false));
   }
-  absl::StatusOr<std::vector<BudgetView>> views = [&] {
+  std::vector<LivePlan> live;
+  {
     absl::MutexLock lock(&mu_);
-    return ledger_.GetBudgets(files, LivePlansLocked());
-  }();
-  return Named(std::move(views));
+    live = LivePlansLocked();
+  }
+  return Named(ledger_.GetBudgets(files, live));
 }
 
 absl::StatusOr<std::vector<LedgerListing>> JobManager::ListLedger(const std::string& argument) {
   ASSIGN_OR_RETURN(const std::vector<std::string> files, FilesNamed(argument, /*to_set=*/false));
-  std::vector<LedgerListing> out;
+  std::vector<LivePlan> live;
   {
     absl::MutexLock lock(&mu_);
-    const std::vector<LivePlan> live = LivePlansLocked();
-    for (const std::string& f : files) {
-      ASSIGN_OR_RETURN(LedgerListing l, ledger_.List(f, live));
-      out.push_back(std::move(l));
-    }
+    live = LivePlansLocked();
+  }
+  std::vector<LedgerListing> out;
+  for (const std::string& f : files) {
+    ASSIGN_OR_RETURN(LedgerListing l, ledger_.List(f, live));
+    out.push_back(std::move(l));
   }
   ASSIGN_OR_RETURN(auto names, FileNames());
   for (LedgerListing& l : out) l.names = names[l.file];

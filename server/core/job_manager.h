@@ -7,17 +7,32 @@
 //
 // Job states: QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED (QUEUED may
 // go straight to CANCELLED; RUNNING goes back to QUEUED when a failed
-// attempt is retried). Every transition and every epoch is written to the
-// store before it is published, so a restart loses neither.
+// attempt is retried).
+//
+// Store, then publish: a change of a job is built as a new record, written
+// to the store, and only then swapped in and acted on (watchers, HTTP
+// pollers and status reads see it, workers get their assignments or stop
+// orders, the rendezvous opens or closes). A store failure fails the
+// operation with the store's status (Unavailable or Internal, naming the
+// write) and changes nothing, so memory and disk agree. Work no caller
+// waits on (a lease that ran out, a job start, ranks that did not come back
+// after a restart) keeps the old state when its write fails, is counted in
+// background_errors(), and is tried again on the next Tick; it is never
+// half applied.
 //
 // Privacy rule enforced here: an epoch's results are accepted only after its
 // privacy cost is in the durable ledger (Charge before ReportProgress), and ε
 // is always computed by the Ledger from its rows, never taken from a worker.
+// The ε on a job is the composition of the most ledger rows seen so far; the
+// ε in the stored record is a cache that Recover recomputes from the ledger.
 //
-// Locking (docs/DESIGN.md, "Locking"): `mu_` guards the job table and the
-// worker registry; the ledger and the rendezvous broker have their own
-// locks, always taken after `mu_` or without it. A rendezvous wait holds
-// only the broker's lock, never `mu_`.
+// Locking (docs/DESIGN.md, "Locking"): `write_mu_` serializes every change
+// of durable state (decide, write, swap in) and is never taken by
+// heartbeats, status reads, watchers or rendezvous calls; `mu_` guards the
+// in-memory job table and the worker registry and is held only for
+// in-memory work — never across a store write, an accountant call or a
+// rendezvous wait. Order: write_mu_, then the Ledger's lock, then mu_, then
+// the broker's and the store's leaf locks.
 #ifndef DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 #define DPFLEET_SERVER_CORE_JOB_MANAGER_H_
 
@@ -32,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "server/core/background_errors.h"
 #include "server/core/clock.h"
 #include "server/core/data_resolver.h"
 #include "server/core/dataset_registry.h"
@@ -195,40 +211,83 @@ class JobManager {
   // A chunk of a SUCCEEDED job's model.
   absl::StatusOr<Store::BlobChunk> GetModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
 
+  // RendezvousGet without a thread: checks the run, then calls `done`
+  // exactly once with the value, or with why it will never come (the error
+  // a call made then would get: the job ended, the attempt is stale, the
+  // coordinator shuts down). `done` runs on whichever thread publishes or
+  // ends the attempt, possibly under the manager's lock, and must only
+  // hand the result over. Returns the wait's id for CancelRendezvousWait
+  // (0 when `done` already ran); the caller owns the deadline.
+  absl::StatusOr<int64_t> RendezvousGetAsync(const std::string& job_id, int32_t attempt, const std::string& key,
+                                             RendezvousBroker::GetCallback done);
+  // True when the wait is forgotten and its `done` will never run.
+  bool CancelRendezvousWait(int64_t waiter_id) { return rendezvous_.CancelWait(waiter_id); }
+
   // Blocks, without polling, until `n` RendezvousGet calls wait for the
   // key: lets tests and benchmarks act only once the waiters are parked.
   void AwaitRendezvousWaiters(const std::string& job_id, int32_t attempt, const std::string& key, int n) {
     rendezvous_.AwaitWaiters(job_id, attempt, key, n);
   }
 
-  // Expires leases and reattach deadlines; the server calls it periodically.
+  // Expires leases and reattach deadlines, retries what the store refused
+  // in the background and schedules; the server calls it periodically.
   void Tick();
+  // Background failures so far (see the top of this file).
+  BackgroundErrors::Snapshot background_errors() const { return background_errors_.Get(); }
   // Wakes every waiter; later waits return at once.
   void Shutdown();
 
  private:
+  // The end of an attempt that was decided but could not be stored yet;
+  // Tick stores it. The job shows its old state until then.
+  struct PendingEnd {
+    int32_t attempt = 0;
+    bool succeeded = false;  // rank 0 finished every epoch
+    std::string failure;     // why the attempt failed, when it did not succeed
+  };
   struct JobEntry {
     JobRecord record;
+    // From the spec, read once: what the scheduler and retries need.
+    bool schedulable = true;
+    std::string device = "cpu";
+    int32_t max_attempts = 1;
     int64_t last_seq = 0;  // events are numbered per job; nothing keeps them
     int64_t reattach_deadline_ms = 0;  // after a restart, for RUNNING jobs
+    int64_t epsilon_rows = 0;          // ledger rows record.epsilon is composed from
+    std::optional<PendingEnd> pending_end;
   };
 
   absl::StatusOr<JobEntry*> FindLocked(const std::string& job_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Persists, then publishes a state event. The attempt's rendezvous
-  // opens when the job goes RUNNING and is dropped when it leaves RUNNING.
-  absl::Status TransitionLocked(JobEntry* job, JobState state, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void CacheSpecFacts(JobEntry* job);
+  // Writes `commit` (a changed copy of the job's record and what goes with
+  // it), then swaps it in (ApplyLocked). On a store error nothing changes.
+  absl::Status Commit(JobEntry* job, JobCommit commit) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Makes `next` the job's record and does what follows from the change:
+  // an attempt that ended has its ranks told to stop and its rendezvous
+  // closed with the reason; a new attempt is handed to its workers and its
+  // rendezvous opened; a new state or epoch is published.
+  void ApplyLocked(JobEntry* job, JobRecord next) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(JobEntry* job, JobEvent event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt: withdraws its undelivered assignments, tells
-  // live ranks to stop.
-  void ReleaseAttemptLocked(JobEntry* job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Ends the current attempt as failed: back to QUEUED (resuming from the
-  // last finished epoch) while the spec's resources.max_attempts allows,
-  // else FAILED with `reason`.
-  void FailAttemptLocked(JobEntry* job, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The record after `end` of the job's current attempt: SUCCEEDED, back to
+  // QUEUED (resuming from the last finished epoch) while the spec's
+  // resources.max_attempts allows, else FAILED.
+  JobRecord EndedRecordLocked(const JobEntry& job, const PendingEnd& end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores the end of the attempt `end` names, if it is still current; on a
+  // store error keeps it pending for Tick.
+  absl::Status EndAttempt(JobEntry* job, const PendingEnd& end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts queued jobs on idle workers; a start the store refuses leaves the
+  // job QUEUED and its workers idle for the next try.
+  void Schedule() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a progress report is not the next epoch of the current run (the
+  // answer to give), or nullopt when it is.
+  std::optional<absl::StatusOr<ProgressResult>> CheckProgressLocked(JobEntry* job, int32_t attempt, int32_t rank,
+                                                                     int32_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps the ε composed from the most ledger rows.
+  static void NoteEpsilon(JobEntry* job, double epsilon, int64_t rows);
   // The plans of queued and running private jobs, for the ledger.
   std::vector<LivePlan> LivePlansLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The ledger keys of a job recorded before content keys: those its
@@ -255,7 +314,10 @@ class JobManager {
 
   Ledger ledger_;
   RendezvousBroker rendezvous_;
+  BackgroundErrors background_errors_;
 
+  // Held across decide, write and swap of every durable change.
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   // Watchers by subscription id: (job id, listener).

@@ -118,33 +118,41 @@ absl::StatusOr<double> Ledger::JobEpsilon(const JobRecord& job) {
   return EpsilonOf(job, rows);
 }
 
-absl::Status Ledger::CheckSubmit(const JobRecord& plan, const std::vector<LivePlan>& live) {
+std::optional<BudgetRecord> Ledger::Budget(const std::string& file) const {
   absl::MutexLock lock(&mu_);
+  auto b = budgets_.find(file);
+  if (b == budgets_.end()) return std::nullopt;
+  return b->second;
+}
+
+absl::Status Ledger::CheckSubmit(const JobRecord& plan, const std::vector<LivePlan>& live) {
+  absl::MutexLock write(&write_mu_);
   const LivePlan p = PlanOf(plan);
   for (std::size_t i = 0; i < plan.input_files.size(); ++i) {
     const std::string& file = plan.input_files[i];
-    auto b = budgets_.find(file);
-    if (b == budgets_.end()) continue;
+    const std::optional<BudgetRecord> budget = Budget(file);
+    if (!budget) continue;
     if (!plan.dp) {
       return absl::FailedPreconditionError(
           absl::StrCat("privacy.mode: 'none' cannot run on ", FileLabel(plan, i),
                        ": it has a privacy budget and a non-private job has no finite epsilon"));
     }
-    ASSIGN_OR_RETURN(BudgetView before, BudgetViewLocked(file, {}, {}, live));
-    ASSIGN_OR_RETURN(BudgetView after,
-                     BudgetViewLocked(file, {}, PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
-    if (after.committed > b->second.epsilon) {
+    ASSIGN_OR_RETURN(BudgetView before, BudgetViewOf(file, budget, {}, {}, live));
+    ASSIGN_OR_RETURN(BudgetView after, BudgetViewOf(file, budget, {},
+                                                    PlannedMechanisms(p, p.epochs, EvalOf(p).Releases(p.epochs)), live));
+    if (after.committed > budget->epsilon) {
       return absl::FailedPreconditionError(absl::StrFormat(
           "%s has a budget of epsilon %.6g (delta %.3g): %.6g is spent and %.6g committed by queued and running "
           "jobs; this job would bring the composed total to %.6g",
-          FileLabel(plan, i), b->second.epsilon, b->second.delta, before.spent, before.committed, after.committed));
+          FileLabel(plan, i), budget->epsilon, budget->delta, before.spent, before.committed, after.committed));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> Ledger::Charge(const JobRecord& r, int32_t attempt, int32_t rank, int32_t epoch, int64_t steps,
-                                      double sample_rate, double noise_multiplier, Mechanism mechanism) {
+absl::StatusOr<ChargeResult> Ledger::Charge(const JobRecord& r, int32_t attempt, int32_t rank, int32_t epoch,
+                                            int64_t steps, double sample_rate, double noise_multiplier,
+                                            Mechanism mechanism) {
   if (r.input_files.empty()) {
     // Every job gets its files' keys at submit; a charge that would count
     // against no budget is never recorded.
@@ -188,37 +196,42 @@ absl::StatusOr<double> Ledger::Charge(const JobRecord& r, int32_t attempt, int32
   std::sort(e.files.begin(), e.files.end());
   e.steps = want_steps;
   e.sample_rate = want_q;
-  // A non-private epoch is recorded too, with sigma 0: the dataset has then
+  // A non-private epoch is recorded too, with sigma 0: its files have then
   // been used without a finite guarantee, and its budget view says so.
   e.noise_multiplier = r.dp ? want_sigma : 0.0;
   e.delta = r.delta;
   e.recorded_ms = clock_->NowMs();
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::vector<LedgerEntry> existing, store_->LedgerForJob(r.job_id));
-  const bool retry = std::any_of(existing.begin(), existing.end(), [&](const LedgerEntry& x) {
+  absl::MutexLock write(&write_mu_);
+  ChargeResult out;
+  ASSIGN_OR_RETURN(out.rows, store_->LedgerForJob(r.job_id));
+  const bool retry = std::any_of(out.rows.begin(), out.rows.end(), [&](const LedgerEntry& x) {
     return x.attempt == attempt && x.epoch == epoch && x.mechanism == mechanism;
   });
-  if (!retry) {
-    // Submit reserved the whole plan; this guards anything outside it, for
-    // every file before any row is written. Only the spent totals are
-    // compared, so live plans play no part.
-    for (std::size_t i = 0; i < r.input_files.size(); ++i) {
-      auto b = budgets_.find(r.input_files[i]);
-      if (b == budgets_.end()) continue;
-      ASSIGN_OR_RETURN(BudgetView after,
-                       BudgetViewLocked(r.input_files[i], {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
-      if (after.spent > b->second.epsilon) {
-        return absl::FailedPreconditionError(absl::StrFormat(
-            "charging the %s of epoch %d of job '%s' would bring %s to epsilon %.6g, over its budget %.6g",
-            eval ? "eval release" : "training", epoch, r.job_id, FileLabel(r, i), after.spent, b->second.epsilon));
-      }
+  if (retry) return out;
+  // Submit reserved the whole plan; this guards anything outside it, for
+  // every file before any row is written. Only the spent totals are
+  // compared, so live plans play no part.
+  for (std::size_t i = 0; i < r.input_files.size(); ++i) {
+    const std::optional<BudgetRecord> budget = Budget(r.input_files[i]);
+    if (!budget) continue;
+    ASSIGN_OR_RETURN(BudgetView after,
+                     BudgetViewOf(r.input_files[i], budget, {{e.sample_rate, e.noise_multiplier, e.steps}}, {}, {}));
+    if (after.spent > budget->epsilon) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "charging the %s of epoch %d of job '%s' would bring %s to epsilon %.6g, over its budget %.6g",
+          eval ? "eval release" : "training", epoch, r.job_id, FileLabel(r, i), after.spent, budget->epsilon));
     }
-    ASSIGN_OR_RETURN(bool inserted, store_->Charge(e));
-    (void)inserted;
-    existing.push_back(e);
   }
-  // The ledger as it now stands: what was read above plus this charge.
-  return EpsilonOf(r, existing);
+  ASSIGN_OR_RETURN(out.recorded, store_->Charge(e));
+  // The ledger as it now stands: what was read above plus this charge; a
+  // row that was there already was written by someone else meanwhile (not
+  // this process, which charges under the lock): read it back.
+  if (out.recorded) {
+    out.rows.push_back(e);
+  } else {
+    ASSIGN_OR_RETURN(out.rows, store_->LedgerForJob(r.job_id));
+  }
+  return out;
 }
 
 absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_t attempt, int32_t epoch,
@@ -252,23 +265,23 @@ absl::StatusOr<ReleaseEpsilon> Ledger::CheckRelease(const JobRecord& job, int32_
   ASSIGN_OR_RETURN(privacy::AccountantKind kind, privacy::ParseAccountantKind(job.accountant));
   ASSIGN_OR_RETURN(out.epoch, privacy::ComputeEpsilon(kind, through_epoch, job.delta));
   ASSIGN_OR_RETURN(out.job, EpsilonOf(job, entries));
+  out.rows = static_cast<int64_t>(entries.size());
   return out;
 }
 
-absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& file,
-                                                    const std::vector<privacy::SubsampledGaussian>& extra_spent,
-                                                    const std::vector<privacy::SubsampledGaussian>& extra_planned,
-                                                    const std::vector<LivePlan>& live) {
+absl::StatusOr<BudgetView> Ledger::BudgetViewOf(const std::string& file, const std::optional<BudgetRecord>& budget,
+                                                const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                                const std::vector<privacy::SubsampledGaussian>& extra_planned,
+                                                const std::vector<LivePlan>& live) {
   BudgetView v;
   v.file = file;
-  auto b = budgets_.find(file);
-  v.has_budget = b != budgets_.end();
+  v.has_budget = budget.has_value();
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> entries, store_->LedgerForFile(file));
   std::vector<privacy::SubsampledGaussian> spent = extra_spent;
   std::set<std::string> jobs;
   // Without a budget, state epsilon at the smallest delta any job asked for
   // (the largest epsilon among the natural choices).
-  double delta = v.has_budget ? b->second.delta : 1.0;
+  double delta = v.has_budget ? budget->delta : 1.0;
   bool non_private = false;
   for (const LedgerEntry& e : entries) {
     if (e.noise_multiplier == 0) {
@@ -307,7 +320,7 @@ absl::StatusOr<BudgetView> Ledger::BudgetViewLocked(const std::string& file,
     v.spent = v.committed = std::numeric_limits<double>::infinity();
   }
   if (v.has_budget) {
-    v.epsilon_budget = b->second.epsilon;
+    v.epsilon_budget = budget->epsilon;
     v.remaining = std::max(0.0, v.epsilon_budget - v.committed);
   }
   return v;
@@ -322,60 +335,56 @@ absl::StatusOr<std::vector<BudgetView>> Ledger::SetBudget(const std::vector<std:
   if (!(delta > 0 && delta < 1)) {
     return absl::InvalidArgumentError(absl::StrCat("delta: '", delta, "' must be in (0, 1)"));
   }
-  absl::MutexLock lock(&mu_);
-  const std::map<std::string, BudgetRecord> previous = budgets_;
+  absl::MutexLock write(&write_mu_);
+  // The candidates are judged, then stored together, and only then replace
+  // the old budgets: a refused or unstored budget changes nothing.
   std::vector<BudgetRecord> records;
-  for (const std::string& f : files) {
-    records.push_back({f, epsilon, delta, clock_->NowMs()});
-    budgets_[f] = records.back();
-  }
-  // Every file's view under the new budget; all are kept or none.
   std::vector<BudgetView> views;
-  absl::Status refused;
   for (const std::string& f : files) {
-    absl::StatusOr<BudgetView> view = BudgetViewLocked(f, {}, {}, live);
-    if (!view.ok()) {
-      refused = view.status();
-      break;
-    }
-    if (view->committed > epsilon) {
-      refused = absl::FailedPreconditionError(absl::StrFormat(
+    const BudgetRecord rec{f, epsilon, delta, clock_->NowMs()};
+    ASSIGN_OR_RETURN(BudgetView view, BudgetViewOf(f, rec, {}, {}, live));
+    if (view.committed > epsilon) {
+      return absl::FailedPreconditionError(absl::StrFormat(
           "file %s already has epsilon %.6g spent or committed at delta %.3g; a budget of %.6g is below it", f,
-          view->committed, delta, epsilon));
-      break;
+          view.committed, delta, epsilon));
     }
-    views.push_back(*std::move(view));
+    records.push_back(rec);
+    views.push_back(std::move(view));
   }
-  if (refused.ok()) refused = store_->PutBudgets(records);
-  if (!refused.ok()) {
-    budgets_ = previous;
-    return refused;
-  }
+  RETURN_IF_ERROR(store_->PutBudgets(records));
+  absl::MutexLock lock(&mu_);
+  for (const BudgetRecord& rec : records) budgets_[rec.file] = rec;
   return views;
 }
 
 absl::StatusOr<std::vector<BudgetView>> Ledger::GetBudgets(const std::vector<std::string>& files,
                                                            const std::vector<LivePlan>& live) {
-  absl::MutexLock lock(&mu_);
-  std::set<std::string> keys(files.begin(), files.end());
-  if (files.empty()) {
-    for (const auto& [k, b] : budgets_) keys.insert(k);
+  // Only the budgets are read under the lock; the ledger rows come from the
+  // store and are composed outside it.
+  std::map<std::string, std::optional<BudgetRecord>> keys;
+  if (!files.empty()) {
+    for (const std::string& f : files) keys[f] = Budget(f);
+  } else {
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [k, b] : budgets_) keys[k] = b;
+    }
     ASSIGN_OR_RETURN(std::vector<std::string> charged, store_->LedgerFiles());
-    keys.insert(charged.begin(), charged.end());
+    for (const std::string& k : charged) keys.try_emplace(k);
   }
   std::vector<BudgetView> out;
-  for (const std::string& k : keys) {
-    ASSIGN_OR_RETURN(BudgetView v, BudgetViewLocked(k, {}, {}, live));
+  for (const auto& [k, budget] : keys) {
+    ASSIGN_OR_RETURN(BudgetView v, BudgetViewOf(k, budget, {}, {}, live));
     out.push_back(std::move(v));
   }
   return out;
 }
 
 absl::StatusOr<LedgerListing> Ledger::List(const std::string& file, const std::vector<LivePlan>& live) {
-  absl::MutexLock lock(&mu_);
+  // A status read: composed outside the locks, like a budget view.
   LedgerListing out;
   out.file = file;
-  ASSIGN_OR_RETURN(BudgetView view, BudgetViewLocked(file, {}, {}, live));
+  ASSIGN_OR_RETURN(BudgetView view, BudgetViewOf(file, Budget(file), {}, {}, live));
   out.delta = view.delta;
   ASSIGN_OR_RETURN(std::vector<LedgerEntry> rows, store_->LedgerForFile(file));
   std::vector<privacy::SubsampledGaussian> composed;

@@ -23,16 +23,22 @@
 // mechanism, stored as q 1, one step, σ_e). Both are subsampled Gaussians,
 // so every ε here composes the two alike.
 //
-// Thread-safe. Its lock guards the budgets and makes each decide-then-write
-// sequence (budget checks of every file + the charge, budget check + new
-// budgets) one step. A
+// Thread-safe. `write_mu_` makes each decide-then-write sequence (the
+// budget checks of every file + the charge, budget checks + new budgets)
+// one step and is held across
+// the store write; `mu_` guards the budgets map and is held only to copy or
+// replace an entry, so a budget view (a status read) never waits for a
+// write's fsync: it copies the budget and composes outside both locks. A
 // submit check stays true only while the set of live plans stays fixed:
-// JobManager holds its own lock across CheckSubmit and the job's creation.
+// JobManager holds its writer lock across CheckSubmit and the job's
+// creation. Composing a job's ε (EpsilonOf) takes
+// no lock at all, so a PLD ε of tens of milliseconds holds nobody up.
 #ifndef DPFLEET_SERVER_CORE_LEDGER_H_
 #define DPFLEET_SERVER_CORE_LEDGER_H_
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,10 +98,19 @@ struct LedgerListing {
 };
 
 // The ε stated with an epoch's results: through that epoch, and the job's
-// total over every row it has (other ranks may have charged ahead).
+// total over every row it has (other ranks may have charged ahead), which
+// was composed from `rows` ledger rows.
 struct ReleaseEpsilon {
   double epoch = 0;
   double job = 0;
+  int64_t rows = 0;
+};
+
+// What a charge left in the ledger: whether it recorded a new row, and
+// every row of the job as it now stands (for composing the job's ε).
+struct ChargeResult {
+  bool recorded = false;
+  std::vector<LedgerEntry> rows;
 };
 
 class Ledger {
@@ -132,13 +147,15 @@ class Ledger {
 
   // Durably records the cost of `mechanism` for `epoch` of `attempt` of
   // `job`, sent by `rank`, against every file it reads (idempotent: a
-  // repeated charge records nothing). kTrain: the worker's steps, q and σ must be the job's own.
-  // kEval: only rank 0, only after an epoch the job's privacy.eval releases
-  // after, with steps 1, q 1 and the job's σ_e. Anything else, and a charge
-  // that would overshoot the budget of any of the files, is refused and
-  // records nothing. Returns the job's ε after it.
-  absl::StatusOr<double> Charge(const JobRecord& job, int32_t attempt, int32_t rank, int32_t epoch, int64_t steps,
-                                double sample_rate, double noise_multiplier, Mechanism mechanism);
+  // repeated charge records nothing). kTrain: the worker's steps, q and σ
+  // must be the job's own. kEval: only rank 0, only after an epoch the
+  // job's privacy.eval releases after, with steps 1, q 1 and the job's σ_e.
+  // Anything else, and a charge that would overshoot the budget of any of
+  // the files, is refused and records nothing. Returns the job's rows after
+  // it; EpsilonOf composes them (outside any lock: a PLD ε takes tens of
+  // milliseconds).
+  absl::StatusOr<ChargeResult> Charge(const JobRecord& job, int32_t attempt, int32_t rank, int32_t epoch,
+                                      int64_t steps, double sample_rate, double noise_multiplier, Mechanism mechanism);
 
   // Charge-before-release: FailedPrecondition unless `epoch` of `attempt`
   // is in the ledger and, when the results carry eval metrics
@@ -149,7 +166,8 @@ class Ledger {
 
   // Gives each of `files` (ledger keys) the total budget (ε, δ), all of
   // them or none: FailedPrecondition naming the first file that already
-  // has more spent or committed.
+  // has more spent or committed. The new budgets take effect once they are
+  // stored; on a store error the old ones stay.
   absl::StatusOr<std::vector<BudgetView>> SetBudget(const std::vector<std::string>& files, double epsilon,
                                                     double delta, const std::vector<LivePlan>& live);
   // The views of `files`, or (empty) of every file with a budget or a
@@ -162,15 +180,18 @@ class Ledger {
 
  private:
   // Composes the file's ledger (+ the remaining plans of live jobs that
-  // read it, + `extra`) at the budget's delta.
-  absl::StatusOr<BudgetView> BudgetViewLocked(const std::string& file,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_spent,
-                                              const std::vector<privacy::SubsampledGaussian>& extra_planned,
-                                              const std::vector<LivePlan>& live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // read it, + `extra`) at the delta of `budget` (the file's, if it has
+  // one).
+  absl::StatusOr<BudgetView> BudgetViewOf(const std::string& file, const std::optional<BudgetRecord>& budget,
+                                          const std::vector<privacy::SubsampledGaussian>& extra_spent,
+                                          const std::vector<privacy::SubsampledGaussian>& extra_planned,
+                                          const std::vector<LivePlan>& live);
+  std::optional<BudgetRecord> Budget(const std::string& file) const ABSL_LOCKS_EXCLUDED(mu_);
 
   Store* const store_;
   Clock* const clock_;
-  absl::Mutex mu_;
+  absl::Mutex write_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
   std::map<std::string, BudgetRecord> budgets_ ABSL_GUARDED_BY(mu_);
 };
 

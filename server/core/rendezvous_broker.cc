@@ -22,7 +22,7 @@ void RendezvousBroker::OpenAttempt(const std::string& job_id, int32_t attempt) {
   values_.try_emplace({job_id, attempt});
 }
 
-void RendezvousBroker::DropJob(const std::string& job_id) {
+void RendezvousBroker::DropJob(const std::string& job_id, const absl::Status& why) {
   std::vector<std::pair<AttemptKey, std::map<int64_t, Waiter>>> dropped;
   {
     absl::MutexLock lock(&mu_);
@@ -35,7 +35,7 @@ void RendezvousBroker::DropJob(const std::string& job_id) {
   // Answered outside the lock, as everywhere here: a callback may take
   // locks of its own.
   for (auto& [attempt, waiting] : dropped) {
-    for (auto& [id, w] : waiting) w.done(Closed(attempt.first, attempt.second));
+    for (auto& [id, w] : waiting) w.done(why.ok() ? Closed(attempt.first, attempt.second) : why);
   }
 }
 

@@ -43,8 +43,9 @@ class RendezvousBroker {
   // Opening an open attempt changes nothing.
   void OpenAttempt(const std::string& job_id, int32_t attempt);
   // Ends every open attempt of the job: forgets their keys and answers
-  // their waiters with Aborted.
-  void DropJob(const std::string& job_id);
+  // their waiters with `why` (JobManager passes the error a call made now
+  // would get), or with Aborted when `why` is OK.
+  void DropJob(const std::string& job_id, const absl::Status& why = absl::OkStatus());
 
   // Aborted when the attempt is not open.
   absl::Status Set(const std::string& job_id, int32_t attempt, const std::string& key, const std::string& value);

@@ -1,29 +1,42 @@
-// Durable coordinator state in SQLite (WAL mode, synchronous=FULL): jobs,
-// the privacy ledger (keyed by the content of the files each charge read),
-// datasets, budgets per file, the cache of file content keys, API tokens
-// (hashes only) and the audit trail. A write returns only after it is on disk, so a
-// coordinator crash loses neither a submitted job nor a recorded epoch, and
-// no privacy charge is ever forgotten.
+// Store: the coordinator's durable state — jobs, the privacy ledger (keyed
+// by the content of the files each charge read), budgets per file, the
+// cache of file content keys, datasets, checkpoints, models, API tokens
+// (hashes only), the audit trail and the coordinator's secrets — as an
+// interface, so that the coordinator's logic can be driven against a store
+// that fails on purpose (tests/testing/server/faulty_store.h). The one
+// production implementation is SQLite (server/core/sqlite_store.h), which
+// Open returns.
 //
-// Thread-safe: one connection guarded by a mutex (the coordinator's write
-// rate is a few rows per epoch, far below what one connection sustains).
+// The contract every implementation keeps, and JobManager relies on:
+//  * A write returns OK only once it is durable, so a crash after OK loses
+//    nothing.
+//  * Each call is one transaction: it lands whole or not at all. A failed
+//    write leaves what readers of the store see unchanged, so the caller
+//    keeps its old state and memory and disk still agree.
+//  * A failure names the write and the cause. Unavailable when the cause
+//    may pass (an I/O error, a full disk, a failed fsync, a busy database):
+//    the caller may retry. Internal or DataLoss otherwise.
+//  * After a failed fsync the write is not visible, but its bytes may have
+//    reached the disk; after a crash that follows before the next
+//    successful write it may be there. The only way this can surprise is
+//    with a change the caller was told had failed (never one it was told
+//    had succeeded), and for the ledger that errs on the side of counting.
+//
+// A store never decides anything: it keeps rows. It never publishes.
 #ifndef DPFLEET_SERVER_CORE_STORE_H_
 #define DPFLEET_SERVER_CORE_STORE_H_
 
-#include <functional>
+#include <cstdint>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "server/core/content_key.h"
 #include "server/core/types.h"
-
-struct sqlite3;
 
 namespace dpfleet::server {
 
@@ -61,6 +74,21 @@ struct BudgetRecord {
   int64_t updated_ms = 0;
 };
 
+// A job record and what changes with it, written as one transaction: an
+// epoch's record lands together with the checkpoint it resumes from, and a
+// job's end together with dropping its checkpoints.
+struct JobCommit {
+  JobRecord job;
+  // Stored with the record when non-empty: the training state after epoch
+  // `checkpoint_epoch`.
+  std::string checkpoint;
+  int32_t checkpoint_epoch = 0;
+  // Checkpoints of epochs below this go with the record (0: none;
+  // kAllCheckpoints: every one of the job's).
+  int32_t drop_checkpoints_below = 0;
+  static constexpr int32_t kAllCheckpoints = std::numeric_limits<int32_t>::max();
+};
+
 // An API token: only its SHA-256 is ever stored, never the secret.
 struct TokenRecord {
   int64_t id = 0;
@@ -86,62 +114,66 @@ struct AuditRecord {
 
 class Store {
  public:
-  // The schema version this build writes (PRAGMA user_version). A database
-  // of an older version is migrated when it is opened.
+  // The schema version of the state database this build writes (PRAGMA
+  // user_version in SqliteStore). A database of an older version is
+  // migrated when it is opened; a newer one is refused.
   static constexpr int kSchemaVersion = 4;
   // The database file of a state directory.
   static std::string DatabasePath(const std::string& state_dir);
 
-  // Opens (creating if needed) DIR/coordinator.db, migrating an older schema.
+  // Opens (creating if needed) DIR/coordinator.db, migrating an older
+  // schema: the SQLite store.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& state_dir);
-  ~Store();
+  virtual ~Store() = default;
 
   // What opening the database did that an operator should know (a
   // migration, and what it could not carry over), for the start-up log.
-  const std::vector<std::string>& migration_notes() const { return migration_notes_; }
+  virtual std::vector<std::string> MigrationNotes() const = 0;
 
   // Reads the database (a query that touches its pages): Unavailable
   // naming the cause when the store cannot serve. For readiness probes.
-  absl::Status Ping();
+  virtual absl::Status Ping() = 0;
 
-  // Next job id, durably reserved.
-  absl::StatusOr<std::string> NextJobId();
-  absl::Status PutJob(const JobRecord& job);
+  // Next job id, durably reserved (a reserved id whose job is never stored
+  // is simply skipped).
+  virtual absl::StatusOr<std::string> NextJobId() = 0;
+  virtual absl::Status PutJob(const JobRecord& job) = 0;
+  virtual absl::Status CommitJob(const JobCommit& commit) = 0;
   // All jobs in submission order.
-  absl::StatusOr<std::vector<JobRecord>> LoadJobs();
+  virtual absl::StatusOr<std::vector<JobRecord>> LoadJobs() = 0;
 
   // Records a charge and the files it applies to, in one transaction.
   // Returns true when it was new, false when the same (job, attempt,
   // epoch, mechanism) was already recorded (idempotent retries).
-  absl::StatusOr<bool> Charge(const LedgerEntry& entry);
-  absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id);
+  virtual absl::StatusOr<bool> Charge(const LedgerEntry& entry) = 0;
+  virtual absl::StatusOr<std::vector<LedgerEntry>> LedgerForJob(const std::string& job_id) = 0;
   // Every charge that applies to the file with ledger key `file`.
-  absl::StatusOr<std::vector<LedgerEntry>> LedgerForFile(const std::string& file);
+  virtual absl::StatusOr<std::vector<LedgerEntry>> LedgerForFile(const std::string& file) = 0;
   // Ledger keys with at least one charge.
-  absl::StatusOr<std::vector<std::string>> LedgerFiles();
+  virtual absl::StatusOr<std::vector<std::string>> LedgerFiles() = 0;
 
   // The content-key cache (server/core/file_identifier.h): the key hashed
   // for a file version, if that (device, inode) was hashed with exactly
   // this stamp.
-  absl::StatusOr<std::optional<std::string>> CachedContentKey(const FileStamp& stamp);
-  absl::Status PutContentKey(const FileStamp& stamp, const std::string& key);
+  virtual absl::StatusOr<std::optional<std::string>> CachedContentKey(const FileStamp& stamp) = 0;
+  virtual absl::Status PutContentKey(const FileStamp& stamp, const std::string& key) = 0;
   // Which path was last seen holding which content: the names the budget
   // views give a file. Paths whose content changed name the new key.
-  absl::Status PutFilePath(const std::string& path, const std::string& key, int64_t seen_ms);
+  virtual absl::Status PutFilePath(const std::string& path, const std::string& key, int64_t seen_ms) = 0;
   // Ledger key -> paths that hold it, paths sorted.
-  absl::StatusOr<std::map<std::string, std::vector<std::string>>> FilePaths();
+  virtual absl::StatusOr<std::map<std::string, std::vector<std::string>>> FilePaths() = 0;
   // The key last seen at `path` (exactly as recorded: a canonical path), if
   // any.
-  absl::StatusOr<std::optional<std::string>> FileAtPath(const std::string& path);
+  virtual absl::StatusOr<std::optional<std::string>> FileAtPath(const std::string& path) = 0;
   // Whether the key names a file the coordinator has seen, charged or
   // budgeted.
-  absl::StatusOr<bool> KnowsFile(const std::string& key);
+  virtual absl::StatusOr<bool> KnowsFile(const std::string& key) = 0;
 
   // Registered datasets as JSON records, keyed by name.
-  absl::Status PutDataset(const std::string& name, const std::string& record_json);
-  absl::StatusOr<std::vector<std::string>> LoadDatasets();
+  virtual absl::Status PutDataset(const std::string& name, const std::string& record_json) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> LoadDatasets() = 0;
   // Forgets a registered dataset (its ledger entries and budget stay).
-  absl::Status DeleteDataset(const std::string& name);
+  virtual absl::Status DeleteDataset(const std::string& name) = 0;
 
   // Bytes [offset, offset + max_bytes) of a stored blob, and its size.
   struct BlobChunk {
@@ -149,78 +181,38 @@ class Store {
     int64_t total_bytes = 0;
   };
 
-  // Training state after `epoch` of a job (rank 0's DpSgdTrainer bytes),
-  // for resuming a failed attempt. DeleteCheckpoints drops those of epochs
-  // below `below_epoch` (INT32_MAX: all of the job's).
-  absl::Status PutCheckpoint(const std::string& job_id, int32_t epoch, const std::string& data);
-  absl::Status DeleteCheckpoints(const std::string& job_id, int32_t below_epoch);
   // The trained model of a job (kept with the job).
-  absl::Status PutModel(const std::string& job_id, const std::string& data);
-  // Chunks of the two, read with SQLite's incremental blob I/O: a chunk
-  // costs its own size, not the blob's. NotFound when there is none;
-  // InvalidArgument for an offset past the end.
-  absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
-                                           int64_t max_bytes);
-  absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes);
+  virtual absl::Status PutModel(const std::string& job_id, const std::string& data) = 0;
+  // Chunks of a checkpoint (the training state after `epoch`, stored by
+  // CommitJob) and of a model. NotFound when there is none; InvalidArgument
+  // for an offset past the end.
+  virtual absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
+                                                   int64_t max_bytes) = 0;
+  virtual absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) = 0;
 
   // Sets (inserts or replaces) the budgets of several files in one
   // transaction: all of them are on disk or none.
-  absl::Status PutBudgets(const std::vector<BudgetRecord>& budgets);
-  absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets();
+  virtual absl::Status PutBudgets(const std::vector<BudgetRecord>& budgets) = 0;
+  virtual absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() = 0;
 
   // Adds a token; AlreadyExists while another valid token has its name.
-  absl::StatusOr<TokenRecord> PutToken(TokenRecord token);
+  virtual absl::StatusOr<TokenRecord> PutToken(TokenRecord token) = 0;
   // The token with this SHA-256 (valid or revoked), if any.
-  absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& sha256);
-  absl::StatusOr<std::vector<TokenRecord>> ListTokens();
+  virtual absl::StatusOr<std::optional<TokenRecord>> FindToken(const std::string& sha256) = 0;
+  virtual absl::StatusOr<std::vector<TokenRecord>> ListTokens() = 0;
   // Marks every valid token of `name` revoked; returns how many there were.
-  absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms);
+  virtual absl::StatusOr<int> RevokeTokens(const std::string& name, int64_t now_ms) = 0;
 
-  absl::Status AppendAudit(const AuditRecord& record);
+  virtual absl::Status AppendAudit(const AuditRecord& record) = 0;
   // Entries with id > after_id, oldest first, at most `limit`.
-  absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit);
+  virtual absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit) = 0;
 
   // The coordinator's secret key of the train/eval split of data.path jobs:
   // 64 bits from getrandom(2), drawn the first time and stored here (so it
   // survives restarts and every job on the same files gets the same
   // held-out persons). Nothing here hands it to an API response or a log;
   // it goes to workers inside their assignments only.
-  absl::StatusOr<uint64_t> SplitKey();
-
- private:
-  explicit Store(sqlite3* db) : db_(db) {}
-  absl::Status Exec(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Brings a database of any earlier schema version to kSchemaVersion.
-  absl::Status MigrateLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Version 3's step: rebuilds a ledger without a mechanism column (its
-  // rows are training charges); a ledger that has one is left alone.
-  absl::Status MigrateLedgerMechanismLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Version 4's step: charges and budgets keyed by path strings move onto
-  // the content of the files (hashed now); a file that no longer exists
-  // keeps its rows under LegacyPathKey. Appends what it did to
-  // migration_notes_.
-  absl::Status MigrateLedgerToContentKeysLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A chunk of column `data` of row `rowid` of `table`.
-  absl::StatusOr<BlobChunk> ReadBlobLocked(const char* table, int64_t rowid, int64_t offset, int64_t max_bytes,
-                                           const std::string& what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Charges (with their files) selected by `where`, an SQL condition on
-  // ledger `l` with one parameter ?1 bound to `value`, in recorded order.
-  absl::StatusOr<std::vector<LedgerEntry>> QueryLedger(const std::string& where, const std::string& value);
-  // Runs `steps` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolled
-  // back when a step fails.
-  absl::Status InTransactionLocked(const std::function<absl::Status()>& steps) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutBudgetLocked(const BudgetRecord& budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One charge -> file row (idempotent).
-  absl::Status PutLedgerFileLocked(const std::string& job_id, int64_t attempt, int64_t epoch,
-                                   const std::string& mechanism, const std::string& file)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutContentKeyLocked(const FileStamp& stamp, const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutFilePathLocked(const std::string& path, const std::string& key, int64_t seen_ms)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  absl::Mutex mu_;
-  sqlite3* db_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> migration_notes_;  // written while opening only
+  virtual absl::StatusOr<uint64_t> SplitKey() = 0;
 };
 
 }  // namespace dpfleet::server

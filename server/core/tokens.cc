@@ -87,6 +87,12 @@ absl::StatusOr<TokenUser> Tokens::Authenticate(absl::string_view secret) {
     return absl::UnauthenticatedError("malformed token (expected dpf_ and 64 hex digits)");
   }
   const std::string digest = TokenSha256(secret);
+  int64_t revocations_at_read;
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = valid_.find(digest); it != valid_.end()) return it->second;
+    revocations_at_read = revocations_;
+  }
   ASSIGN_OR_RETURN(std::optional<TokenRecord> found, store_->FindToken(digest));
   // The lookup is by the digest of the secret, so its timing tells nothing
   // about the secret; the compare is constant-time all the same.
@@ -100,13 +106,28 @@ absl::StatusOr<TokenUser> Tokens::Authenticate(absl::string_view secret) {
   absl::StatusOr<Role> role = ParseTokenRole(found->role);
   if (!role.ok()) return absl::DataLossError(absl::StrCat("stored token of '", found->name, "' has role '",
                                                           found->role, "'"));
-  return TokenUser{found->name, *role};
+  TokenUser user{found->name, *role};
+  absl::MutexLock lock(&mu_);
+  // A Revoke stored between the read and here would be outlived by the
+  // entry: then the answer stands (the read was before the revocation) but
+  // nothing is cached.
+  if (revocations_ != revocations_at_read) return user;
+  if (valid_.size() >= kMaxCached) valid_.clear();
+  valid_.emplace(digest, user);
+  return user;
 }
 
 absl::StatusOr<std::vector<TokenRecord>> Tokens::List() { return store_->ListTokens(); }
 
 absl::Status Tokens::Revoke(const std::string& name) {
   ASSIGN_OR_RETURN(int revoked, store_->RevokeTokens(name, clock_->NowMs()));
+  {
+    // Dropped whatever the count: what memory holds never outlives what the
+    // store says.
+    absl::MutexLock lock(&mu_);
+    ++revocations_;
+    absl::erase_if(valid_, [&](const auto& entry) { return entry.second.name == name; });
+  }
   if (revoked == 0) return absl::NotFoundError(absl::StrCat("no valid token named '", name, "'"));
   return absl::OkStatus();
 }

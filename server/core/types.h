@@ -46,7 +46,7 @@ struct JobRecord {
   std::vector<std::string> input_files;
   int32_t epochs = 0;
   int32_t epochs_done = 0;
-  bool dp = true;  // privacy.mode: dp; false for mode none
+  bool dp = true;      // privacy.mode: dp; false for mode none
   double epsilon = 0;  // the ledger's; meaningless when !dp (see ReportedEpsilon)
   double delta = 0;
   double noise_multiplier = 0;

@@ -127,6 +127,17 @@ std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vect
   return out;
 }
 
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs, const BackgroundErrors::Snapshot& datasets,
+                                     const BackgroundErrors::Snapshot& audit) {
+  return absl::StrCat(
+      "# HELP dpfleet_background_failures_total Background work the state store refused (a lost lease, a job "
+      "start, a finished preparation, an audit entry); the coordinator keeps the stored state and retries.\n"
+      "# TYPE dpfleet_background_failures_total counter\n",
+      "dpfleet_background_failures_total{component=\"jobs\"} ", jobs.count, "\n",
+      "dpfleet_background_failures_total{component=\"datasets\"} ", datasets.count, "\n",
+      "dpfleet_background_failures_total{component=\"audit\"} ", audit.count, "\n");
+}
+
 namespace {
 
 std::vector<std::string> AuthorizationHeaders(const httplib::Request& req) {
@@ -152,7 +163,7 @@ int HttpStatusOf(const absl::Status& s) {
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options, JobManager* jobs,
                                                               DatasetRegistry* datasets, Gate* gate,
-                                                              ServerMetrics* metrics) {
+                                                              ServerMetrics* metrics, const AuditTrail* audit) {
   std::unique_ptr<HttpServer> s(new HttpServer());
   if (!options.tls_cert.empty()) {
     // Server authentication only: HTTP callers are users with tokens;
@@ -174,6 +185,12 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   auto error_reply = [json_reply](httplib::Response& res, const absl::Status& st) {
     json_reply(res, {{"error", std::string(st.message())}}, HttpStatusOf(st));
   };
+  // Replies are small and polled on keep-alive connections: without
+  // TCP_NODELAY each one waits out the peer's delayed ACK (~40 ms).
+  srv.set_tcp_nodelay(true);
+  // A poller keeps its connection: cpp-httplib's default closes it after 5
+  // requests, which over TLS costs a handshake every 5 polls.
+  srv.set_keep_alive_max_count(10000);
   srv.set_payload_max_length(static_cast<size_t>(gate->limits().max_http_request_bytes));
   if (metrics != nullptr) {
     // After every request, refused ones included; the route label is the
@@ -268,7 +285,8 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     for (const BudgetView& b : BudgetViews(caller, *std::move(budgets), registered)) list.push_back(BudgetJson(b));
     json_reply(res, {{"files", list}});
   });
-  srv.Get("/metrics", [jobs, datasets, caller_of, metrics](const httplib::Request& req, httplib::Response& res) {
+  srv.Get("/metrics", [jobs, datasets, audit, caller_of, metrics](const httplib::Request& req,
+                                                                   httplib::Response& res) {
     const Identity caller = caller_of(req);
     absl::StatusOr<std::vector<BudgetView>> budgets = jobs->GetBudgets("");
     std::vector<JobRecord> visible;
@@ -278,7 +296,10 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     res.set_content(RenderPrometheus(visible, jobs->ListWorkers(),
                                      budgets.ok() ? BudgetViews(caller, *std::move(budgets), datasets->List())
                                                   : std::vector<BudgetView>{},
-                                     metrics),
+                                      metrics) +
+                        RenderBackgroundFailures(jobs->background_errors(), datasets->background_errors(),
+                                                 audit != nullptr ? audit->background_errors()
+                                                                  : BackgroundErrors::Snapshot{}),
                     "text/plain; version=0.0.4");
   });
   const std::string& host = options.host;

@@ -21,8 +21,10 @@
 //                                fields of `dpctl budget -o json`)
 //   GET /metrics              -> Prometheus text format (jobs and workers by state,
 //                                running jobs' ε and epochs, dataset ε
-//                                spent/committed/budget, and the counters and
-//                                histograms of server/core/metrics.h)
+//                                spent/committed/budget, the counters and
+//                                histograms of server/core/metrics.h, and
+//                                background work the store refused and that
+//                                is retried)
 //
 // Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
 // may not), 404 (no such route or job), 413 (request too large), 429
@@ -56,9 +58,11 @@ struct HttpOptions {
 class HttpServer {
  public:
   // Binds and serves on a thread.
+  // `audit` (for its background failures on /metrics) may be null.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options, JobManager* jobs,
                                                            DatasetRegistry* datasets, Gate* gate,
-                                                           ServerMetrics* metrics = nullptr);
+                                                           ServerMetrics* metrics = nullptr,
+                                                           const AuditTrail* audit = nullptr);
   ~HttpServer();
   int port() const { return port_; }
   void Shutdown();
@@ -74,6 +78,9 @@ class HttpServer {
 // `metrics` (may be null) adds the counters and histograms.
 std::string RenderPrometheus(const std::vector<JobRecord>& jobs, const std::vector<WorkerRecord>& workers,
                              const std::vector<BudgetView>& budgets, const ServerMetrics* metrics = nullptr);
+// dpfleet_background_failures_total by component (jobs, datasets, audit).
+std::string RenderBackgroundFailures(const BackgroundErrors::Snapshot& jobs, const BackgroundErrors::Snapshot& datasets,
+                                     const BackgroundErrors::Snapshot& audit);
 
 }  // namespace dpfleet::server
 

@@ -45,10 +45,53 @@ void AuditTrail::Record(const Identity& caller, absl::string_view action, absl::
       suppressed_ = 0;
     }
   }
-  absl::Status s = store_->AppendAudit(r);
-  if (!s.ok()) {
-    std::fprintf(stderr, "dpfleet-server: audit trail: %s (lost: %s %s by %s)\n", std::string(s.message()).c_str(),
-                 r.action.c_str(), r.target.c_str(), caller.Describe().c_str());
+  absl::MutexLock lock(&write_mu_);
+  FlushLocked();
+  AppendLocked(std::move(r));
+}
+
+void AuditTrail::Flush() {
+  absl::MutexLock lock(&write_mu_);
+  FlushLocked();
+}
+
+std::size_t AuditTrail::pending() const {
+  absl::MutexLock lock(&write_mu_);
+  return pending_.size();
+}
+
+absl::Status AuditTrail::WriteLocked(const AuditRecord& r) {
+  absl::Status s;
+  if (dropped_ == 0) {
+    s = store_->AppendAudit(r);
+  } else {
+    AuditRecord noted = r;
+    absl::StrAppend(&noted.detail, " (+", dropped_, " audit entries lost while the state store refused them)");
+    s = store_->AppendAudit(noted);
+  }
+  if (s.ok()) {
+    dropped_ = 0;
+  } else {
+    background_errors_.Record(absl::StrCat("writing the audit entry of ", r.action), s);
+  }
+  return s;
+}
+
+void AuditTrail::FlushLocked() {
+  while (!pending_.empty() && WriteLocked(pending_.front()).ok()) pending_.pop_front();
+}
+
+void AuditTrail::AppendLocked(AuditRecord r) {
+  if (pending_.empty()) {
+    const absl::Status s = WriteLocked(r);
+    if (s.ok()) return;
+    std::fprintf(stderr, "dpfleet-server: audit trail: %s (kept; written once the store works)\n",
+                 std::string(s.message()).c_str());
+  }
+  pending_.push_back(std::move(r));
+  if (pending_.size() > kMaxPending) {
+    pending_.pop_front();
+    ++dropped_;
   }
 }
 

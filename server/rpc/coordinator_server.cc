@@ -8,6 +8,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <optional>
@@ -247,14 +248,28 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
       http_options.tls_key = options.tls_key;
     }
     ASSIGN_OR_RETURN(s->http_, HttpServer::Start(http_options, s->jobs_.get(), s->datasets_.get(), s->gate_.get(),
-                                                   &s->metrics_));
+                                                 &s->metrics_, s->audit_.get()));
   }
   const int64_t tick_ms = std::max<int64_t>(20, options.coordinator.heartbeat_interval_ms / 2);
   s->UpdateHealth();
   s->ticker_ = std::thread([srv = s.get(), tick_ms] {
+    int64_t jobs_seen = 0, datasets_seen = 0, audit_seen = 0;
+    // Work the store refused in the background is retried by the core; the
+    // operator learns of it here (and from /metrics).
+    auto report = [](const char* component, const BackgroundErrors::Snapshot& now, int64_t* seen) {
+      if (now.count == *seen) return;
+      std::fprintf(stderr, "dpfleet-server: %s: %s (%lld background failures so far; retrying)\n", component,
+                   now.last.c_str(), static_cast<long long>(now.count));
+      *seen = now.count;
+    };
     absl::Time next_health = absl::Now() + absl::Seconds(1);
     while (!srv->stop_.WaitForNotificationWithTimeout(absl::Milliseconds(tick_ms))) {
       srv->jobs_->Tick();
+      report("jobs", srv->jobs_->background_errors(), &jobs_seen);
+      report("datasets", srv->datasets_->background_errors(), &datasets_seen);
+      // Audit entries the store refused are written once it works again.
+      srv->audit_->Flush();
+      report("audit", srv->audit_->background_errors(), &audit_seen);
       if (absl::Now() >= next_health) {
         srv->UpdateHealth();
         next_health = absl::Now() + absl::Seconds(1);

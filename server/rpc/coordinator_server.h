@@ -70,7 +70,7 @@ class CoordinatorServer {
   const std::vector<std::string>& security_notes() const { return security_notes_; }
   // What opening the state directory changed (a schema upgrade, and what it
   // could not carry over), for the start-up message.
-  const std::vector<std::string>& upgrade_notes() const { return store_->migration_notes(); }
+  std::vector<std::string> upgrade_notes() const { return store_->MigrationNotes(); }
   void Shutdown();
   void Wait();
 

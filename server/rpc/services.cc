@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
@@ -9,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "grpcpp/alarm.h"
 #include "server/rpc/convert.h"
 
 namespace dpfleet::server {
@@ -432,18 +434,118 @@ grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext* ctx, const v1
   return ToGrpc(deps_.jobs->RendezvousSet(req->job_id(), req->attempt(), req->key(), req->value()));
 }
 
-grpc::Status WorkerServiceImpl::RendezvousGet(grpc::ServerContext* ctx, const v1::RendezvousGetRequest* req,
-                                              v1::RendezvousGetResponse* resp) {
+namespace {
+
+// One waiting rank. Finished exactly once, by whichever comes first: the
+// key is published, the attempt ends (with JobManager's reason), the
+// deadline's alarm fires, or the caller goes away. Nothing waits on a
+// thread. What can outlive the reactor (the alarm and its callback, a
+// broker callback racing a cancel) shares `State` and touches the reactor
+// only on the one path that finishes it; gRPC deletes it (OnDone) after.
+class RendezvousGetReactor final : public grpc::ServerUnaryReactor {
+ public:
+  // `max_wait_ms` caps the caller's timeout (every server-side wait has a
+  // deadline).
+  RendezvousGetReactor(JobManager* jobs, int64_t max_wait_ms, grpc::CallbackServerContext* ctx,
+                       const v1::RendezvousGetRequest* req, v1::RendezvousGetResponse* resp)
+      : state_(std::make_shared<State>()) {
+    state_->jobs = jobs;
+    state_->reactor = this;
+    state_->response = resp;
+    const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, max_wait_ms);
+    const absl::Time deadline =
+        std::min(absl::Now() + absl::Milliseconds(timeout_ms), absl::FromChrono(ctx->deadline()));
+    state_->timeout = absl::DeadlineExceededError(absl::StrCat("rendezvous key '", req->key(), "' of job '",
+                                                               req->job_id(), "' attempt ", req->attempt(),
+                                                               " was not published in time"));
+    std::shared_ptr<State> state = state_;
+    // gRPC keeps an alarm's callback for as long as the alarm exists, and
+    // the alarm lives in State: a strong reference here would never go.
+    std::weak_ptr<State> weak = state;
+    state->alarm.Set(absl::ToChronoTime(deadline), [weak](bool fired) {
+      std::shared_ptr<State> alive = weak.lock();
+      if (fired && alive) Abandon(alive, alive->timeout);
+    });
+    absl::StatusOr<int64_t> id =
+        jobs->RendezvousGetAsync(req->job_id(), req->attempt(), req->key(),
+                                 [state](absl::StatusOr<std::string> value) { FinishOnce(state, std::move(value)); });
+    if (!id.ok()) {
+      FinishOnce(state, id.status());
+      return;
+    }
+    std::optional<absl::Status> abandoned;
+    {
+      absl::MutexLock lock(&state->mu);
+      state->waiter = *id;
+      abandoned = state->abandoned;
+    }
+    // The deadline or a cancel came before the wait had its id.
+    if (abandoned && *id != 0 && jobs->CancelRendezvousWait(*id)) FinishOnce(state, *abandoned);
+  }
+
+  void OnCancel() override { Abandon(state_, absl::CancelledError("the caller went away")); }
+  void OnDone() override { delete this; }
+
+ private:
+  struct State {
+    JobManager* jobs = nullptr;
+    RendezvousGetReactor* reactor = nullptr;  // valid until it is finished
+    v1::RendezvousGetResponse* response = nullptr;
+    absl::Status timeout;
+    grpc::Alarm alarm;
+    absl::Mutex mu;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+    int64_t waiter ABSL_GUARDED_BY(mu) = 0;  // 0 until the wait is registered
+    // A deadline or cancel that came before `waiter` was known.
+    std::optional<absl::Status> abandoned ABSL_GUARDED_BY(mu);
+  };
+
+  // Stops waiting with `why`, unless the answer is already on its way.
+  static void Abandon(const std::shared_ptr<State>& state, const absl::Status& why) {
+    int64_t waiter = 0;
+    {
+      absl::MutexLock lock(&state->mu);
+      if (state->finished) return;
+      waiter = state->waiter;
+      if (waiter == 0) {
+        state->abandoned = why;
+        return;
+      }
+    }
+    if (state->jobs->CancelRendezvousWait(waiter)) FinishOnce(state, why);
+  }
+
+  static void FinishOnce(const std::shared_ptr<State>& state, absl::StatusOr<std::string> value) {
+    {
+      absl::MutexLock lock(&state->mu);
+      if (state->finished) return;
+      state->finished = true;
+    }
+    state->alarm.Cancel();
+    // Finish is the last touch of the reactor: gRPC may delete it at once.
+    if (!value.ok()) {
+      state->reactor->Finish(ToGrpc(value.status()));
+      return;
+    }
+    state->response->set_value(*std::move(value));
+    state->reactor->Finish(grpc::Status::OK);
+  }
+
+  const std::shared_ptr<State> state_;
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* WorkerServiceImpl::RendezvousGet(grpc::CallbackServerContext* ctx,
+                                                           const v1::RendezvousGetRequest* req,
+                                                           v1::RendezvousGetResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, true);
-  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), -1); !s.ok()) return ToGrpc(s);
-  // Every server-side wait has a deadline: the caller's, capped.
-  const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, deps_.gate->limits().max_wait_ms);
-  absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
-  deadline = std::min(deadline, absl::FromChrono(ctx->deadline()));
-  absl::StatusOr<std::string> v = deps_.jobs->RendezvousGet(req->job_id(), req->attempt(), req->key(), deadline);
-  if (!v.ok()) return ToGrpc(v.status());
-  resp->set_value(*v);
-  return grpc::Status::OK;
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), -1); !s.ok()) {
+    grpc::ServerUnaryReactor* refused = ctx->DefaultReactor();
+    refused->Finish(ToGrpc(s));
+    return refused;
+  }
+  return new RendezvousGetReactor(deps_.jobs, deps_.gate->limits().max_wait_ms, ctx, req, resp);
 }
 
 grpc::Status WorkerServiceImpl::RendezvousAdd(grpc::ServerContext* ctx, const v1::RendezvousAddRequest* req,

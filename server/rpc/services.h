@@ -2,6 +2,12 @@
 // access rules (server/rpc/access.h) to the caller the Gate admitted, call
 // the core, map the status, and put state-changing calls in the audit
 // trail. No logic of their own.
+//
+// Two methods wait, and both are served with the callback API so that a
+// waiting client holds no thread: WatchJob (a reactor per watcher, fed by
+// JobManager::Subscribe) and RendezvousGet (a reactor per waiting rank, fed
+// by JobManager::RendezvousGetAsync, with a gRPC alarm for its deadline).
+// Every other method is synchronous and returns as soon as the core does.
 #ifndef DPFLEET_SERVER_RPC_SERVICES_H_
 #define DPFLEET_SERVER_RPC_SERVICES_H_
 
@@ -27,8 +33,6 @@ struct ServiceDeps {
   AuditTrail* audit = nullptr;
 };
 
-// WatchJob is served with the callback API (a reactor per watcher, no thread
-// held while a job runs); every other method is synchronous.
 class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_WatchJob<v1::Coordinator::Service> {
  public:
   explicit CoordinatorServiceImpl(ServiceDeps deps) : deps_(deps) {}
@@ -68,7 +72,8 @@ class AdminServiceImpl final : public v1::Admin::Service {
   ServiceDeps deps_;
 };
 
-class WorkerServiceImpl final : public v1::WorkerService::Service {
+class WorkerServiceImpl final
+    : public v1::WorkerService::WithCallbackMethod_RendezvousGet<v1::WorkerService::Service> {
  public:
   explicit WorkerServiceImpl(ServiceDeps deps) : deps_(deps) {}
 
@@ -80,8 +85,8 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status ReportDone(grpc::ServerContext*, const v1::DoneReport*, v1::DoneAck*) override;
   grpc::Status RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest*,
                              v1::RendezvousSetResponse*) override;
-  grpc::Status RendezvousGet(grpc::ServerContext*, const v1::RendezvousGetRequest*,
-                             v1::RendezvousGetResponse*) override;
+  grpc::ServerUnaryReactor* RendezvousGet(grpc::CallbackServerContext*, const v1::RendezvousGetRequest*,
+                                          v1::RendezvousGetResponse*) override;
   grpc::Status RendezvousAdd(grpc::ServerContext*, const v1::RendezvousAddRequest*,
                              v1::RendezvousAddResponse*) override;
   grpc::Status FetchShard(grpc::ServerContext*, const v1::FetchShardRequest*, v1::FetchShardResponse*) override;

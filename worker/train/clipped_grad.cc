@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -24,10 +25,11 @@ typedef float V8f __attribute__((vector_size(32)));
 constexpr int64_t kFloatsPerTask = 1 << 17;
 
 // sum_j v[j]^2 with eight float lanes (GCC vector code: the same lane-wise
-// arithmetic, hence the same result, in every build of ClipRows). Float
+// arithmetic, hence the same result, in every build of the loop; always
+// inlined so that each build gets its own machine code for it). Float
 // accumulation is ample for rows of a few hundred entries; the caller
 // combines the layers in double.
-inline float SquaredNorm(const float* v, int64_t n) {
+inline __attribute__((always_inline)) float SquaredNorm(const float* v, int64_t n) {
   V8f acc = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
@@ -40,7 +42,7 @@ inline float SquaredNorm(const float* v, int64_t n) {
   return sum;
 }
 
-inline void ScaleRow(float* v, int64_t n, float c) {
+inline __attribute__((always_inline)) void ScaleRow(float* v, int64_t n, float c) {
   const V8f cv = {c, c, c, c, c, c, c, c};
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
@@ -52,12 +54,13 @@ inline void ScaleRow(float* v, int64_t n, float c) {
   for (; j < n; ++j) v[j] *= c;
 }
 
-// Rows [begin, end) of the fused per-example pass (see ClippedSum). Built
-// for AVX2 and for baseline x86-64 and picked at load time: with baseline
-// SSE2 the 8-lane vectors are split and spilled.
-__attribute__((target_clones("avx2", "default"))) void ClipRows(int64_t begin, int64_t end, int layers,
-                                                                const int64_t* widths, const float* const* a_rows,
-                                                                float* const* g_rows, double clip, float* norms_out) {
+// Rows [begin, end) of the fused per-example pass (see ClippedSum). Compiled
+// twice below — for AVX2 and for baseline x86-64, where the 8-lane vectors
+// are split and spilled — and picked per call (ActiveClipKernel), so that
+// each build can be run and tested on a CPU that has it.
+inline __attribute__((always_inline)) void ClipRowsBody(int64_t begin, int64_t end, int layers,
+                                                        const int64_t* widths, const float* const* a_rows,
+                                                        float* const* g_rows, double clip, float* norms_out) {
   for (int64_t i = begin; i < end; ++i) {
     double norm2 = 0;
     for (int l = 0; l < layers; ++l) {
@@ -75,7 +78,61 @@ __attribute__((target_clones("avx2", "default"))) void ClipRows(int64_t begin, i
   }
 }
 
+using ClipRowsFn = void (*)(int64_t, int64_t, int, const int64_t*, const float* const*, float* const*, double,
+                            float*);
+
+void ClipRowsBaseline(int64_t begin, int64_t end, int layers, const int64_t* widths, const float* const* a_rows,
+                      float* const* g_rows, double clip, float* norms_out) {
+  ClipRowsBody(begin, end, layers, widths, a_rows, g_rows, clip, norms_out);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) void ClipRowsAvx2(int64_t begin, int64_t end, int layers, const int64_t* widths,
+                                                  const float* const* a_rows, float* const* g_rows, double clip,
+                                                  float* norms_out) {
+  ClipRowsBody(begin, end, layers, widths, a_rows, g_rows, clip, norms_out);
+}
+bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
+#else
+bool CpuHasAvx2() { return false; }
+#endif
+
+std::atomic<ClipKernel> forced_kernel{ClipKernel::kAuto};
+
+ClipRowsFn ClipRowsFor(ClipKernel kernel) {
+#if defined(__x86_64__)
+  if (kernel == ClipKernel::kAvx2) return ClipRowsAvx2;
+#endif
+  return ClipRowsBaseline;
+}
+
 }  // namespace
+
+bool ClipKernelAvailable(ClipKernel kernel) { return kernel != ClipKernel::kAvx2 || CpuHasAvx2(); }
+
+ClipKernel ActiveClipKernel() {
+  const ClipKernel forced = forced_kernel.load();
+  if (forced != ClipKernel::kAuto) return forced;
+  return CpuHasAvx2() ? ClipKernel::kAvx2 : ClipKernel::kBaseline;
+}
+
+bool ForceClipKernel(ClipKernel kernel) {
+  if (!ClipKernelAvailable(kernel)) return false;
+  forced_kernel.store(kernel);
+  return true;
+}
+
+const char* ClipKernelName(ClipKernel kernel) {
+  switch (kernel) {
+    case ClipKernel::kAuto:
+      return "auto";
+    case ClipKernel::kBaseline:
+      return "baseline x86-64";
+    case ClipKernel::kAvx2:
+      return "AVX2";
+  }
+  return "unknown";
+}
 
 GradientEngine::GradientEngine(const Model* model, ClipPass pass)
     : model_(model), fused_(pass != ClipPass::kAten && model->device().is_cpu()) {
@@ -154,8 +211,10 @@ void GradientEngine::ClipFused(const torch::Tensor& x, double clip, torch::Tenso
   int64_t floats_per_row = 0;
   for (int l = 0; l < layers; ++l) floats_per_row += widths[l] + 2 * widths[l + 1];
   const int64_t rows_per_task = std::max<int64_t>(16, kFloatsPerTask / floats_per_row);
+  last_kernel_ = ActiveClipKernel();
+  const ClipRowsFn clip_rows = ClipRowsFor(last_kernel_);
   ParallelRange(m, rows_per_task, [&](int64_t begin, int64_t end) {
-    ClipRows(begin, end, layers, widths.data(), a_rows.data(), g_rows.data(), clip, norms_out);
+    clip_rows(begin, end, layers, widths.data(), a_rows.data(), g_rows.data(), clip, norms_out);
   });
 }
 
@@ -189,6 +248,7 @@ void GradientEngine::ClippedSum(const torch::Tensor& x_in, const torch::Tensor& 
   }
   const at::Tensor x = x_in.contiguous();  // no-op for the trainer's batches
   ForwardBackward(x, y);
+  last_kernel_ = ClipKernel::kAuto;
   if (fused_) {
     ClipFused(x, clip, norms);
   } else {

@@ -46,6 +46,19 @@ namespace dpfleet::train {
 // device). kFused on a non-CPU model falls back to kAten.
 enum class ClipPass { kAuto, kFused, kAten };
 
+// Which machine-code build of the fused loop runs. Both builds do the same
+// lane-wise arithmetic, so they give the same bits; the AVX2 one is faster.
+// kAuto picks AVX2 when the CPU has it. The choice is the process's, for
+// tests and benchmarks that must run each build where it exists.
+enum class ClipKernel { kAuto, kBaseline, kAvx2 };
+bool ClipKernelAvailable(ClipKernel kernel);
+// The build kAuto resolves to on this CPU, or the forced one.
+ClipKernel ActiveClipKernel();
+// Forces `kernel` (kAuto: back to the CPU's choice). An unavailable kernel
+// is refused (false) and changes nothing.
+bool ForceClipKernel(ClipKernel kernel);
+const char* ClipKernelName(ClipKernel kernel);
+
 class GradientEngine {
  public:
   // `model` is not owned and must outlive the engine; its parameters are read
@@ -64,6 +77,10 @@ class GradientEngine {
   // out_flat <- sum_i grad L_i (no clipping; the non-private baseline).
   void Sum(const torch::Tensor& x, const torch::Tensor& y, torch::Tensor& out_flat);
 
+  // The build of the fused loop the last ClippedSum ran (kAuto when it ran
+  // the ATen pass or nothing yet): lets a test see which code did the work.
+  ClipKernel last_kernel() const { return last_kernel_; }
+
  private:
   // Forward + backward; fills acts_ (layer inputs) and grads_ (dL_i/dz).
   void ForwardBackward(const torch::Tensor& x, const torch::Tensor& y);
@@ -75,6 +92,7 @@ class GradientEngine {
 
   const Model* model_;
   bool fused_;
+  ClipKernel last_kernel_ = ClipKernel::kAuto;
   // Workspaces, reused across calls: resize_ only reallocates when a batch
   // is larger than every previous one, so steady-state steps do not allocate.
   std::vector<torch::Tensor> acts_;   // acts_[l] = input of layer l (l >= 1)

@@ -15,38 +15,13 @@
 #include "common/sha256.h"
 #include "common/status.h"
 #include "tests/testing/files.h"
+#include "tests/testing/server/fake_data_resolver.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
 namespace {
 
 using ::testing::HasSubstr;
-
-// N is whatever the test says; files are named as the coordinator names
-// them: a file that exists by its content (the real FileIdentifier, no data
-// roots), the specs' placeholders under /data/ by a key made from their
-// path; any other path is refused.
-class FakeResolver : public DataResolver {
- public:
-  absl::StatusOr<DataFacts> Resolve(const JobSpec& spec) override {
-    DataFacts facts{{}, train_rows, 1000, 40};
-    for (const std::string& path : spec.data_paths) {
-      ASSIGN_OR_RETURN(std::string key, FileKey("data.path", path));
-      facts.input_files.push_back(std::move(key));
-    }
-    RETURN_IF_ERROR(CheckDistinctInputs("data.path", spec.data_paths, facts.input_files));
-    return facts;
-  }
-  absl::StatusOr<std::string> FileKey(const std::string& field, const std::string& path) override {
-    if (path.rfind("/data/", 0) == 0) return "sha256:" + Sha256Hex(path);  // the specs' placeholder files
-    std::error_code ec;
-    const std::string real = std::filesystem::canonical(path, ec).string();
-    if (ec || files == nullptr) return absl::InvalidArgumentError(absl::StrCat(field, ": '", path, "' does not exist"));
-    return files->Identify(real);
-  }
-  int64_t train_rows = 10000;
-  FileIdentifier* files = nullptr;
-};
 
 std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_privacy = "") {
   return absl::StrCat("name: test\ndata: {path: /data/p.csv}\n",
@@ -114,7 +89,7 @@ class JobManagerTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  FakeResolver resolver_;
+  testing::FakeDataResolver resolver_;
   ManualClock clock_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<FileIdentifier> files_;

@@ -54,9 +54,13 @@ class LedgerTest : public ::testing::Test {
     ledger_ = std::make_unique<Ledger>(store_.get(), &clock_);
     ASSERT_TRUE(ledger_->Recover().ok());
   }
+  // Charges like JobManager does and composes the job's ε from the rows
+  // the charge returns.
   absl::StatusOr<double> ChargeEpoch(const JobRecord& r, int32_t epoch, int32_t attempt = 1) {
-    return ledger_->Charge(r, attempt, /*rank=*/0, epoch, r.steps_per_epoch, r.sample_rate, r.noise_multiplier,
-                           Mechanism::kTrain);
+    absl::StatusOr<ChargeResult> charged = ledger_->Charge(r, attempt, /*rank=*/0, epoch, r.steps_per_epoch,
+                                                           r.sample_rate, r.noise_multiplier, Mechanism::kTrain);
+    if (!charged.ok()) return charged.status();
+    return Ledger::EpsilonOf(r, charged->rows);
   }
   BudgetView ViewOf(const std::string& file, const std::vector<LivePlan>& live = {}) {
     auto views = ledger_->GetBudgets({file}, live);

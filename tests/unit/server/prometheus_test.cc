@@ -73,6 +73,20 @@ TEST(PrometheusTest, BuildInfoNamesTheVersionCommitAndProtocol) {
   EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_build_info gauge\n"));
 }
 
+TEST(PrometheusTest, BackgroundFailuresAreCountedByComponent) {
+  BackgroundErrors jobs;
+  jobs.Record("starting job 'job-1' attempt 1", absl::UnavailableError("disk I/O error"));
+  jobs.Record("starting job 'job-1' attempt 1", absl::UnavailableError("disk I/O error"));
+  BackgroundErrors audit;
+  audit.Record("writing the audit entry of SubmitJob", absl::UnavailableError("disk I/O error"));
+  const std::string text = RenderBackgroundFailures(jobs.Get(), BackgroundErrors().Get(), audit.Get());
+  EXPECT_THAT(text, HasSubstr("# TYPE dpfleet_background_failures_total counter\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_background_failures_total{component=\"jobs\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_background_failures_total{component=\"datasets\"} 0\n"));
+  EXPECT_THAT(text, HasSubstr("dpfleet_background_failures_total{component=\"audit\"} 1\n"));
+  EXPECT_EQ(jobs.Get().last, "starting job 'job-1' attempt 1: UNAVAILABLE: disk I/O error");
+}
+
 TEST(PrometheusTest, TheCountersAndHistogramsFollowTheGauges) {
   ServerMetrics metrics;
   metrics.jobs_submitted.Inc({"dp"});

@@ -1,5 +1,6 @@
 // Tokens (server/core/tokens.h) over a real store: hashed at rest, roles,
-// revocation, and precise refusals.
+// revocation, and precise refusals; a store that refuses the write leaves
+// no token (and no secret shown) and no revocation.
 #include "server/core/tokens.h"
 
 #include <gmock/gmock.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 
 #include "tests/testing/files.h"
+#include "tests/testing/server/faulty_store.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -83,6 +85,31 @@ TEST_F(TokensTest, RevokedUnknownAndMalformedTokensAreRefused) {
   EXPECT_FALSE(tokens_->Authenticate(secret).ok());
 }
 
+// Checked tokens are answered from memory (no store read per request), and
+// Revoke drops them: the very next call with one is refused, while other
+// names' tokens stay.
+TEST_F(TokensTest, ACheckedTokenIsRememberedUntilRevokeDropsIt) {
+  const std::string alice = *tokens_->Create("alice", Role::kAnalyst);
+  const std::string bob = *tokens_->Create("bob", Role::kViewer);
+  ASSERT_TRUE(tokens_->Authenticate(alice).ok());
+  ASSERT_TRUE(tokens_->Authenticate(bob).ok());
+  // Revoked in the store behind the object's back (no such path exists in
+  // the coordinator): still admitted, which shows the answer comes from
+  // memory.
+  ASSERT_EQ(*store_->RevokeTokens("alice", 1), 1);
+  EXPECT_TRUE(tokens_->Authenticate(alice).ok());
+  // Revoke drops the name's entries even when the store has nothing left
+  // to revoke.
+  EXPECT_EQ(tokens_->Revoke("alice").code(), absl::StatusCode::kNotFound);
+  auto refused = tokens_->Authenticate(alice);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(refused.status().message(), HasSubstr("revoked"));
+  EXPECT_TRUE(tokens_->Authenticate(bob).ok());
+  // A revocation through the object, of a remembered token.
+  ASSERT_TRUE(tokens_->Revoke("bob").ok());
+  EXPECT_EQ(tokens_->Authenticate(bob).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
 TEST_F(TokensTest, NamesAndRolesAreChecked) {
   ASSERT_TRUE(tokens_->Create("alice", Role::kAnalyst).ok());
   EXPECT_EQ(tokens_->Create("alice", Role::kViewer).status().code(), absl::StatusCode::kAlreadyExists);
@@ -93,6 +120,29 @@ TEST_F(TokensTest, NamesAndRolesAreChecked) {
   EXPECT_THAT(worker.status().message(), HasSubstr("certificate"));
   EXPECT_EQ(ParseTokenRole("root").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*ParseTokenRole("viewer"), Role::kViewer);
+}
+
+// A token the store did not keep was never handed out, and a revocation
+// it did not keep never happened: the old token still works until one is
+// stored.
+TEST_F(TokensTest, AStoreThatRefusesTheWriteLeavesNoTokenAndNoRevocation) {
+  dpfleet::testing::FaultyStore faulty(store_.get());
+  Tokens tokens(&faulty, &clock_);
+  faulty.Arm(dpfleet::testing::FaultyStore::Fault::kEveryWrite);
+  auto refused = tokens.Create("alice", Role::kAnalyst);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(refused.status().message(), HasSubstr("store token alice"));
+  EXPECT_TRUE(store_->ListTokens()->empty());
+  faulty.Disarm();
+  const std::string secret = *tokens.Create("alice", Role::kAnalyst);
+  faulty.Arm(dpfleet::testing::FaultyStore::Fault::kEveryWrite);
+  const absl::Status revoke = tokens.Revoke("alice");
+  EXPECT_EQ(revoke.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(revoke.message(), HasSubstr("revoke the tokens of alice"));
+  EXPECT_TRUE(tokens.Authenticate(secret).ok()) << "not revoked until the revocation is stored";
+  faulty.Disarm();
+  ASSERT_TRUE(tokens.Revoke("alice").ok());
+  EXPECT_EQ(tokens.Authenticate(secret).status().code(), absl::StatusCode::kUnauthenticated);
 }
 
 }  // namespace

@@ -348,6 +348,14 @@ TEST(ShardManifestTest, ParseErrorsNameTheField) {
   j["rows_train"] = 10;
   EXPECT_THAT(ParseManifest(j.dump()).status().message(), HasSubstr("disagree"));
   EXPECT_EQ(ParseManifest("not json").status().code(), absl::StatusCode::kInvalidArgument);
+  // A list of the wrong element type is refused, not thrown (found by
+  // tests/fuzz/manifest_fuzzer).
+  j = nlohmann::json::parse(text);
+  j["features"] = {"AGEP", 7};
+  EXPECT_THAT(ParseManifest(j.dump()).status().message(), HasSubstr("field 'features' has the wrong type"));
+  j = nlohmann::json::parse(text);
+  j["columns"] = "AGEP";
+  EXPECT_THAT(ParseManifest(j.dump()).status().message(), HasSubstr("field 'columns' has the wrong type"));
   testing::TempDir dir;
   EXPECT_EQ(ReadManifest(dir.path()).status().code(), absl::StatusCode::kNotFound);
 }

@@ -237,5 +237,24 @@ TEST(JobSpecTest, NonPrivateBaselineNeedsNoNoise) {
   EXPECT_FALSE(spec->dp());
 }
 
+// Found by tests/fuzz/job_spec_fuzzer: a name with bytes that are not UTF-8
+// (or a control character) was accepted, and its canonical YAML was not.
+TEST(JobSpecTest, ASpecMustBeUtf8AndANameMustBePrintable) {
+  auto latin1 = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"name: employment-dp", "name: caf\xe9"}}));
+  EXPECT_EQ(latin1.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(latin1.status().message()), HasSubstr("spec is not UTF-8 text: invalid UTF-8 byte at index 10"));
+  auto bell = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"name: employment-dp", "name: \"ding\\a\""}}));
+  EXPECT_EQ(bell.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bell.status().message(), HasSubstr("name: has a control character (byte 7) at position 4"));
+  auto nul = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"name: employment-dp", std::string("name: a\0b", 9)}}));
+  EXPECT_THAT(std::string(nul.status().message()), HasSubstr("spec: byte 7 is a control character (0)"));
+  const std::string escaped = absl::StrReplaceAll(kSpec, {{"data: {path: /data/pums.csv}", "dataset: \"a\\0b\""}});
+  EXPECT_THAT(std::string(ParseJobSpec(escaped).status().message()),
+              HasSubstr("dataset: has a control character (byte 0) at position 1"));
+  auto accented = ParseJobSpec(absl::StrReplaceAll(kSpec, {{"name: employment-dp", "name: caf\xc3\xa9"}}));
+  ASSERT_TRUE(accented.ok()) << accented.status();
+  EXPECT_EQ(ParseJobSpec(JobSpecToYaml(*accented))->name, "caf\xc3\xa9") << "the canonical YAML reads back";
+}
+
 }  // namespace
 }  // namespace dpfleet
