@@ -82,13 +82,15 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
   Cluster c(dir.path());
   c.StartServer();
   c.StartWorkers(1);
-  ASSERT_EQ(c.Dpctl({"submit", testing::WriteSmallJobSpec(dir.Join("job.yaml"), "observed", data, 3), "-o", "json"},
+  ASSERT_EQ(c.Dpctl({"submit", testing::WriteSmallJobSpec(dir.Join("job.yaml"), "observed", data, 1000), "-o", "json"},
                     &out, &err),
             0)
       << err;
   const std::string job = nlohmann::json::parse(out).at("job_id");
   const std::string job_series = absl::StrCat("dpfleet_job_epochs_done{job_id=\"", job, "\"}");
-  // While it runs, the job has its series.
+  // While it runs, the job has its series. The job is far longer than the
+  // test (1000 epochs): it is still running when its series is looked for,
+  // and it ends by a cancel, not by finishing between two scrapes.
   ASSERT_TRUE(WaitFor(
       [&] {
         auto [code, body] = c.HttpGet("/metrics");
@@ -96,6 +98,7 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
       },
       absl::Seconds(120)))
       << c.Logs();
+  ASSERT_EQ(c.Dpctl({"cancel", job}, &out, &err), 0) << err;
   ASSERT_TRUE(WaitFor(
       [&] {
         auto j = c.client().Get(job);
@@ -103,20 +106,25 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
       },
       absl::Seconds(120)))
       << c.Logs();
+  auto ended = c.client().Get(job);
+  ASSERT_TRUE(ended.ok());
+  ASSERT_EQ(ended->state(), v1::CANCELLED);
+  const double epochs = ended->epochs_done();
+  ASSERT_GE(epochs, 1);
   // A call the role table refuses: an anonymous caller may not list jobs.
   EXPECT_NE(c.DpctlAs("", {"list"}, &out, &err), 0);
 
   auto [code, text] = c.HttpGet("/metrics");
   ASSERT_EQ(code, 200);
   EXPECT_EQ(Sample(text, "dpfleet_jobs_submitted_total{mode=\"dp\"}"), 1);
-  EXPECT_EQ(Sample(text, "dpfleet_epochs_total"), 3);
-  EXPECT_EQ(Sample(text, "dpfleet_jobs_finished_total{state=\"SUCCEEDED\"}"), 1);
-  EXPECT_EQ(Sample(text, "dpfleet_epoch_seconds_count"), 3);
-  EXPECT_EQ(Sample(text, "dpfleet_step_seconds_count"), 3);
+  EXPECT_EQ(Sample(text, "dpfleet_epochs_total"), epochs);
+  EXPECT_EQ(Sample(text, "dpfleet_jobs_finished_total{state=\"CANCELLED\"}"), 1);
+  EXPECT_EQ(Sample(text, "dpfleet_epoch_seconds_count"), epochs);
+  EXPECT_EQ(Sample(text, "dpfleet_step_seconds_count"), epochs);
   EXPECT_GT(Sample(text, "dpfleet_epoch_seconds_sum"), 0);
   EXPECT_EQ(Sample(text, "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.Coordinator/SubmitJob\",code=\"OK\"}"), 1);
   EXPECT_GE(Sample(text, "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.WorkerService/ChargeBudget\",code=\"OK\"}"),
-            3);
+            epochs);
   EXPECT_EQ(Sample(text, "dpfleet_rpc_duration_seconds_count{method=\"/dpfleet.v1.Coordinator/SubmitJob\"}"), 1);
   EXPECT_GE(Sample(text, "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.Coordinator/ListJobs\","
                          "code=\"UNAUTHENTICATED\"}"),
