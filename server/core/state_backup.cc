@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -206,24 +207,43 @@ absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std
   ASSIGN_OR_RETURN(result.restored, InspectStateDb(backup_file));
   std::error_code ec;
   const std::string db_path = Store::DatabasePath(state_dir);
-  if (std::filesystem::exists(db_path, ec)) {
-    if (!replace) {
-      return absl::AlreadyExistsError(absl::StrCat("--state-dir ", state_dir, " already has a state database (",
-                                                   db_path, "); --replace moves it aside and restores"));
-    }
+  const bool replacing = std::filesystem::exists(db_path, ec);
+  if (replacing && !replace) {
+    return absl::AlreadyExistsError(absl::StrCat("--state-dir ", state_dir, " already has a state database (",
+                                                 db_path, "); --replace moves it aside and restores"));
+  }
+  // The copy is complete and on disk before anything of the old database
+  // moves: a failure at any step leaves the directory with the database it
+  // had (a directory without one would start a coordinator on an empty
+  // ledger).
+  const std::string staged = db_path + ".restoring";
+  {
+    ASSIGN_OR_RETURN(Db from, OpenDb(absl::StrCat("file:", backup_file, "?immutable=1"),
+                                     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "backup"));
+    RETURN_IF_ERROR(WriteCopy(from.get(), staged, "restore"));
+  }
+  std::vector<std::string> moved;  // suffixes moved aside, to undo
+  auto undo = [&](absl::Status why) {
+    for (const std::string& suffix : moved) std::rename((result.moved_aside + suffix).c_str(), (db_path + suffix).c_str());
+    std::filesystem::remove(staged, ec);
+    return why;
+  };
+  if (replacing) {
     const std::string stamp = absl::FormatTime("%Y%m%dT%H%M%SZ", absl::Now(), absl::UTCTimeZone());
     result.moved_aside = absl::StrCat(db_path, ".replaced-", stamp);
     for (const char* suffix : {"", "-wal", "-shm"}) {
       const std::string from = db_path + suffix;
       if (!std::filesystem::exists(from, ec)) continue;
       if (std::rename(from.c_str(), (result.moved_aside + suffix).c_str()) != 0) {
-        return absl::InternalError(absl::StrCat("move ", from, " aside: ", std::strerror(errno)));
+        return undo(absl::InternalError(absl::StrCat("move ", from, " aside: ", std::strerror(errno))));
       }
+      moved.push_back(suffix);
     }
   }
-  ASSIGN_OR_RETURN(Db from, OpenDb(absl::StrCat("file:", backup_file, "?immutable=1"),
-                                   SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "backup"));
-  RETURN_IF_ERROR(WriteCopy(from.get(), db_path, "restore"));
+  if (std::rename(staged.c_str(), db_path.c_str()) != 0) {
+    return undo(absl::InternalError(absl::StrCat("rename ", staged, " to ", db_path, ": ", std::strerror(errno))));
+  }
+  RETURN_IF_ERROR(FsyncPath(state_dir, O_RDONLY | O_DIRECTORY));
   return result;
 }
 

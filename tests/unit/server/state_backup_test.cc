@@ -64,15 +64,21 @@ TEST(StateBackupTest, ABackupTakenWhileChargesAreWrittenIsOneCommitsState) {
   for (int e = 1; e <= kBefore; ++e) ASSERT_TRUE((*store)->Charge(Charge(e)).ok());
   std::atomic<bool> stop{false};
   std::atomic<int> written{kBefore};
+  std::atomic<bool> writer_done{false};
   std::thread writer([&] {
     for (int e = kBefore + 1; !stop.load() && e < 100000; ++e) {
       if (!(*store)->Charge(Charge(e)).ok()) break;
       written = e;
     }
+    writer_done = true;
   });
   // Let some writes interleave with the copy; the count, not a sleep, says
   // that they did.
-  while (written.load() < kBefore + 50) std::this_thread::yield();
+  while (written.load() < kBefore + 50 && !writer_done.load()) std::this_thread::yield();
+  if (written.load() < kBefore + 50) {
+    writer.join();
+    FAIL() << "the writer stopped after " << written.load() << " charges: a charge failed";
+  }
   auto summary = BackupStateDb(live, dir.Join("backup.db"));
   stop = true;
   writer.join();
@@ -195,6 +201,33 @@ TEST(StateBackupTest, RestoreKeepsTheDatabaseItReplaces) {
   auto old = Store::Open(dir.Join("old"));
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ((*old)->LedgerForJob("job-000001")->size(), 3u);
+}
+
+// A restore that fails after the backup was checked (here: its staging
+// file cannot be written) leaves the directory with the database it had,
+// never without one (a coordinator would start on an empty ledger).
+TEST(StateBackupTest, AFailedRestoreLeavesTheOldDatabaseInPlace) {
+  TempDir dir;
+  {
+    auto a = Store::Open(dir.Join("a"));
+    ASSERT_TRUE(a.ok());
+    ASSERT_TRUE((*a)->Charge(Charge(1)).ok());
+  }
+  ASSERT_TRUE(BackupStateDb(dir.Join("a"), dir.Join("a.db")).ok());
+  {
+    auto b = Store::Open(dir.Join("b"));
+    ASSERT_TRUE(b.ok());
+    for (int e = 1; e <= 3; ++e) ASSERT_TRUE((*b)->Charge(Charge(e)).ok());
+  }
+  // A directory where the staged copy's temporary file would go.
+  std::filesystem::create_directories(Store::DatabasePath(dir.Join("b")) + ".restoring.tmp/blocker");
+  auto lock = StateDirLock::Acquire(dir.Join("b"), "test");
+  ASSERT_TRUE(lock.ok());
+  auto failed = RestoreStateDb(*lock, dir.Join("a.db"), /*replace=*/true);
+  ASSERT_FALSE(failed.ok());
+  auto still = Store::Open(dir.Join("b"));
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ((*still)->LedgerForJob("job-000001")->size(), 3u) << "the old ledger, in place";
 }
 
 // The backup holds the dataset's record but not its shards; restored into
