@@ -22,11 +22,11 @@
 // Prints one Markdown table row per TLS mode. Everything is loopback; the
 // client shares the cores with the server, as a co-located tool would.
 #include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -42,8 +42,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -90,16 +88,26 @@ Flags ParseFlags(int argc, char** argv) {
       Die(a + " needs a value");
     }
     try {
-      if (a == "--server-bin") f.server_bin = v;
-      else if (a == "--tls") f.tls = v;
-      else if (a == "--http-seconds") f.http_seconds = std::stod(v);
-      else if (a == "--http-threads") f.http_threads = std::stoi(v);
-      else if (a == "--watchers") f.watchers = std::stoi(v);
-      else if (a == "--rounds") f.rounds = std::stoi(v);
-      else if (a == "--connections") f.connections = std::stoi(v);
-      else if (a == "--submits") f.submits = std::stoi(v);
-      else if (a == "--submit-threads") f.submit_threads = std::stoi(v);
-      else Die("unknown flag " + a);
+      if (a == "--server-bin")
+        f.server_bin = v;
+      else if (a == "--tls")
+        f.tls = v;
+      else if (a == "--http-seconds")
+        f.http_seconds = std::stod(v);
+      else if (a == "--http-threads")
+        f.http_threads = std::stoi(v);
+      else if (a == "--watchers")
+        f.watchers = std::stoi(v);
+      else if (a == "--rounds")
+        f.rounds = std::stoi(v);
+      else if (a == "--connections")
+        f.connections = std::stoi(v);
+      else if (a == "--submits")
+        f.submits = std::stoi(v);
+      else if (a == "--submit-threads")
+        f.submit_threads = std::stoi(v);
+      else
+        Die("unknown flag " + a);
     } catch (const std::exception&) {
       Die(a + ": '" + v + "' is not a number");
     }
@@ -142,9 +150,13 @@ class Server {
     while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r')) token_.pop_back();
     std::ofstream(dir + "/server.yaml") << "requests_per_second: 10000000\nrequest_burst: 10000000\n"
                                         << "max_watch_streams_per_token: 100000\n";
-    std::vector<std::string> args = {flags.server_bin, "--listen=127.0.0.1:0", "--http=127.0.0.1:0",
-                                     "--state-dir=" + state, "--config=" + dir + "/server.yaml",
-                                     "--data-root=" + dir, "--port_file=" + dir + "/ports"};
+    std::vector<std::string> args = {flags.server_bin,
+                                     "--listen=127.0.0.1:0",
+                                     "--http=127.0.0.1:0",
+                                     "--state-dir=" + state,
+                                     "--config=" + dir + "/server.yaml",
+                                     "--data-root=" + dir,
+                                     "--port_file=" + dir + "/ports"};
     if (tls) {
       args.insert(args.end(), {"--tls-cert=" + dir + "/certs/server.pem", "--tls-key=" + dir + "/certs/server-key.pem",
                                "--client-ca=" + dir + "/certs/ca.pem"});
@@ -215,7 +227,7 @@ class Server {
 // dataset.
 std::string SpecFor(const std::string& data, int i) {
   const std::string source = data.rfind("dataset:", 0) == 0 ? absl::StrCat("dataset: ", data.substr(8))
-                                                             : absl::StrCat("data: {path: ", data, "}");
+                                                            : absl::StrCat("data: {path: ", data, "}");
   return absl::StrCat("name: load-", i, "\n", source,
                       "\ntask: employment\nmodel: {type: logistic}\n"
                       "training: {epochs: 1, batch_size: 256, learning_rate: 0.5}\n"
@@ -301,8 +313,8 @@ FanOut WatchFanOut(const Server& server, dpfleet::client::CoordinatorClient& cli
     std::atomic<int64_t> cancel_ns{0};
     std::vector<std::unique_ptr<Watcher>> watchers;
     for (int w = 0; w < flags.watchers; ++w) {
-      watchers.push_back(std::make_unique<Watcher>(stubs[w % stubs.size()].get(), job->job_id(), server.token(),
-                                                   &ready));
+      watchers.push_back(
+          std::make_unique<Watcher>(stubs[w % stubs.size()].get(), job->job_id(), server.token(), &ready));
     }
     const absl::Time deadline = absl::Now() + absl::Seconds(120);
     while (ready.load() < flags.watchers) {
@@ -402,10 +414,10 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     const double submits_dataset = SubmitsPerSecond(server, "dataset:load", flags);
-    std::cout << absl::StrFormat("| %s | %.0f | %.1f / %.1f | %.1f / %.1f / %.1f (%.1f)%s | %.0f / %.0f |\n",
-                                 tls ? "on" : "off", polls, fan.spread_p50_ms, fan.spread_p99_ms, fan.p50_ms, fan.p99_ms, fan.max_ms, fan.cancel_ms,
-                                 fan.missed > 0 ? absl::StrCat(" (", fan.missed, " missed)") : "", submits_dataset,
-                                 submits_path)
+    std::cout << absl::StrFormat(
+                     "| %s | %.0f | %.1f / %.1f | %.1f / %.1f / %.1f (%.1f)%s | %.0f / %.0f |\n", tls ? "on" : "off",
+                     polls, fan.spread_p50_ms, fan.spread_p99_ms, fan.p50_ms, fan.p99_ms, fan.max_ms, fan.cancel_ms,
+                     fan.missed > 0 ? absl::StrCat(" (", fan.missed, " missed)") : "", submits_dataset, submits_path)
               << std::flush;
   }
   std::filesystem::remove_all(root);

@@ -74,7 +74,8 @@ void CounterFamily::Render(std::string* out) const {
   absl::MutexLock lock(&mu_);
   // A family without labels shows its 0 before the first event.
   if (labels_.empty() && values_.empty()) absl::StrAppend(out, name_, " 0\n");
-  for (const auto& [values, v] : values_) absl::StrAppend(out, name_, LabelSet(labels_, values), " ", PromValue(v), "\n");
+  for (const auto& [values, v] : values_)
+    absl::StrAppend(out, name_, LabelSet(labels_, values), " ", PromValue(v), "\n");
 }
 
 HistogramFamily::HistogramFamily(std::string name, std::string help, std::vector<std::string> labels,
@@ -129,8 +130,7 @@ ServerMetrics::ServerMetrics()
     : jobs_submitted("dpfleet_jobs_submitted_total", "Jobs accepted by SubmitJob, by privacy mode.", {"mode"}),
       epochs("dpfleet_epochs_total", "Epochs recorded (a retried report of the same epoch counts once)."),
       jobs_finished("dpfleet_jobs_finished_total", "Jobs that reached an end state, by state.", {"state"}),
-      rpc_requests("dpfleet_rpc_requests_total", "gRPC calls handled, by method and status code.",
-                   {"method", "code"}),
+      rpc_requests("dpfleet_rpc_requests_total", "gRPC calls handled, by method and status code.", {"method", "code"}),
       rpc_duration("dpfleet_rpc_duration_seconds", "gRPC handling time (a stream: its lifetime), by method.",
                    {"method"}, DurationBuckets()),
       http_requests("dpfleet_http_requests_total", "HTTP requests, by route and status code.", {"route", "code"}),

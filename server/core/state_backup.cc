@@ -63,10 +63,10 @@ absl::StatusOr<std::string> QueryText(sqlite3* db, const std::string& sql, const
 
 // Rows of `table`, or nullopt when the schema has no such table.
 absl::StatusOr<std::optional<int64_t>> Count(sqlite3* db, const std::string& table) {
-  ASSIGN_OR_RETURN(std::string exists,
-                   QueryText(db, absl::StrCat("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '",
-                                              table, "'"),
-                             "schema"));
+  ASSIGN_OR_RETURN(
+      std::string exists,
+      QueryText(db, absl::StrCat("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '", table, "'"),
+                "schema"));
   if (exists == "0") return std::nullopt;
   ASSIGN_OR_RETURN(std::string n, QueryText(db, absl::StrCat("SELECT COUNT(*) FROM ", table), "count " + table));
   return std::stoll(n);
@@ -145,24 +145,26 @@ absl::StatusOr<StateSummary> InspectStateDb(const std::string& file) {
     return absl::NotFoundError(absl::StrCat(file, ": no such file"));
   }
   if (std::filesystem::exists(file + "-wal", ec)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        file, " has a write-ahead log beside it: it is a live database, not a backup (`dpfleet-server backup` "
-        "makes one)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(file,
+                     " has a write-ahead log beside it: it is a live database, not a backup (`dpfleet-server backup` "
+                     "makes one)"));
   }
   // immutable=1: read the file as it is, write nothing next to it (no WAL,
   // no lock files), which a backup on read-only media needs.
-  ASSIGN_OR_RETURN(Db db, OpenDb(absl::StrCat("file:", file, "?immutable=1"),
-                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, "state database"));
+  ASSIGN_OR_RETURN(Db db, OpenDb(absl::StrCat("file:", file, "?immutable=1"), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+                                 "state database"));
   absl::StatusOr<std::string> check = QueryText(db.get(), "PRAGMA integrity_check", "integrity check");
   if (!check.ok() || *check != "ok") {
-    return absl::DataLossError(absl::StrCat(file, " is not an intact SQLite database: ",
-                                            check.ok() ? *check : std::string(check.status().message())));
+    return absl::DataLossError(absl::StrCat(
+        file, " is not an intact SQLite database: ", check.ok() ? *check : std::string(check.status().message())));
   }
   StateSummary s;
   ASSIGN_OR_RETURN(std::string version, QueryText(db.get(), "PRAGMA user_version", "schema version"));
   s.schema_version = std::stoi(version);
   ASSIGN_OR_RETURN(std::optional<int64_t> jobs, Count(db.get(), "jobs"));
-  if (!jobs) return absl::FailedPreconditionError(absl::StrCat(file, " is not a dpfleet state database (no jobs table)"));
+  if (!jobs)
+    return absl::FailedPreconditionError(absl::StrCat(file, " is not a dpfleet state database (no jobs table)"));
   if (s.schema_version > Store::kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(file, " has schema version ", s.schema_version,
                                                       ", newer than this dpfleet-server's ", Store::kSchemaVersion,
@@ -200,8 +202,7 @@ absl::StatusOr<StateSummary> BackupStateDb(const std::string& state_dir, const s
   return summary;
 }
 
-absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std::string& backup_file,
-                                             bool replace) {
+absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std::string& backup_file, bool replace) {
   const std::string& state_dir = held.state_dir();
   RestoreResult result;
   ASSIGN_OR_RETURN(result.restored, InspectStateDb(backup_file));
@@ -209,8 +210,8 @@ absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std
   const std::string db_path = Store::DatabasePath(state_dir);
   const bool replacing = std::filesystem::exists(db_path, ec);
   if (replacing && !replace) {
-    return absl::AlreadyExistsError(absl::StrCat("--state-dir ", state_dir, " already has a state database (",
-                                                 db_path, "); --replace moves it aside and restores"));
+    return absl::AlreadyExistsError(absl::StrCat("--state-dir ", state_dir, " already has a state database (", db_path,
+                                                 "); --replace moves it aside and restores"));
   }
   // The copy is complete and on disk before anything of the old database
   // moves: a failure at any step leaves the directory with the database it
@@ -224,7 +225,8 @@ absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std
   }
   std::vector<std::string> moved;  // suffixes moved aside, to undo
   auto undo = [&](absl::Status why) {
-    for (const std::string& suffix : moved) std::rename((result.moved_aside + suffix).c_str(), (db_path + suffix).c_str());
+    for (const std::string& suffix : moved)
+      std::rename((result.moved_aside + suffix).c_str(), (db_path + suffix).c_str());
     std::filesystem::remove(staged, ec);
     return why;
   };
@@ -250,12 +252,13 @@ absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std
 absl::StatusOr<StateDirLock> StateDirLock::Acquire(const std::string& state_dir, const std::string& who) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
-  if (ec) return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
+  if (ec)
+    return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot create: ", ec.message()));
   const std::string path = absl::StrCat(state_dir, "/lock");
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, ": cannot open ", path, ": ",
-                                                      std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("--state-dir ", state_dir, ": cannot open ", path, ": ", std::strerror(errno)));
   }
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -263,9 +266,9 @@ absl::StatusOr<StateDirLock> StateDirLock::Acquire(const std::string& state_dir,
     const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
     ::close(fd);
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--state-dir ", state_dir, " is in use by ", n > 0 ? std::string(holder, n) : "another process",
-          "; stop it first"));
+      return absl::FailedPreconditionError(absl::StrCat("--state-dir ", state_dir, " is in use by ",
+                                                        n > 0 ? std::string(holder, n) : "another process",
+                                                        "; stop it first"));
     }
     return absl::InternalError(absl::StrCat("flock ", path, ": ", std::strerror(err)));
   }

@@ -57,8 +57,7 @@ class StateDirLock;
 // false; with `replace`, the old database (and its WAL) is renamed to
 // coordinator.db.replaced-<UTC time>, never deleted. The restored database
 // migrates when it is next opened.
-absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std::string& backup_file,
-                                             bool replace);
+absl::StatusOr<RestoreResult> RestoreStateDb(const StateDirLock& held, const std::string& backup_file, bool replace);
 
 // An exclusive flock on `state_dir`/lock, held for the life of the object:
 // a second coordinator, or a restore, on the same directory is refused

@@ -29,10 +29,14 @@ bool LooksLikeToken(absl::string_view secret) {
 
 const char* RoleName(Role role) {
   switch (role) {
-    case Role::kCustodian: return "custodian";
-    case Role::kAnalyst: return "analyst";
-    case Role::kViewer: return "viewer";
-    case Role::kWorker: return "worker";
+    case Role::kCustodian:
+      return "custodian";
+    case Role::kAnalyst:
+      return "analyst";
+    case Role::kViewer:
+      return "viewer";
+    case Role::kWorker:
+      return "worker";
   }
   return "unknown";
 }
@@ -104,8 +108,8 @@ absl::StatusOr<TokenUser> Tokens::Authenticate(absl::string_view secret) {
     return absl::UnauthenticatedError(absl::StrCat("the token of '", found->name, "' was revoked"));
   }
   absl::StatusOr<Role> role = ParseTokenRole(found->role);
-  if (!role.ok()) return absl::DataLossError(absl::StrCat("stored token of '", found->name, "' has role '",
-                                                          found->role, "'"));
+  if (!role.ok())
+    return absl::DataLossError(absl::StrCat("stored token of '", found->name, "' has role '", found->role, "'"));
   TokenUser user{found->name, *role};
   absl::MutexLock lock(&mu_);
   // A Revoke stored between the read and here would be outlived by the

@@ -41,8 +41,11 @@ absl::Status AuditLocal(const std::string& state_dir, const std::string& action,
 
 int RunBackupCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   constexpr char kCommand[] = "dpfleet-server backup";
-  const LocalFlagSpec spec{kCommand, "usage: dpfleet-server backup --state-dir DIR --out FILE\n",
-                           {"--state-dir", "--out"}, {}, {"--state-dir", "--out"}};
+  const LocalFlagSpec spec{kCommand,
+                           "usage: dpfleet-server backup --state-dir DIR --out FILE\n",
+                           {"--state-dir", "--out"},
+                           {},
+                           {"--state-dir", "--out"}};
   std::optional<std::map<std::string, std::string>> flags = ParseLocalFlags(args, spec, err);
   if (!flags) return 2;
   const std::string& dir = (*flags)["--state-dir"];
@@ -61,8 +64,11 @@ int RunBackupCommand(const std::vector<std::string>& args, std::ostream& out, st
 
 int RunRestoreCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   constexpr char kCommand[] = "dpfleet-server restore";
-  const LocalFlagSpec spec{kCommand, "usage: dpfleet-server restore --from FILE --state-dir DIR [--replace]\n",
-                           {"--state-dir", "--from"}, {"--replace"}, {"--state-dir", "--from"}};
+  const LocalFlagSpec spec{kCommand,
+                           "usage: dpfleet-server restore --from FILE --state-dir DIR [--replace]\n",
+                           {"--state-dir", "--from"},
+                           {"--replace"},
+                           {"--state-dir", "--from"}};
   std::optional<std::map<std::string, std::string>> flags = ParseLocalFlags(args, spec, err);
   if (!flags) return 2;
   const std::string& dir = (*flags)["--state-dir"];

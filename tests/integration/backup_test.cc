@@ -21,19 +21,17 @@ namespace dpfleet {
 namespace {
 
 using ::dpfleet::testing::BinPath;
-using ::dpfleet::testing::ReadAll;
 using ::dpfleet::testing::Cluster;
+using ::dpfleet::testing::ReadAll;
 using ::dpfleet::testing::RunCommand;
 using ::testing::HasSubstr;
-
 
 TEST(BackupTest, AServingCoordinatorIsBackedUpAndItsStateServedAgainFromTheRestore) {
   testing::TempDir dir;
   std::filesystem::create_directories(dir.Join("a"));
   const std::string data = dir.Join("a/pums.csv");  // inside cluster a's data root
   std::string out, err;
-  ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "8000", "--seed", "4", "-o", data}, &out, &err),
-            0)
+  ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "8000", "--seed", "4", "-o", data}, &out, &err), 0)
       << err;
   Cluster a(dir.Join("a"));
   a.StartServer();
@@ -49,14 +47,14 @@ TEST(BackupTest, AServingCoordinatorIsBackedUpAndItsStateServedAgainFromTheResto
 
   // Backed up while it serves.
   const std::string backup = dir.Join("state.backup");
-  ASSERT_EQ(RunCommand({BinPath("dpfleet-server"), "backup", "--state-dir", dir.Join("a/state"), "--out", backup},
-                       &out, &err),
+  ASSERT_EQ(RunCommand({BinPath("dpfleet-server"), "backup", "--state-dir", dir.Join("a/state"), "--out", backup}, &out,
+                       &err),
             0)
       << err;
   EXPECT_THAT(out, HasSubstr("1 jobs"));
   EXPECT_THAT(out, HasSubstr(backup));
-  EXPECT_EQ(RunCommand({BinPath("dpfleet-server"), "backup", "--state-dir", dir.Join("a/state"), "--out", backup},
-                       &out, &err),
+  EXPECT_EQ(RunCommand({BinPath("dpfleet-server"), "backup", "--state-dir", dir.Join("a/state"), "--out", backup}, &out,
+                       &err),
             1)
       << "a backup is never overwritten";
   EXPECT_THAT(err, HasSubstr("never overwrites"));

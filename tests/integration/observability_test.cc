@@ -25,13 +25,12 @@ namespace dpfleet {
 namespace {
 
 using ::dpfleet::testing::BinPath;
-using ::dpfleet::testing::ReadAll;
 using ::dpfleet::testing::Cluster;
+using ::dpfleet::testing::ReadAll;
 using ::dpfleet::testing::RunCommand;
 using ::dpfleet::testing::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
 
 // The value of the series `series` (name and labels, exactly as rendered),
 // or -1 when the scrape has no such line.
@@ -52,16 +51,16 @@ int HealthOf(const std::shared_ptr<grpc::Channel>& channel, const std::string& s
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
   std::string req;
-  if (!service.empty()) req = absl::StrCat(std::string(1, '\x0a'), std::string(1, static_cast<char>(service.size())), service);
+  if (!service.empty())
+    req = absl::StrCat(std::string(1, '\x0a'), std::string(1, static_cast<char>(service.size())), service);
   grpc::Slice slice(req);
   grpc::ByteBuffer request(&slice, 1), response;
   absl::Notification done;
   grpc::Status result;
-  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
-                 [&](grpc::Status s) {
-                   result = std::move(s);
-                   done.Notify();
-                 });
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+    result = std::move(s);
+    done.Notify();
+  });
   done.WaitForNotification();
   if (!result.ok()) return -static_cast<int>(result.error_code());
   std::vector<grpc::Slice> slices;
@@ -76,8 +75,7 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
   testing::TempDir dir;
   const std::string data = dir.Join("pums.csv");
   std::string out, err;
-  ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "6000", "--seed", "2", "-o", data}, &out, &err),
-            0)
+  ASSERT_EQ(RunCommand({BinPath("dpctl"), "data", "synth", "--rows", "6000", "--seed", "2", "-o", data}, &out, &err), 0)
       << err;
   Cluster c(dir.path());
   c.StartServer();
@@ -126,8 +124,9 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
   EXPECT_GE(Sample(text, "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.WorkerService/ChargeBudget\",code=\"OK\"}"),
             epochs);
   EXPECT_EQ(Sample(text, "dpfleet_rpc_duration_seconds_count{method=\"/dpfleet.v1.Coordinator/SubmitJob\"}"), 1);
-  EXPECT_GE(Sample(text, "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.Coordinator/ListJobs\","
-                         "code=\"UNAUTHENTICATED\"}"),
+  EXPECT_GE(Sample(text,
+                   "dpfleet_rpc_requests_total{method=\"/dpfleet.v1.Coordinator/ListJobs\","
+                   "code=\"UNAUTHENTICATED\"}"),
             1)
       << "refusals in the Gate are counted too";
   EXPECT_GE(Sample(text, "dpfleet_http_requests_total{route=\"/metrics\",code=\"200\"}"), 1);
@@ -137,8 +136,7 @@ TEST(ObservabilityTest, AScrapeIsValidAndCountsWhatHappened) {
   std::string promtool_out, promtool_err;
   const std::string scrape = dir.Join("scrape.txt");
   std::ofstream(scrape) << text;
-  ASSERT_EQ(RunCommand({"sh", "-c", absl::StrCat("promtool check metrics < ", scrape)}, &promtool_out,
-                       &promtool_err),
+  ASSERT_EQ(RunCommand({"sh", "-c", absl::StrCat("promtool check metrics < ", scrape)}, &promtool_out, &promtool_err),
             0)
       << "promtool (apt-get install prometheus) refused the scrape:\n"
       << promtool_out << promtool_err;

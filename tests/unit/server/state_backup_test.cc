@@ -24,8 +24,8 @@
 namespace dpfleet::server {
 namespace {
 
-using ::testing::HasSubstr;
 using ::dpfleet::testing::TempDir;
+using ::testing::HasSubstr;
 
 LedgerEntry Charge(int epoch) {
   LedgerEntry e;
