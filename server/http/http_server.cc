@@ -147,19 +147,25 @@ std::vector<std::string> AuthorizationHeaders(const httplib::Request& req) {
   return values;
 }
 
+}  // namespace
+
 int HttpStatusOf(const absl::Status& s) {
   switch (s.code()) {
     case absl::StatusCode::kUnauthenticated: return 401;
     case absl::StatusCode::kPermissionDenied: return 403;
     case absl::StatusCode::kNotFound: return 404;
     case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange: return 400;
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kAborted: return 409;
+    case absl::StatusCode::kUnimplemented: return 501;
+    case absl::StatusCode::kDeadlineExceeded: return 504;
     case absl::StatusCode::kUnavailable: return 503;
     default: return 500;
   }
 }
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options, JobManager* jobs,
                                                               DatasetRegistry* datasets, Gate* gate,
@@ -194,13 +200,11 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   srv.set_payload_max_length(static_cast<size_t>(gate->limits().max_http_request_bytes));
   if (metrics != nullptr) {
     // After every request, refused ones included; the route label is the
-    // role table's pattern ({id} for a job id), "other" for any other path,
+    // role table's route ({id} for a job id), "other" for any other path,
     // so a caller cannot mint label values.
     srv.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
       const HttpRule* rule = FindHttpRule(req.method, req.path);
-      const std::string route =
-          rule == nullptr ? "other" : absl::StrReplaceAll(rule->pattern, {{"[A-Za-z0-9._-]+", "{id}"}});
-      metrics->http_requests.Inc({route, absl::StrCat(res.status)});
+      metrics->http_requests.Inc({rule == nullptr ? "other" : rule->route, absl::StrCat(res.status)});
     });
   }
   // The middleware: no route runs for a request the Gate refuses.

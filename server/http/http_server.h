@@ -55,6 +55,10 @@ struct HttpOptions {
   std::string tls_cert, tls_key;
 };
 
+// The HTTP status a JSON error reply carries for a status code (400 for a
+// request that cannot succeed as sent, 5xx only for the service's own faults).
+int HttpStatusOf(const absl::Status& s);
+
 class HttpServer {
  public:
   // Binds and serves on a thread.

@@ -1,8 +1,9 @@
 #include "server/rpc/access.h"
 
 #include <map>
-#include <regex>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/spec/job_spec.h"
@@ -87,7 +88,7 @@ const std::vector<HttpRule>& HttpRoleTable() {
       {"GET", "/healthz", kPublic},
       {"GET", "/readyz", kPublic},
       {"GET", "/v1/jobs", kCustodian | kAnalyst | kViewer},
-      {"GET", "/v1/jobs/[A-Za-z0-9._-]+", kCustodian | kAnalyst | kViewer},
+      {"GET", "/v1/jobs/{id}", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/workers", kCustodian},
       {"GET", "/v1/datasets", kCustodian | kAnalyst},
       {"GET", "/v1/budgets", kCustodian | kAnalyst | kViewer},
@@ -104,15 +105,24 @@ const RpcRule* FindRpcRule(absl::string_view method) {
   return nullptr;
 }
 
-const HttpRule* FindHttpRule(const std::string& method, const std::string& path) {
-  static const std::vector<std::regex>* patterns = [] {
-    auto* out = new std::vector<std::regex>();
-    for (const HttpRule& r : HttpRoleTable()) out->emplace_back(r.pattern);
-    return out;
-  }();
-  const std::vector<HttpRule>& table = HttpRoleTable();
-  for (std::size_t i = 0; i < table.size(); ++i) {
-    if (method == table[i].method && std::regex_match(path, (*patterns)[i])) return &table[i];
+bool RouteMatches(absl::string_view route, absl::string_view path) {
+  constexpr absl::string_view kId = "{id}";
+  while (true) {
+    const size_t hole = route.find(kId);
+    if (hole == absl::string_view::npos) return route == path;
+    if (!absl::StartsWith(path, route.substr(0, hole))) return false;
+    path.remove_prefix(hole);
+    route.remove_prefix(hole + kId.size());
+    size_t n = 0;
+    while (n < path.size() && (absl::ascii_isalnum(path[n]) || path[n] == '.' || path[n] == '_' || path[n] == '-')) ++n;
+    if (n == 0) return false;
+    path.remove_prefix(n);
+  }
+}
+
+const HttpRule* FindHttpRule(absl::string_view method, absl::string_view path) {
+  for (const HttpRule& r : HttpRoleTable()) {
+    if (method == r.method && RouteMatches(r.route, path)) return &r;
   }
   return nullptr;
 }

@@ -62,8 +62,10 @@ struct RpcRule {
   bool audited;  // changes state: every call and refusal goes to the audit trail
 };
 struct HttpRule {
-  const char* method;   // GET
-  const char* pattern;  // a full-match regex over the path
+  const char* method;  // GET
+  // The path, where "{id}" stands for one segment of [A-Za-z0-9._-]+ (a job
+  // id); also the route's metrics label, so callers cannot mint labels.
+  const char* route;
   RoleMask roles;
 };
 
@@ -71,7 +73,9 @@ const std::vector<RpcRule>& RpcRoleTable();
 const std::vector<HttpRule>& HttpRoleTable();
 // nullptr for a method the table does not know.
 const RpcRule* FindRpcRule(absl::string_view method);
-const HttpRule* FindHttpRule(const std::string& method, const std::string& path);
+const HttpRule* FindHttpRule(absl::string_view method, absl::string_view path);
+// Whether `path` is `route` with each "{id}" replaced by one id segment.
+bool RouteMatches(absl::string_view route, absl::string_view path);
 // "custodian or analyst".
 std::string RoleList(RoleMask roles);
 

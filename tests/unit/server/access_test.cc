@@ -64,6 +64,31 @@ TEST(AccessTest, AuthorizeFollowsTheTableAndDeniesUnknownMethods) {
   EXPECT_EQ(AuthorizeHttp(kAlice, "GET", "/v1/jobs/a/b").code(), absl::StatusCode::kNotFound);
 }
 
+TEST(AccessTest, RoutesMatchWholePathsWithOneIdSegmentPerHole) {
+  EXPECT_TRUE(RouteMatches("/v1/jobs", "/v1/jobs"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs", "/v1/jobs/"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs", "/v1/job"));
+  EXPECT_TRUE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/job-000001"));
+  EXPECT_TRUE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/a.B_9-z"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/a/b"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/a%2Fb"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}", "/v1/jobs/a b"));
+  EXPECT_TRUE(RouteMatches("/v1/jobs/{id}/logs", "/v1/jobs/j1/logs"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}/logs", "/v1/jobs/j1/log"));
+  EXPECT_FALSE(RouteMatches("/v1/jobs/{id}/logs", "/v1/jobs/j1"));
+  // Every path the table knows maps to its own route, which is the label.
+  for (const HttpRule& r : HttpRoleTable()) {
+    std::string path = r.route;
+    const size_t hole = path.find("{id}");
+    if (hole != std::string::npos) path.replace(hole, 4, "job-000042");
+    const HttpRule* found = FindHttpRule(r.method, path);
+    ASSERT_NE(found, nullptr) << path;
+    EXPECT_STREQ(found->route, r.route);
+  }
+  EXPECT_EQ(FindHttpRule("GET", "/v1/jobs/../metrics"), nullptr);
+}
+
 JobRecord Job(const std::string& owner) {
   JobRecord j;
   j.job_id = "job-000003";
