@@ -14,11 +14,16 @@ namespace {
 
 const char* LevelName(v1::LogLevel level) {
   switch (level) {
-    case v1::LOG_DEBUG: return "DEBUG";
-    case v1::LOG_INFO: return "INFO";
-    case v1::LOG_WARN: return "WARN";
-    case v1::LOG_ERROR: return "ERROR";
-    default: break;
+    case v1::LOG_DEBUG:
+      return "DEBUG";
+    case v1::LOG_INFO:
+      return "INFO";
+    case v1::LOG_WARN:
+      return "WARN";
+    case v1::LOG_ERROR:
+      return "ERROR";
+    default:
+      break;
   }
   return "?";
 }

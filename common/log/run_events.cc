@@ -5,23 +5,32 @@
 namespace dpfleet::log {
 namespace {
 
-constexpr RunStage kStages[] = {RunStage::kStarting,   RunStage::kLoadingData, RunStage::kConnecting,
-                                RunStage::kResuming,   RunStage::kTraining,    RunStage::kEvaluating,
-                                RunStage::kReporting,  RunStage::kUploading,   RunStage::kStopping};
+constexpr RunStage kStages[] = {RunStage::kStarting,  RunStage::kLoadingData, RunStage::kConnecting,
+                                RunStage::kResuming,  RunStage::kTraining,    RunStage::kEvaluating,
+                                RunStage::kReporting, RunStage::kUploading,   RunStage::kStopping};
 
 }  // namespace
 
 const char* RunStageName(RunStage stage) {
   switch (stage) {
-    case RunStage::kStarting: return "starting";
-    case RunStage::kLoadingData: return "loading data";
-    case RunStage::kConnecting: return "connecting to the other ranks";
-    case RunStage::kResuming: return "resuming from the checkpoint";
-    case RunStage::kTraining: return "training";
-    case RunStage::kEvaluating: return "evaluating";
-    case RunStage::kReporting: return "reporting to the coordinator";
-    case RunStage::kUploading: return "uploading the model";
-    case RunStage::kStopping: return "stopping";
+    case RunStage::kStarting:
+      return "starting";
+    case RunStage::kLoadingData:
+      return "loading data";
+    case RunStage::kConnecting:
+      return "connecting to the other ranks";
+    case RunStage::kResuming:
+      return "resuming from the checkpoint";
+    case RunStage::kTraining:
+      return "training";
+    case RunStage::kEvaluating:
+      return "evaluating";
+    case RunStage::kReporting:
+      return "reporting to the coordinator";
+    case RunStage::kUploading:
+      return "uploading the model";
+    case RunStage::kStopping:
+      return "stopping";
   }
   return "starting";
 }

@@ -65,8 +65,7 @@ SchedulePass PlanJobs(const std::vector<QueuedJob>& queued, const std::vector<Fl
         ++registered;
         idle_matching += w.idle;
       }
-      pass.pending[job.job_id] =
-          PendingReason(job, registered, idle_matching, static_cast<int>(chosen.size()));
+      pass.pending[job.job_id] = PendingReason(job, registered, idle_matching, static_cast<int>(chosen.size()));
       continue;
     }
     Placement p;

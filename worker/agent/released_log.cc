@@ -10,10 +10,14 @@ namespace {
 
 v1::LogLevel ToProto(log::Level level) {
   switch (level) {
-    case log::Level::kDebug: return v1::LOG_DEBUG;
-    case log::Level::kInfo: return v1::LOG_INFO;
-    case log::Level::kWarn: return v1::LOG_WARN;
-    case log::Level::kError: return v1::LOG_ERROR;
+    case log::Level::kDebug:
+      return v1::LOG_DEBUG;
+    case log::Level::kInfo:
+      return v1::LOG_INFO;
+    case log::Level::kWarn:
+      return v1::LOG_WARN;
+    case log::Level::kError:
+      return v1::LOG_ERROR;
   }
   return v1::LOG_INFO;
 }
@@ -27,10 +31,18 @@ void ReleasedLog::Add(log::Level level, std::string message) {
   if (level < min_level_) return;
   // The operator's log gets the same sentence.
   switch (level) {
-    case log::Level::kDebug: log::Debug(message); break;
-    case log::Level::kInfo: log::Info(message); break;
-    case log::Level::kWarn: log::Warn(message); break;
-    case log::Level::kError: log::Error(message); break;
+    case log::Level::kDebug:
+      log::Debug(message);
+      break;
+    case log::Level::kInfo:
+      log::Info(message);
+      break;
+    case log::Level::kWarn:
+      log::Warn(message);
+      break;
+    case log::Level::kError:
+      log::Error(message);
+      break;
   }
   v1::JobLogLine line;
   line.set_level(ToProto(level));
@@ -49,8 +61,8 @@ void ReleasedLog::Started(int32_t attempt, int32_t rank, int32_t world_size, int
                           bool cuda) {
   Add(log::Level::kInfo,
       absl::StrCat("attempt ", attempt, " rank ", rank, " of ", world_size, " started on a ", cuda ? "cuda" : "cpu",
-                   " worker", start_epoch > 0 ? absl::StrCat(", resuming after epoch ", start_epoch) : "", " (",
-                   epochs, " epochs)"));
+                   " worker", start_epoch > 0 ? absl::StrCat(", resuming after epoch ", start_epoch) : "", " (", epochs,
+                   " epochs)"));
 }
 
 void ReleasedLog::Stage(log::RunStage stage) {

@@ -91,15 +91,14 @@ TEST(PendingReasonTest, EveryMatchingWorkerIsBusy) {
 }
 
 TEST(PendingReasonTest, NotEnoughIdleWorkers) {
-  const SchedulePass pass = PlanJobs(
-      {{"j1", 3, "cpu"}}, {{"w-1", "cpu", true, 1}, {"w-2", "cpu", false, 2}, {"w-3", "cpu", true, 3}});
+  const SchedulePass pass =
+      PlanJobs({{"j1", 3, "cpu"}}, {{"w-1", "cpu", true, 1}, {"w-2", "cpu", false, 2}, {"w-3", "cpu", true, 3}});
   EXPECT_EQ(pass.pending.at("j1"), "needs 3 cpu workers, 2 idle (3 registered)");
 }
 
 TEST(PendingReasonTest, IdleWorkersTakenByJobsAheadInTheQueue) {
-  const SchedulePass pass =
-      PlanJobs({{"j1", 2, "cpu"}, {"j2", 2, "cpu"}}, {{"w-1", "cpu", true, 1}, {"w-2", "cpu", true, 2},
-                                                      {"w-3", "cpu", true, 3}});
+  const SchedulePass pass = PlanJobs({{"j1", 2, "cpu"}, {"j2", 2, "cpu"}},
+                                     {{"w-1", "cpu", true, 1}, {"w-2", "cpu", true, 2}, {"w-3", "cpu", true, 3}});
   EXPECT_THAT(Describe(pass.placements), ElementsAre("j1:w-1,w-2"));
   EXPECT_EQ(pass.pending.at("j2"), "needs 2 cpu workers, 1 left idle after the jobs ahead of it (3 idle)");
   EXPECT_EQ(pass.pending.count("j1"), 0u) << "a placed job has no pending reason";
