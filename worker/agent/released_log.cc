@@ -103,9 +103,14 @@ void ReleasedLog::Finished() { Add(log::Level::kInfo, "run finished"); }
 
 void ReleasedLog::Failed(absl::StatusCode code) {
   const log::RunStage at = stage();
-  const log::Level level = code == absl::StatusCode::kCancelled ? log::Level::kWarn : log::Level::kError;
-  Add(level, absl::StrCat("run ", log::PublicRunFailure(at, code),
-                          code == absl::StatusCode::kCancelled ? "" : "; the custodian has the whole message"));
+  if (code == absl::StatusCode::kCancelled) {
+    Add(log::Level::kWarn, "run cancelled");
+  } else if (at == log::RunStage::kStopping) {
+    Add(log::Level::kWarn, log::PublicRunFailure(at, code));  // "worker stopped (SIGTERM)"
+  } else {
+    Add(log::Level::kError,
+        absl::StrCat("run ", log::PublicRunFailure(at, code), "; the custodian has the whole message"));
+  }
 }
 
 log::RunStage ReleasedLog::stage() const {
