@@ -16,6 +16,7 @@
 #include "client/connection.h"
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
+#include "client/logs_cli.h"
 #include "client/privacy_cli.h"
 #include "client/privacy_format.h"
 #include "common/pums/dataset.h"
@@ -62,7 +63,9 @@ constexpr char kUsage[] =
     "usage: dpctl [--server HOST:PORT] [--ca CA.pem] [--token TOKEN] <verb> ...\n"
     "  submit SPEC.yaml [--follow] [-o json]   submit a job (and follow it to the end)\n"
     "  watch JOB [-o json]                     stream a job's epochs until it ends\n"
-    "  status JOB [-o json]                    show a job\n"
+    "  status JOB [-o json]                    show a job (pending reason, attempts)\n"
+    "  logs JOB [-f] [--rank R] [--attempt A] [-o json]\n"
+    "                                          the workers' log lines of a job's runs (-f: until it ends)\n"
     "  list [-o json]                          list jobs\n"
     "  cancel JOB                              cancel a job\n"
     "  model JOB --out FILE [-o json]          download a SUCCEEDED job's trained model\n"
@@ -539,6 +542,10 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   if (verb == "submit") spec.switches.insert("--follow");
   if (verb == "budget") spec.values.insert({"--epsilon", "--delta"});
   if (verb == "model") spec.values.insert("--out");
+  if (verb == "logs") {
+    spec.values.insert({"--rank", "--attempt"});
+    spec.switches.insert({"-f", "--follow"});
+  }
   if (verb == "admin") AddAdminFlags(&spec);
   if (verb == "datasets") {
     spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
@@ -598,6 +605,23 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     if (!need_args(1, "JOB")) return kExitUsage;
     return Follow(client, p.positional[0], json, env.interactive, out, err);
   }
+  if (verb == "logs") {
+    if (!need_args(1, "JOB")) return kExitUsage;
+    LogsOptions lo;
+    lo.job_id = p.positional[0];
+    lo.follow = p.switches.count("-f") || p.switches.count("--follow");
+    lo.json = json;
+    for (const char* flag : {"--rank", "--attempt"}) {
+      if (!p.values.count(flag)) continue;
+      int32_t v = 0;
+      if (!absl::SimpleAtoi(p.values[flag], &v) || v < 0) {
+        err << "dpctl logs: " << flag << " '" << p.values[flag] << "' must be a whole number >= 0\n";
+        return kExitUsage;
+      }
+      (std::string(flag) == "--rank" ? lo.rank : lo.attempt) = v;
+    }
+    return RunLogs(client, lo, out, err);
+  }
   if (verb == "status") {
     if (!need_args(1, "JOB")) return kExitUsage;
     absl::StatusOr<v1::Job> job = client.Get(p.positional[0]);
@@ -614,6 +638,8 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
                            IsPrivate(*job) ? absl::StrFormat(" (delta %.3g, %s)", job->delta(), job->accountant())
                                            : "",
                            job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(), job->world_size());
+    if (!job->pending_reason().empty()) out << "pending  " << job->pending_reason() << "\n";
+    for (const v1::JobAttempt& a : job->attempts()) out << AttemptRow(a) << "\n";
     for (const v1::EpochMetrics& m : job->history()) out << EpochRow(m, job->epochs()) << "\n";
     return kExitOk;
   }
@@ -627,10 +653,12 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       out << nlohmann::json{{"jobs", arr}}.dump(2) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("%-12s %-24s %-10s %8s %16s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON");
+    out << absl::StrFormat("%-12s %-24s %-10s %8s %16s  %s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON",
+                           "PENDING");
     for (const v1::Job& j : *jobs) {
-      out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %s\n", j.job_id(), j.name(), StateName(j.state()),
-                             j.epochs_done(), j.epochs(), Pad(EpsilonText(JobEpsilon(j)), 16));
+      out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %s  %s\n", j.job_id(), j.name(), StateName(j.state()),
+                             j.epochs_done(), j.epochs(), Pad(EpsilonText(JobEpsilon(j)), 16),
+                             j.pending_reason().empty() ? "-" : j.pending_reason());
     }
     return kExitOk;
   }

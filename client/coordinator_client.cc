@@ -113,6 +113,13 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> CoordinatorClient::Workers() {
   return std::vector<v1::WorkerInfo>(resp.workers().begin(), resp.workers().end());
 }
 
+absl::StatusOr<v1::GetJobLogsResponse> CoordinatorClient::GetJobLogs(const v1::GetJobLogsRequest& request) {
+  const v1::GetJobLogsRequest& req = request;
+  v1::GetJobLogsResponse resp;
+  DPFLEET_UNARY(GetJobLogs, req, resp);
+  return resp;
+}
+
 absl::StatusOr<v1::VersionInfo> CoordinatorClient::Version() {
   v1::GetVersionRequest req;
   v1::VersionInfo resp;
@@ -310,6 +317,15 @@ nlohmann::json EpochJson(const v1::EpochMetrics& m) {
 std::string JobToJson(const v1::Job& job, int indent) {
   nlohmann::json history = nlohmann::json::array();
   for (const v1::EpochMetrics& m : job.history()) history.push_back(EpochJson(m));
+  nlohmann::json attempts = nlohmann::json::array();
+  for (const v1::JobAttempt& a : job.attempts()) {
+    attempts.push_back({{"attempt", a.attempt()},
+                        {"worker_ids", std::vector<std::string>(a.worker_ids().begin(), a.worker_ids().end())},
+                        {"started_unix_ms", a.started_unix_ms()},
+                        {"ended_unix_ms", a.ended_unix_ms()},
+                        {"outcome", StateName(a.outcome())},
+                        {"reason", a.reason()}});
+  }
   nlohmann::json j = {{"job_id", job.job_id()},
                       {"name", job.name()},
                       {"state", StateName(job.state())},
@@ -331,6 +347,8 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"attempt", job.attempt()},
                       {"worker_ids", std::vector<std::string>(job.worker_ids().begin(), job.worker_ids().end())},
                       {"reason", job.reason()},
+                      {"pending_reason", job.pending_reason()},
+                      {"attempts", attempts},
                       {"created_unix_ms", job.created_unix_ms()},
                       {"started_unix_ms", job.started_unix_ms()},
                       {"finished_unix_ms", job.finished_unix_ms()},

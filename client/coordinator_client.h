@@ -50,6 +50,8 @@ class CoordinatorClient {
   absl::StatusOr<v1::Dataset> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<v1::Dataset>> ListDatasets();
   absl::StatusOr<v1::Dataset> RemoveDataset(const std::string& name);
+  // One page of a job's shipped log lines (client/logs_cli.h follows them).
+  absl::StatusOr<v1::GetJobLogsResponse> GetJobLogs(const v1::GetJobLogsRequest& request);
   // The whole trained model of a SUCCEEDED job (fetched in chunks).
   absl::StatusOr<std::string> GetModel(const std::string& job_id);
   // Streams events until the job is terminal (returns its final record) or

@@ -23,6 +23,7 @@
 #include "server/rpc/state_command.h"
 #include "server/rpc/token_command.h"
 #include "common/cli_flags.h"
+#include "common/log/logging.h"
 #include "common/version.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address HOST:PORT (port 0 = any free port)");
@@ -39,6 +40,7 @@ ABSL_FLAG(std::vector<std::string>, data_root, {},
           "a directory raw PUMS files may be read from; repeat the flag for several");
 ABSL_FLAG(int64_t, lease_ttl_ms, 0, "overrides the config's lease_ttl_ms");
 ABSL_FLAG(int64_t, heartbeat_interval_ms, 0, "overrides the config's heartbeat_interval_ms");
+ABSL_FLAG(std::string, log_level, "info", "least level logged to stderr: debug, info, warn or error");
 ABSL_FLAG(std::string, port_file, "", "write 'grpc_port http_port' here once serving");
 
 namespace {
@@ -85,6 +87,12 @@ int main(int argc, char** argv) {
   }
   rest.push_back(nullptr);
   absl::ParseCommandLine(static_cast<int>(rest.size()) - 1, rest.data());
+  dpfleet::log::Level level = dpfleet::log::Level::kInfo;
+  if (absl::Status s = dpfleet::log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level); !s.ok()) {
+    std::fprintf(stderr, "dpfleet-server: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  dpfleet::log::Init("dpfleet-server", level);
   dpfleet::server::ServerOptions options;
   options.listen = absl::GetFlag(FLAGS_listen);
   options.http = absl::GetFlag(FLAGS_http);
@@ -97,7 +105,7 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_config).empty()) {
     absl::Status s = dpfleet::server::LoadServerConfig(absl::GetFlag(FLAGS_config), &options);
     if (!s.ok()) {
-      std::fprintf(stderr, "dpfleet-server: %s\n", std::string(s.message()).c_str());
+      dpfleet::log::Error(s.message());
       return 2;
     }
   }
@@ -106,23 +114,19 @@ int main(int argc, char** argv) {
     options.coordinator.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
   }
   if (options.state_dir.empty()) {
-    std::fprintf(stderr, "dpfleet-server: --state-dir is required\n");
+    dpfleet::log::Error("--state-dir is required");
     return 2;
   }
   auto server = dpfleet::server::CoordinatorServer::Start(options);
   if (!server.ok()) {
-    std::fprintf(stderr, "dpfleet-server: %s\n", std::string(server.status().message()).c_str());
+    dpfleet::log::Error(server.status().message());
     return server.status().code() == absl::StatusCode::kInvalidArgument ||
                    server.status().code() == absl::StatusCode::kFailedPrecondition
                ? 2
                : 1;
   }
-  for (const std::string& note : (*server)->upgrade_notes()) {
-    std::fprintf(stderr, "dpfleet-server: %s\n", note.c_str());
-  }
-  for (const std::string& note : (*server)->security_notes()) {
-    std::fprintf(stderr, "dpfleet-server: %s\n", note.c_str());
-  }
+  for (const std::string& note : (*server)->upgrade_notes()) dpfleet::log::Info(note);
+  for (const std::string& note : (*server)->security_notes()) dpfleet::log::Warn(note);
   std::printf("dpfleet-server: gRPC on port %d, HTTP on port %d, state in %s\n", (*server)->grpc_port(),
               (*server)->http_port(), options.state_dir.c_str());
   std::fflush(stdout);
@@ -143,7 +147,7 @@ int main(int argc, char** argv) {
   char c;
   while (read(g_signal_pipe[0], &c, 1) < 0 && errno == EINTR) {
   }
-  std::fprintf(stderr, "dpfleet-server: shutting down\n");
+  dpfleet::log::Info("shutting down");
   sd_notify(0, "STOPPING=1");
   (*server)->Shutdown();
   return 0;

@@ -15,6 +15,8 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/log/logging.h"
 #include "worker/agent/agent.h"
 #include "worker/train/device.h"
 #include "common/cli_flags.h"
@@ -37,6 +39,8 @@ ABSL_FLAG(int64_t, collective_timeout_s, 30, "seconds before a stuck collective 
 ABSL_FLAG(std::string, tls_ca, "", "PEM of the fleet CA (checks the coordinator's certificate)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate of this worker, signed by the fleet CA (its identity)");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert");
+ABSL_FLAG(std::string, log_level, "info",
+          "least level logged to stderr and shipped to the coordinator: debug, info, warn or error");
 
 namespace {
 std::atomic<bool> g_stop{false};
@@ -49,7 +53,7 @@ bool ReadPem(const char* flag, const std::string& path, std::string* out) {
   ss << f.rdbuf();
   *out = ss.str();
   if (!f || out->find("-----BEGIN") == std::string::npos) {
-    std::fprintf(stderr, "dpfleet-worker: %s %s: not a readable PEM file\n", flag, path.c_str());
+    dpfleet::log::Error(absl::StrFormat("%s %s: not a readable PEM file", flag, path.c_str()));
     return false;
   }
   return true;
@@ -73,7 +77,14 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage);
   dpfleet::DashedFlags flags(argc, argv);
   absl::ParseCommandLine(flags.argc(), flags.argv());
+  dpfleet::log::Level level = dpfleet::log::Level::kInfo;
+  if (absl::Status s = dpfleet::log::ParseLevel(absl::GetFlag(FLAGS_log_level), &level); !s.ok()) {
+    dpfleet::log::Error(s.message());
+    return 2;
+  }
+  dpfleet::log::Init("dpfleet-worker", level);
   dpfleet::worker::AgentOptions options;
+  options.log_level = level;
   options.server = absl::GetFlag(FLAGS_server);
   options.device = absl::GetFlag(FLAGS_device);
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
@@ -82,7 +93,7 @@ int main(int argc, char** argv) {
   // worker that cannot compute where it says never registers.
   absl::StatusOr<c10::Device> device = dpfleet::train::ResolveDevice(options.device);
   if (!device.ok()) {
-    std::fprintf(stderr, "dpfleet-worker: --device: %s\n", std::string(device.status().message()).c_str());
+    dpfleet::log::Error(absl::StrFormat("--device: %s", std::string(device.status().message()).c_str()));
     return 2;
   }
   options.device = device->str();
@@ -98,7 +109,7 @@ int main(int argc, char** argv) {
     }
   }
   if (absl::GetFlag(FLAGS_collective_timeout_s) < 1) {
-    std::fprintf(stderr, "dpfleet-worker: --collective_timeout_s must be >= 1\n");
+    dpfleet::log::Error("--collective_timeout_s must be >= 1");
     return 2;
   }
   options.collective_timeout = absl::Seconds(absl::GetFlag(FLAGS_collective_timeout_s));
@@ -106,9 +117,8 @@ int main(int argc, char** argv) {
   const int tls_flags = !absl::GetFlag(FLAGS_tls_ca).empty() + !absl::GetFlag(FLAGS_tls_cert).empty() +
                         !absl::GetFlag(FLAGS_tls_key).empty();
   if (tls_flags != 0 && tls_flags != 3) {
-    std::fprintf(stderr,
-                 "dpfleet-worker: --tls-ca, --tls-cert and --tls-key go together (the certificate is the worker's "
-                 "identity)\n");
+    dpfleet::log::Error(
+        "--tls-ca, --tls-cert and --tls-key go together (the certificate is the worker's identity)");
     return 2;
   }
   if (tls_flags == 3 && (!ReadPem("--tls-ca", absl::GetFlag(FLAGS_tls_ca), &options.tls_ca) ||
@@ -117,14 +127,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (options.threads < 0) {
-    std::fprintf(stderr, "dpfleet-worker: --threads %d must be >= 0\n", options.threads);
+    dpfleet::log::Error(absl::StrFormat("--threads %d must be >= 0", options.threads));
     return 2;
   }
   if (!options.work_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(options.work_dir, ec);
     if (ec) {
-      std::fprintf(stderr, "dpfleet-worker: --work-dir %s: %s\n", options.work_dir.c_str(), ec.message().c_str());
+      dpfleet::log::Error(absl::StrFormat("--work-dir %s: %s", options.work_dir.c_str(), ec.message().c_str()));
       return 2;
     }
   }
@@ -133,7 +143,7 @@ int main(int argc, char** argv) {
   dpfleet::worker::WorkerAgent agent(options);
   absl::Status s = agent.Run(g_stop);
   if (!s.ok()) {
-    std::fprintf(stderr, "dpfleet-worker: %s\n", s.ToString().c_str());
+    dpfleet::log::Error(s.ToString());
     return 1;
   }
   return 0;

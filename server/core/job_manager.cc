@@ -22,17 +22,37 @@ namespace {
 // The most a chunk of a shard, checkpoint or model served over gRPC holds.
 constexpr int64_t kMaxChunkBytes = 2 << 20;
 
-// `r` moved to `state`: the reason (when one is given) and the clock of the
-// move. Builds a new record; the caller stores it before anyone sees it.
-JobRecord Transitioned(JobRecord r, JobState state, const std::string& reason, int64_t now) {
+// `r` moved to `state`: the reason (when one is given: the whole text and
+// what analysts see of it) and the clock of the move. Builds a new record;
+// the caller stores it before anyone sees it.
+JobRecord Transitioned(JobRecord r, JobState state, const std::string& reason, int64_t now,
+                       const std::string& public_reason) {
   r.state = state;
-  if (!reason.empty()) r.reason = reason;
+  if (!reason.empty()) {
+    r.reason = reason;
+    r.public_reason = public_reason;
+  }
   if (state == JobState::kRunning) r.started_ms = now;
   if (IsTerminal(state)) r.finished_ms = now;
+  if (state != JobState::kQueued) r.pending_reason.clear();
   return r;
 }
 
+// Ends the record's current attempt (its last history entry) with `outcome`.
+void EndCurrentAttempt(JobRecord* r, JobState outcome, const std::string& reason, const std::string& public_reason,
+                       int64_t now) {
+  if (r->attempts.empty() || r->attempts.back().attempt != r->attempt) return;
+  AttemptRecord& a = r->attempts.back();
+  if (a.outcome != JobState::kRunning) return;
+  a.outcome = outcome;
+  a.ended_ms = now;
+  a.reason = reason;
+  a.public_reason = public_reason;
+}
+
 }  // namespace
+
+const char* const JobManager::kUnstatedFailure = "the run failed (the worker named no category)";
 
 JobManager::JobManager(Store* store, DataResolver* data, Clock* clock, CoordinatorOptions options)
     : store_(store),
@@ -178,6 +198,7 @@ void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
     ev.type = JobEvent::Type::kState;
     ev.state = r.state;
     ev.reason = r.reason;
+    ev.public_reason = r.public_reason;
     PublishLocked(job, std::move(ev));
     if (metrics_ != nullptr && IsTerminal(r.state)) metrics_->jobs_finished.Inc({JobStateName(r.state)});
   }
@@ -362,7 +383,9 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
       return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is already ",
                                                         JobStateName(job->record.state), "; nothing to cancel"));
     }
-    commit.job = Transitioned(job->record, JobState::kCancelled, "cancelled by user", clock_->NowMs());
+    const int64_t now = clock_->NowMs();
+    commit.job = Transitioned(job->record, JobState::kCancelled, "cancelled by user", now, "cancelled by user");
+    EndCurrentAttempt(&commit.job, JobState::kCancelled, "cancelled by user", "cancelled by user", now);
   }
   RETURN_IF_ERROR(Annotate(Commit(job, std::move(commit)), absl::StrCat("job '", job_id, "' was not cancelled")));
   Schedule();
@@ -413,6 +436,10 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
         rebind = &it->second;
         commit.job = it->second.record;
         commit.job.worker_ids[running->rank] = worker_id;
+        if (!commit.job.attempts.empty() && commit.job.attempts.back().attempt == running->attempt &&
+            running->rank < static_cast<int32_t>(commit.job.attempts.back().worker_ids.size())) {
+          commit.job.attempts.back().worker_ids[running->rank] = worker_id;
+        }
       } else {
         // The run it still has is over; make it stop.
         workers_.QueueCancel(worker_id, running->job_id);
@@ -596,20 +623,29 @@ absl::StatusOr<ProgressResult> JobManager::ReportProgress(const std::string& job
 JobRecord JobManager::EndedRecordLocked(const JobEntry& job, const PendingEnd& end) {
   const JobRecord& r = job.record;
   const int64_t now = clock_->NowMs();
-  if (end.succeeded) return Transitioned(r, JobState::kSucceeded, "", now);
-  if (r.attempt < job.max_attempts) {
-    JobRecord next = Transitioned(r, JobState::kQueued,
-                                  absl::StrCat("attempt ", r.attempt, " of ", job.max_attempts, " failed: ",
-                                               end.failure, "; queued to resume after epoch ", r.epochs_done),
-                                  now);
-    next.worker_ids.clear();
+  if (end.succeeded) {
+    JobRecord next = Transitioned(r, JobState::kSucceeded, "", now, "");
+    EndCurrentAttempt(&next, JobState::kSucceeded, "", "", now);
     return next;
   }
-  return Transitioned(
-      r, JobState::kFailed,
-      job.max_attempts > 1 ? absl::StrCat(end.failure, " (attempt ", r.attempt, " of ", job.max_attempts, ")")
-                           : end.failure,
-      now);
+  const std::string& public_failure = end.public_failure.empty() ? end.failure : end.public_failure;
+  if (r.attempt < job.max_attempts) {
+    auto retried = [&](const std::string& failure) {
+      return absl::StrCat("attempt ", r.attempt, " of ", job.max_attempts, " failed: ", failure,
+                          "; queued to resume after epoch ", r.epochs_done);
+    };
+    JobRecord next = Transitioned(r, JobState::kQueued, retried(end.failure), now, retried(public_failure));
+    next.worker_ids.clear();
+    EndCurrentAttempt(&next, JobState::kFailed, end.failure, public_failure, now);
+    return next;
+  }
+  auto final_reason = [&](const std::string& failure) {
+    return job.max_attempts > 1 ? absl::StrCat(failure, " (attempt ", r.attempt, " of ", job.max_attempts, ")")
+                                : failure;
+  };
+  JobRecord next = Transitioned(r, JobState::kFailed, final_reason(end.failure), now, final_reason(public_failure));
+  EndCurrentAttempt(&next, JobState::kFailed, end.failure, public_failure, now);
+  return next;
 }
 
 absl::Status JobManager::EndAttempt(JobEntry* job, const PendingEnd& end) {
@@ -677,7 +713,8 @@ absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id,
 }
 
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
-                                    const std::string& worker_id, bool success, const std::string& error) {
+                                    const std::string& worker_id, bool success, const std::string& error,
+                                    const std::string& public_error) {
   absl::MutexLock write(&write_mu_);
   JobEntry* job = nullptr;
   std::optional<PendingEnd> end;
@@ -688,7 +725,9 @@ absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, 
     const JobRecord& r = job->record;
     if (r.state == JobState::kRunning && r.attempt == attempt) {
       if (!success) {
-        end = PendingEnd{attempt, false, absl::StrCat("rank ", rank, " (worker ", worker_id, "): ", error)};
+        const std::string who = absl::StrCat("rank ", rank, " (worker ", worker_id, "): ");
+        end = PendingEnd{attempt, false, absl::StrCat(who, error),
+                         absl::StrCat(who, public_error.empty() ? kUnstatedFailure : public_error)};
       } else if (rank == 0) {
         end = r.epochs_done == r.epochs
                   ? PendingEnd{attempt, true, ""}
@@ -789,25 +828,92 @@ absl::StatusOr<std::pair<std::string, int64_t>> JobManager::FetchShard(const std
   return std::make_pair(std::move(chunk), total);
 }
 
+absl::StatusOr<LogAppendResult> JobManager::ShipLogs(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                     std::vector<LogLine> lines, int64_t dropped_on_worker) {
+  if (static_cast<int64_t>(lines.size()) > kMaxLogBatchLines) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("lines: ", lines.size(), " in one batch; at most ", kMaxLogBatchLines));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    const JobRecord& r = job->record;
+    // The last lines of an attempt arrive after it ended (the failure is
+    // said last): any state, but only the current attempt's ranks.
+    if (attempt != r.attempt) {
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' attempt ", attempt,
+                                                        " is stale; current attempt is ", r.attempt));
+    }
+    if (rank < 0 || rank >= r.world_size) {
+      return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is outside the job's world of ", r.world_size));
+    }
+  }
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    LogLine& l = lines[i];
+    if (l.level < 1 || l.level > 4) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("lines[", i, "].level: ", l.level, " is not a level (1 debug .. 4 error)"));
+    }
+    l.attempt = attempt;
+    l.rank = rank;
+    if (static_cast<int64_t>(l.message.size()) > kMaxLogLineBytes) {
+      l.message.resize(kMaxLogLineBytes);
+      l.message += " [cut]";
+    }
+  }
+  if (lines.empty() && dropped_on_worker <= 0) return LogAppendResult{};
+  return store_->AppendJobLogs(job_id, lines, options_.log_limits, dropped_on_worker);
+}
+
+absl::StatusOr<JobManager::LogsView> JobManager::ReadLogs(const std::string& job_id, const LogQuery& query) {
+  LogsView view;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    // Read before the lines: a terminal state seen here means every line
+    // shipped before it ended is in the page (or a later one).
+    view.state = job->record.state;
+  }
+  ASSIGN_OR_RETURN(view.page, store_->ReadJobLogs(job_id, query));
+  return view;
+}
+
 void JobManager::Schedule() {
   std::vector<std::pair<JobEntry*, JobCommit>> starts;
   {
     absl::MutexLock lock(&mu_);
     std::vector<QueuedJob> queued;
     for (const std::string& id : job_order_) {
-      const JobEntry& job = jobs_.at(id);
-      if (job.record.state == JobState::kQueued && job.schedulable) {
-        queued.push_back({id, job.record.world_size, job.device});
+      JobEntry& job = jobs_.at(id);
+      if (job.record.state != JobState::kQueued) continue;
+      if (!job.schedulable) {
+        job.record.pending_reason = "its spec does not parse in this release; it will not start";
+        continue;
       }
+      queued.push_back({id, job.record.world_size, job.device, job.record.attempt, job.max_attempts});
     }
     if (queued.empty()) return;
     const int64_t now = clock_->NowMs();
-    for (const Placement& p : PlaceJobs(queued, workers_.Idle())) {
+    std::vector<FleetWorker> fleet;
+    for (const WorkerRecord& w : workers_.List()) {
+      if (w.state == WorkerState::kLost) continue;
+      fleet.push_back({w.worker_id, w.device, w.state == WorkerState::kIdle, w.registered_ms});
+    }
+    SchedulePass pass = PlanJobs(queued, fleet);
+    // Pending reasons are in memory only (recomputed by every pass, which
+    // runs whenever a job or a worker comes or goes), so no store write.
+    for (auto& [id, why] : pass.pending) jobs_.at(id).record.pending_reason = std::move(why);
+    for (const Placement& p : pass.placements) {
       JobEntry* job = &jobs_.at(p.job_id);
       JobCommit commit;
-      commit.job = Transitioned(job->record, JobState::kRunning, "", now);
+      commit.job = Transitioned(job->record, JobState::kRunning, "", now, "");
       commit.job.attempt += 1;
       commit.job.worker_ids = p.worker_ids;
+      AttemptRecord started;
+      started.attempt = commit.job.attempt;
+      started.worker_ids = p.worker_ids;
+      started.started_ms = now;
+      commit.job.attempts.push_back(std::move(started));
       // By rank, the certificate identity that alone may speak for it.
       commit.job.worker_identities.clear();
       for (const std::string& w : p.worker_ids) {

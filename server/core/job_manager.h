@@ -67,7 +67,15 @@ struct CoordinatorOptions {
   // The secret key of data.path jobs' train/eval split (Store::SplitKey);
   // handed to their ranks in the assignment, nowhere else.
   uint64_t split_key = 0;
+  // Per job, the log lines workers ship are kept within these (the oldest
+  // go first; Store::LogLimits).
+  LogLimits log_limits;
 };
+
+// The most bytes one shipped log line keeps (longer ones are cut, saying so).
+inline constexpr int64_t kMaxLogLineBytes = 1024;
+// The most lines one ShipLogs batch may carry.
+inline constexpr int64_t kMaxLogBatchLines = 500;
 
 struct RegisterResult {
   std::string worker_id;
@@ -179,8 +187,15 @@ class JobManager {
   absl::StatusOr<ProgressResult> ReportProgress(const std::string& job_id, int32_t attempt,
                                                 int32_t rank, const std::string& worker_id,
                                                 const EpochRecord& metrics, const std::string& checkpoint = "");
+  // `error` is the worker's whole message (custodians see it);
+  // `public_error` what analysts may see of it: a category the RPC layer
+  // composed from fixed words (common/run_failure.h), never the message.
+  // Empty: kUnstatedFailure.
   absl::Status ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
-                          const std::string& worker_id, bool success, const std::string& error);
+                          const std::string& worker_id, bool success, const std::string& error,
+                          const std::string& public_error = "");
+  // What analysts see of a failed rank that named no category.
+  static const char* const kUnstatedFailure;
   absl::Status RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
                              const std::string& value);
   // Adds `delta` to the integer stored under key (0 if absent); returns the sum.
@@ -188,6 +203,20 @@ class JobManager {
                                         const std::string& key, int64_t delta);
   absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt,
                                             const std::string& key, absl::Time deadline);
+
+  // Keeps a batch of log lines of rank `rank` of the current attempt (the
+  // caller checked the worker holds it): InvalidArgument naming the field
+  // for a bad level or an oversized batch; lines longer than
+  // kMaxLogLineBytes are cut. The job's oldest lines go past the caps.
+  absl::StatusOr<LogAppendResult> ShipLogs(const std::string& job_id, int32_t attempt, int32_t rank,
+                                           std::vector<LogLine> lines, int64_t dropped_on_worker);
+  // A page of the job's log (Store::ReadJobLogs) and the job's state, so a
+  // follower knows when the log is complete. NotFound for a missing job.
+  struct LogsView {
+    LogPage page;
+    JobState state = JobState::kQueued;
+  };
+  absl::StatusOr<LogsView> ReadLogs(const std::string& job_id, const LogQuery& query);
 
   // Reads a chunk of a file of the job's prepared dataset for `rank`;
   // PermissionDenied for a shard that is not the rank's own.
@@ -244,6 +273,7 @@ class JobManager {
     int32_t attempt = 0;
     bool succeeded = false;  // rank 0 finished every epoch
     std::string failure;     // why the attempt failed, when it did not succeed
+    std::string public_failure;  // what analysts see of it; empty: `failure` is public
   };
   struct JobEntry {
     JobRecord record;

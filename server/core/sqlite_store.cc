@@ -261,6 +261,18 @@ absl::Status SqliteStore::MigrateLocked() {
       // and budgets are keyed by the content of each input file.
       RETURN_IF_ERROR(MigrateLedgerToContentKeysLocked());
     }
+    if (version < 5) {
+      // Version 5: the log lines workers ship for each job's runs, and per
+      // job the next seq, what is kept and what the caps dropped.
+      RETURN_IF_ERROR(
+          Exec("CREATE TABLE job_logs (job_id TEXT NOT NULL, seq INTEGER NOT NULL, attempt INTEGER NOT NULL, "
+               "  rank INTEGER NOT NULL, level INTEGER NOT NULL, time_ms INTEGER NOT NULL, message TEXT NOT NULL, "
+               "  PRIMARY KEY (job_id, seq));"
+               "CREATE TABLE job_log_stats (job_id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, "
+               "  lines INTEGER NOT NULL, bytes INTEGER NOT NULL, dropped_lines INTEGER NOT NULL, "
+               "  dropped_bytes INTEGER NOT NULL, worker_dropped INTEGER NOT NULL);",
+               "create the version 5 tables (job logs)"));
+    }
     return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion), "record the schema version");
   };
   return TransactionLocked(what, [&] { return Annotate(steps(), what); });
@@ -701,6 +713,129 @@ absl::Status SqliteStore::DeleteDataset(const std::string& name) {
   Statement st(db_, "DELETE FROM datasets WHERE name = ?1");
   st.Bind(1, name);
   return StepDone(db_, st, "delete dataset " + name);
+}
+
+absl::StatusOr<LogAppendResult> SqliteStore::AppendJobLogs(const std::string& job_id,
+                                                           const std::vector<LogLine>& lines,
+                                                           const LogLimits& limits, int64_t worker_dropped) {
+  absl::MutexLock lock(&mu_);
+  const std::string what = absl::StrCat("store ", lines.size(), " log line(s) of ", job_id);
+  LogAppendResult result;
+  RETURN_IF_ERROR(TransactionLocked(what, [&]() -> absl::Status {
+    int64_t next_seq = 1, kept = 0, bytes = 0, dropped_lines = 0, dropped_bytes = 0, by_workers = 0;
+    {
+      Statement st(db_,
+                   "SELECT next_seq, lines, bytes, dropped_lines, dropped_bytes, worker_dropped FROM job_log_stats "
+                   "WHERE job_id = ?1");
+      if (!st.ok()) return SqlError(db_, what);
+      st.Bind(1, job_id);
+      const int rc = st.Step();
+      if (rc == SQLITE_ROW) {
+        next_seq = sqlite3_column_int64(st.get(), 0);
+        kept = sqlite3_column_int64(st.get(), 1);
+        bytes = sqlite3_column_int64(st.get(), 2);
+        dropped_lines = sqlite3_column_int64(st.get(), 3);
+        dropped_bytes = sqlite3_column_int64(st.get(), 4);
+        by_workers = sqlite3_column_int64(st.get(), 5);
+      } else if (rc != SQLITE_DONE) {
+        return SqlError(db_, what);
+      }
+    }
+    for (const LogLine& l : lines) {
+      Statement st(db_,
+                   "INSERT INTO job_logs(job_id, seq, attempt, rank, level, time_ms, message) "
+                   "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+      st.Bind(1, job_id);
+      st.Bind(2, next_seq++);
+      st.Bind(3, static_cast<int64_t>(l.attempt));
+      st.Bind(4, static_cast<int64_t>(l.rank));
+      st.Bind(5, static_cast<int64_t>(l.level));
+      st.Bind(6, l.time_ms);
+      st.Bind(7, l.message);
+      RETURN_IF_ERROR(StepDone(db_, st, what));
+      ++kept;
+      bytes += static_cast<int64_t>(l.message.size());
+    }
+    result.stored = static_cast<int64_t>(lines.size());
+    if (kept > limits.max_lines || bytes > limits.max_bytes) {
+      // Oldest first, until both caps hold.
+      int64_t last_dropped = 0;
+      {
+        Statement st(db_, "SELECT seq, length(CAST(message AS BLOB)) FROM job_logs WHERE job_id = ?1 ORDER BY seq");
+        if (!st.ok()) return SqlError(db_, what);
+        st.Bind(1, job_id);
+        int rc;
+        while ((kept > limits.max_lines || bytes > limits.max_bytes) && (rc = st.Step()) == SQLITE_ROW) {
+          last_dropped = sqlite3_column_int64(st.get(), 0);
+          const int64_t n = sqlite3_column_int64(st.get(), 1);
+          --kept;
+          bytes -= n;
+          ++result.dropped;
+          ++dropped_lines;
+          dropped_bytes += n;
+        }
+      }
+      Statement del(db_, "DELETE FROM job_logs WHERE job_id = ?1 AND seq <= ?2");
+      del.Bind(1, job_id);
+      del.Bind(2, last_dropped);
+      RETURN_IF_ERROR(StepDone(db_, del, what));
+    }
+    Statement up(db_,
+                 "INSERT OR REPLACE INTO job_log_stats(job_id, next_seq, lines, bytes, dropped_lines, dropped_bytes, "
+                 "worker_dropped) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    up.Bind(1, job_id);
+    up.Bind(2, next_seq);
+    up.Bind(3, kept);
+    up.Bind(4, bytes);
+    up.Bind(5, dropped_lines);
+    up.Bind(6, dropped_bytes);
+    up.Bind(7, by_workers + std::max<int64_t>(0, worker_dropped));
+    return StepDone(db_, up, what);
+  }));
+  return result;
+}
+
+absl::StatusOr<LogPage> SqliteStore::ReadJobLogs(const std::string& job_id, const LogQuery& query) {
+  absl::MutexLock lock(&read_mu_);
+  const std::string what = "read the log of " + job_id;
+  LogPage page;
+  {
+    Statement st(reader_,
+                 "SELECT next_seq, dropped_lines, dropped_bytes, worker_dropped FROM job_log_stats WHERE job_id = ?1");
+    if (!st.ok()) return SqlError(reader_, what);
+    st.Bind(1, job_id);
+    const int rc = st.Step();
+    if (rc == SQLITE_ROW) {
+      page.last_seq = sqlite3_column_int64(st.get(), 0) - 1;
+      page.dropped_lines = sqlite3_column_int64(st.get(), 1);
+      page.dropped_bytes = sqlite3_column_int64(st.get(), 2);
+      page.worker_dropped = sqlite3_column_int64(st.get(), 3);
+    } else if (rc != SQLITE_DONE) {
+      return SqlError(reader_, what);
+    }
+  }
+  Statement st(reader_,
+               "SELECT seq, attempt, rank, level, time_ms, message FROM job_logs WHERE job_id = ?1 AND seq > ?2 "
+               "AND (?3 < 0 OR rank = ?3) AND (?4 < 0 OR attempt = ?4) ORDER BY seq LIMIT ?5");
+  if (!st.ok()) return SqlError(reader_, what);
+  st.Bind(1, job_id);
+  st.Bind(2, query.after_seq);
+  st.Bind(3, static_cast<int64_t>(query.rank.value_or(-1)));
+  st.Bind(4, static_cast<int64_t>(query.attempt.value_or(-1)));
+  st.Bind(5, std::max<int64_t>(1, query.limit));
+  int rc;
+  while ((rc = st.Step()) == SQLITE_ROW) {
+    LogLine l;
+    l.seq = sqlite3_column_int64(st.get(), 0);
+    l.attempt = sqlite3_column_int(st.get(), 1);
+    l.rank = sqlite3_column_int(st.get(), 2);
+    l.level = sqlite3_column_int(st.get(), 3);
+    l.time_ms = sqlite3_column_int64(st.get(), 4);
+    l.message = st.Text(5);
+    page.lines.push_back(std::move(l));
+  }
+  if (rc != SQLITE_DONE) return SqlError(reader_, what);
+  return page;
 }
 
 absl::Status SqliteStore::PutModel(const std::string& job_id, const std::string& data) {

@@ -91,6 +91,9 @@ class SqliteStore final : public Store {
   absl::Status AppendAudit(const AuditRecord& record) override;
   absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit) override;
 
+  absl::StatusOr<LogAppendResult> AppendJobLogs(const std::string& job_id, const std::vector<LogLine>& lines,
+                                                const LogLimits& limits, int64_t worker_dropped) override;
+  absl::StatusOr<LogPage> ReadJobLogs(const std::string& job_id, const LogQuery& query) override;
   absl::StatusOr<uint64_t> SplitKey() override;
 
  private:

@@ -112,12 +112,48 @@ struct AuditRecord {
   std::string detail;
 };
 
+// One line of a run's log as a worker shipped it (worker/agent/released_log.h
+// says what a line may hold). `seq` is the store's, per job, increasing.
+struct LogLine {
+  int64_t seq = 0;
+  int32_t attempt = 0;
+  int32_t rank = 0;
+  int32_t level = 2;  // the proto's LogLevel: 1 debug, 2 info, 3 warn, 4 error
+  int64_t time_ms = 0;
+  std::string message;
+};
+
+// Bounds of one job's kept log: past either, the oldest lines go (and are
+// counted), so the end of a run — where it failed — is always kept.
+struct LogLimits {
+  int64_t max_lines = 20'000;
+  int64_t max_bytes = 4 << 20;  // message bytes
+};
+
+struct LogAppendResult {
+  int64_t stored = 0;
+  int64_t dropped = 0;  // older lines of the job this append pushed out
+};
+
+struct LogQuery {
+  int64_t after_seq = 0;
+  std::optional<int32_t> rank, attempt;
+  int64_t limit = 1000;
+};
+
+struct LogPage {
+  std::vector<LogLine> lines;
+  int64_t last_seq = 0;  // of the job's whole log
+  int64_t dropped_lines = 0, dropped_bytes = 0;  // by the caps, ever
+  int64_t worker_dropped = 0;  // lines workers' own buffers dropped
+};
+
 class Store {
  public:
   // The schema version of the state database this build writes (PRAGMA
   // user_version in SqliteStore). A database of an older version is
   // migrated when it is opened; a newer one is refused.
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // The database file of a state directory.
   static std::string DatabasePath(const std::string& state_dir);
 
@@ -206,6 +242,15 @@ class Store {
   virtual absl::Status AppendAudit(const AuditRecord& record) = 0;
   // Entries with id > after_id, oldest first, at most `limit`.
   virtual absl::StatusOr<std::vector<AuditRecord>> ListAudit(int64_t after_id, int64_t limit) = 0;
+
+  // Appends a batch of a job's log lines in one transaction, giving each the
+  // next seq, then drops the job's oldest lines beyond `limits` (counted);
+  // `worker_dropped` adds to the lines workers say they dropped.
+  virtual absl::StatusOr<LogAppendResult> AppendJobLogs(const std::string& job_id, const std::vector<LogLine>& lines,
+                                                        const LogLimits& limits, int64_t worker_dropped) = 0;
+  // A job's lines after `query.after_seq` that match its filters, oldest
+  // first, at most `query.limit`; an unknown job has an empty log.
+  virtual absl::StatusOr<LogPage> ReadJobLogs(const std::string& job_id, const LogQuery& query) = 0;
 
   // The coordinator's secret key of the train/eval split of data.path jobs:
   // 64 bits from getrandom(2), drawn the first time and stored here (so it

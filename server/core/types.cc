@@ -56,9 +56,17 @@ nlohmann::json ToJson(const EpochRecord& e) {
           {"train_seconds", e.train_seconds}};
 }
 
+nlohmann::json ToJson(const AttemptRecord& a) {
+  return {{"attempt", a.attempt},     {"worker_ids", a.worker_ids}, {"started_ms", a.started_ms},
+          {"ended_ms", a.ended_ms},   {"outcome", JobStateName(a.outcome)}, {"reason", a.reason},
+          {"public_reason", a.public_reason}};
+}
+
 nlohmann::json ToJson(const JobRecord& j) {
   nlohmann::json history = nlohmann::json::array();
   for (const auto& e : j.history) history.push_back(ToJson(e));
+  nlohmann::json attempts = nlohmann::json::array();
+  for (const auto& a : j.attempts) attempts.push_back(ToJson(a));
   return {{"job_id", j.job_id},
           {"name", j.name},
           {"state", JobStateName(j.state)},
@@ -83,6 +91,9 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"world_size", j.world_size},
           {"history", history},
           {"reason", j.reason},
+          {"public_reason", j.public_reason},
+          {"pending_reason", j.pending_reason},
+          {"attempts", attempts},
           {"created_ms", j.created_ms},
           {"started_ms", j.started_ms},
           {"finished_ms", j.finished_ms},
@@ -135,6 +146,24 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
       r.history.push_back(er);
     }
     r.reason = j.at("reason").get<std::string>();
+    // Absent in records written before attempt histories; the pending
+    // reason is recomputed by the scheduler, never read back.
+    r.public_reason = j.value("public_reason", "");
+    if (j.contains("attempts")) {
+      for (const auto& a : j.at("attempts")) {
+        AttemptRecord ar;
+        ar.attempt = a.at("attempt").get<int32_t>();
+        ar.worker_ids = a.at("worker_ids").get<std::vector<std::string>>();
+        ar.started_ms = a.at("started_ms").get<int64_t>();
+        ar.ended_ms = a.at("ended_ms").get<int64_t>();
+        auto outcome = ParseJobState(a.at("outcome").get<std::string>());
+        if (!outcome.ok()) return outcome.status();
+        ar.outcome = *outcome;
+        ar.reason = a.at("reason").get<std::string>();
+        ar.public_reason = a.at("public_reason").get<std::string>();
+        r.attempts.push_back(std::move(ar));
+      }
+    }
     r.created_ms = j.at("created_ms").get<int64_t>();
     r.started_ms = j.at("started_ms").get<int64_t>();
     r.finished_ms = j.at("finished_ms").get<int64_t>();

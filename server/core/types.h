@@ -32,6 +32,23 @@ struct EpochRecord {
   double train_seconds = 0;
 };
 
+// One attempt of a job: which workers ran it and how it ended. Kept in the
+// job's record (durable with it) for `dpctl status`. `reason` is the whole
+// story for custodians; `public_reason` is what analysts see: it never
+// quotes a worker's error message, which may carry record values (a CSV
+// row, exact counts of the private file), only a fixed category (the stage
+// and the status code) and the coordinator's own, data-independent reasons.
+struct AttemptRecord {
+  int32_t attempt = 0;
+  std::vector<std::string> worker_ids;  // by rank
+  int64_t started_ms = 0;
+  int64_t ended_ms = 0;  // 0 while it runs
+  // RUNNING while it runs, then SUCCEEDED, FAILED or CANCELLED.
+  JobState outcome = JobState::kRunning;
+  std::string reason;
+  std::string public_reason;
+};
+
 struct JobRecord {
   std::string job_id;
   std::string name;
@@ -60,7 +77,16 @@ struct JobRecord {
   int32_t eval_every = 0;
   int32_t world_size = 1;
   std::vector<EpochRecord> history;
+  // Why the job failed, was cancelled or is queued again: the whole text
+  // (custodians), and what analysts see (no worker error message; see
+  // AttemptRecord).
   std::string reason;
+  std::string public_reason;
+  // QUEUED only: why the scheduler has not started it (Scheduler,
+  // PendingReason). Recomputed on every scheduling pass; not durable.
+  std::string pending_reason;
+  // Every attempt so far, oldest first.
+  std::vector<AttemptRecord> attempts;
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   int32_t attempt = 0;
   std::vector<std::string> worker_ids;  // by rank, current attempt
@@ -120,11 +146,13 @@ struct JobEvent {
   Type type = Type::kState;
   JobState state = JobState::kQueued;
   std::string reason;
+  std::string public_reason;  // what analysts see of `reason` (JobRecord)
   EpochRecord epoch;
   bool dp = true;  // the job's privacy.mode is dp: only then has the epoch an epsilon
 };
 
 nlohmann::json ToJson(const EpochRecord& e);
+nlohmann::json ToJson(const AttemptRecord& a);
 nlohmann::json ToJson(const JobRecord& j);
 absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j);
 

@@ -38,6 +38,8 @@ std::vector<RpcRule> BuildRpcTable() {
   add(c("GetDataset"), kCustodian | kAnalyst, false);
   add(c("ListDatasets"), kCustodian | kAnalyst, false);
   add(c("RemoveDataset"), kCustodian, true);
+  // A run's log: the job's owner and custodians (CheckMayActOnJob).
+  add(c("GetJobLogs"), kCustodian | kAnalyst, false);
   // Administration.
   add(a("CreateToken"), kCustodian, true);
   add(a("ListTokens"), kCustodian, false);
@@ -47,7 +49,8 @@ std::vector<RpcRule> BuildRpcTable() {
   // Workers, each for its own runs only (CheckRun, CheckWorkerId).
   add(w("Register"), kWorker, true);
   for (const char* m : {"Heartbeat", "ChargeBudget", "ReportProgress", "ReportDone", "RendezvousSet",
-                        "RendezvousGet", "RendezvousAdd", "FetchShard", "FetchCheckpoint", "UploadModel"}) {
+                        "RendezvousGet", "RendezvousAdd", "FetchShard", "FetchCheckpoint", "UploadModel",
+                        "ShipLogs"}) {
     add(w(m), kWorker, false);
   }
   // Health checks answer anyone (load balancers hold no token); reflection
@@ -198,6 +201,14 @@ JobRecord JobView(const Identity& caller, JobRecord job) {
   job.input_files.clear();
   job.shard_dir.clear();
   job.worker_identities.clear();
+  // A worker's error message may quote record values: analysts get the
+  // category the coordinator composed (AttemptRecord::public_reason).
+  job.reason = PublicReason(job.reason, job.public_reason);
+  job.public_reason = job.reason;
+  for (AttemptRecord& a : job.attempts) {
+    a.reason = PublicReason(a.reason, a.public_reason);
+    a.public_reason = a.reason;
+  }
   if (caller.is_user() && caller.role == Role::kAnalyst) return job;
   // Viewers: states and ε, for dashboards; nothing an analyst submitted or
   // learnt.
@@ -216,7 +227,14 @@ JobRecord JobView(const Identity& caller, JobRecord job) {
   v.attempt = job.attempt;
   v.world_size = job.world_size;
   v.accountant = job.accountant;
+  v.pending_reason = job.pending_reason;
   return v;
+}
+
+std::string PublicReason(const std::string& reason, const std::string& public_reason) {
+  if (!public_reason.empty() || reason.empty()) return public_reason;
+  // A record from before public reasons: nothing of it is known to be safe.
+  return "(the reason is shown to custodians only)";
 }
 
 absl::StatusOr<JobRecord> VisibleJob(const Identity& caller, const JobRecord& job) {

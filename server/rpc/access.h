@@ -92,9 +92,13 @@ std::string ShortMethodName(absl::string_view method);
 // Custodians and viewers see every job; analysts their own.
 bool MaySeeJob(const Identity& caller, const JobRecord& job);
 // What `caller` may see of a job it may see: viewers get states and ε only;
-// analysts lose the coordinator's paths, the files' content keys and worker
-// identities.
+// analysts lose the coordinator's paths, the files' content keys, worker
+// identities and workers' error messages (reasons become their public
+// category).
 JobRecord JobView(const Identity& caller, JobRecord job);
+// What a non-custodian sees of a reason: `public_reason`, or a fixed
+// placeholder for a reason recorded before public reasons existed.
+std::string PublicReason(const std::string& reason, const std::string& public_reason);
 // The job as `caller` may see it, or NotFound exactly as for a job that
 // does not exist.
 absl::StatusOr<JobRecord> VisibleJob(const Identity& caller, const JobRecord& job);

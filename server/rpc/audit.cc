@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "common/log/logging.h"
 
 namespace dpfleet::server {
 
@@ -85,8 +86,7 @@ void AuditTrail::AppendLocked(AuditRecord r) {
   if (pending_.empty()) {
     const absl::Status s = WriteLocked(r);
     if (s.ok()) return;
-    std::fprintf(stderr, "dpfleet-server: audit trail: %s (kept; written once the store works)\n",
-                 std::string(s.message()).c_str());
+    log::Warn(absl::StrCat("audit trail: ", s.message(), " (kept; written once the store works)"));
   }
   pending_.push_back(std::move(r));
   if (pending_.size() > kMaxPending) {

@@ -74,6 +74,16 @@ void ToProto(const JobRecord& r, v1::Job* out) {
   out->set_owner(r.owner);
   out->set_eval_noise_multiplier(r.eval_noise_multiplier);
   out->set_eval_every(r.eval_every);
+  out->set_pending_reason(r.pending_reason);
+  for (const AttemptRecord& a : r.attempts) {
+    v1::JobAttempt* p = out->add_attempts();
+    p->set_attempt(a.attempt);
+    for (const std::string& w : a.worker_ids) p->add_worker_ids(w);
+    p->set_started_unix_ms(a.started_ms);
+    p->set_ended_unix_ms(a.ended_ms);
+    p->set_outcome(ToProto(a.outcome));
+    p->set_reason(a.reason);
+  }
 }
 
 void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {

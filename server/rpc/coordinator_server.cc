@@ -1,5 +1,7 @@
 #include "server/rpc/coordinator_server.h"
 
+#include "common/log/logging.h"
+
 #include <arpa/inet.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -94,12 +96,16 @@ absl::Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         l.max_http_request_bytes = kv.second.as<int64_t>();
       } else if (key == "max_wait_ms") {
         l.max_wait_ms = kv.second.as<int64_t>();
+      } else if (key == "max_log_lines_per_job") {
+        options->coordinator.log_limits.max_lines = kv.second.as<int64_t>();
+      } else if (key == "max_log_bytes_per_job") {
+        options->coordinator.log_limits.max_bytes = kv.second.as<int64_t>();
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
             "--config ", path, ": ", key,
             " is not a known setting (lease_ttl_ms, heartbeat_interval_ms, requests_per_second, request_burst, "
             "max_watch_streams_per_token, max_spec_bytes, max_message_bytes, max_http_request_bytes, "
-            "max_wait_ms)"));
+            "max_wait_ms, max_log_lines_per_job, max_log_bytes_per_job)"));
       }
     } catch (const YAML::Exception&) {
       return absl::InvalidArgumentError(absl::StrCat("--config ", path, ": ", key, " must be a number"));
@@ -114,6 +120,12 @@ absl::Status LoadServerConfig(const std::string& path, ServerOptions* options) {
         ": limits out of range (requests_per_second > 0, request_burst >= 1, max_watch_streams_per_token >= 1, "
         "max_spec_bytes >= 1024, max_message_bytes in [1 MiB, 2 GiB), max_http_request_bytes >= 1024, "
         "max_wait_ms >= 1000)"));
+  }
+  const LogLimits& logs = options->coordinator.log_limits;
+  if (logs.max_lines < 1 || logs.max_bytes < 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("--config ", path, ": max_log_lines_per_job ", logs.max_lines,
+                                                   " must be >= 1 and max_log_bytes_per_job ", logs.max_bytes,
+                                                   " >= 1024"));
   }
   if (options->coordinator.lease_ttl_ms < 100 ||
       options->coordinator.heartbeat_interval_ms * 2 > options->coordinator.lease_ttl_ms) {
@@ -258,8 +270,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(cons
     // operator learns of it here (and from /metrics).
     auto report = [](const char* component, const BackgroundErrors::Snapshot& now, int64_t* seen) {
       if (now.count == *seen) return;
-      std::fprintf(stderr, "dpfleet-server: %s: %s (%lld background failures so far; retrying)\n", component,
-                   now.last.c_str(), static_cast<long long>(now.count));
+      log::Warn(absl::StrCat(component, ": ", now.last, " (", now.count, " background failures so far; retrying)"));
       *seen = now.count;
     };
     absl::Time next_health = absl::Now() + absl::Seconds(1);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/log/run_events.h"
 #include "common/status.h"
 #include "common/version.h"
 #include "grpcpp/alarm.h"
@@ -68,13 +69,17 @@ grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext* ctx, const v
 
 namespace {
 
-v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e) {
+bool IsCustodian(const Identity& caller) { return caller.is_user() && caller.role == Role::kCustodian; }
+
+// `full`: the caller sees the whole reason (custodians); others its public
+// category, as JobView gives it.
+v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e, bool full) {
   v1::JobEvent out;
   out.set_job_id(job_id);
   out.set_seq(e.seq);
   out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
   out.set_state(ToProto(e.state));
-  out.set_reason(e.reason);
+  out.set_reason(full ? e.reason : PublicReason(e.reason, e.public_reason));
   if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, e.dp, out.mutable_epoch());
   return out;
 }
@@ -112,8 +117,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     first.set_seq(sub->seq);
     first.set_type(v1::JobEvent::SNAPSHOT);
     first.set_state(ToProto(sub->job.state));
-    first.set_reason(sub->job.reason);
-    ToProto(sub->job, first.mutable_job());
+    // What GetJob would show this caller (reasons, paths).
+    const JobRecord seen = JobView(caller_, sub->job);
+    first.set_reason(seen.reason);
+    ToProto(seen, first.mutable_job());
     // Events may have arrived between Subscribe and here; they all follow
     // the snapshot, which therefore goes first.
     queue_.push_front(std::move(first));
@@ -151,7 +158,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     if (e == nullptr) {
       end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
     } else {
-      queue_.push_back(EventToProto(job_id_, *e));
+      queue_.push_back(EventToProto(job_id_, *e, IsCustodian(caller_)));
       if (e->type == JobEvent::Type::kState && IsTerminal(e->state)) end_ = grpc::Status::OK;
     }
     PumpLocked();
@@ -423,8 +430,18 @@ grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext* ctx, const v1::D
   absl::Status allowed = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank());
   if (allowed.ok()) allowed = CheckWorkerId(caller, deps_.jobs, req->worker_id());
   if (!allowed.ok()) return ToGrpc(allowed);
+  // The analysts' text is composed here from fixed words (a stage the
+  // vocabulary knows and a status code), never taken from the worker.
+  std::string public_error;
+  if (!req->success()) {
+    const std::optional<log::RunStage> stage = log::ParseRunStage(req->error_stage());
+    const int code = req->error_code();
+    const absl::StatusCode status_code =
+        code > 0 && code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown;
+    if (stage) public_error = log::PublicRunFailure(*stage, status_code);
+  }
   return ToGrpc(deps_.jobs->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),
-                                       req->success(), req->error()));
+                                       req->success(), req->error(), public_error));
 }
 
 grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext* ctx, const v1::RendezvousSetRequest* req,
@@ -593,6 +610,61 @@ grpc::Status WorkerServiceImpl::UploadModel(grpc::ServerContext* ctx, const v1::
     return ToGrpc(s);
   }
   return ToGrpc(deps_.jobs->StoreModel(req->job_id(), req->attempt(), req->rank(), req->model()));
+}
+
+grpc::Status WorkerServiceImpl::ShipLogs(grpc::ServerContext* ctx, const v1::ShipLogsRequest* req,
+                                         v1::ShipLogsResponse* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  std::vector<LogLine> lines;
+  lines.reserve(req->lines_size());
+  for (const v1::JobLogLine& l : req->lines()) {
+    LogLine line;
+    line.level = static_cast<int32_t>(l.level());
+    line.time_ms = l.time_unix_ms();
+    line.message = l.message();
+    lines.push_back(std::move(line));
+  }
+  absl::StatusOr<LogAppendResult> r =
+      deps_.jobs->ShipLogs(req->job_id(), req->attempt(), req->rank(), std::move(lines), req->dropped_on_worker());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_stored(r->stored);
+  resp->set_dropped(r->dropped);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetJobLogs(grpc::ServerContext* ctx, const v1::GetJobLogsRequest* req,
+                                                v1::GetJobLogsResponse* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> job = deps_.jobs->Get(req->job_id());
+  // The owner and custodians; for anyone else the job does not exist.
+  if (job.ok()) {
+    if (absl::Status s = CheckMayActOnJob(caller, *job); !s.ok()) job = s;
+  }
+  if (!job.ok()) return ToGrpc(job.status());
+  LogQuery query;
+  query.after_seq = req->after_seq();
+  if (req->has_rank()) query.rank = req->rank();
+  if (req->has_attempt()) query.attempt = req->attempt();
+  query.limit = req->limit() > 0 ? std::min<int64_t>(req->limit(), 1000) : 1000;
+  absl::StatusOr<JobManager::LogsView> view = deps_.jobs->ReadLogs(req->job_id(), query);
+  if (!view.ok()) return ToGrpc(view.status());
+  for (const LogLine& l : view->page.lines) {
+    v1::JobLogLine* out = resp->add_lines();
+    out->set_seq(l.seq);
+    out->set_attempt(l.attempt);
+    out->set_rank(l.rank);
+    out->set_level(static_cast<v1::LogLevel>(l.level));
+    out->set_time_unix_ms(l.time_ms);
+    out->set_message(l.message);
+  }
+  resp->set_last_seq(view->page.last_seq);
+  resp->set_dropped_lines(view->page.dropped_lines + view->page.worker_dropped);
+  resp->set_dropped_bytes(view->page.dropped_bytes);
+  resp->set_job_state(ToProto(view->state));
+  return grpc::Status::OK;
 }
 
 }  // namespace dpfleet::server

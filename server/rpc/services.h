@@ -53,6 +53,7 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   grpc::Status GetDataset(grpc::ServerContext*, const v1::GetDatasetRequest*, v1::Dataset*) override;
   grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*, v1::ListDatasetsResponse*) override;
   grpc::Status RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest*, v1::Dataset*) override;
+  grpc::Status GetJobLogs(grpc::ServerContext*, const v1::GetJobLogsRequest*, v1::GetJobLogsResponse*) override;
 
  private:
   ServiceDeps deps_;
@@ -93,6 +94,7 @@ class WorkerServiceImpl final
   grpc::Status FetchCheckpoint(grpc::ServerContext*, const v1::FetchCheckpointRequest*,
                                v1::FetchCheckpointResponse*) override;
   grpc::Status UploadModel(grpc::ServerContext*, const v1::UploadModelRequest*, v1::UploadModelResponse*) override;
+  grpc::Status ShipLogs(grpc::ServerContext*, const v1::ShipLogsRequest*, v1::ShipLogsResponse*) override;
 
  private:
   ServiceDeps deps_;

@@ -334,6 +334,42 @@ TEST_F(EndToEndTest, ManyWatchersHoldNoThreadEachAndSeeEveryEvent) {
   }
 }
 
+// A queued job says why it waits, and the reason follows the fleet as
+// workers register; once it runs, `dpctl logs -f` follows both ranks' lines
+// until it ends; another analyst is told the job does not exist.
+TEST_F(EndToEndTest, AQueuedJobSaysWhyItWaitsAndItsLogsFollowTheRun) {
+  cluster_->StartServer();
+  const std::string job = Submit(WriteSpec("waiting", 2, 2));
+  EXPECT_EQ(Status(job)["pending_reason"], "no cpu worker registered");
+  std::string out, err;
+  ASSERT_EQ(cluster_->Dpctl({"list"}, &out, &err), 0) << err;
+  EXPECT_THAT(out, HasSubstr("PENDING"));
+  EXPECT_THAT(out, HasSubstr("no cpu worker registered"));
+  cluster_->StartWorkers(1);
+  ASSERT_TRUE(WaitFor([&] { return Status(job)["pending_reason"] == "needs 2 cpu workers, 1 registered"; },
+                      absl::Seconds(30)))
+      << Status(job).dump();
+  cluster_->StartWorkers(1);
+  ASSERT_EQ(cluster_->Dpctl({"logs", job, "-f"}, &out, &err), 0) << err << cluster_->Logs();
+  EXPECT_THAT(out, HasSubstr("attempt 1  rank 0  INFO   attempt 1 rank 0 of 2 started on a cpu worker"));
+  EXPECT_THAT(out, HasSubstr("rank 1  INFO   epoch 2 of 2 trained"));
+  EXPECT_THAT(out, HasSubstr("rank 0  INFO   run finished"));
+  EXPECT_THAT(out, HasSubstr("rank 1  INFO   run finished"));
+  ASSERT_EQ(cluster_->Dpctl({"logs", job, "--rank", "1", "-o", "json"}, &out, &err), 0) << err;
+  for (const std::string& line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    EXPECT_EQ(nlohmann::json::parse(line).at("rank"), 1) << line;
+  }
+  const nlohmann::json st = Status(job);
+  EXPECT_EQ(st["state"], "SUCCEEDED");
+  EXPECT_EQ(st["pending_reason"], "");
+  ASSERT_EQ(st["attempts"].size(), 1u);
+  EXPECT_EQ(st["attempts"][0]["outcome"], "SUCCEEDED");
+  EXPECT_EQ(st["attempts"][0]["worker_ids"].size(), 2u);
+  const std::string other = cluster_->CreateToken("mallory", "analyst");
+  EXPECT_EQ(cluster_->DpctlAs(other, {"logs", job}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("NOT_FOUND: job '" + job + "' not found"));
+}
+
 TEST_F(EndToEndTest, KilledWorkerFailsItsJobWithAReason) {
   cluster_->StartServer(/*lease_ttl_ms=*/1500);
   cluster_->StartWorkers(1);

@@ -160,6 +160,7 @@ const std::map<std::string, std::set<Who>>& ExpectedRpcRoles() {
       {"/dpfleet.v1.Coordinator/GetDataset", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Coordinator/ListDatasets", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Coordinator/RemoveDataset", {kCustodian}},
+      {"/dpfleet.v1.Coordinator/GetJobLogs", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Admin/CreateToken", {kCustodian}},
       {"/dpfleet.v1.Admin/ListTokens", {kCustodian}},
       {"/dpfleet.v1.Admin/RevokeToken", {kCustodian}},
@@ -176,6 +177,7 @@ const std::map<std::string, std::set<Who>>& ExpectedRpcRoles() {
       {"/dpfleet.v1.WorkerService/FetchShard", {kWorker}},
       {"/dpfleet.v1.WorkerService/FetchCheckpoint", {kWorker}},
       {"/dpfleet.v1.WorkerService/UploadModel", {kWorker}},
+      {"/dpfleet.v1.WorkerService/ShipLogs", {kWorker}},
   };
   return *roles;
 }

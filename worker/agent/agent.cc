@@ -21,9 +21,7 @@ std::string Hostname() {
   return buf;
 }
 
-void Log(const std::string& msg) {
-  std::fprintf(stderr, "dpfleet-worker[%d]: %s\n", getpid(), msg.c_str());
-}
+void Log(const std::string& msg) { log::Info(msg); }
 
 }  // namespace
 
@@ -89,6 +87,7 @@ absl::Status WorkerAgent::Register(bool keep_run) {
 
 void WorkerAgent::StartRun(const v1::Assignment& a) {
   run_ = std::make_unique<v1::Assignment>(a);
+  run_log_ = std::make_unique<ReleasedLog>(options_.log_level);
   run_cancel_ = false;
   run_finished_ = false;
   Log(absl::StrCat("starting ", a.job_id(), " attempt ", a.attempt(), " rank ", a.rank(), "/", a.world_size()));
@@ -106,6 +105,7 @@ void WorkerAgent::StartRun(const v1::Assignment& a) {
     ctx.work_dir = options_.work_dir;
     ctx.threads = options_.threads;
     ctx.cancel = &run_cancel_;
+    ctx.log = run_log_.get();
     absl::Status s;
     try {
       s = RunAssignment(a, ctx);
@@ -117,7 +117,40 @@ void WorkerAgent::StartRun(const v1::Assignment& a) {
   });
 }
 
-void WorkerAgent::ReportDone(const v1::Assignment& a, const absl::Status& result) {
+void WorkerAgent::ShipLogs(const v1::Assignment& a, ReleasedLog* run_log) {
+  if (run_log == nullptr) return;
+  int64_t dropped = 0;
+  std::vector<v1::JobLogLine> lines = run_log->Take(&dropped);
+  std::size_t next = 0;
+  while (next < lines.size() || dropped > 0) {
+    v1::ShipLogsRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt());
+    req.set_rank(a.rank());
+    req.set_dropped_on_worker(dropped);
+    const std::size_t end = std::min(lines.size(), next + 500);
+    for (std::size_t i = next; i < end; ++i) *req.add_lines() = lines[i];
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::ShipLogsResponse resp;
+    const grpc::Status s = stub_->ShipLogs(&ctx, req, &resp);
+    if (!s.ok()) {
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE || s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+          s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+        // Kept for the next heartbeat.
+        run_log->PutBack(std::vector<v1::JobLogLine>(lines.begin() + static_cast<std::ptrdiff_t>(next), lines.end()),
+                         dropped);
+      } else {
+        log::Warn(absl::StrCat("log lines of ", a.job_id(), " attempt ", a.attempt(), " refused: ", s.error_message()));
+      }
+      return;
+    }
+    next = end;
+    dropped = 0;
+  }
+}
+
+void WorkerAgent::ReportDone(const v1::Assignment& a, const absl::Status& result, ReleasedLog* run_log) {
   v1::DoneReport req;
   req.set_job_id(a.job_id());
   req.set_attempt(a.attempt());
@@ -128,8 +161,25 @@ void WorkerAgent::ReportDone(const v1::Assignment& a, const absl::Status& result
   }
   req.set_success(result.ok());
   req.set_error(std::string(result.message()));
-  Log(absl::StrCat("finished ", a.job_id(), " attempt ", a.attempt(), ": ",
-                   result.ok() ? "ok" : result.ToString()));
+  req.set_error_code(static_cast<int32_t>(result.code()));
+  if (absl::IsAborted(result) && run_log != nullptr && stop_requested_) run_log->Stage(log::RunStage::kStopping);
+  req.set_error_stage(log::RunStageName(run_log != nullptr ? run_log->stage() : log::RunStage::kStarting));
+  if (run_log != nullptr) {
+    if (result.ok()) {
+      run_log->Finished();
+    } else {
+      run_log->Failed(result.code());
+    }
+    // The last lines (how it ended) go before the end is reported.
+    ShipLogs(a, run_log);
+  }
+  const std::string said = absl::StrCat("finished ", a.job_id(), " attempt ", a.attempt(), ": ",
+                                        result.ok() ? "ok" : result.ToString());
+  if (result.ok()) {
+    log::Info(said);
+  } else {
+    log::Warn(said);
+  }
   for (int tries = 0; tries < 50; ++tries) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -143,8 +193,9 @@ void WorkerAgent::ReportDone(const v1::Assignment& a, const absl::Status& result
 void WorkerAgent::FinishRunIfDone() {
   if (!run_ || !run_finished_) return;
   run_thread_.join();
-  ReportDone(*run_, run_result_);
+  ReportDone(*run_, run_result_, run_log_.get());
   run_.reset();
+  run_log_.reset();
 }
 
 absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
@@ -187,6 +238,7 @@ absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
     ctx.set_wait_for_ready(true);
     v1::HeartbeatResponse resp;
     grpc::Status s = stub_->Heartbeat(&ctx, req, &resp);
+    if (run_) ShipLogs(*run_, run_log_.get());
     if (s.ok()) {
       if (resp.reregister()) {
         if (absl::Status again = Register(true); absl::IsFailedPrecondition(again)) return again;
@@ -214,10 +266,13 @@ absl::Status WorkerAgent::Run(const std::atomic<bool>& stop) {
   }
   if (run_) {
     run_cancel_ = true;
+    stop_requested_ = true;
     run_thread_.join();
-    ReportDone(*run_, run_result_.ok() && run_finished_ ? run_result_
-                                                        : absl::AbortedError("worker stopped (SIGTERM)"));
+    ReportDone(*run_,
+               run_result_.ok() && run_finished_ ? run_result_ : absl::AbortedError("worker stopped (SIGTERM)"),
+               run_log_.get());
     run_.reset();
+    run_log_.reset();
   }
   return absl::OkStatus();
 }

@@ -19,7 +19,9 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/log/logging.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
+#include "worker/agent/released_log.h"
 
 namespace dpfleet::worker {
 
@@ -34,6 +36,8 @@ struct AgentOptions {
   // PEM text: the fleet CA, this worker's certificate and key. All empty:
   // plaintext (a loopback coordinator without TLS).
   std::string tls_ca, tls_cert, tls_key;
+  // Released log lines below this level are not shipped (--log-level).
+  log::Level log_level = log::Level::kInfo;
 };
 
 class WorkerAgent {
@@ -49,7 +53,10 @@ class WorkerAgent {
   absl::Status Register(bool keep_run);
   void StartRun(const v1::Assignment& a);
   void FinishRunIfDone();
-  void ReportDone(const v1::Assignment& a, const absl::Status& result);
+  void ReportDone(const v1::Assignment& a, const absl::Status& result, ReleasedLog* run_log = nullptr);
+  // Sends the run's released log lines in batches (ShipLogs); a batch the
+  // coordinator cannot take now is kept for the next call.
+  void ShipLogs(const v1::Assignment& a, ReleasedLog* run_log);
 
   AgentOptions options_;
   std::shared_ptr<v1::WorkerService::Stub> stub_;
@@ -58,9 +65,11 @@ class WorkerAgent {
   int64_t heartbeat_interval_ms_ = 500;
   // The current run, if any.
   std::unique_ptr<v1::Assignment> run_;
+  std::unique_ptr<ReleasedLog> run_log_;
   std::thread run_thread_;
   std::atomic<bool> run_cancel_{false};
   std::atomic<bool> run_finished_{false};
+  bool stop_requested_ = false;  // SIGTERM: the run's end is the worker's stop
   absl::Status run_result_;
 };
 

@@ -159,6 +159,9 @@ absl::StatusOr<std::string> FetchCheckpoint(const v1::Assignment& a, const RunCo
 }  // namespace
 
 absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
+  ReleasedLog unused;
+  ReleasedLog& rlog = ctx.log != nullptr ? *ctx.log : unused;
+  rlog.Stage(log::RunStage::kStarting);
   ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
   // Where this rank computes (the worker resolved it at start-up).
   ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
@@ -168,6 +171,8 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
                                                       "' does not match this worker's device ", ctx.device));
   }
   if (ctx.threads > 0) at::set_num_threads(ctx.threads);
+  rlog.Started(a.attempt(), a.rank(), a.world_size(), a.start_epoch(), spec.training.epochs, cuda);
+  rlog.Stage(log::RunStage::kLoadingData);
 
   // This rank's training records, the global N, and (rank 0) the eval split.
   data::EncodedDataset ds;
@@ -235,6 +240,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   tc.device = device;
 
   // Rendezvous through the coordinator: ranks meet under job/attempt keys.
+  rlog.Stage(log::RunStage::kConnecting);
   std::unique_ptr<comm::Communicator> comm;
   if (a.world_size() == 1) {
     comm = std::make_unique<comm::LocalCommunicator>();
@@ -264,10 +270,12 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   }
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
                    train::DpSgdTrainer::Create(model, tc, ds.train.dim, comm.get()));
+  if (a.world_size() > 1) rlog.Connected(a.world_size(), cuda);
   if (a.start_epoch() > 0) {
     // A resumed attempt: every rank starts from rank 0's state after the
     // last finished epoch (this attempt's noise streams are fresh: the
     // attempt number is part of their keys).
+    rlog.Stage(log::RunStage::kResuming);
     int32_t epoch = 0;
     ASSIGN_OR_RETURN(const std::string state, FetchCheckpoint(a, ctx, &epoch));
     RETURN_IF_ERROR(trainer->LoadFromBytes(state));
@@ -276,6 +284,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
                                               " steps; resuming after epoch ", a.start_epoch(), " needs ",
                                               a.start_epoch() * trainer->steps_per_epoch()));
     }
+    rlog.Resumed(epoch);
   }
 
   // Rank 0's eval release: a DP job's metrics come only from its noisy
@@ -303,8 +312,11 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   for (int32_t epoch = a.start_epoch() + 1; epoch <= spec.training.epochs; ++epoch) {
     if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
     // 1. Charge before anything of this epoch can be released.
+    rlog.Stage(log::RunStage::kReporting);
     RETURN_IF_ERROR(charge(epoch, v1::MECHANISM_TRAIN, trainer->steps_per_epoch(), trainer->sample_rate(),
                            spec.dp() ? a.noise_multiplier() : 0.0));
+    rlog.EpochCharged(epoch);
+    rlog.Stage(log::RunStage::kTraining);
     // 2. Train, checking for a cancel between steps.
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < trainer->steps_per_epoch(); ++s) {
@@ -317,6 +329,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     // epoch with an eval release it charges the release, THEN evaluates on
     // the held-out split; the metrics are computed from the noisy histogram
     // only. A non-private job's metrics are exact.
+    rlog.EpochTrained(epoch, spec.training.epochs, trainer->steps_per_epoch());
     if (a.rank() != 0) continue;
     v1::ProgressReport report;
     report.set_job_id(a.job_id());
@@ -326,6 +339,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     v1::EpochMetrics* out = report.mutable_metrics();
     out->set_epoch(epoch);
     if (eval.ReleasedAfter(epoch, spec.training.epochs)) {
+      rlog.Stage(log::RunStage::kEvaluating);
       train::EvalMetrics m;
       if (releaser) {
         RETURN_IF_ERROR(charge(epoch, v1::MECHANISM_EVAL, 1, 1.0, releaser->noise_multiplier()));
@@ -345,16 +359,19 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
       // The state a retried attempt resumes from, stored before the epoch counts.
       ASSIGN_OR_RETURN(*report.mutable_checkpoint(), trainer->SaveToBytes());
     }
+    rlog.Stage(log::RunStage::kReporting);
     v1::ProgressAck ack;
     RETURN_IF_ERROR(CallWithRetry(ctx, "reporting progress", [&](grpc::ClientContext* c) {
       report.set_worker_id(ctx.worker_id());
       return ctx.stub->ReportProgress(c, report, &ack);
     }));
+    if (report.metrics().has_eval_accuracy()) rlog.EvalReleased(epoch);
     if (ack.stop()) return absl::CancelledError(ack.reason());
   }
   if (a.rank() == 0) {
     // The job succeeds only once the coordinator holds the trained model;
     // the same bytes go to the work directory.
+    rlog.Stage(log::RunStage::kUploading);
     v1::UploadModelRequest upload;
     upload.set_job_id(a.job_id());
     upload.set_attempt(a.attempt());
@@ -367,6 +384,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     if (!ctx.work_dir.empty()) {
       RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt"), upload.model()));
     }
+    rlog.ModelUploaded();
   }
   return absl::OkStatus();
 }

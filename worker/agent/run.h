@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "dpfleet/v1/worker.grpc.pb.h"
+#include "worker/agent/released_log.h"
 
 namespace dpfleet::worker {
 
@@ -36,6 +37,9 @@ struct RunContext {
   // Stream dataset shards from the coordinator even when its directory
   // looks visible (for fleets whose paths do not mean the same files).
   bool fetch_shards = false;
+  // The run's released log (what its owner reads); may be null. Its stage
+  // is where a failure happened.
+  ReleasedLog* log = nullptr;
 };
 
 // Returns OK when the run trained every epoch; Cancelled when stopped; any

@@ -120,6 +120,15 @@ absl::Status FaultyStore::PutModel(const std::string& job_id, const std::string&
   return Write<absl::Status>("store the model of " + job_id, [&] { return inner_->PutModel(job_id, data); });
 }
 
+absl::StatusOr<server::LogAppendResult> FaultyStore::AppendJobLogs(const std::string& job_id,
+                                                                   const std::vector<server::LogLine>& lines,
+                                                                   const server::LogLimits& limits,
+                                                                   int64_t worker_dropped) {
+  return Write<absl::StatusOr<server::LogAppendResult>>(
+      absl::StrCat("store ", lines.size(), " log line(s) of ", job_id),
+      [&] { return inner_->AppendJobLogs(job_id, lines, limits, worker_dropped); });
+}
+
 absl::Status FaultyStore::PutBudgets(const std::vector<server::BudgetRecord>& budgets) {
   return Write<absl::Status>(absl::StrCat("store the budgets of ", budgets.size(), " file(s)"),
                              [&] { return inner_->PutBudgets(budgets); });

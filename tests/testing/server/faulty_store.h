@@ -107,6 +107,14 @@ class FaultyStore final : public server::Store {
     return inner_->ListAudit(after_id, limit);
   }
 
+  absl::StatusOr<server::LogAppendResult> AppendJobLogs(const std::string& job_id,
+                                                        const std::vector<server::LogLine>& lines,
+                                                        const server::LogLimits& limits,
+                                                        int64_t worker_dropped) override;
+  absl::StatusOr<server::LogPage> ReadJobLogs(const std::string& job_id, const server::LogQuery& query) override {
+    return inner_->ReadJobLogs(job_id, query);
+  }
+
   // A write the first time (the key is drawn and stored), so it counts as one.
   absl::StatusOr<uint64_t> SplitKey() override;
 

@@ -214,6 +214,23 @@ grpc::Status FakeCoordinator::UploadModel(grpc::ServerContext*, const v1::Upload
   return grpc::Status::OK;
 }
 
+grpc::Status FakeCoordinator::ShipLogs(grpc::ServerContext*, const v1::ShipLogsRequest* req,
+                                       v1::ShipLogsResponse* resp) {
+  absl::MutexLock lock(&mu_);
+  for (v1::JobLogLine l : req->lines()) {
+    l.set_attempt(req->attempt());
+    l.set_rank(req->rank());
+    log_lines_.push_back(std::move(l));
+  }
+  resp->set_stored(req->lines_size());
+  return grpc::Status::OK;
+}
+
+std::vector<v1::JobLogLine> FakeCoordinator::log_lines() const {
+  absl::MutexLock lock(&mu_);
+  return log_lines_;
+}
+
 namespace {
 std::string KeyOf(const std::string& job, int32_t attempt, const std::string& key) {
   return absl::StrCat(job, "/", attempt, "/", key);

@@ -62,6 +62,8 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::vector<v1::ChargeBudgetRequest> charges() const;
   std::vector<v1::ProgressReport> reports() const;
   std::vector<v1::DoneReport> dones() const;
+  // Every log line the worker shipped (ShipLogs), in order.
+  std::vector<v1::JobLogLine> log_lines() const;
   std::string model() const;
   // Block (without polling) until at least `n` calls that start with
   // `prefix` were made, or heartbeats, or charges are held.
@@ -77,6 +79,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   grpc::Status FetchCheckpoint(grpc::ServerContext*, const v1::FetchCheckpointRequest*,
                                v1::FetchCheckpointResponse*) override;
   grpc::Status UploadModel(grpc::ServerContext*, const v1::UploadModelRequest*, v1::UploadModelResponse*) override;
+  grpc::Status ShipLogs(grpc::ServerContext*, const v1::ShipLogsRequest*, v1::ShipLogsResponse*) override;
   // A plain key-value store per (job, attempt); a get waits (on its server
   // thread: this is a test) until the key is set or its timeout passes.
   grpc::Status RendezvousSet(grpc::ServerContext*, const v1::RendezvousSetRequest*,
@@ -108,6 +111,7 @@ class FakeCoordinator final : public v1::WorkerService::Service {
   std::vector<v1::ChargeBudgetRequest> charges_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ProgressReport> reports_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::DoneReport> dones_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::JobLogLine> log_lines_ ABSL_GUARDED_BY(mu_);
   std::string model_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> keys_ ABSL_GUARDED_BY(mu_);  // "job/attempt/key"
 };

@@ -195,5 +195,42 @@ TEST(AccessTest, DatasetsAndBudgetsShowAnalystsOnlyWhatIsPublic) {
   EXPECT_TRUE(CheckBudgetArgument(kCustodianId, "/data/a.csv", {d}).ok());
 }
 
+// A worker's error message may quote the private file: analysts see the
+// public category of every reason, custodians the whole text; a reason
+// recorded before public reasons shows analysts a placeholder.
+TEST(AccessTest, AnalystsSeeFailureCategoriesNeverWorkerMessages) {
+  JobRecord job;
+  job.job_id = "job-000001";
+  job.owner = "alice";
+  job.state = JobState::kFailed;
+  job.reason = "rank 0 (worker w-1): row 17: 'H,2019HU0001,...' is malformed";
+  job.public_reason = "rank 0 (worker w-1): failed while loading data (INVALID_ARGUMENT)";
+  job.pending_reason = "";
+  AttemptRecord a;
+  a.attempt = 1;
+  a.outcome = JobState::kFailed;
+  a.reason = job.reason;
+  a.public_reason = job.public_reason;
+  job.attempts = {a};
+  const JobRecord seen = JobView(kAlice, job);
+  EXPECT_EQ(seen.reason, job.public_reason);
+  ASSERT_EQ(seen.attempts.size(), 1u);
+  EXPECT_EQ(seen.attempts[0].reason, job.public_reason);
+  EXPECT_EQ(seen.attempts[0].public_reason, job.public_reason);
+  const JobRecord custodian = JobView(kCustodianId, job);
+  EXPECT_EQ(custodian.reason, job.reason);
+  EXPECT_EQ(custodian.attempts[0].reason, job.reason);
+  EXPECT_TRUE(JobView(kViewerId, job).reason.empty());
+  JobRecord old = job;
+  old.public_reason.clear();
+  old.attempts.clear();
+  EXPECT_EQ(JobView(kAlice, old).reason, "(the reason is shown to custodians only)");
+  // A queued job's pending reason is for everyone who may see the job.
+  job.state = JobState::kQueued;
+  job.pending_reason = "needs 4 cpu workers, 2 registered";
+  EXPECT_EQ(JobView(kViewerId, job).pending_reason, job.pending_reason);
+  EXPECT_EQ(JobView(kAlice, job).pending_reason, job.pending_reason);
+}
+
 }  // namespace
 }  // namespace dpfleet::server

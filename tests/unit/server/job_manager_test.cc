@@ -22,6 +22,7 @@ namespace dpfleet::server {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_privacy = "") {
   return absl::StrCat("name: test\ndata: {path: /data/p.csv}\n",
@@ -45,6 +46,7 @@ class JobManagerTest : public ::testing::Test {
     options.lease_ttl_ms = 1000;
     options.heartbeat_interval_ms = 100;
     options.split_key = kSplitKey;
+    options.log_limits = log_limits_;
     files_ = std::make_unique<FileIdentifier>(store_.get(), &clock_);
     resolver_.files = files_.get();
     jobs_ = std::make_unique<JobManager>(store_.get(), &resolver_, &clock_, options);
@@ -89,6 +91,7 @@ class JobManagerTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  LogLimits log_limits_;
   testing::FakeDataResolver resolver_;
   ManualClock clock_;
   std::unique_ptr<Store> store_;
@@ -1285,6 +1288,159 @@ TEST_F(JobManagerTest, AJobQueuedAcrossTheUpgradeGetsItsFilesKeys) {
   EXPECT_EQ(back->input_files, std::vector<std::string>{*resolver_.FileKey("data.path", "/data/p.csv")});
   auto stored = store_->LoadJobs();
   EXPECT_EQ((*stored)[0].input_files, back->input_files) << "stored before it is used";
+}
+
+// A queued job's pending reason follows the fleet: it changes as workers
+// register and is gone once the job runs.
+TEST_F(JobManagerTest, APendingReasonChangesAsWorkersRegister) {
+  auto job = *jobs_->Submit(Spec(2));
+  EXPECT_EQ(jobs_->Get(job.job_id)->pending_reason, "no cpu worker registered");
+  const std::string a = AddWorker();
+  EXPECT_EQ(jobs_->Get(job.job_id)->pending_reason, "needs 2 cpu workers, 1 registered");
+  EXPECT_EQ(jobs_->List()[0].pending_reason, "needs 2 cpu workers, 1 registered");
+  AddWorker();
+  auto running = *jobs_->Get(job.job_id);
+  EXPECT_EQ(running.state, JobState::kRunning);
+  EXPECT_EQ(running.pending_reason, "");
+  // A second job waits for the busy ones.
+  auto next = *jobs_->Submit(Spec(1));
+  EXPECT_EQ(jobs_->Get(next.job_id)->pending_reason, "no idle cpu worker (2 registered, all busy)");
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, running.attempt, 0, a, false, "boom").ok());
+  EXPECT_EQ(jobs_->Get(next.job_id)->state, JobState::kRunning);
+}
+
+// Every attempt stays in the record (workers, times, outcome, reason), and
+// a worker's message stays out of what analysts see.
+TEST_F(JobManagerTest, AttemptsAreKeptWithTheirReasonsAcrossARestart) {
+  const std::string spec = absl::StrReplaceAll(Spec(1, 3), {{"workers: 1}", "workers: 1, max_attempts: 2}"}});
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(spec)->job_id);
+  clock_.AdvanceMs(10);
+  const std::string secret = "row 17: 'H,2019HU0001,1,00101,01,42,37,...' has SCHL 99";
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 0, a, false, secret, "failed while loading data (INVALID_ARGUMENT)")
+                  .ok());
+  auto retried = *jobs_->Get(job.job_id);
+  ASSERT_EQ(retried.attempt, 2);
+  EXPECT_THAT(retried.reason, HasSubstr(secret)) << "custodians get the whole story";
+  EXPECT_THAT(retried.public_reason, Not(HasSubstr("row 17")));
+  EXPECT_THAT(retried.public_reason, HasSubstr("attempt 1 of 2 failed: rank 0 (worker " + a +
+                                               "): failed while loading data (INVALID_ARGUMENT)"));
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 2, 0, a, false, "worker stopped (SIGTERM)", "worker stopped (SIGTERM)")
+                  .ok());
+  Open();  // a coordinator restart
+  auto after = *jobs_->Get(job.job_id);
+  EXPECT_EQ(after.state, JobState::kFailed);
+  ASSERT_EQ(after.attempts.size(), 2u);
+  EXPECT_EQ(after.attempts[0].attempt, 1);
+  EXPECT_EQ(after.attempts[0].worker_ids, std::vector<std::string>{a});
+  EXPECT_EQ(after.attempts[0].outcome, JobState::kFailed);
+  EXPECT_GT(after.attempts[0].ended_ms, after.attempts[0].started_ms);
+  EXPECT_THAT(after.attempts[0].reason, HasSubstr(secret));
+  EXPECT_EQ(after.attempts[0].public_reason, "rank 0 (worker " + a + "): failed while loading data (INVALID_ARGUMENT)");
+  EXPECT_EQ(after.attempts[1].outcome, JobState::kFailed);
+  EXPECT_EQ(after.attempts[1].public_reason, "rank 0 (worker " + a + "): worker stopped (SIGTERM)");
+  EXPECT_THAT(after.public_reason, HasSubstr("(attempt 2 of 2)"));
+}
+
+TEST_F(JobManagerTest, ASucceededAndACancelledAttemptSaySo) {
+  const std::string a = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1, 1))->job_id);
+  RunEpoch(job, a, 1);
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 0, a, true, "").ok());
+  auto done = *jobs_->Get(job.job_id);
+  ASSERT_EQ(done.attempts.size(), 1u);
+  EXPECT_EQ(done.attempts[0].outcome, JobState::kSucceeded);
+  EXPECT_EQ(done.attempts[0].reason, "");
+  auto other = *jobs_->Get(jobs_->Submit(Spec(1, 1))->job_id);
+  ASSERT_TRUE(jobs_->Cancel(other.job_id).ok());
+  auto cancelled = *jobs_->Get(other.job_id);
+  ASSERT_EQ(cancelled.attempts.size(), 1u);
+  EXPECT_EQ(cancelled.attempts[0].outcome, JobState::kCancelled);
+  EXPECT_EQ(cancelled.attempts[0].public_reason, "cancelled by user");
+  EXPECT_EQ(cancelled.public_reason, "cancelled by user");
+}
+
+// A worker's log lines for its rank: kept with the job (durably), the
+// oldest dropped past the per-job cap and counted, filtered by rank and
+// attempt, refused for a stale attempt or a bad level.
+TEST_F(JobManagerTest, ShippedLogLinesAreKeptWithinTheCapOldestFirstOut) {
+  log_limits_.max_lines = 3;
+  log_limits_.max_bytes = 1 << 20;
+  Open();
+  const std::string a = AddWorker();
+  const std::string b = AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(2))->job_id);
+  auto line = [](const std::string& m, int32_t level = 2) {
+    LogLine l;
+    l.level = level;
+    l.time_ms = 5;
+    l.message = m;
+    return l;
+  };
+  auto shipped = jobs_->ShipLogs(job.job_id, 1, 0, {line("one"), line("two")}, 0);
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  EXPECT_EQ(shipped->stored, 2);
+  EXPECT_EQ(shipped->dropped, 0);
+  shipped = jobs_->ShipLogs(job.job_id, 1, 1, {line("three"), line("four", 4)}, 2);
+  ASSERT_TRUE(shipped.ok());
+  EXPECT_EQ(shipped->dropped, 1) << "the oldest line goes";
+  auto view = jobs_->ReadLogs(job.job_id, LogQuery{});
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_EQ(view->page.lines.size(), 3u);
+  EXPECT_EQ(view->page.lines[0].message, "two");
+  EXPECT_EQ(view->page.lines[0].seq, 2);
+  EXPECT_EQ(view->page.lines[2].message, "four");
+  EXPECT_EQ(view->page.lines[2].level, 4);
+  EXPECT_EQ(view->page.lines[2].rank, 1);
+  EXPECT_EQ(view->page.lines[2].attempt, 1);
+  EXPECT_EQ(view->page.last_seq, 4);
+  EXPECT_EQ(view->page.dropped_lines, 1);
+  EXPECT_EQ(view->page.dropped_bytes, 3);
+  EXPECT_EQ(view->page.worker_dropped, 2);
+  EXPECT_EQ(view->state, JobState::kRunning);
+  LogQuery rank1;
+  rank1.rank = 1;
+  rank1.after_seq = 3;
+  view = jobs_->ReadLogs(job.job_id, rank1);
+  ASSERT_EQ(view->page.lines.size(), 1u);
+  EXPECT_EQ(view->page.lines[0].message, "four");
+  // Refusals name what is wrong.
+  auto stale = jobs_->ShipLogs(job.job_id, 2, 0, {line("x")}, 0);
+  EXPECT_EQ(stale.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(stale.status().message(), HasSubstr("attempt 2 is stale"));
+  auto bad = jobs_->ShipLogs(job.job_id, 1, 0, {line("x"), line("y", 9)}, 0);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("lines[1].level: 9"));
+  auto outside = jobs_->ShipLogs(job.job_id, 1, 2, {line("x")}, 0);
+  EXPECT_EQ(outside.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs_->ReadLogs("job-nope", LogQuery{}).status().code(), absl::StatusCode::kNotFound);
+  // A long line is cut; lines of an ended job still come in.
+  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 1, b, false, "boom").ok());
+  ASSERT_TRUE(jobs_->ShipLogs(job.job_id, 1, 0, {line(std::string(5000, 'x'))}, 0).ok());
+  Open();  // kept across a restart
+  view = jobs_->ReadLogs(job.job_id, LogQuery{});
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->state, JobState::kFailed);
+  ASSERT_EQ(view->page.lines.size(), 3u);
+  EXPECT_EQ(view->page.lines.back().message.size(), static_cast<std::size_t>(kMaxLogLineBytes) + 6);
+  EXPECT_EQ(view->page.dropped_lines, 2);
+}
+
+TEST_F(JobManagerTest, ALogPastTheByteCapDropsItsOldestLines) {
+  log_limits_.max_lines = 1000;
+  log_limits_.max_bytes = 10;
+  Open();
+  AddWorker();
+  auto job = *jobs_->Get(jobs_->Submit(Spec(1))->job_id);
+  std::vector<LogLine> lines(3);
+  for (int i = 0; i < 3; ++i) lines[i].message = std::string(4, static_cast<char>('a' + i));
+  auto shipped = jobs_->ShipLogs(job.job_id, 1, 0, lines, 0);
+  ASSERT_TRUE(shipped.ok()) << shipped.status();
+  EXPECT_EQ(shipped->dropped, 1);
+  auto view = jobs_->ReadLogs(job.job_id, LogQuery{});
+  ASSERT_EQ(view->page.lines.size(), 2u);
+  EXPECT_EQ(view->page.lines[0].message, "bbbb");
+  EXPECT_EQ(view->page.dropped_bytes, 4);
 }
 
 }  // namespace

@@ -73,5 +73,53 @@ TEST(PlaceJobsTest, NothingToPlaceOrNobodyToPlaceItOn) {
   EXPECT_THAT(PlaceJobs({{"j1", 1, "cuda"}}, {{"w1", "cpu", 1}}), IsEmpty());
 }
 
+// Pending reasons, one per way a job can wait, on plain data.
+TEST(PendingReasonTest, NoWorkerOfTheDeviceRegistered) {
+  const SchedulePass pass = PlanJobs({{"j1", 1, "cuda"}}, {{"w-1", "cpu", true, 1}});
+  EXPECT_THAT(pass.placements, IsEmpty());
+  EXPECT_EQ(pass.pending.at("j1"), "no cuda worker registered");
+}
+
+TEST(PendingReasonTest, FewerWorkersRegisteredThanTheJobNeeds) {
+  const SchedulePass pass = PlanJobs({{"j1", 4, "cpu"}}, {{"w-1", "cpu", true, 1}, {"w-2", "cpu", false, 2}});
+  EXPECT_EQ(pass.pending.at("j1"), "needs 4 cpu workers, 2 registered");
+}
+
+TEST(PendingReasonTest, EveryMatchingWorkerIsBusy) {
+  const SchedulePass pass = PlanJobs({{"j1", 1, "cuda"}}, {{"w-1", "cuda:0", false, 1}, {"w-2", "cpu", true, 2}});
+  EXPECT_EQ(pass.pending.at("j1"), "no idle cuda worker (1 registered, all busy)");
+}
+
+TEST(PendingReasonTest, NotEnoughIdleWorkers) {
+  const SchedulePass pass =
+      PlanJobs({{"j1", 3, "cpu"}}, {{"w-1", "cpu", true, 1}, {"w-2", "cpu", false, 2}, {"w-3", "cpu", true, 3}});
+  EXPECT_EQ(pass.pending.at("j1"), "needs 3 cpu workers, 2 idle (3 registered)");
+}
+
+TEST(PendingReasonTest, IdleWorkersTakenByJobsAheadInTheQueue) {
+  const SchedulePass pass = PlanJobs({{"j1", 2, "cpu"}, {"j2", 2, "cpu"}},
+                                     {{"w-1", "cpu", true, 1}, {"w-2", "cpu", true, 2}, {"w-3", "cpu", true, 3}});
+  EXPECT_THAT(Describe(pass.placements), ElementsAre("j1:w-1,w-2"));
+  EXPECT_EQ(pass.pending.at("j2"), "needs 2 cpu workers, 1 left idle after the jobs ahead of it (3 idle)");
+  EXPECT_EQ(pass.pending.count("j1"), 0u) << "a placed job has no pending reason";
+}
+
+TEST(PendingReasonTest, ARetriedJobSaysItWaitsForItsRetry) {
+  QueuedJob retried{"j1", 2, "cpu", /*attempt=*/1, /*max_attempts=*/3};
+  const SchedulePass pass = PlanJobs({retried}, {{"w-1", "cpu", true, 1}});
+  EXPECT_EQ(pass.pending.at("j1"), "waiting for a retry (attempt 2 of 3): needs 2 cpu workers, 1 registered");
+}
+
+TEST(PendingReasonTest, PlanJobsPlacesExactlyWhatPlaceJobsPlaces) {
+  const std::vector<QueuedJob> queued = {{"j1", 2, "cpu"}, {"j2", 1, "cuda"}, {"j3", 1, "cpu"}};
+  const std::vector<IdleWorker> idle = {{"w-1", "cpu", 1}, {"w-2", "cuda:0", 2}, {"w-3", "cpu", 3}};
+  std::vector<FleetWorker> fleet;
+  for (const IdleWorker& w : idle) fleet.push_back({w.worker_id, w.device, true, w.registered_ms});
+  fleet.push_back({"w-busy", "cpu", false, 0});
+  EXPECT_EQ(Describe(PlanJobs(queued, fleet).placements), Describe(PlaceJobs(queued, idle)));
+  EXPECT_EQ(PlanJobs(queued, fleet).pending.at("j3"),
+            "needs 1 cpu worker, 0 left idle after the jobs ahead of it (2 idle)");
+}
+
 }  // namespace
 }  // namespace dpfleet::server

@@ -562,5 +562,82 @@ TEST_F(ServicesTest, BudgetsDatasetsAndVersionAreConvertedAndValidated) {
   EXPECT_EQ(v.version(), GetBuildInfo().version);
 }
 
+// Log lines travel from the worker holding the rank to the job's owner;
+// anyone else is told the job does not exist. A failed rank's public
+// reason is composed from its stage and code, never from its message.
+TEST_F(ServicesTest, LogsReachTheOwnerAndAFailureReasonIsComposedFromFixedWords) {
+  std::string worker;
+  const v1::Assignment a = StartJob(&worker);
+  {
+    grpc::ClientContext ctx;
+    v1::ShipLogsRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt());
+    req.set_rank(0);
+    v1::JobLogLine* l = req.add_lines();
+    l->set_level(v1::LOG_INFO);
+    l->set_time_unix_ms(42);
+    l->set_message("loading data");
+    v1::ShipLogsResponse resp;
+    const grpc::Status s = workers_->ShipLogs(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.stored(), 1);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::ShipLogsRequest req;
+    req.set_job_id(a.job_id());
+    req.set_attempt(a.attempt() + 1);
+    v1::ShipLogsResponse resp;
+    EXPECT_EQ(workers_->ShipLogs(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED)
+        << "only the attempt the worker holds";
+  }
+  {
+    grpc::ClientContext ctx;
+    Authorize(&ctx);
+    v1::GetJobLogsRequest req;
+    req.set_job_id(a.job_id());
+    v1::GetJobLogsResponse resp;
+    const grpc::Status s = client_->GetJobLogs(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(resp.lines_size(), 1);
+    EXPECT_EQ(resp.lines(0).message(), "loading data");
+    EXPECT_EQ(resp.lines(0).seq(), 1);
+    EXPECT_EQ(resp.lines(0).level(), v1::LOG_INFO);
+    EXPECT_EQ(resp.lines(0).time_unix_ms(), 42);
+    EXPECT_EQ(resp.job_state(), v1::RUNNING);
+    EXPECT_EQ(resp.last_seq(), 1);
+  }
+  {
+    const std::string other = *tokens_->Create("ann", Role::kAnalyst);
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + other);
+    v1::GetJobLogsRequest req;
+    req.set_job_id(a.job_id());
+    v1::GetJobLogsResponse resp;
+    const grpc::Status s = client_->GetJobLogs(&ctx, req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(s.error_message(), "job '" + a.job_id() + "' not found") << "as for a missing job";
+    EXPECT_EQ(resp.lines_size(), 0);
+  }
+  grpc::ClientContext dctx;
+  v1::DoneReport done;
+  done.set_job_id(a.job_id());
+  done.set_attempt(a.attempt());
+  done.set_worker_id(worker);
+  done.set_error("input 2 holds exactly the same 1234 person records as input 1");
+  done.set_error_code(static_cast<int>(absl::StatusCode::kInvalidArgument));
+  done.set_error_stage("loading data");
+  v1::DoneAck ack;
+  ASSERT_TRUE(workers_->ReportDone(&dctx, done, &ack).ok());
+  const JobRecord failed = *jobs_->Get(a.job_id());
+  EXPECT_THAT(failed.reason, HasSubstr("1234 person records"));
+  EXPECT_EQ(failed.public_reason, "rank 0 (worker " + worker + "): failed while loading data (INVALID_ARGUMENT)");
+  const v1::Job shown = GetJob(a.job_id());
+  ASSERT_EQ(shown.attempts_size(), 1);
+  EXPECT_EQ(shown.attempts(0).outcome(), v1::FAILED);
+  EXPECT_THAT(shown.attempts(0).reason(), HasSubstr("1234")) << "the custodian sees the whole message";
+}
+
 }  // namespace
 }  // namespace dpfleet::server

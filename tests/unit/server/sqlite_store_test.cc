@@ -728,5 +728,72 @@ TEST(SqliteStoreMigrationTest, AMigrationTheDiskRefusesLeavesTheOldVersion) {
   EXPECT_EQ((*store)->LedgerForJob("job-000002")->at(0).mechanism, Mechanism::kTrain);
 }
 
+// Version 4 (content keys) had no job logs: a database of that schema
+// keeps its jobs and gains empty logs that take lines at once.
+TEST(SqliteStoreMigrationTest, MigratesAVersionFourDatabase) {
+  testing::TempDir dir;
+  {
+    auto store = Store::Open(dir.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobRecord job;
+    job.job_id = "job-000001";
+    job.name = "kept";
+    ASSERT_TRUE((*store)->PutJob(job).ok());
+  }
+  Exec(dir.Join("coordinator.db"), "DROP TABLE job_logs; DROP TABLE job_log_stats; PRAGMA user_version = 4;");
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto jobs = (*store)->LoadJobs();
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].name, "kept");
+  EXPECT_TRUE((*jobs)[0].attempts.empty()) << "a record from before attempt histories has none";
+  auto empty = (*store)->ReadJobLogs("job-000001", LogQuery{});
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->lines.empty());
+  EXPECT_EQ(empty->last_seq, 0);
+  LogLine l;
+  l.message = "attempt 1 rank 0 of 1 started";
+  auto appended = (*store)->AppendJobLogs("job-000001", {l}, LogLimits{}, 0);
+  ASSERT_TRUE(appended.ok()) << appended.status();
+  EXPECT_EQ(appended->stored, 1);
+  auto page = (*store)->ReadJobLogs("job-000001", LogQuery{});
+  ASSERT_EQ(page->lines.size(), 1u);
+  EXPECT_EQ(page->lines[0].seq, 1);
+  store->reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir.Join("coordinator.db").c_str(), &db), SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(st, 0), 5);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
+// A batch of log lines is one transaction: a failed fsync stores none of
+// it and uses no seq.
+TEST(SqliteStoreLogTest, AFailedLogWriteStoresNothing) {
+  testing::TempDir dir;
+  SqliteStoreOptions faulty;
+  faulty.vfs = FaultVfs::Get().Name();
+  auto store = SqliteStore::Open(dir.path(), faulty);
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::vector<LogLine> lines(2);
+  lines[0].message = "a";
+  lines[1].message = "b";
+  FaultVfs::Get().FailSyncs(true);
+  auto refused = (*store)->AppendJobLogs("job-000001", lines, LogLimits{}, 0);
+  FaultVfs::Get().Clear();
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  auto page = (*store)->ReadJobLogs("job-000001", LogQuery{});
+  ASSERT_TRUE(page.ok());
+  EXPECT_TRUE(page->lines.empty());
+  ASSERT_TRUE((*store)->AppendJobLogs("job-000001", lines, LogLimits{}, 0).ok());
+  page = (*store)->ReadJobLogs("job-000001", LogQuery{});
+  ASSERT_EQ(page->lines.size(), 2u);
+  EXPECT_EQ(page->lines[0].seq, 1);
+}
+
 }  // namespace
 }  // namespace dpfleet::server

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -149,6 +150,63 @@ TEST_F(AgentTest, ReregistersUnderItsOldIdWithTheRunItHolds) {
   coordinator_.ReleaseCharges();
   coordinator_.AwaitCalls("done", 1);
   EXPECT_TRUE(coordinator_.dones()[0].success());
+}
+
+// A run whose data makes it fail with a message that quotes the private
+// file (here: an exact count of its person records and its path): the
+// custodian's DoneReport has the whole message, but the log lines shipped
+// for the analyst say only the stage and the code.
+TEST_F(AgentTest, AFailedRunShipsItsCategoryButNeverTheErrorMessage) {
+  const std::string copy = dir_.Join("copy-of-pums.csv");
+  std::filesystem::copy_file(data_, copy);
+  v1::Assignment a = Assignment("job-000001", 1);
+  a.add_data_paths(copy);  // the same person records twice: refused, naming their count
+  coordinator_.QueueAssignment(a);
+  StartAgent();
+  coordinator_.AwaitCalls("done", 1);
+  stop_ = true;
+  agent_thread_.join();
+  const v1::DoneReport done = coordinator_.dones()[0];
+  ASSERT_FALSE(done.success());
+  EXPECT_THAT(done.error(), HasSubstr("person records"));
+  EXPECT_EQ(done.error_stage(), "loading data");
+  EXPECT_EQ(done.error_code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  const std::vector<v1::JobLogLine> lines = coordinator_.log_lines();
+  ASSERT_FALSE(lines.empty());
+  std::vector<std::string> messages;
+  for (const v1::JobLogLine& l : lines) {
+    messages.push_back(l.message());
+    EXPECT_THAT(l.message(), ::testing::Not(HasSubstr("records"))) << l.message();
+    EXPECT_THAT(l.message(), ::testing::Not(HasSubstr(dir_.path()))) << l.message();
+    EXPECT_EQ(l.attempt(), 1);
+    EXPECT_EQ(l.rank(), 0);
+  }
+  EXPECT_THAT(messages, Contains("attempt 1 rank 0 of 1 started on a cpu worker (1 epochs)"));
+  EXPECT_THAT(messages, Contains("loading data"));
+  EXPECT_THAT(messages, Contains("run failed while loading data (INVALID_ARGUMENT); the custodian has the whole "
+                                 "message"));
+  EXPECT_EQ(lines.back().level(), v1::LOG_ERROR);
+  // Digits in the lines are only the run's public numbers (attempt, rank, world, epochs).
+  const std::string error = done.error();
+  const auto count_at = error.find("same ");
+  ASSERT_NE(count_at, std::string::npos);
+  const std::string count = error.substr(count_at + 5, error.find(' ', count_at + 5) - count_at - 5);
+  for (const std::string& m : messages) EXPECT_THAT(m, ::testing::Not(HasSubstr(count))) << m;
+}
+
+TEST_F(AgentTest, ASucceededRunShipsItsEpochsAndItsEnd) {
+  coordinator_.QueueAssignment(Assignment("job-000001", 2));
+  StartAgent();
+  coordinator_.AwaitCalls("done", 1);
+  stop_ = true;
+  agent_thread_.join();
+  std::vector<std::string> messages;
+  for (const v1::JobLogLine& l : coordinator_.log_lines()) messages.push_back(l.message());
+  EXPECT_THAT(messages, Contains(::testing::MatchesRegex("epoch 1 of 2 trained \\([0-9]+ steps\\)")));
+  EXPECT_THAT(messages, Contains(::testing::MatchesRegex("epoch 2 of 2 trained \\([0-9]+ steps\\)")));
+  EXPECT_THAT(messages, Contains("trained model handed to the coordinator"));
+  ASSERT_FALSE(messages.empty());
+  EXPECT_EQ(messages.back(), "run finished");
 }
 
 }  // namespace
