@@ -86,6 +86,10 @@ const std::vector<HttpRule>& HttpRoleTable() {
   static const std::vector<HttpRule>* table = new std::vector<HttpRule>{
       {"GET", "/healthz", kPublic},
       {"GET", "/readyz", kPublic},
+      // The live page's static files: no data in them (each figure it
+      // shows is fetched from the rows below with the user's token).
+      {"GET", "/", kPublic},
+      {"GET", "/page/[A-Za-z0-9._-]+", kPublic},
       {"GET", "/v1/jobs", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/jobs/[A-Za-z0-9._-]+", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/workers", kCustodian},
