@@ -141,6 +141,7 @@ return {
   curvesText: document.getElementById('curves').textContent,
   images: document.querySelectorAll('img, iframe, object, embed').length,
   pwned: window.__livepage_pwned === true,
+  cspViolations: Number(document.body.getAttribute('data-csp-violations') || 0),
 };
 """
 
@@ -251,6 +252,7 @@ def run(args, driver):
     driver.screenshot(args.screenshot)
     print("screenshot: %s" % args.screenshot)
 
+    check(snap["cspViolations"] == 0, "the page breaks none of its own Content-Security-Policy", snap)
     problems = [e for e in driver.browser_log() if e.get("level") == "SEVERE"
                 and "Content Security Policy" in e.get("message", "")]
     check(not problems, "the page breaks none of its own Content-Security-Policy: %s" % problems)

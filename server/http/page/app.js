@@ -307,6 +307,15 @@
     poll();
   }
 
+  // The page must keep its own Content-Security-Policy; a breach (an
+  // inline style, say) is counted where its test can see it.
+  let violations = 0;
+  document.addEventListener('securitypolicyviolation', (ev) => {
+    violations++;
+    document.body.setAttribute('data-csp-violations', String(violations));
+    console.error('CSP violation: ' + ev.violatedDirective + ' ' + ev.blockedURI);
+  });
+
   document.addEventListener('DOMContentLoaded', () => {
     $('token-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
