@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "common/version.h"
+#include "server/http/page_assets.h"
 #include "server/rpc/access.h"
 
 namespace dpfleet::server {
@@ -147,6 +148,37 @@ std::vector<std::string> AuthorizationHeaders(const httplib::Request& req) {
   return values;
 }
 
+// Every answer: never cached (a status or a budget read through a shared
+// cache would reach the next user of it), never sniffed into another type,
+// never framed, never sent on as a referrer. JSON needs no policy beyond
+// "load nothing".
+void SetCommonHeaders(httplib::Response& res) {
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("Cross-Origin-Resource-Policy", "same-origin");
+  res.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'");
+}
+
+// The live page's policy: its own script, style and icon, fetches to this
+// origin only; no inline script or style, no eval, no forms sent anywhere,
+// no plugins, no framing.
+constexpr char kPagePolicy[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+void ServeAsset(const PageAsset& asset, httplib::Response& res) {
+  // The files hold no data and change only with the binary; revalidated
+  // so that an upgraded coordinator is not shown with an old page.
+  res.headers.erase("Cache-Control");
+  res.headers.erase("Content-Security-Policy");
+  res.set_header("Cache-Control", "no-cache");
+  res.set_header("Content-Security-Policy", kPagePolicy);
+  res.set_header("Cross-Origin-Opener-Policy", "same-origin");
+  res.set_content(std::string(asset.body()), asset.content_type);
+}
+
 }  // namespace
 
 int HttpStatusOf(const absl::Status& s) {
@@ -170,6 +202,9 @@ int HttpStatusOf(const absl::Status& s) {
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options, JobManager* jobs,
                                                               DatasetRegistry* datasets, Gate* gate,
                                                               ServerMetrics* metrics, const AuditTrail* audit) {
+  if (FindPageAsset("index.html") == nullptr) {
+    return absl::InternalError("the live page (server/http/page/index.html) is not compiled into this binary");
+  }
   std::unique_ptr<HttpServer> s(new HttpServer());
   if (!options.tls_cert.empty()) {
     // Server authentication only: HTTP callers are users with tokens;
@@ -209,6 +244,7 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
   }
   // The middleware: no route runs for a request the Gate refuses.
   srv.set_pre_routing_handler([gate, error_reply](const httplib::Request& req, httplib::Response& res) {
+    SetCommonHeaders(res);
     absl::StatusOr<Identity> caller = gate->AdmitHttp(req.method, req.path, AuthorizationHeaders(req));
     if (caller.ok()) return httplib::Server::HandlerResponse::Unhandled;
     if (caller.status().code() == absl::StatusCode::kUnauthenticated) {
@@ -218,6 +254,16 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     return httplib::Server::HandlerResponse::Handled;
   });
   auto caller_of = [gate](const httplib::Request& req) { return gate->HttpCaller(AuthorizationHeaders(req)); };
+  // The live page (server/http/page/): static, public, no data in it.
+  srv.Get("/", [](const httplib::Request&, httplib::Response& res) { ServeAsset(*FindPageAsset("index.html"), res); });
+  srv.Get(R"(/page/([A-Za-z0-9._-]+))", [error_reply](const httplib::Request& req, httplib::Response& res) {
+    const PageAsset* asset = FindPageAsset(req.matches[1].str());
+    if (asset == nullptr) {
+      error_reply(res, absl::NotFoundError(absl::StrCat("GET ", req.path, ": no such file of the live page")));
+      return;
+    }
+    ServeAsset(*asset, res);
+  });
   // Liveness: the process serves HTTP. Readiness: the store answers too.
   srv.Get("/healthz", [json_reply](const httplib::Request&, httplib::Response& res) {
     json_reply(res, {{"status", "ok"}});

@@ -8,6 +8,10 @@
 // routes then show each caller what its role may see (an analyst: only its
 // own jobs; a viewer: states and ε).
 //
+//   GET /                     -> the live page (anyone: static HTML, no data;
+//   GET /page/{file}             its script, style and icon, compiled in from
+//                                server/http/page/). The page asks for a token
+//                                and polls the routes below with it.
 //   GET /healthz              -> {"status":"ok"}               (anyone; liveness)
 //   GET /readyz               -> {"status":"ready","workers":N} (anyone; readiness),
 //                                or 503 with the reason when the store does not answer
@@ -25,6 +29,10 @@
 //                                histograms of server/core/metrics.h, and
 //                                background work the store refused and that
 //                                is retried)
+//
+// Every answer carries Cache-Control: no-store, X-Content-Type-Options:
+// nosniff and a Content-Security-Policy (the page's: its own script and
+// style only, fetches to this origin; everything else: nothing at all).
 //
 // Refusals: 401 (no, malformed, unknown or revoked token), 403 (the role
 // may not), 404 (no such route or job), 413 (request too large), 429

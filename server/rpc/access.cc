@@ -90,6 +90,10 @@ const std::vector<HttpRule>& HttpRoleTable() {
   static const std::vector<HttpRule>* table = new std::vector<HttpRule>{
       {"GET", "/healthz", kPublic},
       {"GET", "/readyz", kPublic},
+      // The live page's static files: no data in them (each figure it
+      // shows is fetched from the rows below with the user's token).
+      {"GET", "/", kPublic},
+      {"GET", "/page/{id}", kPublic},
       {"GET", "/v1/jobs", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/jobs/{id}", kCustodian | kAnalyst | kViewer},
       {"GET", "/v1/workers", kCustodian},

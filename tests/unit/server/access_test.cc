@@ -89,6 +89,23 @@ TEST(AccessTest, RoutesMatchWholePathsWithOneIdSegmentPerHole) {
   EXPECT_EQ(FindHttpRule("GET", "/v1/jobs/../metrics"), nullptr);
 }
 
+TEST(AccessTest, TheLivePageIsPublicAndReachesNothingElse) {
+  // The page's files hold no data: anyone may load them.
+  EXPECT_TRUE(AuthorizeHttp(kNobody, "GET", "/").ok());
+  EXPECT_TRUE(AuthorizeHttp(kNobody, "GET", "/page/app.js").ok());
+  // Its route is one file name deep: no way from it to a data route.
+  EXPECT_EQ(AuthorizeHttp(kNobody, "GET", "/page/../v1/jobs").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(AuthorizeHttp(kNobody, "GET", "/page/").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(AuthorizeHttp(kNobody, "GET", "/index.html").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(AuthorizeHttp(kNobody, "POST", "/").code(), absl::StatusCode::kUnauthenticated);
+  // Every other public row is a health check.
+  for (const HttpRule& r : HttpRoleTable()) {
+    if ((r.roles & kPublic) == 0) continue;
+    const std::string p = r.route;
+    EXPECT_TRUE(p == "/" || p.rfind("/page/", 0) == 0 || p == "/healthz" || p == "/readyz") << p << " is public";
+  }
+}
+
 JobRecord Job(const std::string& owner) {
   JobRecord j;
   j.job_id = "job-000003";
