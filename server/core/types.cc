@@ -92,7 +92,6 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"history", history},
           {"reason", j.reason},
           {"public_reason", j.public_reason},
-          {"pending_reason", j.pending_reason},
           {"attempts", attempts},
           {"created_ms", j.created_ms},
           {"started_ms", j.started_ms},

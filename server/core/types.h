@@ -83,7 +83,8 @@ struct JobRecord {
   std::string reason;
   std::string public_reason;
   // QUEUED only: why the scheduler has not started it (Scheduler,
-  // PendingReason). Recomputed on every scheduling pass; not durable.
+  // PendingReason). Recomputed on every scheduling pass; not durable, so
+  // not in ToJson (the stored form); the HTTP JSON adds it.
   std::string pending_reason;
   // Every attempt so far, oldest first.
   std::vector<AttemptRecord> attempts;
@@ -153,6 +154,7 @@ struct JobEvent {
 
 nlohmann::json ToJson(const EpochRecord& e);
 nlohmann::json ToJson(const AttemptRecord& a);
+// The stored form of a job (everything durable; no pending_reason).
 nlohmann::json ToJson(const JobRecord& j);
 absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j);
 

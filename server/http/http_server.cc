@@ -25,6 +25,7 @@ nlohmann::json PublicJobJson(const JobRecord& r) {
   nlohmann::json j = ToJson(r);
   j.erase("spec_yaml");
   j["private"] = r.dp;
+  j["pending_reason"] = r.pending_reason;
   if (!r.dp) {
     j["epsilon"] = nullptr;
     for (auto& e : j["history"]) e["epsilon"] = nullptr;
