@@ -167,9 +167,10 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
   }
   const size_t layers = weights.weights.size();
   std::string src = "def forward(self, x: Tensor) -> Tensor:\n";
-  absl::StrAppend(&src, "    if x.dim() != 2 or x.size(1) != ", dim, ":\n",
-                  "        raise ValueError(\"forward: expected the encoded matrix [n, ", dim, "]\")\n",
-                  "    h = x.to(torch.float32)\n");
+  // Checks are asserts: a module built in C++ has no Python builtins to
+  // resolve exception classes with.
+  absl::StrAppend(&src, "    assert x.dim() == 2 and x.size(1) == ", dim,
+                  ", \"forward: expected the encoded matrix [n, ", dim, "]\"\n", "    h = x.to(torch.float32)\n");
   for (size_t l = 0; l < layers; ++l) {
     absl::StrAppend(&src, "    h = torch.addmm(self.b", l, ", h, self.w", l, ".t())\n");
     if (l + 1 < layers) absl::StrAppend(&src, "    h = torch.", weights.tanh ? "tanh" : "relu", "(h)\n");
@@ -177,20 +178,20 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
   absl::StrAppend(&src, "    return h.view(-1)\n\n");
 
   absl::StrAppend(&src, "def encode(self, codes: Tensor) -> Tensor:\n",
-                  "    if codes.dim() != 2 or codes.size(1) != ", plan.size(), ":\n",
-                  "        raise ValueError(\"encode: expected integer codes [n, ", plan.size(), "] of ",
-                  absl::StrJoin(features, ","), "\")\n", "    c = codes.to(torch.int64)\n",
-                  "    out = torch.zeros([c.size(0), ", dim, "], dtype=torch.float32)\n");
+                  "    assert codes.dim() == 2 and codes.size(1) == ", plan.size(),
+                  ", \"encode: expected integer codes [n, ", plan.size(), "] of ", absl::StrJoin(features, ","), "\"\n",
+                  "    c = codes.to(torch.int64)\n", "    out = torch.zeros([c.size(0), ", dim,
+                  "], dtype=torch.float32)\n");
   for (size_t i = 0; i < plan.size(); ++i) {
     const FeatureEncoding& f = plan[i];
-    const std::string bad = absl::StrCat("        raise ValueError(\"encode: ", f.var->name, " (column ", i,
-                                         ") has a code outside ", ValidCodes(f), "\")\n");
+    const std::string bad =
+        absl::StrCat(", \"encode: ", f.var->name, " (column ", i, ") has a code outside ", ValidCodes(f), "\"\n");
     absl::StrAppend(&src, "    v = c[:, ", i, "]\n");
     if (f.var->kind == data::VarKind::kNumeric) {
       absl::StrAppend(&src, "    blank = v == -1\n");
-      if (!f.var->blank_allowed()) absl::StrAppend(&src, "    blank = blank & False\n");
-      absl::StrAppend(&src, "    if not bool((blank | ((v >= ", f.var->min_value, ") & (v <= ", f.var->max_value,
-                      "))).all()):\n", bad);
+      if (!f.var->blank_allowed()) absl::StrAppend(&src, "    blank = torch.zeros_like(v, dtype=torch.bool)\n");
+      absl::StrAppend(&src, "    assert bool((blank | ((v >= ", f.var->min_value, ") & (v <= ", f.var->max_value,
+                      "))).all())", bad);
       // As dataset.cc: (v - min) / (max - min) in double, then float32; 0 when blank.
       absl::StrAppend(&src, "    out[:, ", f.offset, "] = torch.where(blank, torch.zeros_like(v), v - ",
                       f.var->min_value, ").to(torch.float64).div(", f.var->max_value - f.var->min_value,
@@ -198,9 +199,8 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
       if (f.var->blank_allowed()) absl::StrAppend(&src, "    out[:, ", f.offset + 1, "] = blank.to(torch.float32)\n");
     } else {
       const int64_t size = static_cast<int64_t>(SlotTable(f).size());
-      absl::StrAppend(&src, "    if not bool(((v >= -1) & (v < ", size - 1, ")).all()):\n", bad, "    s = self.slots",
-                      i, "[v + 1]\n", "    if bool((s < 0).any()):\n", bad,
-                      "    out.scatter_(1, s.view(-1, 1), 1.0)\n");
+      absl::StrAppend(&src, "    assert bool(((v >= -1) & (v < ", size - 1, ")).all())", bad, "    s = self.slots", i,
+                      "[v + 1]\n", "    assert bool((s >= 0).all())", bad, "    out.scatter_(1, s.view(-1, 1), 1.0)\n");
     }
   }
   absl::StrAppend(&src, "    return out\n");
