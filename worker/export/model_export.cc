@@ -167,10 +167,11 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
   }
   const size_t layers = weights.weights.size();
   std::string src = "def forward(self, x: Tensor) -> Tensor:\n";
-  // Checks are asserts: a module built in C++ has no Python builtins to
-  // resolve exception classes with.
+  // Checks are asserts and dtypes are ScalarType numbers (6 float32, 7
+  // float64, 4 int64, 11 bool): a module compiled in C++ has no Python to
+  // resolve exception classes or torch.float32 with.
   absl::StrAppend(&src, "    assert x.dim() == 2 and x.size(1) == ", dim,
-                  ", \"forward: expected the encoded matrix [n, ", dim, "]\"\n", "    h = x.to(torch.float32)\n");
+                  ", \"forward: expected the encoded matrix [n, ", dim, "]\"\n", "    h = x.to(6)\n");
   for (size_t l = 0; l < layers; ++l) {
     absl::StrAppend(&src, "    h = torch.addmm(self.b", l, ", h, self.w", l, ".t())\n");
     if (l + 1 < layers) absl::StrAppend(&src, "    h = torch.", weights.tanh ? "tanh" : "relu", "(h)\n");
@@ -180,8 +181,8 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
   absl::StrAppend(&src, "def encode(self, codes: Tensor) -> Tensor:\n",
                   "    assert codes.dim() == 2 and codes.size(1) == ", plan.size(),
                   ", \"encode: expected integer codes [n, ", plan.size(), "] of ", absl::StrJoin(features, ","), "\"\n",
-                  "    c = codes.to(torch.int64)\n", "    out = torch.zeros([c.size(0), ", dim,
-                  "], dtype=torch.float32)\n");
+                  "    c = codes.to(4)\n", "    out = torch.zeros([c.size(0), ", dim,
+                  "], dtype=6)\n");
   for (size_t i = 0; i < plan.size(); ++i) {
     const FeatureEncoding& f = plan[i];
     const std::string bad =
@@ -189,14 +190,14 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
     absl::StrAppend(&src, "    v = c[:, ", i, "]\n");
     if (f.var->kind == data::VarKind::kNumeric) {
       absl::StrAppend(&src, "    blank = v == -1\n");
-      if (!f.var->blank_allowed()) absl::StrAppend(&src, "    blank = torch.zeros_like(v, dtype=torch.bool)\n");
+      if (!f.var->blank_allowed()) absl::StrAppend(&src, "    blank = torch.zeros_like(v, dtype=11)\n");
       absl::StrAppend(&src, "    assert bool((blank | ((v >= ", f.var->min_value, ") & (v <= ", f.var->max_value,
                       "))).all())", bad);
       // As dataset.cc: (v - min) / (max - min) in double, then float32; 0 when blank.
       absl::StrAppend(&src, "    out[:, ", f.offset, "] = torch.where(blank, torch.zeros_like(v), v - ",
-                      f.var->min_value, ").to(torch.float64).div(", f.var->max_value - f.var->min_value,
-                      ".0).to(torch.float32)\n");
-      if (f.var->blank_allowed()) absl::StrAppend(&src, "    out[:, ", f.offset + 1, "] = blank.to(torch.float32)\n");
+                      f.var->min_value, ").to(7).div(", f.var->max_value - f.var->min_value,
+                      ".0).to(6)\n");
+      if (f.var->blank_allowed()) absl::StrAppend(&src, "    out[:, ", f.offset + 1, "] = blank.to(6)\n");
     } else {
       const int64_t size = static_cast<int64_t>(SlotTable(f).size());
       absl::StrAppend(&src, "    assert bool(((v >= -1) & (v < ", size - 1, ")).all())", bad, "    s = self.slots", i,
