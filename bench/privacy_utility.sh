@@ -10,7 +10,7 @@ set -euo pipefail
 BUILD="${1:?usage: privacy_utility.sh BUILD_DIR}"; shift
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$BUILD/bin"
-PUMS="${DPFLEET_PUMS_DIR:-$ROOT/../shared/data/pums}/acs2024_1yr_states"
+PUMS="$(realpath -m "${DPFLEET_PUMS_DIR:-$ROOT/../shared/data/pums}/acs2024_1yr_states")"
 FILES="pums2024_person_04_AZ.csv"
 EPOCHS=3
 BATCH=512
@@ -41,14 +41,12 @@ cleanup() {
 trap cleanup EXIT
 START=$(date +%s)
 
-mkdir -p "$WORK/data"
-for f in "${inputs[@]}"; do ln -s "$f" "$WORK/data/$(basename "$f")"; done
 "$BIN/dpctl" admin certs --out "$WORK/certs" --server-name 127.0.0.1 --workers 1 >/dev/null
 "$BIN/dpfleet-server" token create --state-dir "$WORK/state" --name custodian --role custodian \
   >"$WORK/custodian.token" 2>/dev/null
 "$BIN/dpfleet-server" --listen 127.0.0.1:0 --http 127.0.0.1:0 --state-dir "$WORK/state" \
   --tls-cert "$WORK/certs/server.pem" --tls-key "$WORK/certs/server-key.pem" --client-ca "$WORK/certs/ca.pem" \
-  --data-root "$WORK/data" --port_file "$WORK/ports" >"$WORK/server.log" 2>&1 &
+  --data-root "$PUMS" --port_file "$WORK/ports" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 300); do [[ -s "$WORK/ports" ]] && break; sleep 0.1; done
 [[ -s "$WORK/ports" ]] || { echo "coordinator did not start:"; cat "$WORK/server.log"; exit 1; }
@@ -61,13 +59,16 @@ export DPFLEET_TOKEN="$(cat "$WORK/custodian.token")"
 PIDS+=($!)
 
 paths=""
-for f in "${inputs[@]}"; do paths+="${paths:+, }$WORK/data/$(basename "$f")"; done
+# Read in place (the coordinator resolves links and confines paths to its
+# data root), never copied.
+for f in "${inputs[@]}"; do paths+="${paths:+, }$(realpath "$f")"; done
 jobs=()
 for eps in 0.25 0.5 1 2 4 8 inf; do
   if [[ "$eps" == inf ]]; then
     privacy="{mode: none}"
   else
-    privacy="{mode: dp, target_epsilon: $eps, max_grad_norm: 1.0, delta: 1.0e-5}"
+    # One eval release (after the last epoch), so that even ε 0.25 leaves room for training.
+    privacy="{mode: dp, target_epsilon: $eps, max_grad_norm: 1.0, delta: 1.0e-5, eval: {noise_multiplier: 50, bins: 16, every: $EPOCHS}}"
   fi
   cat >"$WORK/spec-$eps.yaml" <<SPEC
 name: pu-eps-$eps

@@ -181,8 +181,7 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
   absl::StrAppend(&src, "def encode(self, codes: Tensor) -> Tensor:\n",
                   "    assert codes.dim() == 2 and codes.size(1) == ", plan.size(),
                   ", \"encode: expected integer codes [n, ", plan.size(), "] of ", absl::StrJoin(features, ","), "\"\n",
-                  "    c = codes.to(4)\n", "    out = torch.zeros([c.size(0), ", dim,
-                  "], dtype=6)\n");
+                  "    c = codes.to(4)\n", "    out = torch.zeros([c.size(0), ", dim, "], dtype=6)\n");
   for (size_t i = 0; i < plan.size(); ++i) {
     const FeatureEncoding& f = plan[i];
     const std::string bad =
@@ -195,8 +194,7 @@ absl::StatusOr<std::string> TorchScriptSource(const ModelWeights& weights, const
                       "))).all())", bad);
       // As dataset.cc: (v - min) / (max - min) in double, then float32; 0 when blank.
       absl::StrAppend(&src, "    out[:, ", f.offset, "] = torch.where(blank, torch.zeros_like(v), v - ",
-                      f.var->min_value, ").to(7).div(", f.var->max_value - f.var->min_value,
-                      ".0).to(6)\n");
+                      f.var->min_value, ").to(7).div(", f.var->max_value - f.var->min_value, ".0).to(6)\n");
       if (f.var->blank_allowed()) absl::StrAppend(&src, "    out[:, ", f.offset + 1, "] = blank.to(6)\n");
     } else {
       const int64_t size = static_cast<int64_t>(SlotTable(f).size());
