@@ -92,14 +92,14 @@ echo "figure: $OUT/privacy_utility.svg"
 echo
 echo "| target ε | ε spent | accuracy | balanced accuracy | AUC |"
 echo "|---:|---:|---:|---:|---:|"
-for id in "${jobs[@]}"; do
-  "$BIN/dpctl" status "$id" -o json | python3 -c '
+for id in "${jobs[@]}"; do "$BIN/dpctl" status "$id" -o json | tr -d '\n'; echo; done | python3 -c '
 import json, sys
-j = json.load(sys.stdin)
-last = [e for e in j["history"] if e.get("eval_accuracy") is not None][-1]
-eps = j.get("epsilon")
-name = j["name"].replace("pu-eps-", "")
-fmt = lambda v: "-" if v is None else f"{v:.4f}"
-print(f"| {name if name != \"inf\" else \"∞ (not private)\"} | {\"∞\" if eps is None else f\"{eps:.3f}\"} | "
-      f"{fmt(last[\"eval_accuracy\"])} | {fmt(last.get(\"eval_balanced_accuracy\"))} | {fmt(last.get(\"eval_auc\"))} |")'
-done
+fmt = lambda v: "-" if v is None else "%.4f" % v
+for line in sys.stdin:
+    j = json.loads(line)
+    last = [e for e in j["history"] if e.get("eval_accuracy") is not None][-1]
+    target = j["name"].replace("pu-eps-", "")
+    eps = j.get("epsilon")
+    print("| %s | %s | %s | %s | %s |" % ("∞ (not private)" if target == "inf" else target,
+          "∞" if eps is None else "%.3f" % eps, fmt(last["eval_accuracy"]),
+          fmt(last.get("eval_balanced_accuracy")), fmt(last.get("eval_auc"))))'
