@@ -17,7 +17,9 @@
 #include "client/coordinator_client.h"
 #include "client/data_cli.h"
 #include "client/logs_cli.h"
+#include "client/export_cli.h"
 #include "client/privacy_cli.h"
+#include "client/report_cli.h"
 #include "client/privacy_format.h"
 #include "common/pums/dataset.h"
 #include "common/files.h"
@@ -69,6 +71,8 @@ constexpr char kUsage[] =
     "  list [-o json]                          list jobs\n"
     "  cancel JOB                              cancel a job\n"
     "  model JOB --out FILE [-o json]          download a SUCCEEDED job's trained model\n"
+    "  export JOB --format torchscript|safetensors -o FILE [--json]   the model for Python, with its card\n"
+    "  report JOB [JOB...] -o DIR              SVG/PNG plots and index.html (privacy-utility for several)\n"
     "  workers [-o json]                       list workers\n"
     "  version [-o json]                       dpctl's and the coordinator's versions (--version: dpctl's only)\n"
     "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
@@ -546,6 +550,10 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     spec.values.insert({"--rank", "--attempt"});
     spec.switches.insert({"-f", "--follow"});
   }
+  if (verb == "export") {
+    spec.values.insert("--format");
+    spec.switches.insert("--json");
+  }
   if (verb == "admin") AddAdminFlags(&spec);
   if (verb == "datasets") {
     spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
@@ -566,6 +574,20 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   CoordinatorClient client(*options);
   if (verb == "admin") return AdminVerb(client, p, out, err);
   if (verb == "ledger") return LedgerVerb(client, p, out, err);
+  if (verb == "export") {
+    // -o names the output file here, not the output format.
+    if (p.positional.size() != 1 || !p.values.count("--format")) {
+      err << "dpctl export: expected JOB --format torchscript|safetensors -o FILE\n";
+      return kExitUsage;
+    }
+    ExportOptions o{p.positional[0], p.values["--format"], p.values["-o"], "", p.switches.count("--json") > 0};
+    return RunExport(client, o, out, err);
+  }
+  if (verb == "report") {
+    // -o names the output directory here.
+    ReportOptions o{p.positional, p.values["-o"]};
+    return RunReport(client, o, out, err);
+  }
   bool json = false;
   if (!JsonOutput(p, err, &json)) return kExitUsage;
   auto need_args = [&](std::size_t n, const char* what) {

@@ -24,6 +24,10 @@ install(TARGETS dpfleet-server RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPO
 install(TARGETS dpctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT dpctl)
 install(TARGETS dpfleet-worker RUNTIME_DEPENDENCY_SET dpfleet_worker_libs
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT worker)
+# The LibTorch half of `dpctl export` (docs/EXPORT.md) ships with the worker's
+# LibTorch; dpctl finds it beside itself.
+install(TARGETS dpfleet-export RUNTIME_DEPENDENCY_SET dpfleet_worker_libs
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT worker)
 # Everything the worker links from outside the system library directories:
 # libtorch_cpu, libc10, libgomp, libcudart, libcupti, libnccl.
 install(RUNTIME_DEPENDENCY_SET dpfleet_worker_libs

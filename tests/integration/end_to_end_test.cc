@@ -356,7 +356,7 @@ TEST_F(EndToEndTest, AQueuedJobSaysWhyItWaitsAndItsLogsFollowTheRun) {
   EXPECT_THAT(out, HasSubstr("rank 0  INFO   run finished"));
   EXPECT_THAT(out, HasSubstr("rank 1  INFO   run finished"));
   ASSERT_EQ(cluster_->Dpctl({"logs", job, "--rank", "1", "-o", "json"}, &out, &err), 0) << err;
-  for (const std::string& line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
     EXPECT_EQ(nlohmann::json::parse(line).at("rank"), 1) << line;
   }
   const nlohmann::json st = Status(job);
