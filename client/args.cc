@@ -61,7 +61,7 @@ void DeclareFlags(CLI::App* app, const ArgSpec& spec, const std::map<std::string
   for (const std::string& flag : spec.lists) {
     app->add_option(flag)
         ->description(text(flag))
-        ->type_name("VALUE ...")
+        ->type_name("VALUE")
         ->expected(1, CLI::detail::expected_max_vector_size)
         ->allow_extra_args(true)
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
