@@ -51,7 +51,7 @@ void Names(const nlohmann::json& j, std::ostream& out) {
     return;
   }
   if (!j.is_object()) return;
-  for (const char* key : {"job_id", "worker_id", "name"}) {
+  for (const char* key : {"worker_id", "job_id", "name"}) {
     if (j.contains(key) && j.at(key).is_string()) {
       out << j.at(key).get<std::string>() << "\n";
       return;
