@@ -41,9 +41,9 @@ class CompletionTest : public ::testing::Test {
   std::string Complete(const std::vector<std::string>& words) {
     std::string array;
     for (const std::string& w : words) absl::StrAppend(&array, " '", w, "'");
-    const std::string program = absl::StrCat("source '", script_, "' && COMP_WORDS=(dpctl", array,
-                                             ") && COMP_CWORD=", words.size(),
-                                             " && _dpctl && printf '%s\\n' \"${COMPREPLY[@]}\"");
+    const std::string program =
+        absl::StrCat("source '", script_, "' && COMP_WORDS=(dpctl", array, ") && COMP_CWORD=", words.size(),
+                     " && _dpctl && printf '%s\\n' \"${COMPREPLY[@]}\"");
     std::string out, err;
     EXPECT_EQ(testing::RunCommand({"bash", "-c", program}, &out, &err), 0) << err;
     return out;
