@@ -6,15 +6,21 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/time/time.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/admin_cli.h"
 #include "client/args.h"
 #include "client/certs.h"
 #include "client/connection.h"
+#include "client/commands.h"
+#include "client/config_cli.h"
 #include "client/coordinator_client.h"
+#include "client/output.h"
 #include "client/data_cli.h"
 #include "client/logs_cli.h"
 #include "client/export_cli.h"
@@ -60,44 +66,6 @@ int ReportError(const absl::Status& s, std::ostream& err) {
 }
 
 namespace {
-
-constexpr char kUsage[] =
-    "usage: dpctl [--server HOST:PORT] [--ca CA.pem] [--token TOKEN] <verb> ...\n"
-    "  submit SPEC.yaml [--follow] [-o json]   submit a job (and follow it to the end)\n"
-    "  watch JOB [-o json]                     stream a job's epochs until it ends\n"
-    "  status JOB [-o json]                    show a job (pending reason, attempts)\n"
-    "  logs JOB [-f] [--rank R] [--attempt A] [-o json]\n"
-    "                                          the workers' log lines of a job's runs (-f: until it ends)\n"
-    "  list [-o json]                          list jobs\n"
-    "  cancel JOB                              cancel a job\n"
-    "  model JOB --out FILE [-o json]          download a SUCCEEDED job's trained model\n"
-    "  export JOB --format torchscript|safetensors -o FILE [--json]   the model for Python, with its card\n"
-    "  report JOB [JOB...] -o DIR              SVG/PNG plots and index.html (privacy-utility for several)\n"
-    "  workers [-o json]                       list workers\n"
-    "  version [-o json]                       dpctl's and the coordinator's versions (--version: dpctl's only)\n"
-    "  datasets add NAME --path FILE [FILE...] [--task T] [--features A,B] [--shards S]\n"
-    "       [--split-seed N] [--eval-fraction F]   register PUMS files; the coordinator prepares shards\n"
-    "  datasets list [-o json] | datasets show NAME [-o json]   registered datasets and their manifests\n"
-    "  datasets rm NAME [-o json]              forget a dataset, delete its shards (ledger and raw files stay)\n"
-    "  budget [DATASET] [-o json]              privacy spent / committed / remaining per input file\n"
-    "  budget set DATASET --epsilon E --delta D  give each file of a dataset, path or file key a total budget\n"
-    "  ledger DATASET [-o json|csv]            every privacy charge on each of its files (custodian)\n"
-    "  admin token create NAME --role custodian|analyst|viewer | admin token list | admin token revoke NAME\n"
-    "  admin audit [--after ID] [--limit N] [-o json]   state-changing calls and refusals (custodian)\n"
-    "  admin certs --out DIR --server-name NAME [--server-name NAME2 ...] [--workers N] [--days D]\n"
-    "                                          a fleet CA, the coordinator's and the workers' certificates (offline)\n"
-    "  data synth --rows N --seed S -o FILE    write a synthetic PUMS person CSV\n"
-    "  data prepare --input FILE... --task T --shards S --out DIR   clean, encode, split and shard\n"
-    "  data schema [-o json]                   the PUMS schema the pipeline uses\n"
-    "  privacy epsilon|sigma ...               offline privacy calculator (see --help)\n"
-    "  plan SPEC.yaml --dataset-size N [--prices FILE] [--examples-per-second R]\n"
-    "       [--allreduce-busbw-gbps G] [--allreduce-latency-us L] [-o json]\n"
-    "                                          time and cost of a job on each fleet shape (offline)\n"
-    "The server is --server, else $DPFLEET_SERVER, else `server` in the config file, else 127.0.0.1:7070;\n"
-    "the CA --ca, $DPFLEET_CA or `ca`; the token --token, $DPFLEET_TOKEN or `token_file`. The config file is\n"
-    "$DPFLEET_CONFIG, else $XDG_CONFIG_HOME/dpfleet/dpctl.yaml, else ~/.config/dpfleet/dpctl.yaml.\n"
-    "Exit codes: 0 ok; 1 job failed/cancelled or conflicts with state; 2 usage or invalid input;\n"
-    "3 coordinator unreachable or busy (retry); 4 unauthenticated or permission denied.\n";
 
 // Parses one verb's arguments (client/args.h); on a refused argument prints
 // "WHO: reason" and returns false.
@@ -204,6 +172,49 @@ int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool
                            final_job->reason().empty() ? "" : ": " + final_job->reason());
   }
   return final_job->state() == v1::SUCCEEDED ? kExitOk : kExitJobFailed;
+}
+
+std::string UnixMsText(int64_t unix_ms) {
+  if (unix_ms == 0) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
+// `list`'s filters as the request the coordinator applies.
+absl::StatusOr<v1::ListJobsRequest> ListFilter(const Args& p) {
+  v1::ListJobsRequest req;
+  if (auto it = p.values.find("--state"); it != p.values.end()) {
+    v1::JobState state;
+    if (!v1::JobState_Parse(absl::AsciiStrToUpper(it->second), &state) || state == v1::JOB_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--state: '", it->second, "' is not a job state (expected QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED)"));
+    }
+    req.set_state(state);
+  }
+  if (auto it = p.values.find("--owner"); it != p.values.end()) req.set_owner(it->second);
+  if (auto it = p.values.find("--dataset"); it != p.values.end()) req.set_dataset(it->second);
+  if (auto it = p.values.find("--limit"); it != p.values.end()) {
+    int32_t limit = 0;
+    if (!absl::SimpleAtoi(it->second, &limit)) {
+      return absl::InvalidArgumentError(absl::StrCat("--limit: '", it->second, "' is not an integer"));
+    }
+    if (limit < 1) return absl::InvalidArgumentError(absl::StrCat("--limit: '", it->second, "' must be at least 1"));
+    req.set_limit(limit);
+  }
+  return req;
+}
+
+int CompletionVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  if (args.size() != 1) {
+    err << "dpctl completion: expected bash or zsh\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<std::string> script = CompletionScript(args[0]);
+  if (!script.ok()) {
+    err << "dpctl " << script.status().message() << "\n";
+    return kExitUsage;
+  }
+  out << *script;
+  return kExitOk;
 }
 
 int DataVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -501,13 +512,15 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
              std::ostream& err) {
   // Connection flags may come before the verb (and after it, below).
   ConnectionSettings flags;
+  std::string context;
   std::vector<std::string> args;
   for (std::size_t i = 0; i < all_args.size(); ++i) {
     const std::string& a = all_args[i];
     bool matched = false;
     for (auto [name, field] : {std::pair<const char*, std::string*>{"--server", &flags.server},
                                {"--token", &flags.token},
-                               {"--ca", &flags.ca}}) {
+                               {"--ca", &flags.ca},
+                               {"--context", &context}}) {
       const std::string prefix = std::string(name) + "=";
       if (!args.empty() || (a != name && a.rfind(prefix, 0) != 0)) continue;
       matched = true;
@@ -528,44 +541,85 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     return kExitOk;
   }
   if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
-    (args.empty() ? err : out) << kUsage;
+    std::size_t depth = 0;
+    const std::vector<std::string> asked(args.empty() ? args.begin() : args.begin() + 1, args.end());
+    const VerbDef* about = FindVerb(asked, &depth);
+    (args.empty() ? err : out) << HelpText(about != nullptr ? about->path : std::vector<std::string>{});
     return args.empty() ? kExitUsage : kExitOk;
   }
+  std::size_t depth = 0;
+  const VerbDef* def = FindVerb(args, &depth);
   const std::string verb = args[0];
+  if (def == nullptr) {
+    err << "dpctl: unknown verb '" << verb << "' (dpctl --help lists the verbs)\n";
+    return kExitUsage;
+  }
+  // --help anywhere after the verb (before a bare "--") asks for the verb's help.
+  for (std::size_t i = depth; i < args.size() && args[i] != "--"; ++i) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      out << HelpText(def->path);
+      return kExitOk;
+    }
+  }
   const std::vector<std::string> rest(args.begin() + 1, args.end());
   if (verb == "privacy") return RunPrivacyCommand(rest, out, err);
   if (verb == "data") return DataVerb(rest, out, err);
   if (verb == "plan") return PlanVerb(rest, out, err);
-  if (verb == "admin" && !rest.empty() && rest[0] == "certs") {
-    return RunAdminCerts({rest.begin() + 1, rest.end()}, out, err);
+  if (verb == "completion") return CompletionVerb(rest, out, err);
+  if (verb == "config") return RunConfigCommand(rest, env.config_path, env.config_required, out, err);
+  if (def->path == std::vector<std::string>{"admin", "certs"}) {
+    return RunAdminCerts({args.begin() + 2, args.end()}, out, err);
   }
 
   Args p;
-  ArgSpec spec;
-  spec.values = {"-o", "--server", "--token", "--ca"};
-  if (verb == "submit") spec.switches.insert("--follow");
-  if (verb == "budget") spec.values.insert({"--epsilon", "--delta"});
-  if (verb == "model") spec.values.insert("--out");
-  if (verb == "logs") {
-    spec.values.insert({"--rank", "--attempt"});
-    spec.switches.insert({"-f", "--follow"});
+  if (!ParseVerbArgs({args.begin() + static_cast<std::ptrdiff_t>(depth), args.end()}, def->spec,
+                     "dpctl " + absl::StrJoin(def->path, " "), &p, err)) {
+    return kExitUsage;
   }
-  if (verb == "export") {
-    spec.values.insert("--format");
-    spec.switches.insert("--json");
-  }
-  if (verb == "admin") AddAdminFlags(&spec);
-  if (verb == "datasets") {
-    spec.values.insert({"--task", "--features", "--shards", "--split-seed", "--eval-fraction"});
-    spec.lists.insert("--path");
-  }
-  if (!ParseVerbArgs(rest, spec, "dpctl " + verb, &p, err)) return kExitUsage;
+  // The handlers below read the sub-verbs as the first positionals.
+  p.positional.insert(p.positional.begin(), def->path.begin() + 1, def->path.end());
   if (p.values.count("--server")) flags.server = p.values["--server"];
   if (p.values.count("--token")) flags.token = p.values["--token"];
   if (p.values.count("--ca")) flags.ca = p.values["--ca"];
+  if (p.values.count("--context")) context = p.values["--context"];
+  OutputFormat format = OutputFormat::kText;
+  // export and report: -o names the output file or directory.
+  if (verb != "ledger" && verb != "export" && verb != "report" && !(verb == "admin" && p.positional.size() >= 2 && p.positional[1] == "create")) {
+    absl::StatusOr<OutputFormat> requested = OutputFormatRequested(p, def->outputs);
+    if (!requested.ok()) {
+      err << "dpctl " << absl::StrJoin(def->path, " ") << ": " << requested.status().message() << "\n";
+      return kExitUsage;
+    }
+    format = *requested;
+  }
+  if (format == OutputFormat::kName && p.switches.count("--follow")) {
+    err << "dpctl submit: -o name prints only the job id; it cannot follow the job (drop --follow or -o name)\n";
+    return kExitUsage;
+  }
+  if (format == OutputFormat::kYaml || format == OutputFormat::kName) {
+    // Both are views of the JSON form: run the verb for JSON, then convert.
+    std::vector<std::string> as_json;
+    for (const std::string& a : all_args) as_json.push_back(a);
+    for (std::size_t i = 0; i + 1 < as_json.size(); ++i) {
+      if (as_json[i] == "-o") as_json[i + 1] = "json";
+      if (as_json[i] == "-o=yaml" || as_json[i] == "-o=name") as_json[i] = "-o=json";
+    }
+    for (std::string& a : as_json) {
+      if (a == "-o=yaml" || a == "-o=name") a = "-o=json";
+    }
+    std::ostringstream json_out;
+    const int rc = RunDpctl(as_json, env, json_out, err);
+    if (rc != kExitOk && json_out.str().empty()) return rc;
+    absl::Status converted = format == OutputFormat::kYaml ? JsonToYaml(json_out.str(), out)
+                                                           : JsonToNames(json_out.str(), out);
+    if (!converted.ok()) return ReportError(converted, err);
+    return rc;
+  }
+  const bool json = format == OutputFormat::kJson;
+  const bool wide = format == OutputFormat::kWide;
   absl::StatusOr<ConnectionSettings> settings =
       ResolveConnection(flags, ConnectionSettings{env.default_server, env.ca, env.token}, env.config_path,
-                        env.config_required);
+                        env.config_required, context);
   absl::StatusOr<ClientOptions> options = settings.ok() ? ToClientOptions(*settings) : settings.status();
   if (!options.ok()) {
     err << "dpctl: " << options.status().message() << "\n";
@@ -588,11 +642,9 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     ReportOptions o{p.positional, p.values["-o"]};
     return RunReport(client, o, out, err);
   }
-  bool json = false;
-  if (!JsonOutput(p, err, &json)) return kExitUsage;
   auto need_args = [&](std::size_t n, const char* what) {
     if (p.positional.size() != n) {
-      err << "dpctl " << verb << ": expected " << what << "\n" << kUsage;
+      err << "dpctl " << verb << ": expected " << what << " (dpctl " << verb << " --help)\n";
       return false;
     }
     return true;
@@ -667,12 +719,28 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   }
   if (verb == "list") {
     if (!need_args(0, "no arguments")) return kExitUsage;
-    absl::StatusOr<std::vector<v1::Job>> jobs = client.List();
+    absl::StatusOr<v1::ListJobsRequest> filter = ListFilter(p);
+    if (!filter.ok()) {
+      err << "dpctl list: " << filter.status().message() << "\n";
+      return kExitUsage;
+    }
+    absl::StatusOr<std::vector<v1::Job>> jobs = client.List(*filter);
     if (!jobs.ok()) return ReportError(jobs.status(), err);
     if (json) {
       nlohmann::json arr = nlohmann::json::array();
       for (const v1::Job& j : *jobs) arr.push_back(nlohmann::json::parse(JobToJson(j, -1)));
       out << nlohmann::json{{"jobs", arr}}.dump(2) << "\n";
+      return kExitOk;
+    }
+    if (wide) {
+      out << absl::StrFormat("%-12s %-24s %-10s %8s %16s %-16s %7s %7s %-20s %s\n", "JOB", "NAME", "STATE", "EPOCHS",
+                             "EPSILON", "OWNER", "ATTEMPT", "WORKERS", "CREATED", "REASON");
+      for (const v1::Job& j : *jobs) {
+        out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %s %-16s %7d %7d %-20s %s\n", j.job_id(), j.name(),
+                               StateName(j.state()), j.epochs_done(), j.epochs(), Pad(EpsilonText(JobEpsilon(j)), 16),
+                               j.owner().empty() ? "-" : j.owner(), j.attempt(), j.world_size(),
+                               UnixMsText(j.created_unix_ms()), j.reason());
+      }
       return kExitOk;
     }
     out << absl::StrFormat("%-12s %-24s %-10s %8s %16s  %s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON",
@@ -707,6 +775,10 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     if (!need_args(1, "JOB")) return kExitUsage;
     absl::StatusOr<v1::Job> job = client.Cancel(p.positional[0]);
     if (!job.ok()) return ReportError(job.status(), err);
+    if (json) {
+      out << JobToJson(*job) << "\n";
+      return kExitOk;
+    }
     out << "job " << job->job_id() << " " << StateName(job->state()) << "\n";
     return kExitOk;
   }
@@ -724,6 +796,19 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms()}});
       }
       out << nlohmann::json{{"workers", arr}}.dump(2) << "\n";
+      return kExitOk;
+    }
+    if (wide) {
+      out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %-4s %-8s %s\n", "WORKER", "IDENTITY", "HOST", "DEVICE",
+                             "STATE", "JOB", "RANK", "PID", "LAST HEARTBEAT");
+      for (const v1::WorkerInfo& w : *workers) {
+        const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
+        out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %-4s %-8d %s\n", w.worker_id(),
+                               w.identity().empty() ? "-" : w.identity(), w.hostname(), w.device(), st,
+                               w.job_id().empty() ? "-" : w.job_id(),
+                               w.job_id().empty() ? "-" : std::to_string(w.rank()), w.pid(),
+                               UnixMsText(w.last_heartbeat_unix_ms()));
+      }
       return kExitOk;
     }
     out << absl::StrFormat("%-16s %-12s %-16s %-8s %-6s %-12s %s\n", "WORKER", "IDENTITY", "HOST", "DEVICE", "STATE",
@@ -763,7 +848,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   }
   if (verb == "budget") return BudgetVerb(client, p, json, out, err);
   if (verb == "datasets") return DatasetsVerb(client, p, json, out, err);
-  err << "dpctl: unknown verb '" << verb << "'\n" << kUsage;
+  err << "dpctl: unknown verb '" << verb << "' (dpctl --help lists the verbs)\n";
   return kExitUsage;
 }
 

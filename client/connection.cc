@@ -6,11 +6,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <vector>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/files.h"
 #include "common/status.h"
 
 namespace dpfleet::client {
@@ -51,15 +55,111 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& where, const std::s
 }  // namespace
 
 std::string DefaultConfigPath() {
+  std::string dir;
   if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg != '\0') {
-    return absl::StrCat(xdg, "/dpfleet/dpctl.yaml");
+    dir = absl::StrCat(xdg, "/dpfleet/");
+  } else {
+    const char* home = std::getenv("HOME");
+    dir = absl::StrCat(home ? home : "", "/.config/dpfleet/");
   }
-  const char* home = std::getenv("HOME");
-  return absl::StrCat(home ? home : "", "/.config/dpfleet/dpctl.yaml");
+  std::error_code ec;
+  if (!std::filesystem::exists(dir + "config.yaml", ec) && std::filesystem::exists(dir + "dpctl.yaml", ec)) {
+    return dir + "dpctl.yaml";
+  }
+  return dir + "config.yaml";
+}
+
+namespace {
+
+// One context's keys (or the file's top-level ones, where `extra` are the
+// other top-level keys the file may have).
+absl::Status ReadContext(const std::string& where, const std::string& config_path, const YAML::Node& node,
+                         const std::set<std::string>& extra, ContextSettings* out) {
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (extra.count(key)) continue;
+    if (!kv.second.IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, " must be a string"));
+    }
+    const std::string value = kv.second.as<std::string>();
+    if (key == "server") {
+      out->server = value;
+    } else if (key == "ca") {
+      out->ca = NextTo(config_path, value);
+    } else if (key == "token_file") {
+      out->token_file = NextTo(config_path, value);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": ", key, " is not a known setting (server, ca, token_file", extra.empty() ? "" : ", contexts, current-context",
+          ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ConfigFile> LoadConfig(const std::string& config_path) {
+  ConfigFile file;
+  std::error_code ec;
+  if (config_path.empty() || !std::filesystem::exists(config_path, ec)) return file;
+  const std::string where = absl::StrCat("config ", config_path);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(config_path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": ", e.what()));
+  }
+  if (root.IsNull()) return file;
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a mapping"));
+  RETURN_IF_ERROR(ReadContext(where, config_path, root, {"contexts", "current-context"}, &file.top));
+  if (const YAML::Node current = root["current-context"]) {
+    if (!current.IsScalar()) return absl::InvalidArgumentError(absl::StrCat(where, ": current-context must be a string"));
+    file.current_context = current.as<std::string>();
+  }
+  if (const YAML::Node contexts = root["contexts"]) {
+    if (!contexts.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": contexts must map names to {server, ca, token_file}"));
+    }
+    for (const auto& kv : contexts) {
+      const std::string name = kv.first.as<std::string>();
+      if (!kv.second.IsMap() && !kv.second.IsNull()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": contexts.", name, " must be a mapping"));
+      }
+      RETURN_IF_ERROR(ReadContext(absl::StrCat(where, ": contexts.", name), config_path, kv.second, {},
+                                  &file.contexts[name]));
+    }
+  }
+  if (!file.current_context.empty() && !file.contexts.count(file.current_context)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": current-context '", file.current_context,
+                                                   "' is not one of its contexts"));
+  }
+  return file;
+}
+
+absl::Status SetCurrentContext(const std::string& path, const std::string& name) {
+  ASSIGN_OR_RETURN(ConfigFile file, LoadConfig(path));
+  if (!file.contexts.count(name)) {
+    std::vector<std::string> known;
+    for (const auto& [n, c] : file.contexts) known.push_back(n);
+    return absl::InvalidArgumentError(absl::StrCat("use-context: '", name, "' is not a context in ", path, " (",
+                                                   known.empty() ? "it has none" : "known: " + absl::StrJoin(known, ", "),
+                                                   ")"));
+  }
+  YAML::Node root = YAML::LoadFile(path);
+  root["current-context"] = name;
+  YAML::Emitter y;
+  y << root;
+  struct stat st;
+  const mode_t mode = stat(path.c_str(), &st) == 0 ? (st.st_mode & 0777) : 0600;
+  RETURN_IF_ERROR(WriteFileAtomically(path, absl::StrCat(y.c_str(), "\n")));
+  chmod(path.c_str(), mode);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ConnectionSettings> ResolveConnection(const ConnectionSettings& flags, const ConnectionSettings& env,
-                                                     const std::string& config_path, bool config_required) {
+                                                     const std::string& config_path, bool config_required,
+                                                     const std::string& context) {
   ConnectionSettings out = flags;
   if (out.server.empty()) out.server = env.server;
   if (out.ca.empty()) out.ca = env.ca;
@@ -69,37 +169,31 @@ absl::StatusOr<ConnectionSettings> ResolveConnection(const ConnectionSettings& f
   if (!have_config && config_required) {
     return absl::InvalidArgumentError(absl::StrCat("$DPFLEET_CONFIG: '", config_path, "' does not exist"));
   }
-  if (have_config && (out.server.empty() || out.ca.empty() || out.token.empty())) {
-    YAML::Node root;
-    try {
-      root = YAML::LoadFile(config_path);
-    } catch (const YAML::Exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat("config ", config_path, ": ", e.what()));
-    }
-    if (!root.IsMap() && !root.IsNull()) {
-      return absl::InvalidArgumentError(absl::StrCat("config ", config_path, ": not a mapping"));
-    }
-    std::string server, ca, token_file;
-    for (const auto& kv : root) {
-      const std::string key = kv.first.as<std::string>();
-      if (!kv.second.IsScalar()) {
-        return absl::InvalidArgumentError(absl::StrCat("config ", config_path, ": ", key, " must be a string"));
+  if (!have_config && !context.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--context: '", context, "' needs a config file; ", config_path, " does not exist"));
+  }
+  if (have_config && (out.server.empty() || out.ca.empty() || out.token.empty() || !context.empty())) {
+    ASSIGN_OR_RETURN(ConfigFile file, LoadConfig(config_path));
+    const std::string name = context.empty() ? file.current_context : context;
+    ContextSettings chosen;
+    if (!name.empty()) {
+      auto it = file.contexts.find(name);
+      if (it == file.contexts.end()) {
+        std::vector<std::string> known;
+        for (const auto& [n, c] : file.contexts) known.push_back(n);
+        return absl::InvalidArgumentError(absl::StrCat("--context: '", name, "' is not a context in ", config_path,
+                                                       " (", known.empty() ? "it has none" : "known: " + absl::StrJoin(known, ", "), ")"));
       }
-      if (key == "server") {
-        server = kv.second.as<std::string>();
-      } else if (key == "ca") {
-        ca = NextTo(config_path, kv.second.as<std::string>());
-      } else if (key == "token_file") {
-        token_file = NextTo(config_path, kv.second.as<std::string>());
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat("config ", config_path, ": ", key,
-                                                       " is not a known setting (server, ca, token_file)"));
-      }
+      chosen = it->second;
     }
-    if (out.server.empty()) out.server = server;
-    if (out.ca.empty()) out.ca = ca;
-    if (out.token.empty() && !token_file.empty()) {
-      ASSIGN_OR_RETURN(out.token, ReadTokenFile(absl::StrCat("config ", config_path), token_file));
+    if (chosen.server.empty()) chosen.server = file.top.server;
+    if (chosen.ca.empty()) chosen.ca = file.top.ca;
+    if (chosen.token_file.empty()) chosen.token_file = file.top.token_file;
+    if (out.server.empty()) out.server = chosen.server;
+    if (out.ca.empty()) out.ca = chosen.ca;
+    if (out.token.empty() && !chosen.token_file.empty()) {
+      ASSIGN_OR_RETURN(out.token, ReadTokenFile(absl::StrCat("config ", config_path), chosen.token_file));
     }
   }
   if (out.server.empty()) out.server = "127.0.0.1:7070";

@@ -91,8 +91,8 @@ absl::StatusOr<v1::Job> CoordinatorClient::Get(const std::string& job_id) {
   return resp;
 }
 
-absl::StatusOr<std::vector<v1::Job>> CoordinatorClient::List() {
-  v1::ListJobsRequest req;
+absl::StatusOr<std::vector<v1::Job>> CoordinatorClient::List(const v1::ListJobsRequest& filter) {
+  v1::ListJobsRequest req = filter;
   v1::ListJobsResponse resp;
   DPFLEET_UNARY(ListJobs, req, resp);
   return std::vector<v1::Job>(resp.jobs().begin(), resp.jobs().end());

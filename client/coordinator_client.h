@@ -39,7 +39,7 @@ class CoordinatorClient {
 
   absl::StatusOr<v1::Job> Submit(const std::string& spec_yaml);
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
-  absl::StatusOr<std::vector<v1::Job>> List();
+  absl::StatusOr<std::vector<v1::Job>> List(const v1::ListJobsRequest& filter = {});
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id);
   absl::StatusOr<std::vector<v1::WorkerInfo>> Workers();
   absl::StatusOr<v1::VersionInfo> Version();

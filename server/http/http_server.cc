@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <set>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
@@ -180,6 +183,40 @@ void ServeAsset(const PageAsset& asset, httplib::Response& res) {
   res.set_content(std::string(asset.body()), asset.content_type);
 }
 
+// GET /v1/jobs?state=&owner=&dataset=&limit=: every refusal names the
+// parameter, the value and why (a 400).
+absl::StatusOr<JobFilter> JobFilterFromQuery(const httplib::Params& params) {
+  JobFilter filter;
+  std::set<std::string> seen;
+  for (const auto& [key, value] : params) {
+    if (!seen.insert(key).second) {
+      return absl::InvalidArgumentError(absl::StrCat("query parameter '", key, "' given more than once"));
+    }
+    if (key == "state") {
+      if (value.empty()) continue;
+      absl::StatusOr<JobState> state = ParseJobState(absl::AsciiStrToUpper(value));
+      if (!state.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "state: '", value, "' is not a job state (expected QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED)"));
+      }
+      filter.state = *state;
+    } else if (key == "owner") {
+      filter.owner = value;
+    } else if (key == "dataset") {
+      filter.dataset = value;
+    } else if (key == "limit") {
+      if (value.empty()) continue;
+      if (!absl::SimpleAtoi(value, &filter.limit) || filter.limit < 1) {
+        return absl::InvalidArgumentError(absl::StrCat("limit: '", value, "' is not a positive integer"));
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("query parameter '", key, "' is not a filter of /v1/jobs (state, owner, dataset, limit)"));
+    }
+  }
+  return filter;
+}
+
 }  // namespace
 
 int HttpStatusOf(const absl::Status& s) {
@@ -277,12 +314,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     }
     json_reply(res, {{"status", "ready"}, {"workers", *workers}});
   });
-  srv.Get("/v1/jobs", [jobs, json_reply, caller_of](const httplib::Request& req, httplib::Response& res) {
+  srv.Get("/v1/jobs", [jobs, json_reply, error_reply, caller_of](const httplib::Request& req,
+                                                                 httplib::Response& res) {
     const Identity caller = caller_of(req);
+    absl::StatusOr<JobFilter> filter = JobFilterFromQuery(req.params);
+    if (!filter.ok()) return error_reply(res, filter.status());
     nlohmann::json list = nlohmann::json::array();
-    for (const JobRecord& r : jobs->List()) {
-      if (MaySeeJob(caller, r)) list.push_back(PublicJobJson(JobView(caller, r)));
-    }
+    for (const JobRecord& r : VisibleJobs(caller, jobs->List(), *filter)) list.push_back(PublicJobJson(r));
     json_reply(res, {{"jobs", list}});
   });
   srv.Get(R"(/v1/jobs/([A-Za-z0-9._-]+))", [jobs, json_reply, error_reply, caller_of](const httplib::Request& req,

@@ -1,5 +1,7 @@
 #include "server/rpc/access.h"
 
+#include <algorithm>
+
 #include <map>
 
 #include "absl/strings/ascii.h"
@@ -195,6 +197,25 @@ bool MaySeeJob(const Identity& caller, const JobRecord& job) {
   if (!caller.is_user()) return false;
   if (caller.role == Role::kCustodian || caller.role == Role::kViewer) return true;
   return caller.role == Role::kAnalyst && !job.owner.empty() && job.owner == caller.name;
+}
+
+std::vector<JobRecord> VisibleJobs(const Identity& caller, const std::vector<JobRecord>& all, const JobFilter& filter) {
+  std::vector<JobRecord> out;
+  for (const JobRecord& r : all) {
+    if (!MaySeeJob(caller, r)) continue;
+    JobRecord view = JobView(caller, r);
+    if (filter.state && view.state != *filter.state) continue;
+    if (!filter.owner.empty() && view.owner != filter.owner) continue;
+    if (!filter.dataset.empty() && view.dataset != filter.dataset &&
+        std::find(view.data_paths.begin(), view.data_paths.end(), filter.dataset) == view.data_paths.end()) {
+      continue;
+    }
+    out.push_back(std::move(view));
+  }
+  if (filter.limit > 0 && out.size() > static_cast<std::size_t>(filter.limit)) {
+    out.erase(out.begin(), out.end() - filter.limit);
+  }
+  return out;
 }
 
 JobRecord JobView(const Identity& caller, JobRecord job) {

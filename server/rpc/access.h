@@ -15,6 +15,7 @@
 #define DPFLEET_SERVER_RPC_ACCESS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,19 @@ std::string ShortMethodName(absl::string_view method);
 
 // Custodians and viewers see every job; analysts their own.
 bool MaySeeJob(const Identity& caller, const JobRecord& job);
+// A job listing's filters (ListJobs, GET /v1/jobs). Empty fields match all.
+struct JobFilter {
+  std::optional<JobState> state;
+  std::string owner;    // the submitting token's name
+  std::string dataset;  // the registered dataset name or one of the data paths
+  int32_t limit = 0;    // the most recently submitted `limit` matches; 0: all
+};
+// The jobs of `all` (in submission order) that `caller` may see, as
+// JobView shows them, that match `filter`. The filter is applied to the
+// view, never to fields the caller cannot see: an analyst asking for
+// another owner's jobs gets none, and nobody learns a path by filtering on
+// it without seeing it. Kept in submission order.
+std::vector<JobRecord> VisibleJobs(const Identity& caller, const std::vector<JobRecord>& all, const JobFilter& filter);
 // What `caller` may see of a job it may see: viewers get states and ε only;
 // analysts lose the coordinator's paths, the files' content keys, worker
 // identities and workers' error messages (reasons become their public

@@ -44,12 +44,24 @@ grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest*,
+grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                               v1::ListJobsResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
-  for (const JobRecord& r : deps_.jobs->List()) {
-    if (MaySeeJob(caller, r)) ToProto(JobView(caller, r), resp->add_jobs());
+  JobFilter filter;
+  filter.owner = req->owner();
+  filter.dataset = req->dataset();
+  if (req->limit() < 0) {
+    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("limit: '", req->limit(), "' must be >= 0 (0: no limit)")));
   }
+  filter.limit = req->limit();
+  if (req->state() != v1::JOB_STATE_UNSPECIFIED) {
+    absl::StatusOr<JobState> state = ParseJobState(v1::JobState_Name(req->state()));
+    if (!state.ok()) {
+      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("state: ", req->state(), " is not a job state")));
+    }
+    filter.state = *state;
+  }
+  for (const JobRecord& r : VisibleJobs(caller, deps_.jobs->List(), filter)) ToProto(r, resp->add_jobs());
   return grpc::Status::OK;
 }
 

@@ -215,7 +215,9 @@ TEST_F(EndToEndTest, BadInputGetsPreciseErrorsAndExitCodes) {
   EXPECT_EQ(cluster_->Dpctl({"status", "job-999999"}, &out, &err), 2);
   EXPECT_THAT(err, HasSubstr("NOT_FOUND"));
   EXPECT_EQ(cluster_->Dpctl({"frobnicate"}, &out, &err), 2);
-  EXPECT_EQ(cluster_->Dpctl({"list", "-o", "yaml"}, &out, &err), 2);
+  // An output format dpctl does not have is a usage error (yaml became one of its formats).
+  EXPECT_EQ(cluster_->Dpctl({"list", "-o", "xml"}, &out, &err), 2);
+  EXPECT_THAT(err, HasSubstr("-o: \"xml\" is not an output format"));
   std::string listed;
   ASSERT_EQ(cluster_->Dpctl({"list", "-o", "json"}, &listed), 0);
   EXPECT_TRUE(nlohmann::json::parse(listed)["jobs"].empty()) << "refused specs are not stored";
@@ -707,6 +709,21 @@ TEST_F(EndToEndTest, ANonPrivateJobShowsNoEpsilonAnywhere) {
   auto [jobs_code, jobs] = cluster_->HttpGet("/v1/jobs");
   ASSERT_EQ(jobs_code, 200);
   EXPECT_TRUE(nlohmann::json::parse(jobs)["jobs"][0]["epsilon"].is_null());
+  // The same listing, filtered on the coordinator; bad filters are 400s naming the parameter.
+  auto [filtered_code, filtered] = cluster_->HttpGet("/v1/jobs?state=succeeded&limit=1");
+  ASSERT_EQ(filtered_code, 200) << filtered;
+  ASSERT_EQ(nlohmann::json::parse(filtered)["jobs"].size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(filtered)["jobs"][0]["job_id"], id);
+  EXPECT_EQ(nlohmann::json::parse(cluster_->HttpGet("/v1/jobs?state=FAILED").second)["jobs"].size(), 0u);
+  auto [bad_state, bad_state_body] = cluster_->HttpGet("/v1/jobs?state=DONE");
+  EXPECT_EQ(bad_state, 400);
+  EXPECT_THAT(bad_state_body, HasSubstr("state: 'DONE' is not a job state"));
+  auto [bad_limit, bad_limit_body] = cluster_->HttpGet("/v1/jobs?limit=0");
+  EXPECT_EQ(bad_limit, 400);
+  EXPECT_THAT(bad_limit_body, HasSubstr("limit: '0' is not a positive integer"));
+  EXPECT_EQ(cluster_->HttpGet("/v1/jobs?colour=red").first, 400);
+  ASSERT_EQ(cluster_->Dpctl({"list", "--state", "SUCCEEDED", "-o", "name"}, &out, &err), 0) << err;
+  EXPECT_EQ(out, id + "\n");
   auto [metrics_code, metrics] = cluster_->HttpGet("/metrics");
   ASSERT_EQ(metrics_code, 200);
   EXPECT_THAT(metrics, Not(HasSubstr("dpfleet_job_epsilon{job_id=\"" + id)));

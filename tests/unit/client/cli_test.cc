@@ -9,6 +9,7 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <fstream>
 #include <map>
@@ -19,8 +20,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "client/commands.h"
+#include "common/version.h"
 #include "dpfleet/v1/coordinator.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/files.h"
@@ -117,8 +121,13 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     *resp = it->second;
     return grpc::Status::OK;
   }
-  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest*, v1::ListJobsResponse* resp) override {
+  v1::ListJobsRequest last_list() {
     absl::MutexLock lock(&mu_);
+    return last_list_;
+  }
+  grpc::Status ListJobs(grpc::ServerContext*, const v1::ListJobsRequest* req, v1::ListJobsResponse* resp) override {
+    absl::MutexLock lock(&mu_);
+    last_list_ = *req;
     for (const auto& [id, job] : jobs_) *resp->add_jobs() = job;
     return grpc::Status::OK;
   }
@@ -243,6 +252,7 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::vector<std::string> submitted_ ABSL_GUARDED_BY(mu_);
   v1::SetBudgetRequest last_budget_ ABSL_GUARDED_BY(mu_);
   v1::AddDatasetRequest last_dataset_ ABSL_GUARDED_BY(mu_);
+  v1::ListJobsRequest last_list_ ABSL_GUARDED_BY(mu_);
 };
 
 v1::Job Job(const std::string& id, v1::JobState state, int epochs_done = 0) {
@@ -539,6 +549,84 @@ TEST_F(CliTest, UsageErrorsNameTheProblem) {
   EXPECT_EQ(Dpctl({"status", "job-1", "-o", "yaml"}), kExitUsage);
   EXPECT_EQ(Dpctl({"help"}), kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("usage: dpctl"));
+}
+
+// Every verb and sub-verb of the verb table answers --help with its own
+// usage line, on stdout, exit 0, without reaching a coordinator.
+TEST_F(CliTest, EveryVerbHasHelp) {
+  for (const VerbDef& verb : Verbs()) {
+    std::vector<std::string> args = verb.path;
+    args.push_back("--help");
+    std::ostringstream out, err;
+    ASSERT_EQ(RunDpctl(args, CliEnv{}, out, err), kExitOk) << absl::StrJoin(verb.path, " ") << ": " << err.str();
+    EXPECT_THAT(out.str(), HasSubstr("usage: dpctl " + absl::StrJoin(verb.path, " "))) << out.str();
+    EXPECT_THAT(out.str(), HasSubstr(verb.summary));
+    for (const std::string& flag : verb.spec.values) EXPECT_THAT(out.str(), HasSubstr(flag)) << out.str();
+  }
+  ASSERT_EQ(Dpctl({"datasets", "add", "-h"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("--eval-fraction"));
+  ASSERT_EQ(Dpctl({"help", "budget", "set"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("usage: dpctl budget set"));
+  EXPECT_EQ(Dpctl({"--version"}), kExitOk);
+  EXPECT_EQ(out_.str(), VersionLine("dpctl") + "\n");
+}
+
+TEST_F(CliTest, FlagErrorsNameTheFlagAndTheValue) {
+  EXPECT_EQ(Dpctl({"list", "--bogus"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("dpctl list: unknown flag --bogus"));
+  EXPECT_EQ(Dpctl({"submit", "--follow=yes", "x.yaml"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("flag --follow takes no value"));
+  EXPECT_EQ(Dpctl({"list", "--limit", "x"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--limit: 'x' is not an integer"));
+  EXPECT_EQ(Dpctl({"list", "--state", "DONE"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("--state: 'DONE' is not a job state"));
+  EXPECT_EQ(Dpctl({"status", "job-1", "-o", "xml"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("-o: \"xml\" is not an output format (expected json, yaml, wide, name, text)"));
+  EXPECT_EQ(Dpctl({"submit", "x.yaml", "--follow", "-o", "name"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("cannot follow"));
+  EXPECT_TRUE(coordinator_.submitted().empty());
+}
+
+TEST_F(CliTest, ListSendsItsFiltersToTheCoordinator) {
+  coordinator_.AddJob(Job("job-000001", v1::SUCCEEDED, 2));
+  ASSERT_EQ(Dpctl({"list", "--state", "succeeded", "--owner", "alice", "--dataset", "acs", "--limit", "5"}), kExitOk)
+      << err_.str();
+  const v1::ListJobsRequest req = coordinator_.last_list();
+  EXPECT_EQ(req.state(), v1::SUCCEEDED);
+  EXPECT_EQ(req.owner(), "alice");
+  EXPECT_EQ(req.dataset(), "acs");
+  EXPECT_EQ(req.limit(), 5);
+  ASSERT_EQ(Dpctl({"list"}), kExitOk);
+  EXPECT_EQ(coordinator_.last_list().state(), v1::JOB_STATE_UNSPECIFIED);
+  EXPECT_EQ(coordinator_.last_list().limit(), 0);
+}
+
+TEST_F(CliTest, NameYamlAndWideOutputs) {
+  const std::string spec = WriteSpec("name: census\n");
+  ASSERT_EQ(Dpctl({"submit", spec, "-o", "name"}), kExitOk) << err_.str();
+  EXPECT_EQ(out_.str(), "job-000001\n") << "like sbatch --parsable: the id alone";
+  coordinator_.AddJob(Job("job-000007", v1::RUNNING, 1));
+  ASSERT_EQ(Dpctl({"list", "-o", "name"}), kExitOk);
+  EXPECT_EQ(out_.str(), "job-000001\njob-000007\n");
+  ASSERT_EQ(Dpctl({"workers", "-o=name"}), kExitOk);
+  EXPECT_EQ(out_.str(), "w-1\n");
+  ASSERT_EQ(Dpctl({"status", "job-000007", "-o", "json"}), kExitOk);
+  const nlohmann::json j = nlohmann::json::parse(out_.str());
+  ASSERT_EQ(Dpctl({"status", "job-000007", "-o", "yaml"}), kExitOk);
+  const YAML::Node y = YAML::Load(out_.str());
+  ASSERT_TRUE(y.IsMap()) << out_.str();
+  EXPECT_EQ(y.size(), j.size()) << "the same keys as the JSON";
+  EXPECT_EQ(y["job_id"].as<std::string>(), "job-000007");
+  EXPECT_EQ(y["epochs_done"].as<int>(), 1);
+  EXPECT_EQ(y["history"].size(), 1u);
+  ASSERT_EQ(Dpctl({"list", "-o", "wide"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("OWNER"));
+  EXPECT_THAT(out_.str(), HasSubstr("ATTEMPT"));
+  ASSERT_EQ(Dpctl({"cancel", "job-000007", "-o", "name"}), kExitOk);
+  EXPECT_EQ(out_.str(), "job-000007\n");
+  EXPECT_EQ(Dpctl({"status", "job-nope", "-o", "yaml"}), kExitUsage);
+  EXPECT_THAT(err_.str(), HasSubstr("NOT_FOUND"));
+  EXPECT_EQ(out_.str(), "");
 }
 
 }  // namespace

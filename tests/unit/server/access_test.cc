@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tests/testing/fleet/rpc_methods.h"
@@ -152,6 +154,46 @@ TEST(AccessTest, AnalystsSeeTheirOwnJobsAndOthersGetTheMissingJobAnswer) {
   EXPECT_TRUE(dash.owner.empty());
   EXPECT_EQ(VisibleJob(kCustodianId, j)->data_paths, j.data_paths);
   EXPECT_EQ(VisibleJob(kCustodianId, j)->input_files, j.input_files);
+}
+
+// ListJobs' and GET /v1/jobs' filters work on each caller's view of the
+// jobs: nothing a role cannot see can be filtered on.
+TEST(AccessTest, JobFiltersApplyToTheCallersViewOnly) {
+  std::vector<JobRecord> all;
+  for (const auto& [id, owner, state, dataset] :
+       std::vector<std::tuple<std::string, std::string, JobState, std::string>>{
+           {"job-000001", "alice", JobState::kSucceeded, "acs"},
+           {"job-000002", "bob", JobState::kRunning, "acs"},
+           {"job-000003", "alice", JobState::kRunning, "other"},
+           {"job-000004", "alice", JobState::kFailed, "acs"}}) {
+    JobRecord j = Job(owner);
+    j.job_id = id;
+    j.state = state;
+    j.dataset = dataset;
+    all.push_back(j);
+  }
+  auto ids = [](const std::vector<JobRecord>& jobs) {
+    std::vector<std::string> out;
+    for (const JobRecord& j : jobs) out.push_back(j.job_id);
+    return out;
+  };
+  using V = std::vector<std::string>;
+  EXPECT_EQ(ids(VisibleJobs(kCustodianId, all, {})), (V{"job-000001", "job-000002", "job-000003", "job-000004"}));
+  EXPECT_EQ(ids(VisibleJobs(kAlice, all, {})), (V{"job-000001", "job-000003", "job-000004"}));
+  EXPECT_TRUE(VisibleJobs(kAlice, all, {std::nullopt, "bob", "", 0}).empty()) << "another analyst's jobs: none";
+  EXPECT_EQ(ids(VisibleJobs(kCustodianId, all, {std::nullopt, "bob", "", 0})), (V{"job-000002"}));
+  EXPECT_EQ(ids(VisibleJobs(kCustodianId, all, {JobState::kRunning, "", "", 0})), (V{"job-000002", "job-000003"}));
+  EXPECT_EQ(ids(VisibleJobs(kAlice, all, {JobState::kRunning, "", "", 0})), (V{"job-000003"}));
+  EXPECT_EQ(ids(VisibleJobs(kAlice, all, {std::nullopt, "", "acs", 0})), (V{"job-000001", "job-000004"}));
+  EXPECT_EQ(ids(VisibleJobs(kCustodianId, all, {std::nullopt, "", "/data/p.csv", 0})).size(), 4u)
+      << "a custodian may filter on the data path";
+  EXPECT_TRUE(VisibleJobs(kAlice, all, {std::nullopt, "", "/data/p.csv", 0}).empty())
+      << "an analyst does not see paths, so cannot filter on them";
+  EXPECT_TRUE(VisibleJobs(kViewerId, all, {std::nullopt, "alice", "", 0}).empty()) << "viewers do not see owners";
+  EXPECT_EQ(ids(VisibleJobs(kCustodianId, all, {std::nullopt, "", "", 2})), (V{"job-000003", "job-000004"}))
+      << "the most recent, in submission order";
+  EXPECT_EQ(ids(VisibleJobs(kAlice, all, {std::nullopt, "", "", 1})), (V{"job-000004"}));
+  EXPECT_TRUE(VisibleJobs(kBob, all, {std::nullopt, "", "", 0})[0].data_paths.empty()) << "still the view";
 }
 
 TEST(AccessTest, AnalystsSubmitAgainstRegisteredDatasetsOnly) {

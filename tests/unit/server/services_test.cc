@@ -215,6 +215,46 @@ TEST_F(ServicesTest, JobsAreSubmittedShownListedAndCancelledWithPreciseErrors) {
   }
 }
 
+TEST_F(ServicesTest, ListJobsAppliesItsFiltersOnTheCoordinator) {
+  const v1::Job first = Submit(Spec(1, 3));
+  const v1::Job second = Submit(Spec(1, 3));
+  {
+    grpc::ClientContext ctx;
+    v1::CancelJobRequest req;
+    req.set_job_id(first.job_id());
+    v1::CancelJobResponse resp;
+    Authorize(&ctx);
+    ASSERT_TRUE(client_->CancelJob(&ctx, req, &resp).ok());
+  }
+  auto list = [&](const v1::ListJobsRequest& req, grpc::Status* status = nullptr) {
+    grpc::ClientContext ctx;
+    v1::ListJobsResponse resp;
+    Authorize(&ctx);
+    const grpc::Status s = client_->ListJobs(&ctx, req, &resp);
+    if (status != nullptr) *status = s;
+    std::vector<std::string> ids;
+    for (const v1::Job& j : resp.jobs()) ids.push_back(j.job_id());
+    return ids;
+  };
+  v1::ListJobsRequest req;
+  EXPECT_EQ(list(req), (std::vector<std::string>{first.job_id(), second.job_id()}));
+  req.set_state(v1::CANCELLED);
+  EXPECT_EQ(list(req), std::vector<std::string>{first.job_id()});
+  req.set_state(v1::QUEUED);
+  EXPECT_EQ(list(req), std::vector<std::string>{second.job_id()});
+  req = v1::ListJobsRequest();
+  req.set_limit(1);
+  EXPECT_EQ(list(req), std::vector<std::string>{second.job_id()}) << "the most recent";
+  req.set_owner("someone-else");
+  EXPECT_TRUE(list(req).empty());
+  req = v1::ListJobsRequest();
+  req.set_limit(-2);
+  grpc::Status refused;
+  EXPECT_TRUE(list(req, &refused).empty());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("limit: '-2' must be >= 0"));
+}
+
 TEST_F(ServicesTest, AStoreFailureReachesTheClientAsUnavailableNamingTheCause) {
   store_->Arm(FaultyStore::Fault::kEveryWrite);
   grpc::ClientContext ctx;
