@@ -1,26 +1,33 @@
-// ChaCha20 keystream throughput: the noise stream's own SIMD keystream
-// (worker/train/rng.h, ChaCha20Stream::KeystreamAt) against libsodium's
-// crypto_stream_chacha20_xor_ic on zeros (1.0.18 has no plain _ic) and OpenSSL's EVP_chacha20, at the request sizes
-// the trainer really makes, on the same key, nonce and counters, in one run.
+// ChaCha20 keystream throughput: the noise stream's keystream
+// (worker/train/rng.h, ChaCha20Stream: KeystreamAt for the Gaussian tiles,
+// Fill for the Poisson sampler) against libsodium's
+// crypto_stream_chacha20_xor_ic on zeros (1.0.18 has no plain _ic) and
+// OpenSSL's EVP_chacha20 called directly, at the request sizes the trainer
+// really makes, on the same key, nonce and counters, in one run.
 //
 //   dpfleet-chacha-bench [--seconds S] [--json]
 //
 // Request sizes: 8 blocks (512 B: ChaCha20Stream's refill, what the Poisson
 // sampler draws from), 192 blocks (12 KiB: one Box-Muller tile of 1024 pairs,
 // 3 words per pair; FillNormal/AddNormal ask for one such tile per call) and
-// 16384 blocks (1 MiB: long-message speed). Every request starts at its own
-// block counter, as the tiles do, so OpenSSL pays its per-request
-// EVP_EncryptInit_ex (the only way to set its counter) and libsodium its
-// per-call setup. Columns: GB/s (10^9 bytes per second of wall time, best of
-// 5 repetitions) and TSC ticks per byte (the time-stamp counter runs at the
-// nominal clock, so this is cycles/byte at that clock). Before timing, the
-// three outputs are compared word for word (the "wrong" column: words that
-// differ from libsodium's, after undoing KeystreamAt's lane-major order).
+// 16384 blocks (1 MiB: long-message speed). Every KeystreamAt, libsodium and
+// OpenSSL request starts at its own block counter, as the tiles do, so
+// OpenSSL pays its per-request EVP_EncryptInit_ex (the only way to set its
+// counter) and libsodium its per-call setup; "Fill" reads the same amount
+// on from one stream (no seek). Columns: GB/s (10^9 bytes per second of wall
+// time, best of 5 repetitions) and TSC ticks per byte (the time-stamp
+// counter runs at the nominal clock, so this is cycles/byte at that clock).
+// Before timing, the outputs are compared word for word (the "wrong"
+// column: words that differ from libsodium's).
+//
+// Until commit d10a6a9 ChaCha20Stream had hand-written AVX-512VL / AVX2 /
+// portable kernels; that build's numbers are in docs/BENCHMARKS.md.
 //
 // Layouts: the stream is original ChaCha20 (64-bit block counter in state
-// words 12-13, 64-bit nonce in 14-15); libsodium's _xor_ic variant takes exactly
-// that; OpenSSL's 16-byte IV is state words 12..15 (32-bit counter, then the
-// 96-bit "nonce"), so the IV is counter_lo, counter_hi, nonce_lo, nonce_hi.
+// words 12-13, 64-bit nonce in 14-15); libsodium's _xor_ic variant takes
+// exactly that; OpenSSL's 16-byte IV is state words 12..15 (32-bit counter,
+// then the 96-bit "nonce"), so the IV is counter_lo, counter_hi, nonce_lo,
+// nonce_hi.
 #include <openssl/evp.h>
 #include <sodium.h>
 #include <x86intrin.h>
@@ -136,59 +143,61 @@ int main(int argc, char** argv) {
   std::vector<uint32_t> ours(max_bytes / 4), seq(max_bytes / 4);
   std::vector<uint8_t> sodium(max_bytes), openssl(max_bytes), zeros(max_bytes, 0);
   if (!json) {
-    std::printf("%8s %8s | %8s %7s | %8s %7s | %8s %7s | %6s\n", "blocks", "bytes", "dpfleet", "tick/B", "sodium",
-                "tick/B", "openssl", "tick/B", "wrong");
-    std::printf("%8s %8s | %8s %7s | %8s %7s | %8s %7s |\n", "", "", "GB/s", "", "GB/s", "", "GB/s", "");
+    std::printf("%8s %8s | %-15s | %-15s | %-15s | %-15s | %6s\n", "blocks", "bytes", "KeystreamAt", "Fill",
+                "libsodium", "OpenSSL EVP", "wrong");
+    std::printf("%8s %8s |", "", "");
+    for (int c = 0; c < 4; ++c) std::printf(" %7s %7s |", "GB/s", "tick/B");
+    std::printf("\n");
   } else {
     std::printf("[\n");
   }
   for (size_t k = 0; k < sizeof(block_counts) / sizeof(block_counts[0]); ++k) {
     const uint64_t blocks = block_counts[k];
     const size_t bytes = blocks * 64;
-    // Same words from all three, starting at a counter past 2^32 so the
-    // counter's high word is exercised too.
-    const uint64_t check_counter = (uint64_t{1} << 32) - 3;
-    stream.KeystreamAt(check_counter - check_counter % 8, blocks, ours.data());
-    for (uint64_t j = 0; j < blocks / 8; ++j) {
-      for (int i = 0; i < 16; ++i) {
-        for (int l = 0; l < 8; ++l) seq[16 * (8 * j + l) + i] = ours[128 * j + 8 * i + l];
-      }
-    }
-    crypto_stream_chacha20_xor_ic(sodium.data(), zeros.data(), bytes, nonce_bytes, check_counter - check_counter % 8,
-                                  key_bytes);
-    OpensslStream(ctx, key_bytes, nonce, 0, zeros.data(), openssl.data(), bytes);
-    // OpenSSL carries a 32-bit counter; compare it where no carry happens.
+    // Same words from all, starting just below 2^32 blocks so the carry into
+    // the counter's high word is exercised too.
+    const uint64_t check_counter = (uint64_t{1} << 32) - 8;
+    stream.KeystreamAt(check_counter, blocks, seq.data());
+    crypto_stream_chacha20_xor_ic(sodium.data(), zeros.data(), bytes, nonce_bytes, check_counter, key_bytes);
+    OpensslStream(ctx, key_bytes, nonce, check_counter, zeros.data(), openssl.data(), bytes);
+    ChaCha20Stream filled(key, nonce);
+    filled.Fill(ours.data(), bytes / 4);
     std::vector<uint8_t> sodium0(bytes);
     crypto_stream_chacha20_xor_ic(sodium0.data(), zeros.data(), bytes, nonce_bytes, 0, key_bytes);
     size_t wrong = 0;
     for (size_t w = 0; w < bytes / 4; ++w) {
-      uint32_t s;
+      uint32_t s, o, s0;
       std::memcpy(&s, sodium.data() + 4 * w, 4);
-      wrong += s != seq[w];
-      uint32_t o, s0;
       std::memcpy(&o, openssl.data() + 4 * w, 4);
       std::memcpy(&s0, sodium0.data() + 4 * w, 4);
-      wrong += o != s0;
+      wrong += (s != seq[w]) + (o != s) + (s0 != ours[w]);
     }
 
-    const Rate r_ours = Best(seconds, bytes, [&](uint64_t i) { stream.KeystreamAt(i * blocks, blocks, ours.data()); });
-    const Rate r_sodium = Best(seconds, bytes, [&](uint64_t i) {
-      crypto_stream_chacha20_xor_ic(sodium.data(), zeros.data(), bytes, nonce_bytes, i * blocks, key_bytes);
-    });
-    const Rate r_openssl = Best(seconds, bytes, [&](uint64_t i) {
-      OpensslStream(ctx, key_bytes, nonce, i * blocks, zeros.data(), openssl.data(), bytes);
-    });
+    ChaCha20Stream reader(key, nonce);
+    const Rate rates[4] = {
+        Best(seconds, bytes, [&](uint64_t i) { stream.KeystreamAt(i * blocks, blocks, ours.data()); }),
+        Best(seconds, bytes, [&](uint64_t) { reader.Fill(ours.data(), bytes / 4); }),
+        Best(seconds, bytes,
+             [&](uint64_t i) {
+               crypto_stream_chacha20_xor_ic(sodium.data(), zeros.data(), bytes, nonce_bytes, i * blocks, key_bytes);
+             }),
+        Best(
+            seconds, bytes,
+            [&](uint64_t i) { OpensslStream(ctx, key_bytes, nonce, i * blocks, zeros.data(), openssl.data(), bytes); }),
+    };
+    const char* names[4] = {"keystream_at", "fill", "sodium", "openssl"};
     if (json) {
-      std::printf(
-          "%s  {\"blocks\": %llu, \"bytes\": %zu, \"dpfleet_gb_s\": %.3f, \"dpfleet_ticks_per_byte\": %.3f, "
-          "\"sodium_gb_s\": %.3f, \"sodium_ticks_per_byte\": %.3f, \"openssl_gb_s\": %.3f, "
-          "\"openssl_ticks_per_byte\": %.3f, \"wrong\": %zu}",
-          k == 0 ? "" : ",\n", static_cast<unsigned long long>(blocks), bytes, r_ours.gb_s, r_ours.ticks_per_byte,
-          r_sodium.gb_s, r_sodium.ticks_per_byte, r_openssl.gb_s, r_openssl.ticks_per_byte, wrong);
+      std::printf("%s  {\"blocks\": %llu, \"bytes\": %zu", k == 0 ? "" : ",\n", static_cast<unsigned long long>(blocks),
+                  bytes);
+      for (int c = 0; c < 4; ++c) {
+        std::printf(", \"%s_gb_s\": %.3f, \"%s_ticks_per_byte\": %.3f", names[c], rates[c].gb_s, names[c],
+                    rates[c].ticks_per_byte);
+      }
+      std::printf(", \"wrong\": %zu}", wrong);
     } else {
-      std::printf("%8llu %8zu | %8.3f %7.3f | %8.3f %7.3f | %8.3f %7.3f | %6zu\n",
-                  static_cast<unsigned long long>(blocks), bytes, r_ours.gb_s, r_ours.ticks_per_byte, r_sodium.gb_s,
-                  r_sodium.ticks_per_byte, r_openssl.gb_s, r_openssl.ticks_per_byte, wrong);
+      std::printf("%8llu %8zu |", static_cast<unsigned long long>(blocks), bytes);
+      for (int c = 0; c < 4; ++c) std::printf(" %7.3f %7.3f |", rates[c].gb_s, rates[c].ticks_per_byte);
+      std::printf(" %6zu\n", wrong);
     }
   }
   if (json) std::printf("\n]\n");
