@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -223,8 +224,11 @@ constexpr double kSqrt2 = 1.4142135623730950488016887242097;
 constexpr uint64_t kMantissaMask = 0x000fffffffffffffull;
 constexpr uint64_t kOneBits = 0x3ff0000000000000ull;
 constexpr uint64_t kMagic52Bits = 0x4330000000000000ull;  // the double 2^52
-// 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^16/17).
-constexpr double kAtanh[9] = {1.0, 1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11, 1.0 / 13, 1.0 / 15, 1.0 / 17};
+// 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9 + ...), in float: with
+// |s| <= (sqrt 2 - 1)/(sqrt 2 + 1) = 0.1716, s^2 <= 0.0295 and the first
+// omitted term s^10/11 is below 2.2e-9 relative, under float's 6e-8.
+constexpr float kAtanhF[5] = {1.0f, 1.0f / 3, 1.0f / 5, 1.0f / 7, 1.0f / 9};
+constexpr float kLn2F = 0.69314718055994530942f;
 // Angle step 2 pi / 2^32 and the Taylor coefficients of sin and cos.
 constexpr float kAngleStep = static_cast<float>(6.283185307179586476925286766559 / 4294967296.0);
 constexpr float kSin[4] = {-1.0f / 6, 1.0f / 120, -1.0f / 5040, 1.0f / 362880};
@@ -253,11 +257,14 @@ inline uint32_t FloatToBits(float f) {
 
 // One pair, portable. Every operation below is mirrored one for one (same
 // order, same rounding) by the AVX2 kernel.
-inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, float* c_out, float* s_out) {
+inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, float stddev, float* c_out, float* s_out) {
   // U1 = (k + 1) 2^-53, k = 53 random bits; every step is exact in double.
   const double k = static_cast<double>(hi >> 11) * kTwoPow32 + static_cast<double>(lo);
   const double u = (k + 1.0) * kTwoPow53Inv;
-  // ln U1 = e ln 2 + ln m, m in (sqrt(1/2), sqrt(2)].
+  // ln U1 = e ln 2 + ln m, m in (sqrt(1/2), sqrt(2)]: the split is exact in
+  // double (so the tail reaches U1 = 2^-53, r = 8.57 sigma), and f = m - 1
+  // is exact too; only then does the arithmetic go to float, where f keeps
+  // its full relative precision even for U1 next to 1.
   const uint64_t bits = DoubleToBits(u);
   double m = BitsToDouble((bits & kMantissaMask) | kOneBits);
   double e = (BitsToDouble((bits >> 52) | kMagic52Bits) - kTwoPow52) - 1023.0;
@@ -265,13 +272,14 @@ inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, floa
     m = m * 0.5;
     e = e + 1.0;
   }
-  const double f = m - 1.0;
-  const double s = f / (2.0 + f);
-  const double z = s * s;
-  double p = kAtanh[8];
-  for (int i = 7; i >= 0; --i) p = p * z + kAtanh[i];
-  const double ln_u = e * kLn2 + (s + s) * p;
-  const float r = static_cast<float>(std::sqrt(-2.0 * ln_u) * stddev);
+  const float f = static_cast<float>(m - 1.0);
+  const float ef = static_cast<float>(e);
+  const float s = f / (2.0f + f);
+  const float z = s * s;
+  float p = kAtanhF[4];
+  for (int i = 3; i >= 0; --i) p = p * z + kAtanhF[i];
+  const float ln_u = ef * kLn2F + (s + s) * p;
+  const float r = std::sqrt(-2.0f * ln_u) * stddev;
   // theta = 2 pi w / 2^32 = q pi/2 + phi, phi in [-pi/4, pi/4).
   const uint32_t q = (w + 0x20000000u) >> 30;
   const float phi = static_cast<float>(static_cast<int32_t>(w - (q << 30))) * kAngleStep;
@@ -291,7 +299,7 @@ inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, floa
 // sine results to s[0, s_count) (s_count is pairs or pairs - 1: an odd n
 // drops the last sine). kAdd: += instead of =.
 template <bool kAdd>
-void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, double stddev, float* c, float* s) {
+void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, float stddev, float* c, float* s) {
   for (int64_t i = 0; i < pairs; ++i) {
     const uint32_t* g = words + (i / kGroupPairs) * kWordsPerGroup;
     const int64_t l = i % kGroupPairs;
@@ -307,8 +315,9 @@ void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, d
   }
 }
 
-// Four lanes of the double part: r = float(stddev sqrt(-2 ln U1)).
-__attribute__((target("avx2"))) inline __m128 RadiusAvx2(__m128i lo, __m128i hi, __m256d stddev) {
+// Four lanes of the double part: f = m - 1 and e of U1 = m 2^e (see
+// NormalPair), as floats.
+__attribute__((target("avx2"))) inline void SplitUniformAvx2(__m128i lo, __m128i hi, __m128* f_out, __m128* e_out) {
   const __m256d two32 = _mm256_set1_pd(kTwoPow32);
   // Unsigned 32-bit lo to double: flip the sign bit, convert signed, add 2^31.
   const __m256d lo_d =
@@ -329,20 +338,29 @@ __attribute__((target("avx2"))) inline __m128 RadiusAvx2(__m128i lo, __m128i hi,
   const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(kSqrt2), _CMP_GT_OQ);
   m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
   e = _mm256_blendv_pd(e, _mm256_add_pd(e, _mm256_set1_pd(1.0)), big);
-  const __m256d f = _mm256_sub_pd(m, _mm256_set1_pd(1.0));
-  const __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
-  const __m256d z = _mm256_mul_pd(s, s);
-  __m256d p = _mm256_set1_pd(kAtanh[8]);
-  for (int i = 7; i >= 0; --i) p = _mm256_add_pd(_mm256_mul_pd(p, z), _mm256_set1_pd(kAtanh[i]));
-  const __m256d ln_u = _mm256_add_pd(_mm256_mul_pd(e, _mm256_set1_pd(kLn2)), _mm256_mul_pd(_mm256_add_pd(s, s), p));
-  const __m256d r = _mm256_mul_pd(_mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(-2.0), ln_u)), stddev);
-  return _mm256_cvtpd_ps(r);
+  *f_out = _mm256_cvtpd_ps(_mm256_sub_pd(m, _mm256_set1_pd(1.0)));
+  *e_out = _mm256_cvtpd_ps(e);
+}
+
+// Eight lanes of the float part: r = stddev sqrt(-2 ln U1).
+__attribute__((target("avx2"))) inline __m256 RadiusAvx2(__m256i lo, __m256i hi, __m256 stddev) {
+  __m128 f_lo, e_lo, f_hi, e_hi;
+  SplitUniformAvx2(_mm256_castsi256_si128(lo), _mm256_castsi256_si128(hi), &f_lo, &e_lo);
+  SplitUniformAvx2(_mm256_extracti128_si256(lo, 1), _mm256_extracti128_si256(hi, 1), &f_hi, &e_hi);
+  const __m256 f = _mm256_set_m128(f_hi, f_lo);
+  const __m256 e = _mm256_set_m128(e_hi, e_lo);
+  const __m256 s = _mm256_div_ps(f, _mm256_add_ps(_mm256_set1_ps(2.0f), f));
+  const __m256 z = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(kAtanhF[4]);
+  for (int i = 3; i >= 0; --i) p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(kAtanhF[i]));
+  const __m256 ln_u = _mm256_add_ps(_mm256_mul_ps(e, _mm256_set1_ps(kLn2F)), _mm256_mul_ps(_mm256_add_ps(s, s), p));
+  return _mm256_mul_ps(_mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), ln_u)), stddev);
 }
 
 template <bool kAdd>
-__attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64_t pairs, int64_t s_count,
-                                                    double stddev, float* c, float* s) {
-  const __m256d sd = _mm256_set1_pd(stddev);
+__attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64_t pairs, int64_t s_count, float stddev,
+                                                    float* c, float* s) {
+  const __m256 sd = _mm256_set1_ps(stddev);
   const __m256 step = _mm256_set1_ps(kAngleStep);
   const __m256 one = _mm256_set1_ps(1.0f);
   for (int64_t base = 0; base < pairs; base += kGroupPairs) {
@@ -350,8 +368,7 @@ __attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g));
     const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kGroupPairs));
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 2 * kGroupPairs));
-    const __m256 r = _mm256_set_m128(RadiusAvx2(_mm256_extracti128_si256(lo, 1), _mm256_extracti128_si256(hi, 1), sd),
-                                     RadiusAvx2(_mm256_castsi256_si128(lo), _mm256_castsi256_si128(hi), sd));
+    const __m256 r = RadiusAvx2(lo, hi, sd);
     const __m256i q = _mm256_srli_epi32(_mm256_add_epi32(w, _mm256_set1_epi32(0x20000000)), 30);
     const __m256 phi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w, _mm256_slli_epi32(q, 30))), step);
     const __m256 x = _mm256_mul_ps(phi, phi);
@@ -399,11 +416,20 @@ bool HasAvx2() {
 
 enum class NormalMode { kFill, kAdd, kFillPortable };
 
+// The standard deviation as a float, rounded up, never down: float noise
+// is never below the requested scale.
+float StddevAsFloat(double stddev) {
+  float f = static_cast<float>(stddev);
+  if (static_cast<double>(f) < stddev) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
 void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, NormalMode mode) {
   TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.device().is_cpu(),
               "FillNormal needs a contiguous float32 CPU tensor");
   const int64_t n = out.numel();
   if (n == 0) return;
+  const float sd = StddevAsFloat(stddev);
   const int64_t h = (n + 1) / 2;  // pairs; pair i -> out[i], out[h + i]
   const int64_t tiles = (h + kNormalTilePairs - 1) / kNormalTilePairs;
   const uint64_t first_block = stream.ReserveBlocks(static_cast<uint64_t>(tiles) * kTileBlocks);
@@ -422,11 +448,11 @@ void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, N
       float* c = data + start;
       float* s = data + h + start;
       if (mode == NormalMode::kAdd) {
-        avx2 ? NormalTileAvx2<true>(words, pairs, s_count, stddev, c, s)
-             : NormalTilePortable<true>(words, pairs, s_count, stddev, c, s);
+        avx2 ? NormalTileAvx2<true>(words, pairs, s_count, sd, c, s)
+             : NormalTilePortable<true>(words, pairs, s_count, sd, c, s);
       } else {
-        avx2 ? NormalTileAvx2<false>(words, pairs, s_count, stddev, c, s)
-             : NormalTilePortable<false>(words, pairs, s_count, stddev, c, s);
+        avx2 ? NormalTileAvx2<false>(words, pairs, s_count, sd, c, s)
+             : NormalTilePortable<false>(words, pairs, s_count, sd, c, s);
       }
     }
   };
