@@ -112,11 +112,13 @@ struct NormalScratch {};
 // Pair i (i < h = ceil(n/2)) gives out[i] = r cos(theta) and
 // out[h + i] = r sin(theta) from three keystream words: 53 bits for
 // U1 = (k + 1) / 2^53 in (0, 1] and 32 bits for theta = 2 pi w / 2^32.
-//  * r = stddev * sqrt(-2 ln U1) is computed in double, so the tails are not
-//    cut at ~5.8 sigma the way a 24-bit float uniform would cut them (the
-//    largest possible r is ~8.57 sigma; float32 noise cannot hold more).
-//    ln is evaluated as e ln 2 + 2 atanh((m-1)/(m+1)) with m in
-//    [sqrt(1/2), sqrt(2)] (series to s^17, truncation < 1e-15 relative).
+//  * r = stddev * sqrt(-2 ln U1): U1 = m 2^e is split exactly in double
+//    (m in (sqrt(1/2), sqrt(2)], f = m - 1 exact), so the tails are not cut
+//    at ~5.8 sigma the way a 24-bit float uniform would cut them (the
+//    largest possible r is ~8.57 sigma, from U1 = 2^-53); the rest is float32:
+//    ln U1 = e ln 2 + 2 atanh(f/(2+f)) (series to s^9, truncation < 3e-9
+//    relative), sqrt, and the scale stddev rounded up to float (never less
+//    noise than asked for).
 //  * cos/sin are float32: the top two bits of w pick the quadrant, the rest
 //    is an angle in [-pi/4, pi/4) where degree-9/10 Taylor polynomials are
 //    exact to float precision. No library trigonometry, no range reduction
