@@ -83,13 +83,14 @@ for line in open(sys.argv[1]):
     if "load" in r:
         load = float(r["load"].split()[0])
         loads.append(load)
-        key = (r["model"], r["batch"])
+        key = pending["key"]  # the bench rows name the model mlp[..], the load line 64x32
         # This round's paired DP/non-DP time ratio (same process, interleaved steps).
         ratios[key].append((pending["dp"] / pending["nondp"], load))
         pending = {}
         continue
     if r["mode"] in ("dp", "nondp"):
         pending[r["mode"]] = r["ms_per_step"]
+        pending["key"] = (r["model"], r["batch"])
     # Best round per column (see the header comment).
     best = rows[(r["model"], r["batch"])]
     best[r["mode"]] = max(best.get(r["mode"], 0.0), r["examples_per_s"])
