@@ -89,11 +89,11 @@ int Prepare(const std::vector<std::string>& args) {
   std::printf(
       "prepare: rows_read=%lld rows_train=%lld rows_eval=%lld dim=%lld shards=%d "
       "parser_threads=%d cores=%d wall_s=%.3f rows_per_s=%.0f rows_per_s_per_core=%.0f "
-      "sha_ni=%d\n",
+      "sha256=%s\n",
       static_cast<long long>(m->rows_read), static_cast<long long>(m->rows_train),
       static_cast<long long>(m->rows_eval), static_cast<long long>(m->dim), m->shards, threads,
       cores, wall, m->rows_read / wall, m->rows_read / wall / cores,
-      dpfleet::Sha256::HardwareAccelerated() ? 1 : 0);
+      dpfleet::Sha256::Implementation().c_str());
   return 0;
 }
 

@@ -12,16 +12,20 @@
 // device idle (the trainer's finiteness check waits for it), so step times
 // are wall times of completed steps.
 //
+// Per model x batch, the DP and the non-private trainer step alternately
+// (paired: machine load hits both alike), each step timed on its own.
+//
 // examples/s counts the EXPECTED batch size B per step (the actual Poisson
 // batch size fluctuates around it) and the median step time. It never
 // touches real data.
-#include <ATen/Parallel.h>
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -154,6 +158,10 @@ int main(int argc, char** argv) {
       at::manual_seed(1);
       const at::Tensor x = at::randn({n, o.dim}).to(*device);
       const at::Tensor y = (at::rand({n}) < 0.3).to(at::kFloat).to(*device);
+      // DP and non-private trainers step alternately (DP, non-DP, DP, ...),
+      // so that whatever else the machine does in those seconds hits both
+      // alike: the DP/non-DP ratio of one run is a paired measurement.
+      std::vector<std::unique_ptr<DpSgdTrainer>> trainers;
       for (bool dp : {true, false}) {
         ModelConfig mc;
         mc.type = hidden.empty() ? ModelType::kLogistic : ModelType::kMlp;
@@ -173,32 +181,39 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "create failed: %s\n", std::string(trainer.status().message()).c_str());
           return 1;
         }
-        for (int s = 0; s < o.warmup; ++s) {
-          if (auto st = (*trainer)->Step(x, y); !st.ok()) {
-            std::fprintf(stderr, "step failed: %s\n", std::string(st.message()).c_str());
-            return 1;
-          }
+        trainers.push_back(std::move(*trainer));
+      }
+      auto step = [&](DpSgdTrainer& t) {
+        if (auto st = t.Step(x, y); !st.ok()) {
+          std::fprintf(stderr, "step failed: %s\n", std::string(st.message()).c_str());
+          std::exit(1);
         }
-        // Per-step times; the MEDIAN is reported so that a noisy shared
-        // machine (other processes stealing the cores now and then) does not
-        // swamp the number. The mean is in the JSON too.
-        std::vector<double> step_ms;
-        step_ms.reserve(static_cast<size_t>(o.steps));
-        for (int s = 0; s < o.steps; ++s) {
+      };
+      for (int s = 0; s < o.warmup; ++s) {
+        for (auto& t : trainers) step(*t);
+      }
+      // Per-step times; the MEDIAN is reported so that a noisy shared
+      // machine (other processes stealing the cores now and then) does not
+      // swamp the number. The mean is in the JSON too.
+      std::vector<double> step_ms[2];
+      for (auto& v : step_ms) v.reserve(static_cast<size_t>(o.steps));
+      for (int s = 0; s < o.steps; ++s) {
+        for (size_t k = 0; k < trainers.size(); ++k) {
           const auto start = std::chrono::steady_clock::now();
-          if (auto st = (*trainer)->Step(x, y); !st.ok()) {
-            std::fprintf(stderr, "step failed: %s\n", std::string(st.message()).c_str());
-            return 1;
-          }
-          step_ms.push_back(1000.0 * std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          step(*trainers[k]);
+          step_ms[k].push_back(1000.0 *
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         }
+      }
+      for (size_t k = 0; k < trainers.size(); ++k) {
+        std::vector<double>& times = step_ms[k];
         double mean_ms = 0;
-        for (double t : step_ms) mean_ms += t;
-        mean_ms /= static_cast<double>(step_ms.size());
-        std::sort(step_ms.begin(), step_ms.end());
-        const double ms_per_step = step_ms[step_ms.size() / 2];
+        for (double t : times) mean_ms += t;
+        mean_ms /= static_cast<double>(times.size());
+        std::sort(times.begin(), times.end());
+        const double ms_per_step = times[times.size() / 2];
         const double examples_per_s = 1000.0 * static_cast<double>(batch) / ms_per_step;
-        const char* mode = dp ? "dp" : "nondp";
+        const char* mode = k == 0 ? "dp" : "nondp";
         if (o.json) {
           rows.push_back({{"model", ModelName(hidden)},
                           {"batch", batch},
@@ -209,10 +224,11 @@ int main(int argc, char** argv) {
                           {"dim", o.dim},
                           {"threads", o.threads},
                           {"device", device->str()},
-                          {"steps", o.steps}});
+                          {"steps", o.steps},
+                          {"paired", true}});
         } else {
-          std::printf("%-16s %7lld %7s %14.0f %10.3f\n", ModelName(hidden).c_str(), static_cast<long long>(batch),
-                      mode, examples_per_s, ms_per_step);
+          std::printf("%-16s %7lld %7s %14.0f %10.3f\n", ModelName(hidden).c_str(), static_cast<long long>(batch), mode,
+                      examples_per_s, ms_per_step);
           std::fflush(stdout);
         }
       }

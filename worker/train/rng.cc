@@ -3,10 +3,15 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <immintrin.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <vector>
 
 #include "common/secure_random.h"
@@ -23,220 +28,128 @@ constexpr uint32_t kSigma[4] = {0x61707865u, 0x3320646eu, 0x79622d32u, 0x6b20657
 constexpr uint32_t kTag0 = 0x65667064u;
 constexpr uint32_t kTag1 = 0x3174656cu;
 
-inline uint32_t Rotl(uint32_t v, int c) { return (v << c) | (v >> (32 - c)); }
-
-inline void QuarterRound(uint32_t& a, uint32_t& b, uint32_t& c, uint32_t& d) {
-  a += b; d ^= a; d = Rotl(d, 16);
-  c += d; b ^= c; b = Rotl(b, 12);
-  a += b; d ^= a; d = Rotl(d, 8);
-  c += d; b ^= c; b = Rotl(b, 7);
-}
-
-// Eight blocks side by side; GCC/Clang vector extensions map this onto SSE2
-// or AVX2 registers, which is ~4-8x faster than one block at a time.
-typedef uint32_t V8 __attribute__((vector_size(32)));
-
-// A macro rather than a function: passing 32-byte vectors by value would
-// depend on whether AVX is enabled (-Wpsabi).
-#define DPFLEET_ROTL_V(v, c) (((v) << (c)) | ((v) >> (32 - (c))))
-
-
 constexpr double kTwoPow53Inv = 1.0 / 9007199254740992.0;  // 2^-53
 
 // (0, 1] from 64 random bits: top 53 bits plus one, scaled.
-inline double OpenUnitFromBits(uint64_t bits) {
-  return (static_cast<double>(bits >> 11) + 1.0) * kTwoPow53Inv;
+inline double OpenUnitFromBits(uint64_t bits) { return (static_cast<double>(bits >> 11) + 1.0) * kTwoPow53Inv; }
+
+void StoreLe32(uint32_t v, uint8_t* out) {
+  for (int b = 0; b < 4; ++b) out[b] = static_cast<uint8_t>(v >> (8 * b));
+}
+
+// The keystream comes from OpenSSL's EVP_chacha20 (its AVX-512 / AVX2 code,
+// picked by libcrypto for the CPU), measured against the former hand-written
+// kernels and libsodium in docs/BENCHMARKS.md ("ChaCha20 keystream").
+// OpenSSL's 16-byte IV is state words 12..15: a 32-bit block counter and a
+// 96-bit nonce; it carries a counter wrap into word 13. Writing our 64-bit
+// counter into words 12-13 and our 64-bit nonce into 14-15 therefore gives
+// exactly the original ChaCha20 layout (tested across the 2^32 carry in
+// tests/unit/worker/noise_test.cc).
+const EVP_CIPHER* ChaCha20Cipher() {
+  static const EVP_CIPHER* const cipher = [] {
+    const EVP_CIPHER* fetched = EVP_CIPHER_fetch(nullptr, "ChaCha20", nullptr);
+    return fetched != nullptr ? fetched : EVP_chacha20();
+  }();
+  return cipher;
+}
+
+// libcrypto fails these only when it cannot allocate or has no ChaCha20;
+// there is no keystream to hand out then, and handing out anything else
+// would be noise an analyst might predict: stop.
+void CheckEvp(int ok, const char* what) {
+  if (ok != 1) {
+    std::fprintf(stderr, "dpfleet: OpenSSL %s failed for the ChaCha20 keystream\n", what);
+    std::abort();
+  }
+}
+
+EVP_CIPHER_CTX* NewCipherCtx() {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  if (ctx == nullptr) CheckEvp(0, "EVP_CIPHER_CTX_new");
+  return ctx;
+}
+
+// This thread's cipher context, for calls that seek anyway (freed when the
+// thread ends).
+EVP_CIPHER_CTX* ThreadCipherCtx() {
+  struct Free {
+    void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+  };
+  thread_local const std::unique_ptr<EVP_CIPHER_CTX, Free> ctx(NewCipherCtx());
+  return ctx.get();
+}
+
+// Positions `ctx` at block `counter` of the stream (key, nonce).
+void SeekCipher(EVP_CIPHER_CTX* ctx, const uint8_t key[32], uint64_t nonce, uint64_t counter) {
+  uint8_t iv[16];
+  StoreLe32(static_cast<uint32_t>(counter), iv);
+  StoreLe32(static_cast<uint32_t>(counter >> 32), iv + 4);
+  StoreLe32(static_cast<uint32_t>(nonce), iv + 8);
+  StoreLe32(static_cast<uint32_t>(nonce >> 32), iv + 12);
+  CheckEvp(EVP_EncryptInit_ex(ctx, ChaCha20Cipher(), nullptr, key, iv), "EVP_EncryptInit_ex");
+}
+
+// `words` keystream words from the current position of `ctx`: the cipher
+// applied in place to zeros.
+void CipherWords(EVP_CIPHER_CTX* ctx, uint32_t* words, size_t count) {
+  std::memset(words, 0, count * sizeof(uint32_t));
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(words);
+  size_t left = count * sizeof(uint32_t);
+  while (left > 0) {
+    const int chunk = static_cast<int>(std::min<size_t>(left, size_t{1} << 30));
+    int len = 0;
+    CheckEvp(EVP_EncryptUpdate(ctx, bytes, &len, bytes, chunk), "EVP_EncryptUpdate");
+    bytes += chunk;
+    left -= static_cast<size_t>(chunk);
+  }
+  // Keystream bytes are little-endian words (RFC 7539 section 2.4).
+  if constexpr (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__) {
+    for (size_t i = 0; i < count; ++i) words[i] = __builtin_bswap32(words[i]);
+  }
+}
+
+void KeyBytes(const uint32_t* key_words, uint8_t out[32]) {
+  for (int i = 0; i < 8; ++i) StoreLe32(key_words[i], out + 4 * i);
 }
 
 }  // namespace
 
 void ChaCha20Block(const uint32_t in[16], uint32_t out[16]) {
-  uint32_t x[16];
-  std::memcpy(x, in, sizeof(x));
-  for (int i = 0; i < 10; ++i) {
-    QuarterRound(x[0], x[4], x[8], x[12]);
-    QuarterRound(x[1], x[5], x[9], x[13]);
-    QuarterRound(x[2], x[6], x[10], x[14]);
-    QuarterRound(x[3], x[7], x[11], x[15]);
-    QuarterRound(x[0], x[5], x[10], x[15]);
-    QuarterRound(x[1], x[6], x[11], x[12]);
-    QuarterRound(x[2], x[7], x[8], x[13]);
-    QuarterRound(x[3], x[4], x[9], x[14]);
-  }
-  for (int i = 0; i < 16; ++i) out[i] = x[i] + in[i];
-}
-
-ChaCha20Stream::ChaCha20Stream(const ChaChaKey& key, uint64_t nonce) {
-  for (int i = 0; i < 4; ++i) state_[i] = kSigma[i];
-  for (int i = 0; i < 8; ++i) state_[4 + i] = key[i];
-  state_[12] = 0;  // block counter, low word
-  state_[13] = 0;  // block counter, high word
-  state_[14] = static_cast<uint32_t>(nonce);
-  state_[15] = static_cast<uint32_t>(nonce >> 32);
-}
-
-namespace {
-
-// Eight consecutive blocks (counters counter .. counter+7) of the keystream
-// for `state`, written lane-major ("interleaved"): out[8 i + l] = word i of
-// block counter + l. That is how the SIMD registers hold them, so the store
-// is sixteen plain vector stores; Refill transposes to block order, while
-// the Gaussian sampler consumes the interleaved words directly (any fixed
-// bijection of reserved keystream words to samples is as good as another).
-//
-// Three builds of the same integer arithmetic, picked once at load time:
-// AVX-512VL (one-instruction rotates, 32 vector registers), AVX2 (rotates by
-// 16 and 8 as byte shuffles) and portable GCC vector code. Integer results
-// are identical on all of them.
-#define DPFLEET_QR(a, b, c, d)                      \
-  a = ADD(a, b); d = XOR(d, a); d = ROT16(d);        \
-  c = ADD(c, d); b = XOR(b, c); b = ROT12(b);        \
-  a = ADD(a, b); d = XOR(d, a); d = ROT8(d);         \
-  c = ADD(c, d); b = XOR(b, c); b = ROT7(b);
-#define DPFLEET_DOUBLE_ROUND(x)                   \
-  DPFLEET_QR(x[0], x[4], x[8], x[12]);            \
-  DPFLEET_QR(x[1], x[5], x[9], x[13]);            \
-  DPFLEET_QR(x[2], x[6], x[10], x[14]);           \
-  DPFLEET_QR(x[3], x[7], x[11], x[15]);           \
-  DPFLEET_QR(x[0], x[5], x[10], x[15]);           \
-  DPFLEET_QR(x[1], x[6], x[11], x[12]);           \
-  DPFLEET_QR(x[2], x[7], x[8], x[13]);            \
-  DPFLEET_QR(x[3], x[4], x[9], x[14]);
-
-// Per-lane block counters (low and high words), carrying into the high word.
-inline void LaneCounters(uint64_t counter, uint32_t lo[8], uint32_t hi[8]) {
-  for (int l = 0; l < 8; ++l) {
-    const uint64_t c = counter + static_cast<uint64_t>(l);
-    lo[l] = static_cast<uint32_t>(c);
-    hi[l] = static_cast<uint32_t>(c >> 32);
-  }
-}
-
-void ChaCha8Portable(const uint32_t state[16], uint64_t counter, uint32_t* out) {
-  alignas(32) uint32_t lo[8], hi[8];
-  LaneCounters(counter, lo, hi);
-  V8 x[16];
-  for (int i = 0; i < 16; ++i) {
-    for (int l = 0; l < 8; ++l) x[i][l] = state[i];
-  }
-  std::memcpy(&x[12], lo, sizeof(lo));
-  std::memcpy(&x[13], hi, sizeof(hi));
-#define ADD(a, b) ((a) + (b))
-#define XOR(a, b) ((a) ^ (b))
-#define ROT16(v) DPFLEET_ROTL_V(v, 16)
-#define ROT12(v) DPFLEET_ROTL_V(v, 12)
-#define ROT8(v) DPFLEET_ROTL_V(v, 8)
-#define ROT7(v) DPFLEET_ROTL_V(v, 7)
-  for (int r = 0; r < 10; ++r) {
-    DPFLEET_DOUBLE_ROUND(x)
-  }
-#undef ADD
-#undef XOR
-#undef ROT16
-#undef ROT12
-#undef ROT8
-#undef ROT7
-  for (int i = 0; i < 16; ++i) {
-    V8 init;
-    if (i == 12) {
-      std::memcpy(&init, lo, sizeof(lo));
-    } else if (i == 13) {
-      std::memcpy(&init, hi, sizeof(hi));
-    } else {
-      for (int l = 0; l < 8; ++l) init[l] = state[i];
+  for (int i = 0; i < 4; ++i) {
+    if (in[i] != kSigma[i]) {
+      std::fprintf(stderr, "dpfleet: ChaCha20Block needs the \"expand 32-byte k\" constants\n");
+      std::abort();
     }
-    const V8 y = x[i] + init;
-    std::memcpy(out + 8 * i, &y, sizeof(y));
   }
+  uint8_t key[32];
+  KeyBytes(in + 4, key);
+  EVP_CIPHER_CTX* const ctx = ThreadCipherCtx();
+  SeekCipher(ctx, key, static_cast<uint64_t>(in[14]) | (static_cast<uint64_t>(in[15]) << 32),
+             static_cast<uint64_t>(in[12]) | (static_cast<uint64_t>(in[13]) << 32));
+  CipherWords(ctx, out, 16);
 }
 
-#define DPFLEET_CHACHA8_X86(NAME, TARGET)                                                                     \
-  __attribute__((target(TARGET))) void NAME(const uint32_t state[16], uint64_t counter, uint32_t* out) {    \
-    alignas(32) uint32_t lo[8], hi[8];                                                                     \
-    LaneCounters(counter, lo, hi);                                                                         \
-    const __m256i r16 = _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1, 6, \
-                                         7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);                           \
-    const __m256i r8 = _mm256_setr_epi8(3, 0, 1, 2, 7, 4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14, 3, 0, 1, 2, 7,  \
-                                        4, 5, 6, 11, 8, 9, 10, 15, 12, 13, 14);                            \
-    (void)r16;                                                                                             \
-    (void)r8;                                                                                              \
-    __m256i x[16];                                                                                         \
-    for (int i = 0; i < 16; ++i) x[i] = _mm256_set1_epi32(static_cast<int>(state[i]));                    \
-    x[12] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));                                       \
-    x[13] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));                                       \
-    for (int r = 0; r < 10; ++r) {                                                                         \
-      DPFLEET_DOUBLE_ROUND(x)                                                                              \
-    }                                                                                                      \
-    for (int i = 0; i < 16; ++i) {                                                                         \
-      const __m256i init = i == 12   ? _mm256_load_si256(reinterpret_cast<const __m256i*>(lo))              \
-                           : i == 13 ? _mm256_load_si256(reinterpret_cast<const __m256i*>(hi))              \
-                                     : _mm256_set1_epi32(static_cast<int>(state[i]));                      \
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * i), _mm256_add_epi32(x[i], init));          \
-    }                                                                                                      \
-  }
+void ChaCha20Stream::CipherDeleter::operator()(::evp_cipher_ctx_st* ctx) const { EVP_CIPHER_CTX_free(ctx); }
 
-#define ADD(a, b) _mm256_add_epi32(a, b)
-#define XOR(a, b) _mm256_xor_si256(a, b)
-#define ROT16(v) _mm256_shuffle_epi8(v, r16)
-#define ROT12(v) _mm256_or_si256(_mm256_slli_epi32(v, 12), _mm256_srli_epi32(v, 20))
-#define ROT8(v) _mm256_shuffle_epi8(v, r8)
-#define ROT7(v) _mm256_or_si256(_mm256_slli_epi32(v, 7), _mm256_srli_epi32(v, 25))
-DPFLEET_CHACHA8_X86(ChaCha8Avx2, "avx2")
-#undef ROT16
-#undef ROT12
-#undef ROT8
-#undef ROT7
-#define ROT16(v) _mm256_rol_epi32(v, 16)
-#define ROT12(v) _mm256_rol_epi32(v, 12)
-#define ROT8(v) _mm256_rol_epi32(v, 8)
-#define ROT7(v) _mm256_rol_epi32(v, 7)
-DPFLEET_CHACHA8_X86(ChaCha8Avx512, "avx2,avx512f,avx512vl")
-#undef ROT16
-#undef ROT12
-#undef ROT8
-#undef ROT7
-#undef ADD
-#undef XOR
-#undef DPFLEET_CHACHA8_X86
-#undef DPFLEET_DOUBLE_ROUND
-#undef DPFLEET_QR
-
-using ChaCha8Fn = void (*)(const uint32_t*, uint64_t, uint32_t*);
-
-ChaCha8Fn PickChaCha8() {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return ChaCha8Avx512;
-  if (__builtin_cpu_supports("avx2")) return ChaCha8Avx2;
-  return ChaCha8Portable;
-}
-
-// Interleaved output (see above).
-void ChaCha8Interleaved(const uint32_t state[16], uint64_t counter, uint32_t* out) {
-  static const ChaCha8Fn fn = PickChaCha8();
-  fn(state, counter, out);
-}
-
-}  // namespace
+ChaCha20Stream::ChaCha20Stream(const ChaChaKey& key, uint64_t nonce) : nonce_(nonce) { KeyBytes(key.data(), key_); }
 
 void ChaCha20Stream::Refill() {
-  static_assert(kLanes == 8, "the ChaCha8 kernels compute eight blocks");
-  const uint64_t counter = static_cast<uint64_t>(state_[12]) | (static_cast<uint64_t>(state_[13]) << 32);
-  alignas(64) uint32_t lanes[16 * kLanes];
-  ChaCha8Interleaved(state_, counter, lanes);
-  for (int l = 0; l < kLanes; ++l) {
-    for (int i = 0; i < 16; ++i) buffer_[16 * l + i] = lanes[kLanes * i + l];
+  // One cipher context per stream, positioned once and then read straight
+  // on: a refill is a plain EVP_EncryptUpdate, no re-keying.
+  if (cipher_ == nullptr) cipher_.reset(NewCipherCtx());
+  if (!cipher_positioned_) {
+    SeekCipher(cipher_.get(), key_, nonce_, next_block_);
+    cipher_positioned_ = true;
   }
-  const uint64_t next = counter + kLanes;
-  state_[12] = static_cast<uint32_t>(next);
-  state_[13] = static_cast<uint32_t>(next >> 32);
+  CipherWords(cipher_.get(), buffer_, kBufferWords);
+  next_block_ += kBufferBlocks;
   pos_ = 0;
 }
 
 void ChaCha20Stream::Fill(uint32_t* out, size_t n) {
-  constexpr size_t kBuf = 16 * kLanes;
   while (n > 0) {
-    if (pos_ == kBuf) Refill();
-    const size_t take = std::min(n, kBuf - pos_);
+    if (pos_ == kBufferWords) Refill();
+    const size_t take = std::min(n, kBufferWords - pos_);
     std::memcpy(out, buffer_ + pos_, take * sizeof(uint32_t));
     pos_ += take;
     out += take;
@@ -245,7 +158,7 @@ void ChaCha20Stream::Fill(uint32_t* out, size_t n) {
 }
 
 uint32_t ChaCha20Stream::NextU32() {
-  if (pos_ == 16 * kLanes) Refill();
+  if (pos_ == kBufferWords) Refill();
   return buffer_[pos_++];
 }
 
@@ -258,19 +171,19 @@ uint64_t ChaCha20Stream::NextU64() {
 double ChaCha20Stream::NextOpenUnit() { return OpenUnitFromBits(NextU64()); }
 
 uint64_t ChaCha20Stream::ReserveBlocks(uint64_t count) {
-  // state_[12..13] is the counter of the first block not yet in buffer_.
-  const uint64_t first = static_cast<uint64_t>(state_[12]) | (static_cast<uint64_t>(state_[13]) << 32);
-  const uint64_t next = first + count;
-  state_[12] = static_cast<uint32_t>(next);
-  state_[13] = static_cast<uint32_t>(next >> 32);
-  pos_ = 16 * kLanes;  // unread buffered words are dropped, never reused
+  // next_block_ is the counter of the first block not yet in buffer_.
+  const uint64_t first = next_block_;
+  next_block_ += count;
+  cipher_positioned_ = false;  // the next refill starts after the reservation
+  pos_ = kBufferWords;         // unread buffered words are dropped, never reused
   return first;
 }
 
 void ChaCha20Stream::KeystreamAt(uint64_t counter, uint64_t count, uint32_t* out) const {
-  for (uint64_t done = 0; done < count; done += kLanes) {
-    ChaCha8Interleaved(state_, counter + done, out + 16 * done);
-  }
+  // Concurrent callers (the sampler's tiles) each use their thread's context.
+  EVP_CIPHER_CTX* const ctx = ThreadCipherCtx();
+  SeekCipher(ctx, key_, nonce_, counter);
+  CipherWords(ctx, out, static_cast<size_t>(count) * 16);
 }
 
 ChaChaKey DeriveSeededKey(uint64_t seed, int32_t attempt, int32_t rank, StreamPurpose purpose) {
@@ -311,9 +224,11 @@ constexpr double kSqrt2 = 1.4142135623730950488016887242097;
 constexpr uint64_t kMantissaMask = 0x000fffffffffffffull;
 constexpr uint64_t kOneBits = 0x3ff0000000000000ull;
 constexpr uint64_t kMagic52Bits = 0x4330000000000000ull;  // the double 2^52
-// 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + ... + s^16/17).
-constexpr double kAtanh[9] = {1.0,       1.0 / 3,  1.0 / 5,  1.0 / 7, 1.0 / 9,
-                              1.0 / 11,  1.0 / 13, 1.0 / 15, 1.0 / 17};
+// 2 atanh(s) = 2 s (1 + s^2/3 + s^4/5 + s^6/7 + s^8/9 + ...), in float: with
+// |s| <= (sqrt 2 - 1)/(sqrt 2 + 1) = 0.1716, s^2 <= 0.0295 and the first
+// omitted term s^10/11 is below 2.2e-9 relative, under float's 6e-8.
+constexpr float kAtanhF[5] = {1.0f, 1.0f / 3, 1.0f / 5, 1.0f / 7, 1.0f / 9};
+constexpr float kLn2F = 0.69314718055994530942f;
 // Angle step 2 pi / 2^32 and the Taylor coefficients of sin and cos.
 constexpr float kAngleStep = static_cast<float>(6.283185307179586476925286766559 / 4294967296.0);
 constexpr float kSin[4] = {-1.0f / 6, 1.0f / 120, -1.0f / 5040, 1.0f / 362880};
@@ -342,11 +257,14 @@ inline uint32_t FloatToBits(float f) {
 
 // One pair, portable. Every operation below is mirrored one for one (same
 // order, same rounding) by the AVX2 kernel.
-inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, float* c_out, float* s_out) {
+inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, float stddev, float* c_out, float* s_out) {
   // U1 = (k + 1) 2^-53, k = 53 random bits; every step is exact in double.
   const double k = static_cast<double>(hi >> 11) * kTwoPow32 + static_cast<double>(lo);
   const double u = (k + 1.0) * kTwoPow53Inv;
-  // ln U1 = e ln 2 + ln m, m in (sqrt(1/2), sqrt(2)].
+  // ln U1 = e ln 2 + ln m, m in (sqrt(1/2), sqrt(2)]: the split is exact in
+  // double (so the tail reaches U1 = 2^-53, r = 8.57 sigma), and f = m - 1
+  // is exact too; only then does the arithmetic go to float, where f keeps
+  // its full relative precision even for U1 next to 1.
   const uint64_t bits = DoubleToBits(u);
   double m = BitsToDouble((bits & kMantissaMask) | kOneBits);
   double e = (BitsToDouble((bits >> 52) | kMagic52Bits) - kTwoPow52) - 1023.0;
@@ -354,13 +272,14 @@ inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, floa
     m = m * 0.5;
     e = e + 1.0;
   }
-  const double f = m - 1.0;
-  const double s = f / (2.0 + f);
-  const double z = s * s;
-  double p = kAtanh[8];
-  for (int i = 7; i >= 0; --i) p = p * z + kAtanh[i];
-  const double ln_u = e * kLn2 + (s + s) * p;
-  const float r = static_cast<float>(std::sqrt(-2.0 * ln_u) * stddev);
+  const float f = static_cast<float>(m - 1.0);
+  const float ef = static_cast<float>(e);
+  const float s = f / (2.0f + f);
+  const float z = s * s;
+  float p = kAtanhF[4];
+  for (int i = 3; i >= 0; --i) p = p * z + kAtanhF[i];
+  const float ln_u = ef * kLn2F + (s + s) * p;
+  const float r = std::sqrt(-2.0f * ln_u) * stddev;
   // theta = 2 pi w / 2^32 = q pi/2 + phi, phi in [-pi/4, pi/4).
   const uint32_t q = (w + 0x20000000u) >> 30;
   const float phi = static_cast<float>(static_cast<int32_t>(w - (q << 30))) * kAngleStep;
@@ -380,7 +299,7 @@ inline void NormalPair(uint32_t lo, uint32_t hi, uint32_t w, double stddev, floa
 // sine results to s[0, s_count) (s_count is pairs or pairs - 1: an odd n
 // drops the last sine). kAdd: += instead of =.
 template <bool kAdd>
-void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, double stddev, float* c, float* s) {
+void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, float stddev, float* c, float* s) {
   for (int64_t i = 0; i < pairs; ++i) {
     const uint32_t* g = words + (i / kGroupPairs) * kWordsPerGroup;
     const int64_t l = i % kGroupPairs;
@@ -396,19 +315,21 @@ void NormalTilePortable(const uint32_t* words, int64_t pairs, int64_t s_count, d
   }
 }
 
-// Four lanes of the double part: r = float(stddev sqrt(-2 ln U1)).
-__attribute__((target("avx2"))) inline __m128 RadiusAvx2(__m128i lo, __m128i hi, __m256d stddev) {
+// Four lanes of the double part: f = m - 1 and e of U1 = m 2^e (see
+// NormalPair), as floats.
+__attribute__((target("avx2"))) inline void SplitUniformAvx2(__m128i lo, __m128i hi, __m128* f_out, __m128* e_out) {
   const __m256d two32 = _mm256_set1_pd(kTwoPow32);
   // Unsigned 32-bit lo to double: flip the sign bit, convert signed, add 2^31.
-  const __m256d lo_d = _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(lo, _mm_set1_epi32(static_cast<int>(0x80000000u)))),
-                                     _mm256_set1_pd(2147483648.0));
+  const __m256d lo_d =
+      _mm256_add_pd(_mm256_cvtepi32_pd(_mm_xor_si128(lo, _mm_set1_epi32(static_cast<int>(0x80000000u)))),
+                    _mm256_set1_pd(2147483648.0));
   const __m256d hi_d = _mm256_cvtepi32_pd(_mm_srli_epi32(hi, 11));
   const __m256d k = _mm256_add_pd(_mm256_mul_pd(hi_d, two32), lo_d);
   const __m256d u = _mm256_mul_pd(_mm256_add_pd(k, _mm256_set1_pd(1.0)), _mm256_set1_pd(kTwoPow53Inv));
   const __m256i bits = _mm256_castpd_si256(u);
-  __m256d m = _mm256_castsi256_pd(_mm256_or_si256(
-      _mm256_and_si256(bits, _mm256_set1_epi64x(static_cast<long long>(kMantissaMask))),
-      _mm256_set1_epi64x(static_cast<long long>(kOneBits))));
+  __m256d m = _mm256_castsi256_pd(
+      _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(static_cast<long long>(kMantissaMask))),
+                      _mm256_set1_epi64x(static_cast<long long>(kOneBits))));
   __m256d e = _mm256_sub_pd(
       _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(bits, 52),
                                                         _mm256_set1_epi64x(static_cast<long long>(kMagic52Bits)))),
@@ -417,21 +338,29 @@ __attribute__((target("avx2"))) inline __m128 RadiusAvx2(__m128i lo, __m128i hi,
   const __m256d big = _mm256_cmp_pd(m, _mm256_set1_pd(kSqrt2), _CMP_GT_OQ);
   m = _mm256_blendv_pd(m, _mm256_mul_pd(m, _mm256_set1_pd(0.5)), big);
   e = _mm256_blendv_pd(e, _mm256_add_pd(e, _mm256_set1_pd(1.0)), big);
-  const __m256d f = _mm256_sub_pd(m, _mm256_set1_pd(1.0));
-  const __m256d s = _mm256_div_pd(f, _mm256_add_pd(_mm256_set1_pd(2.0), f));
-  const __m256d z = _mm256_mul_pd(s, s);
-  __m256d p = _mm256_set1_pd(kAtanh[8]);
-  for (int i = 7; i >= 0; --i) p = _mm256_add_pd(_mm256_mul_pd(p, z), _mm256_set1_pd(kAtanh[i]));
-  const __m256d ln_u =
-      _mm256_add_pd(_mm256_mul_pd(e, _mm256_set1_pd(kLn2)), _mm256_mul_pd(_mm256_add_pd(s, s), p));
-  const __m256d r = _mm256_mul_pd(_mm256_sqrt_pd(_mm256_mul_pd(_mm256_set1_pd(-2.0), ln_u)), stddev);
-  return _mm256_cvtpd_ps(r);
+  *f_out = _mm256_cvtpd_ps(_mm256_sub_pd(m, _mm256_set1_pd(1.0)));
+  *e_out = _mm256_cvtpd_ps(e);
+}
+
+// Eight lanes of the float part: r = stddev sqrt(-2 ln U1).
+__attribute__((target("avx2"))) inline __m256 RadiusAvx2(__m256i lo, __m256i hi, __m256 stddev) {
+  __m128 f_lo, e_lo, f_hi, e_hi;
+  SplitUniformAvx2(_mm256_castsi256_si128(lo), _mm256_castsi256_si128(hi), &f_lo, &e_lo);
+  SplitUniformAvx2(_mm256_extracti128_si256(lo, 1), _mm256_extracti128_si256(hi, 1), &f_hi, &e_hi);
+  const __m256 f = _mm256_set_m128(f_hi, f_lo);
+  const __m256 e = _mm256_set_m128(e_hi, e_lo);
+  const __m256 s = _mm256_div_ps(f, _mm256_add_ps(_mm256_set1_ps(2.0f), f));
+  const __m256 z = _mm256_mul_ps(s, s);
+  __m256 p = _mm256_set1_ps(kAtanhF[4]);
+  for (int i = 3; i >= 0; --i) p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(kAtanhF[i]));
+  const __m256 ln_u = _mm256_add_ps(_mm256_mul_ps(e, _mm256_set1_ps(kLn2F)), _mm256_mul_ps(_mm256_add_ps(s, s), p));
+  return _mm256_mul_ps(_mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), ln_u)), stddev);
 }
 
 template <bool kAdd>
-__attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64_t pairs, int64_t s_count,
-                                                    double stddev, float* c, float* s) {
-  const __m256d sd = _mm256_set1_pd(stddev);
+__attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64_t pairs, int64_t s_count, float stddev,
+                                                    float* c, float* s) {
+  const __m256 sd = _mm256_set1_ps(stddev);
   const __m256 step = _mm256_set1_ps(kAngleStep);
   const __m256 one = _mm256_set1_ps(1.0f);
   for (int64_t base = 0; base < pairs; base += kGroupPairs) {
@@ -439,9 +368,7 @@ __attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64
     const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g));
     const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kGroupPairs));
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 2 * kGroupPairs));
-    const __m256 r = _mm256_set_m128(
-        RadiusAvx2(_mm256_extracti128_si256(lo, 1), _mm256_extracti128_si256(hi, 1), sd),
-        RadiusAvx2(_mm256_castsi256_si128(lo), _mm256_castsi256_si128(hi), sd));
+    const __m256 r = RadiusAvx2(lo, hi, sd);
     const __m256i q = _mm256_srli_epi32(_mm256_add_epi32(w, _mm256_set1_epi32(0x20000000)), 30);
     const __m256 phi = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(w, _mm256_slli_epi32(q, 30))), step);
     const __m256 x = _mm256_mul_ps(phi, phi);
@@ -451,8 +378,8 @@ __attribute__((target("avx2"))) void NormalTileAvx2(const uint32_t* words, int64
     __m256 pc = _mm256_set1_ps(kCos[4]);
     for (int i = 3; i >= 0; --i) pc = _mm256_add_ps(_mm256_set1_ps(kCos[i]), _mm256_mul_ps(x, pc));
     const __m256 cos_phi = _mm256_add_ps(one, _mm256_mul_ps(x, pc));
-    const __m256 odd = _mm256_castsi256_ps(
-        _mm256_cmpeq_epi32(_mm256_and_si256(q, _mm256_set1_epi32(1)), _mm256_set1_epi32(1)));
+    const __m256 odd =
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(q, _mm256_set1_epi32(1)), _mm256_set1_epi32(1)));
     __m256 cos_t = _mm256_blendv_ps(cos_phi, sin_phi, odd);
     __m256 sin_t = _mm256_blendv_ps(sin_phi, cos_phi, odd);
     const __m256i two = _mm256_set1_epi32(2);
@@ -489,11 +416,20 @@ bool HasAvx2() {
 
 enum class NormalMode { kFill, kAdd, kFillPortable };
 
+// The standard deviation as a float, rounded up, never down: float noise
+// is never below the requested scale.
+float StddevAsFloat(double stddev) {
+  float f = static_cast<float>(stddev);
+  if (static_cast<double>(f) < stddev) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
 void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, NormalMode mode) {
   TORCH_CHECK(out.scalar_type() == at::kFloat && out.is_contiguous() && out.device().is_cpu(),
               "FillNormal needs a contiguous float32 CPU tensor");
   const int64_t n = out.numel();
   if (n == 0) return;
+  const float sd = StddevAsFloat(stddev);
   const int64_t h = (n + 1) / 2;  // pairs; pair i -> out[i], out[h + i]
   const int64_t tiles = (h + kNormalTilePairs - 1) / kNormalTilePairs;
   const uint64_t first_block = stream.ReserveBlocks(static_cast<uint64_t>(tiles) * kTileBlocks);
@@ -512,11 +448,11 @@ void GenerateNormal(ChaCha20Stream& stream, double stddev, torch::Tensor& out, N
       float* c = data + start;
       float* s = data + h + start;
       if (mode == NormalMode::kAdd) {
-        avx2 ? NormalTileAvx2<true>(words, pairs, s_count, stddev, c, s)
-             : NormalTilePortable<true>(words, pairs, s_count, stddev, c, s);
+        avx2 ? NormalTileAvx2<true>(words, pairs, s_count, sd, c, s)
+             : NormalTilePortable<true>(words, pairs, s_count, sd, c, s);
       } else {
-        avx2 ? NormalTileAvx2<false>(words, pairs, s_count, stddev, c, s)
-             : NormalTilePortable<false>(words, pairs, s_count, stddev, c, s);
+        avx2 ? NormalTileAvx2<false>(words, pairs, s_count, sd, c, s)
+             : NormalTilePortable<false>(words, pairs, s_count, sd, c, s);
       }
     }
   };

@@ -1,8 +1,9 @@
 // Randomness for DP-SGD: the per-step Poisson sampler and the Gaussian noise.
 //
 // Every stream is ChaCha20 (RFC 7539 block function, original 64-bit nonce /
-// 64-bit block counter layout). A stream is named by a 256-bit key and a
-// 64-bit nonce:
+// 64-bit block counter layout), computed by OpenSSL's libcrypto
+// (EVP_chacha20; the choice is measured in docs/BENCHMARKS.md). A stream is
+// named by a 256-bit key and a 64-bit nonce:
 //   * secure keys (SecureRandomKey): 256 bits from getrandom(2). Every
 //     sampling and noise stream of a trainer is keyed this way, a fresh key
 //     per rank, purpose and trainer (so per attempt, and again after a
@@ -27,9 +28,13 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
+
+// OpenSSL's cipher context (EVP_CIPHER_CTX), opaque here.
+struct evp_cipher_ctx_st;
 
 namespace dpfleet::train {
 
@@ -40,7 +45,8 @@ enum class StreamPurpose : uint32_t { kSample = 1, kNoise = 2 };
 using ChaChaKey = std::array<uint32_t, 8>;
 
 // The ChaCha20 block function: 20 rounds over `in`, plus the feed-forward.
-// Exposed for the RFC 7539 test vector.
+// Exposed for the RFC 7539 test vector. in[0..3] must be the "expand 32-byte
+// k" constants (the only ones libcrypto takes); anything else aborts.
 void ChaCha20Block(const uint32_t in[16], uint32_t out[16]);
 
 // A ChaCha20 keystream as a source of uniform words.
@@ -62,22 +68,31 @@ class ChaCha20Stream {
   // several threads generate disjoint parts of one stream, each part fixed by
   // its counter range alone.
   uint64_t ReserveBlocks(uint64_t count);
-  // The words of blocks counter .. counter + count - 1 (count a multiple of
-  // 8) in lane-major order: out[128 j + 8 i + l] = word i of block
-  // counter + 8 j + l — the order SIMD registers hold them in, so no
-  // transposition is needed. The same words as Fill, permuted. Does not move
-  // the stream; safe to call concurrently.
+  // The 16 * count words of blocks counter .. counter + count - 1, in stream
+  // order: out[16 b + i] = word i of block counter + b, the same words Fill
+  // would return there. Does not move the stream; safe to call concurrently
+  // (each thread uses its own cipher context).
   void KeystreamAt(uint64_t counter, uint64_t count, uint32_t* out) const;
 
  private:
   void Refill();
 
-  uint32_t state_[16];
-  // Buffered keystream: 8 blocks are computed at once so the compiler can keep
-  // the rounds in SIMD registers.
-  static constexpr int kLanes = 8;
-  alignas(64) uint32_t buffer_[16 * kLanes];
-  size_t pos_ = 16 * kLanes;
+  struct CipherDeleter {
+    void operator()(::evp_cipher_ctx_st* ctx) const;
+  };
+  // Buffered keystream: 8 blocks per refill (the Poisson sampler's draws).
+  static constexpr size_t kBufferBlocks = 8;
+  static constexpr size_t kBufferWords = 16 * kBufferBlocks;
+
+  uint8_t key_[32];
+  uint64_t nonce_;
+  uint64_t next_block_ = 0;  // counter of the first block not yet buffered
+  // Created at the first refill; positioned at next_block_ unless a
+  // reservation moved the counter since.
+  std::unique_ptr<::evp_cipher_ctx_st, CipherDeleter> cipher_;
+  bool cipher_positioned_ = false;
+  alignas(64) uint32_t buffer_[kBufferWords];
+  size_t pos_ = kBufferWords;
 };
 
 // A reproducible key for public randomness (model initialisation) and tests;
@@ -97,11 +112,13 @@ struct NormalScratch {};
 // Pair i (i < h = ceil(n/2)) gives out[i] = r cos(theta) and
 // out[h + i] = r sin(theta) from three keystream words: 53 bits for
 // U1 = (k + 1) / 2^53 in (0, 1] and 32 bits for theta = 2 pi w / 2^32.
-//  * r = stddev * sqrt(-2 ln U1) is computed in double, so the tails are not
-//    cut at ~5.8 sigma the way a 24-bit float uniform would cut them (the
-//    largest possible r is ~8.57 sigma; float32 noise cannot hold more).
-//    ln is evaluated as e ln 2 + 2 atanh((m-1)/(m+1)) with m in
-//    [sqrt(1/2), sqrt(2)] (series to s^17, truncation < 1e-15 relative).
+//  * r = stddev * sqrt(-2 ln U1): U1 = m 2^e is split exactly in double
+//    (m in (sqrt(1/2), sqrt(2)], f = m - 1 exact), so the tails are not cut
+//    at ~5.8 sigma the way a 24-bit float uniform would cut them (the
+//    largest possible r is ~8.57 sigma, from U1 = 2^-53); the rest is float32:
+//    ln U1 = e ln 2 + 2 atanh(f/(2+f)) (series to s^9, truncation < 3e-9
+//    relative), sqrt, and the scale stddev rounded up to float (never less
+//    noise than asked for).
 //  * cos/sin are float32: the top two bits of w pick the quadrant, the rest
 //    is an angle in [-pi/4, pi/4) where degree-9/10 Taylor polynomials are
 //    exact to float precision. No library trigonometry, no range reduction
