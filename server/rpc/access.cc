@@ -262,6 +262,11 @@ std::string PublicReason(const std::string& reason, const std::string& public_re
   return "(the reason is shown to custodians only)";
 }
 
+std::string ReasonView(const Identity& caller, const std::string& reason, const std::string& public_reason) {
+  if (caller.is_user() && caller.role == Role::kCustodian) return reason;
+  return PublicReason(reason, public_reason);
+}
+
 absl::StatusOr<JobRecord> VisibleJob(const Identity& caller, const JobRecord& job) {
   if (!MaySeeJob(caller, job)) return absl::NotFoundError(absl::StrCat("job '", job.job_id, "' not found"));
   return JobView(caller, job);

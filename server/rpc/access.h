@@ -113,6 +113,9 @@ JobRecord JobView(const Identity& caller, JobRecord job);
 // What a non-custodian sees of a reason: `public_reason`, or a fixed
 // placeholder for a reason recorded before public reasons existed.
 std::string PublicReason(const std::string& reason, const std::string& public_reason);
+// The reason `caller` sees: the whole one for custodians, PublicReason for
+// everyone else (as JobView decides for a job's and its attempts' reasons).
+std::string ReasonView(const Identity& caller, const std::string& reason, const std::string& public_reason);
 // The job as `caller` may see it, or NotFound exactly as for a job that
 // does not exist.
 absl::StatusOr<JobRecord> VisibleJob(const Identity& caller, const JobRecord& job);

@@ -81,17 +81,14 @@ grpc::Status CoordinatorServiceImpl::CancelJob(grpc::ServerContext* ctx, const v
 
 namespace {
 
-bool IsCustodian(const Identity& caller) { return caller.is_user() && caller.role == Role::kCustodian; }
-
-// `full`: the caller sees the whole reason (custodians); others its public
-// category, as JobView gives it.
-v1::JobEvent EventToProto(const std::string& job_id, const JobEvent& e, bool full) {
+// The reason as `caller` may see it (ReasonView).
+v1::JobEvent EventToProto(const Identity& caller, const std::string& job_id, const JobEvent& e) {
   v1::JobEvent out;
   out.set_job_id(job_id);
   out.set_seq(e.seq);
   out.set_type(e.type == JobEvent::Type::kEpoch ? v1::JobEvent::EPOCH : v1::JobEvent::STATE);
   out.set_state(ToProto(e.state));
-  out.set_reason(full ? e.reason : PublicReason(e.reason, e.public_reason));
+  out.set_reason(ReasonView(caller, e.reason, e.public_reason));
   if (e.type == JobEvent::Type::kEpoch) ToProto(e.epoch, e.dp, out.mutable_epoch());
   return out;
 }
@@ -170,7 +167,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
     if (e == nullptr) {
       end_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down");
     } else {
-      queue_.push_back(EventToProto(job_id_, *e, IsCustodian(caller_)));
+      queue_.push_back(EventToProto(caller_, job_id_, *e));
       if (e->type == JobEvent::Type::kState && IsTerminal(e->state)) end_ = grpc::Status::OK;
     }
     PumpLocked();

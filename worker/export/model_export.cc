@@ -15,20 +15,12 @@
 #include "common/pums/schema.h"
 #include "common/status.h"
 #include "nlohmann/json.hpp"
+#include "worker/train/guard_torch.h"
 
 namespace dpfleet::exporter {
 namespace {
 
-template <typename Fn>
-absl::Status GuardTorch(absl::string_view what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
-  }
-}
+using train::GuardTorch;
 
 // The activation code the archive stores (train::Activation: 0 ReLU, 1 tanh).
 constexpr int64_t kTanhCode = 1;

@@ -13,23 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status.h"
+#include "worker/train/guard_torch.h"
 
 namespace dpfleet::train {
 namespace {
 
 constexpr int64_t kCheckpointFormat = 1;
-
-// LibTorch throws; nothing crosses this module's boundary as an exception.
-template <typename Fn>
-absl::Status GuardTorch(absl::string_view what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
-  }
-}
 
 absl::Status ValidateConfig(const TrainConfig& c, comm::Communicator* comm) {
   if (comm == nullptr) return absl::InvalidArgumentError("communicator is null");
