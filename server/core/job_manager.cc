@@ -69,7 +69,8 @@ void JobManager::CacheSpecFacts(JobEntry* job) {
   job->schedulable = spec.ok();
   if (!spec.ok()) return;
   job->device = spec->resources.device;
-  job->max_attempts = spec->resources.max_attempts;
+  // An audit run has one attempt whatever the audited spec allows.
+  job->max_attempts = job->record.audit ? 1 : spec->resources.max_attempts;
 }
 
 absl::Status JobManager::Recover() {
@@ -186,6 +187,7 @@ void JobManager::ApplyLocked(JobEntry* job, JobRecord next) {
       // Raw files are split by the coordinator's key; a prepared dataset
       // carries its own split.
       if (r.shard_dir.empty()) a.split_key = options_.split_key;
+      a.audit = r.audit;
       workers_.Assign(r.worker_ids[rank], a);
     }
   }
@@ -221,7 +223,8 @@ std::vector<LivePlan> JobManager::LivePlansLocked() const {
   std::vector<LivePlan> live;
   for (const auto& [id, job] : jobs_) {
     const JobRecord& r = job.record;
-    if (IsTerminal(r.state) || !r.dp) continue;
+    // Audit runs spend nothing (their report goes to custodians only).
+    if (IsTerminal(r.state) || !r.dp || r.audit) continue;
     live.push_back(PlanOf(r));
   }
   return live;
@@ -542,6 +545,12 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
       absl::MutexLock lock(&mu_);
       ASSIGN_OR_RETURN(job, FindLocked(job_id));
       RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+      if (job->record.audit) {
+        // An audit run releases nothing to an analyst: it is never charged
+        // (a charge would spend the audited data's budget for no release).
+        return absl::FailedPreconditionError(
+            absl::StrCat("job '", job_id, "' is an audit run; audit runs are never charged to the ledger"));
+      }
       terms = job->record;
     }
     ASSIGN_OR_RETURN(charged,
@@ -562,6 +571,9 @@ std::optional<absl::StatusOr<ProgressResult>> JobManager::CheckProgressLocked(Jo
     return ProgressResult{true, r.state == JobState::kCancelled ? "cancelled by user" : "attempt is stale"};
   }
   if (absl::Status s = CheckRunLocked(job, attempt, rank); !s.ok()) return s;
+  if (r.audit) {
+    return absl::FailedPreconditionError(absl::StrCat("job '", r.job_id, "' is an audit run; it has no epochs"));
+  }
   if (rank != 0) return ProgressResult{};  // ranks hold identical models; rank 0 reports
   if (epoch <= r.epochs_done) return ProgressResult{};  // retried report
   if (epoch != r.epochs_done + 1) {
@@ -688,6 +700,9 @@ absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, 
     RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
     const JobRecord& r = job->record;
     if (rank != 0) return absl::InvalidArgumentError("only rank 0 uploads the model");
+    if (r.audit) {
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is an audit run; it trains no model"));
+    }
     if (r.epochs_done != r.epochs) {
       return absl::FailedPreconditionError(
           absl::StrCat("job '", job_id, "' has ", r.epochs_done, " of ", r.epochs, " epochs done; no model yet"));
@@ -712,6 +727,146 @@ absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id,
   return store_->ReadModel(job_id, offset, std::clamp<int64_t>(max_bytes, 1, kMaxChunkBytes));
 }
 
+absl::StatusOr<JobRecord> JobManager::StartAudit(const std::string& target, AuditOrder order,
+                                                 const std::string& owner) {
+  if (!order.membership && !order.inversion) {
+    return absl::InvalidArgumentError("attacks: an audit needs membership, inversion or both");
+  }
+  if (order.shadow_models < 1 || order.shadow_models > kMaxShadowModels) {
+    return absl::InvalidArgumentError(absl::StrCat("shadow_models: '", order.shadow_models, "' must be in [1, ",
+                                                   kMaxShadowModels, "] (each is a training run)"));
+  }
+  if (order.max_challenge < 1 || order.max_challenge > kMaxChallenge) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_challenge: '", order.max_challenge, "' must be in [1, ", kMaxChallenge, "]"));
+  }
+  JobRecord t;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(target));
+    t = job->record;
+    if (!job->schedulable) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job '", target, "': its spec does not parse in this release; it cannot be audited"));
+    }
+  }
+  if (t.audit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job '", target, "' is an audit run of '", t.audit->target, "'; audit that job instead"));
+  }
+  if (t.state != JobState::kSucceeded) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", target, "' is ", JobStateName(t.state), "; only a SUCCEEDED job has a model to audit"));
+  }
+  if (absl::StatusOr<Store::BlobChunk> model = store_->ReadModel(target, 0, 1); !model.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", target, "' has no stored model to audit: ", model.status().message()));
+  }
+  if (!t.dataset.empty()) {
+    // The audit reads the data the job trained on: the same prepared shards.
+    absl::StatusOr<DatasetRecord> d =
+        datasets_ != nullptr ? datasets_->Get(t.dataset) : absl::NotFoundError("no datasets");
+    if (!d.ok() || d->dir != t.shard_dir || d->state != "READY") {
+      return absl::FailedPreconditionError(absl::StrCat("job '", target, "': dataset '", t.dataset,
+                                                        "' it trained on is no longer registered as it was"));
+    }
+  }
+  order.target = target;
+  order.reported_epsilon = ReportedEpsilon(t);
+  order.delta = t.delta;
+  JobRecord r;
+  r.owner = owner;
+  r.name = absl::StrCat("audit of ", t.job_id);
+  r.audit = std::move(order);
+  // The audited job's spec and data, as stored: the audit trains shadow
+  // and baseline models exactly as the job trained.
+  r.spec_yaml = t.spec_yaml;
+  r.data_paths = t.data_paths;
+  r.dataset = t.dataset;
+  r.shard_dir = t.shard_dir;
+  r.input_files = t.input_files;
+  r.noise_multiplier = t.noise_multiplier;
+  r.accountant = t.accountant;
+  r.sample_rate = t.sample_rate;
+  r.steps_per_epoch = t.steps_per_epoch;
+  r.train_rows = t.train_rows;
+  // Spends nothing: no ε of its own, no plan, no charge (Charge refuses).
+  r.dp = false;
+  r.world_size = 1;
+  absl::MutexLock write(&write_mu_);
+  ASSIGN_OR_RETURN(r.job_id, store_->NextJobId());
+  r.created_ms = clock_->NowMs();
+  RETURN_IF_ERROR(store_->PutJob(r));
+  JobEntry* job = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    JobEntry entry;
+    entry.record = r;
+    CacheSpecFacts(&entry);
+    job_order_.push_back(r.job_id);
+    job = &jobs_.emplace(r.job_id, std::move(entry)).first->second;
+    JobEvent ev;
+    ev.type = JobEvent::Type::kState;
+    ev.state = JobState::kQueued;
+    PublishLocked(job, std::move(ev));
+  }
+  Schedule();
+  absl::MutexLock lock(&mu_);
+  return job->record;
+}
+
+absl::StatusOr<JobManager::AuditView> JobManager::GetAudit(const std::string& audit_id) {
+  AuditView view;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(audit_id));
+    view.run = job->record;
+  }
+  if (!view.run.audit) return absl::InvalidArgumentError(absl::StrCat("job '", audit_id, "' is not an audit run"));
+  if (view.run.state == JobState::kSucceeded) {
+    ASSIGN_OR_RETURN(view.report, store_->ReadAuditReport(audit_id));
+  }
+  return view;
+}
+
+absl::StatusOr<Store::BlobChunk> JobManager::FetchModel(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                        int64_t offset, int64_t max_bytes) {
+  std::string target;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
+    RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+    if (!job->record.audit) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("job '", job_id, "' is not an audit run; only an audit run reads another job's model"));
+    }
+    target = job->record.audit->target;
+  }
+  return store_->ReadModel(target, offset, std::clamp<int64_t>(max_bytes, 1, kMaxChunkBytes));
+}
+
+absl::Status JobManager::ReportAudit(const std::string& job_id, int32_t attempt, int32_t rank,
+                                     const std::string& report_json) {
+  absl::MutexLock write(&write_mu_);
+  JobEntry* job = nullptr;
+  JobCommit commit;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(job, FindLocked(job_id));
+    RETURN_IF_ERROR(CheckRunLocked(job, attempt, rank));
+    if (!job->record.audit)
+      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is not an audit run"));
+    if (rank != 0) return absl::InvalidArgumentError("only rank 0 reports an audit");
+    if (report_json.empty()) return absl::InvalidArgumentError("report: empty");
+    commit.job = EndedRecordLocked(*job, PendingEnd{attempt, true, ""});
+    commit.audit_report = report_json;
+  }
+  RETURN_IF_ERROR(
+      Annotate(Commit(job, std::move(commit)), absl::StrCat("the audit report of job '", job_id, "' was not stored")));
+  Schedule();
+  return absl::OkStatus();
+}
+
 absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
                                     const std::string& worker_id, bool success, const std::string& error,
                                     const std::string& public_error) {
@@ -728,6 +883,9 @@ absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, 
         const std::string who = absl::StrCat("rank ", rank, " (worker ", worker_id, "): ");
         end = PendingEnd{attempt, false, absl::StrCat(who, error),
                          absl::StrCat(who, public_error.empty() ? kUnstatedFailure : public_error)};
+      } else if (rank == 0 && r.audit) {
+        // ReportAudit ends a run that reported; this one did not.
+        end = PendingEnd{attempt, false, "rank 0 finished without sending its audit report"};
       } else if (rank == 0) {
         end = r.epochs_done == r.epochs
                   ? PendingEnd{attempt, true, ""}

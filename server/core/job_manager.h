@@ -76,6 +76,10 @@ struct CoordinatorOptions {
 inline constexpr int64_t kMaxLogLineBytes = 1024;
 // The most lines one ShipLogs batch may carry.
 inline constexpr int64_t kMaxLogBatchLines = 500;
+// Bounds of an audit's options: each shadow model is a training run of the
+// audited spec, so a custodian's typo must not queue hours of work.
+inline constexpr int32_t kMaxShadowModels = 64;
+inline constexpr int64_t kMaxChallenge = 1'000'000;
 
 struct RegisterResult {
   std::string worker_id;
@@ -234,6 +238,31 @@ class JobManager {
   };
   absl::StatusOr<CheckpointChunk> FetchCheckpoint(const std::string& job_id, int32_t attempt, int32_t rank,
                                                   int64_t offset, int64_t max_bytes);
+
+  // --- Audits (`dpctl audit`) ---
+  // An audit run of `target`: a job of kind audit (JobRecord::audit) made
+  // from the target's stored spec and data, world size 1 on the target's
+  // device, one attempt, owned by `owner` (the custodian who asked). The
+  // target must exist, be SUCCEEDED (FailedPrecondition naming it and its
+  // state), not be an audit run itself and have a stored model. The run is
+  // never charged to the ledger and never checked against a budget: its
+  // report goes to custodians only (the RPC layer lets no one else ask).
+  // `order.target`, `reported_epsilon` and `delta` are filled in here.
+  absl::StatusOr<JobRecord> StartAudit(const std::string& target, AuditOrder order, const std::string& owner);
+  struct AuditView {
+    JobRecord run;
+    std::optional<std::string> report;  // the stored JSON, once it SUCCEEDED
+  };
+  // NotFound for an id that names no job; InvalidArgument for a job that is
+  // not an audit run.
+  absl::StatusOr<AuditView> GetAudit(const std::string& audit_id);
+  // A chunk of the audited job's model, for rank 0 of the audit run's
+  // current attempt (job_id is the audit run).
+  absl::StatusOr<Store::BlobChunk> FetchModel(const std::string& job_id, int32_t attempt, int32_t rank,
+                                              int64_t offset, int64_t max_bytes);
+  // Rank 0's report: stored with the run's end, SUCCEEDED, in one store
+  // transaction, so no audit run counts as succeeded without its report.
+  absl::Status ReportAudit(const std::string& job_id, int32_t attempt, int32_t rank, const std::string& report_json);
 
   // Rank 0's trained model after the job's last epoch (current attempt only).
   absl::Status StoreModel(const std::string& job_id, int32_t attempt, int32_t rank, const std::string& model);

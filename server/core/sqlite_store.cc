@@ -273,6 +273,11 @@ absl::Status SqliteStore::MigrateLocked() {
                "  dropped_bytes INTEGER NOT NULL, worker_dropped INTEGER NOT NULL);",
                "create the version 5 tables (job logs)"));
     }
+    if (version < 6) {
+      // Version 6: the reports of audit runs (`dpctl audit`), one per run.
+      RETURN_IF_ERROR(Exec("CREATE TABLE audit_reports (job_id TEXT PRIMARY KEY, report TEXT NOT NULL);",
+                           "create the version 6 table (audit reports)"));
+    }
     return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion), "record the schema version");
   };
   return TransactionLocked(what, [&] { return Annotate(steps(), what); });
@@ -486,6 +491,12 @@ absl::Status SqliteStore::CommitJob(const JobCommit& c) {
       st.Bind(1, c.job.job_id);
       st.Bind(2, static_cast<int64_t>(c.drop_checkpoints_below));
       RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("drop the checkpoints of ", c.job.job_id)));
+    }
+    if (!c.audit_report.empty()) {
+      Statement st(db_, "INSERT OR REPLACE INTO audit_reports(job_id, report) VALUES(?1, ?2)");
+      st.Bind(1, c.job.job_id);
+      st.Bind(2, c.audit_report);
+      RETURN_IF_ERROR(StepDone(db_, st, absl::StrCat("store the audit report of ", c.job.job_id)));
     }
     return PutJobLocked(c.job);
   });
@@ -898,6 +909,17 @@ absl::StatusOr<Store::BlobChunk> SqliteStore::ReadModel(const std::string& job_i
   if (rc != SQLITE_ROW) return SqlError(reader_, "load the model of " + job_id);
   return ReadBlobLocked("models", sqlite3_column_int64(st.get(), 0), offset, max_bytes,
                         absl::StrCat("the model of ", job_id));
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteStore::ReadAuditReport(const std::string& job_id) {
+  absl::MutexLock lock(&read_mu_);
+  Statement st(reader_, "SELECT report FROM audit_reports WHERE job_id = ?1");
+  if (!st.ok()) return SqlError(reader_, "load the audit report of " + job_id);
+  st.Bind(1, job_id);
+  const int rc = st.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError(reader_, "load the audit report of " + job_id);
+  return std::optional<std::string>(st.Text(0));
 }
 
 absl::Status SqliteStore::PutBudgets(const std::vector<BudgetRecord>& budgets) {

@@ -79,6 +79,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
                                            int64_t max_bytes) override;
   absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) override;
+  absl::StatusOr<std::optional<std::string>> ReadAuditReport(const std::string& job_id) override;
 
   absl::Status PutBudgets(const std::vector<BudgetRecord>& budgets) override;
   absl::StatusOr<std::vector<BudgetRecord>> LoadBudgets() override;

@@ -86,6 +86,10 @@ struct JobCommit {
   // Checkpoints of epochs below this go with the record (0: none;
   // kAllCheckpoints: every one of the job's).
   int32_t drop_checkpoints_below = 0;
+  // Stored with the record when non-empty: an audit run's report (the JSON
+  // of the API's AuditReport), so that the run is SUCCEEDED exactly when
+  // its report is on disk.
+  std::string audit_report;
   static constexpr int32_t kAllCheckpoints = std::numeric_limits<int32_t>::max();
 };
 
@@ -153,7 +157,7 @@ class Store {
   // The schema version of the state database this build writes (PRAGMA
   // user_version in SqliteStore). A database of an older version is
   // migrated when it is opened; a newer one is refused.
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   // The database file of a state directory.
   static std::string DatabasePath(const std::string& state_dir);
 
@@ -225,6 +229,10 @@ class Store {
   virtual absl::StatusOr<BlobChunk> ReadCheckpoint(const std::string& job_id, int32_t epoch, int64_t offset,
                                                    int64_t max_bytes) = 0;
   virtual absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) = 0;
+
+  // The report an audit run's end stored (JobCommit::audit_report);
+  // nullopt when it has none.
+  virtual absl::StatusOr<std::optional<std::string>> ReadAuditReport(const std::string& job_id) = 0;
 
   // Sets (inserts or replaces) the budgets of several files in one
   // transaction: all of them are on disk or none.

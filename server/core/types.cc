@@ -62,12 +62,43 @@ nlohmann::json ToJson(const AttemptRecord& a) {
           {"public_reason", a.public_reason}};
 }
 
+namespace {
+
+nlohmann::json ToJson(const AuditOrder& a) {
+  nlohmann::json out = {{"target", a.target},
+                        {"membership", a.membership},
+                        {"inversion", a.inversion},
+                        {"shadow_models", a.shadow_models},
+                        {"max_challenge", a.max_challenge},
+                        {"baseline", a.baseline},
+                        {"inversion_features", a.inversion_features},
+                        {"delta", a.delta}};
+  if (a.reported_epsilon) out["reported_epsilon"] = *a.reported_epsilon;
+  return out;
+}
+
+AuditOrder AuditOrderFromJson(const nlohmann::json& j) {
+  AuditOrder a;
+  a.target = j.at("target").get<std::string>();
+  a.membership = j.at("membership").get<bool>();
+  a.inversion = j.at("inversion").get<bool>();
+  a.shadow_models = j.at("shadow_models").get<int32_t>();
+  a.max_challenge = j.at("max_challenge").get<int64_t>();
+  a.baseline = j.at("baseline").get<bool>();
+  a.inversion_features = j.at("inversion_features").get<std::vector<std::string>>();
+  a.delta = j.at("delta").get<double>();
+  a.reported_epsilon = OptionalDouble(j, "reported_epsilon");
+  return a;
+}
+
+}  // namespace
+
 nlohmann::json ToJson(const JobRecord& j) {
   nlohmann::json history = nlohmann::json::array();
   for (const auto& e : j.history) history.push_back(ToJson(e));
   nlohmann::json attempts = nlohmann::json::array();
   for (const auto& a : j.attempts) attempts.push_back(ToJson(a));
-  return {{"job_id", j.job_id},
+  nlohmann::json out = {{"job_id", j.job_id},
           {"name", j.name},
           {"state", JobStateName(j.state)},
           {"spec_yaml", j.spec_yaml},
@@ -100,6 +131,8 @@ nlohmann::json ToJson(const JobRecord& j) {
           {"worker_ids", j.worker_ids},
           {"owner", j.owner},
           {"worker_identities", j.worker_identities}};
+  if (j.audit) out["audit"] = ToJson(*j.audit);
+  return out;
 }
 
 absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
@@ -171,6 +204,8 @@ absl::StatusOr<JobRecord> JobFromJson(const nlohmann::json& j) {
     // Absent in records written before owners and worker identities.
     r.owner = j.value("owner", "");
     r.worker_identities = j.value("worker_identities", std::vector<std::string>{});
+    // Only audit runs have one.
+    if (j.contains("audit")) r.audit = AuditOrderFromJson(j.at("audit"));
     return r;
   } catch (const nlohmann::json::exception& e) {
     return absl::DataLossError(absl::StrCat("stored job record is malformed: ", e.what()));

@@ -49,6 +49,24 @@ struct AttemptRecord {
   std::string public_reason;
 };
 
+// What an audit run (`dpctl audit`) attacks and the audited job's ε it
+// compares with (worker/audit/audit.h, AuditOptions). It holds attack
+// options only: the run trains its shadow and baseline models with the
+// audited job's stored spec, which is the run's spec too.
+struct AuditOrder {
+  std::string target;  // the audited job's id
+  bool membership = true;
+  bool inversion = true;
+  int32_t shadow_models = 8;
+  int64_t max_challenge = 2000;
+  bool baseline = true;
+  std::vector<std::string> inversion_features;  // empty: those of DIS, MAR the job has
+  // The audited job's ledger ε when the audit started (it had SUCCEEDED,
+  // so it is final); nullopt for a non-private job.
+  std::optional<double> reported_epsilon;
+  double delta = 0;
+};
+
 struct JobRecord {
   std::string job_id;
   std::string name;
@@ -97,7 +115,14 @@ struct JobRecord {
   // current attempt (survives a coordinator restart, unlike worker ids'
   // records); only that worker may speak for the rank.
   std::vector<std::string> worker_identities;
+  // Set for an audit run: a job of kind "audit" that attacks another job's
+  // model on a worker instead of training. Never charged to the ledger and
+  // never counted against a budget (its report goes to custodians only).
+  std::optional<AuditOrder> audit;
 };
+
+// "train" | "audit".
+inline const char* JobKindName(const JobRecord& j) { return j.audit ? "audit" : "train"; }
 
 // privacy.mode of a job: "dp" | "none".
 inline const char* JobModeName(const JobRecord& j) { return j.dp ? "dp" : "none"; }
@@ -124,6 +149,7 @@ struct Assignment {
   // data.path jobs: the coordinator's secret split key (never in a
   // JobRecord, so never in a job's JSON).
   uint64_t split_key = 0;
+  std::optional<AuditOrder> audit;  // an audit run (JobRecord::audit)
 };
 
 struct WorkerRecord {

@@ -29,6 +29,7 @@ nlohmann::json PublicJobJson(const JobRecord& r) {
   j.erase("spec_yaml");
   j["private"] = r.dp;
   j["pending_reason"] = r.pending_reason;
+  j["kind"] = JobKindName(r);
   if (!r.dp) {
     j["epsilon"] = nullptr;
     for (auto& e : j["history"]) e["epsilon"] = nullptr;
@@ -333,6 +334,19 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions&
     }
     json_reply(res, PublicJobJson(*r));
   });
+  // The role table lets custodians only here.
+  srv.Get(R"(/v1/audits/([A-Za-z0-9._-]+))",
+          [jobs, json_reply, error_reply](const httplib::Request& req, httplib::Response& res) {
+            absl::StatusOr<JobManager::AuditView> view = jobs->GetAudit(req.matches[1]);
+            if (!view.ok()) return error_reply(res, view.status());
+            nlohmann::json report = nullptr;
+            if (view->report) {
+              report = nlohmann::json::parse(*view->report, nullptr, /*allow_exceptions=*/false);
+              if (report.is_discarded())
+                return error_reply(res, absl::DataLossError("the stored audit report is not JSON"));
+            }
+            json_reply(res, {{"run", PublicJobJson(view->run)}, {"report", report}});
+          });
   srv.Get("/v1/workers", [jobs, json_reply](const httplib::Request&, httplib::Response& res) {
     nlohmann::json list = nlohmann::json::array();
     for (const WorkerRecord& w : jobs->ListWorkers()) list.push_back(WorkerJson(w));

@@ -42,6 +42,10 @@ std::vector<RpcRule> BuildRpcTable() {
   add(c("RemoveDataset"), kCustodian, true);
   // A run's log: the job's owner and custodians (CheckMayActOnJob).
   add(c("GetJobLogs"), kCustodian | kAnalyst, false);
+  // Privacy audits use membership labels (who trained a model): their runs
+  // and reports are the custodian's (docs/PRIVACY.md).
+  add(c("AuditJob"), kCustodian, true);
+  add(c("GetAudit"), kCustodian, false);
   // Administration.
   add(a("CreateToken"), kCustodian, true);
   add(a("ListTokens"), kCustodian, false);
@@ -52,7 +56,7 @@ std::vector<RpcRule> BuildRpcTable() {
   add(w("Register"), kWorker, true);
   for (const char* m : {"Heartbeat", "ChargeBudget", "ReportProgress", "ReportDone", "RendezvousSet",
                         "RendezvousGet", "RendezvousAdd", "FetchShard", "FetchCheckpoint", "UploadModel",
-                        "ShipLogs"}) {
+                        "ShipLogs", "FetchModel", "ReportAudit"}) {
     add(w(m), kWorker, false);
   }
   // Health checks answer anyone (load balancers hold no token); reflection
@@ -101,6 +105,8 @@ const std::vector<HttpRule>& HttpRoleTable() {
       {"GET", "/v1/workers", kCustodian},
       {"GET", "/v1/datasets", kCustodian | kAnalyst},
       {"GET", "/v1/budgets", kCustodian | kAnalyst | kViewer},
+      // An audit run and its report (membership labels): custodians only.
+      {"GET", "/v1/audits/{id}", kCustodian},
       // Every job's name and ε: dashboards, not analysts.
       {"GET", "/metrics", kCustodian | kViewer},
   };
@@ -195,7 +201,11 @@ std::string ShortMethodName(absl::string_view method) {
 
 bool MaySeeJob(const Identity& caller, const JobRecord& job) {
   if (!caller.is_user()) return false;
-  if (caller.role == Role::kCustodian || caller.role == Role::kViewer) return true;
+  if (caller.role == Role::kCustodian) return true;
+  // An audit run is about who trained a model; nobody but custodians learns
+  // that one exists (not even the audited job's owner).
+  if (job.audit) return false;
+  if (caller.role == Role::kViewer) return true;
   return caller.role == Role::kAnalyst && !job.owner.empty() && job.owner == caller.name;
 }
 

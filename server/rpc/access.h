@@ -90,7 +90,8 @@ std::string ShortMethodName(absl::string_view method);
 
 // --- Object-level rules ---
 
-// Custodians and viewers see every job; analysts their own.
+// Custodians see every job, viewers every job but audit runs, analysts
+// their own (never an audit run).
 bool MaySeeJob(const Identity& caller, const JobRecord& job);
 // A job listing's filters (ListJobs, GET /v1/jobs). Empty fields match all.
 struct JobFilter {

@@ -1,6 +1,10 @@
 #include "server/rpc/convert.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <string>
+
+#include "absl/strings/str_cat.h"
 
 namespace dpfleet::server {
 
@@ -72,6 +76,8 @@ void ToProto(const JobRecord& r, v1::Job* out) {
   out->set_steps_per_epoch(r.steps_per_epoch);
   out->set_train_rows(r.train_rows);
   out->set_owner(r.owner);
+  out->set_kind(JobKindName(r));
+  if (r.audit) out->set_audit_of(r.audit->target);
   out->set_eval_noise_multiplier(r.eval_noise_multiplier);
   out->set_eval_every(r.eval_every);
   out->set_pending_reason(r.pending_reason);
@@ -114,6 +120,35 @@ void ToProto(const BudgetView& b, v1::DatasetBudget* out) {
   out->set_epsilon_committed(b.committed);
   out->set_epsilon_remaining(b.remaining);
   out->set_jobs(b.jobs);
+}
+
+void ToProto(const AuditOrder& a, v1::AuditOrder* out) {
+  out->set_target_job_id(a.target);
+  v1::AuditOptions* o = out->mutable_options();
+  o->set_membership(a.membership);
+  o->set_inversion(a.inversion);
+  o->set_shadow_models(a.shadow_models);
+  o->set_max_challenge(a.max_challenge);
+  o->set_baseline(a.baseline);
+  for (const std::string& f : a.inversion_features) o->add_inversion_features(f);
+  if (a.reported_epsilon) out->set_reported_epsilon(*a.reported_epsilon);
+  out->set_delta(a.delta);
+}
+
+std::string AuditReportJson(const v1::AuditReport& report) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  std::string json;
+  // Only fails for messages with unresolvable Any fields; AuditReport has none.
+  (void)google::protobuf::util::MessageToJsonString(report, &json, options);
+  return json;
+}
+
+absl::Status AuditReportFromJson(const std::string& json, v1::AuditReport* out) {
+  const auto s = google::protobuf::util::JsonStringToMessage(json, out);
+  if (!s.ok()) return absl::DataLossError(absl::StrCat("the stored audit report does not parse: ", s.ToString()));
+  return absl::OkStatus();
 }
 
 }  // namespace dpfleet::server

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "dpfleet/v1/coordinator.pb.h"
 #include "dpfleet/v1/types.pb.h"
+#include "dpfleet/v1/worker.pb.h"
 #include "server/core/job_manager.h"
 #include "server/core/types.h"
 
@@ -22,6 +23,11 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out);
 v1::JobState ToProto(JobState s);
 EpochRecord FromProto(const v1::EpochMetrics& m);
 void ToProto(const BudgetView& b, v1::DatasetBudget* out);
+void ToProto(const AuditOrder& a, v1::AuditOrder* out);
+// The stored form of an audit report (JobCommit::audit_report): the API
+// message as JSON, field names as in the proto.
+std::string AuditReportJson(const v1::AuditReport& report);
+absl::Status AuditReportFromJson(const std::string& json, v1::AuditReport* out);
 
 }  // namespace dpfleet::server
 

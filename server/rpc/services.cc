@@ -390,6 +390,7 @@ grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* ctx, const v1::He
     out->set_shard_dir(a.shard_dir);
     out->set_start_epoch(a.start_epoch);
     out->set_split_key(a.split_key);
+    if (a.audit) ToProto(*a.audit, out->mutable_audit());
   }
   for (const std::string& id : r->cancel_job_ids) resp->add_cancel_job_ids(id);
   return grpc::Status::OK;
@@ -674,6 +675,66 @@ grpc::Status CoordinatorServiceImpl::GetJobLogs(grpc::ServerContext* ctx, const 
   resp->set_dropped_bytes(view->page.dropped_bytes);
   resp->set_job_state(ToProto(view->state));
   return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::AuditJob(grpc::ServerContext* ctx, const v1::AuditJobRequest* req, v1::Job* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobRecord> run = [&]() -> absl::StatusOr<JobRecord> {
+    AuditOrder order;
+    const std::string& attacks = req->attacks();
+    if (attacks == "membership") {
+      order.inversion = false;
+    } else if (attacks == "inversion") {
+      order.membership = false;
+    } else if (!attacks.empty() && attacks != "all") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attacks: '", attacks, "' is not one of membership, inversion, all"));
+    }
+    if (req->shadow_models() != 0) order.shadow_models = req->shadow_models();
+    if (req->max_challenge() != 0) order.max_challenge = req->max_challenge();
+    if (req->has_baseline()) order.baseline = req->baseline();
+    order.inversion_features.assign(req->inversion_features().begin(), req->inversion_features().end());
+    return deps_.jobs->StartAudit(req->job_id(), std::move(order), caller.name);
+  }();
+  deps_.audit->Record(caller, "AuditJob", run.ok() ? run->job_id : req->job_id(), run.status());
+  if (!run.ok()) return ToGrpc(run.status());
+  ToProto(JobView(caller, *run), resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status CoordinatorServiceImpl::GetAudit(grpc::ServerContext* ctx, const v1::GetAuditRequest* req,
+                                              v1::GetAuditResponse* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, false);
+  absl::StatusOr<JobManager::AuditView> view = deps_.jobs->GetAudit(req->audit_id());
+  if (!view.ok()) return ToGrpc(view.status());
+  ToProto(JobView(caller, view->run), resp->mutable_run());
+  if (view->report) {
+    if (absl::Status s = AuditReportFromJson(*view->report, resp->mutable_report()); !s.ok()) return ToGrpc(s);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::FetchModel(grpc::ServerContext* ctx, const v1::FetchModelRequest* req,
+                                           v1::FetchModelResponse* resp) {
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  auto r = deps_.jobs->FetchModel(req->job_id(), req->attempt(), req->rank(), req->offset(), req->max_bytes());
+  if (!r.ok()) return ToGrpc(r.status());
+  resp->set_data(std::move(r->data));
+  resp->set_total_bytes(r->total_bytes);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerServiceImpl::ReportAudit(grpc::ServerContext* ctx, const v1::ReportAuditRequest* req,
+                                            v1::ReportAuditResponse*) {
+  const Identity caller = deps_.gate->Caller(*ctx, true);
+  if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  if (!req->has_report()) return ToGrpc(absl::InvalidArgumentError("report: missing"));
+  return ToGrpc(deps_.jobs->ReportAudit(req->job_id(), req->attempt(), req->rank(), AuditReportJson(req->report())));
 }
 
 }  // namespace dpfleet::server

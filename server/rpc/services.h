@@ -54,6 +54,8 @@ class CoordinatorServiceImpl final : public v1::Coordinator::WithCallbackMethod_
   grpc::Status ListDatasets(grpc::ServerContext*, const v1::ListDatasetsRequest*, v1::ListDatasetsResponse*) override;
   grpc::Status RemoveDataset(grpc::ServerContext*, const v1::RemoveDatasetRequest*, v1::Dataset*) override;
   grpc::Status GetJobLogs(grpc::ServerContext*, const v1::GetJobLogsRequest*, v1::GetJobLogsResponse*) override;
+  grpc::Status AuditJob(grpc::ServerContext*, const v1::AuditJobRequest*, v1::Job*) override;
+  grpc::Status GetAudit(grpc::ServerContext*, const v1::GetAuditRequest*, v1::GetAuditResponse*) override;
 
  private:
   ServiceDeps deps_;
@@ -95,6 +97,8 @@ class WorkerServiceImpl final
                                v1::FetchCheckpointResponse*) override;
   grpc::Status UploadModel(grpc::ServerContext*, const v1::UploadModelRequest*, v1::UploadModelResponse*) override;
   grpc::Status ShipLogs(grpc::ServerContext*, const v1::ShipLogsRequest*, v1::ShipLogsResponse*) override;
+  grpc::Status FetchModel(grpc::ServerContext*, const v1::FetchModelRequest*, v1::FetchModelResponse*) override;
+  grpc::Status ReportAudit(grpc::ServerContext*, const v1::ReportAuditRequest*, v1::ReportAuditResponse*) override;
 
  private:
   ServiceDeps deps_;

@@ -91,6 +91,9 @@ class FaultyStore final : public server::Store {
   absl::StatusOr<BlobChunk> ReadModel(const std::string& job_id, int64_t offset, int64_t max_bytes) override {
     return inner_->ReadModel(job_id, offset, max_bytes);
   }
+  absl::StatusOr<std::optional<std::string>> ReadAuditReport(const std::string& job_id) override {
+    return inner_->ReadAuditReport(job_id);
+  }
 
   absl::Status PutBudgets(const std::vector<server::BudgetRecord>& budgets) override;
   absl::StatusOr<std::vector<server::BudgetRecord>> LoadBudgets() override { return inner_->LoadBudgets(); }
