@@ -5,9 +5,9 @@
 namespace dpfleet::log {
 namespace {
 
-constexpr RunStage kStages[] = {RunStage::kStarting,  RunStage::kLoadingData, RunStage::kConnecting,
-                                RunStage::kResuming,  RunStage::kTraining,    RunStage::kEvaluating,
-                                RunStage::kReporting, RunStage::kUploading,   RunStage::kStopping};
+constexpr RunStage kStages[] = {
+    RunStage::kStarting,   RunStage::kLoadingData, RunStage::kConnecting, RunStage::kResuming, RunStage::kTraining,
+    RunStage::kEvaluating, RunStage::kReporting,   RunStage::kUploading,  RunStage::kStopping, RunStage::kAuditing};
 
 }  // namespace
 
@@ -31,6 +31,8 @@ const char* RunStageName(RunStage stage) {
       return "uploading the model";
     case RunStage::kStopping:
       return "stopping";
+    case RunStage::kAuditing:
+      return "auditing";
   }
   return "starting";
 }

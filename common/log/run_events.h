@@ -26,6 +26,7 @@ enum class RunStage {
   kReporting,   // charges and progress to the coordinator
   kUploading,   // the trained model
   kStopping,    // the worker itself stops (SIGTERM)
+  kAuditing,    // an audit run's attacks (`dpctl audit`)
 };
 
 const char* RunStageName(RunStage stage);  // "loading data"

@@ -99,6 +99,26 @@ void ReleasedLog::EvalReleased(int32_t epoch) {
 
 void ReleasedLog::ModelUploaded() { Add(log::Level::kInfo, "trained model handed to the coordinator"); }
 
+void ReleasedLog::AuditStarted(int32_t shadow_models, bool baseline) {
+  Add(log::Level::kInfo, absl::StrCat("audit: ", shadow_models, " shadow models per model",
+                                      baseline ? ", with a non-private baseline" : ", no baseline"));
+}
+
+void ReleasedLog::AuditProgress(const std::string& phase, int done, int total) {
+  // The phase comes from the engine's code, but this class takes no free
+  // text: a name outside the fixed list is not repeated.
+  static constexpr const char* kPhases[] = {"training shadow models", "training baseline model",
+                                            "training baseline shadow models", "membership inference",
+                                            "model inversion"};
+  const char* said = "working";
+  for (const char* p : kPhases) {
+    if (phase == p) said = p;
+  }
+  Add(log::Level::kInfo, absl::StrCat("audit: ", said, " ", done, "/", total));
+}
+
+void ReleasedLog::AuditReported() { Add(log::Level::kInfo, "audit report handed to the coordinator"); }
+
 void ReleasedLog::Finished() { Add(log::Level::kInfo, "run finished"); }
 
 void ReleasedLog::Failed(absl::StatusCode code) {

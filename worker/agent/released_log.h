@@ -43,6 +43,13 @@ class ReleasedLog {
   void EpochTrained(int32_t epoch, int32_t epochs, int64_t steps);
   void EvalReleased(int32_t epoch);
   void ModelUploaded();
+  // An audit run (`dpctl audit`): what it attacks, its progress (a phase
+  // of worker/audit/audit.h's AuditProgress, said only when it is one of the
+  // engine's known phases; any other is "working"), and the report handed
+  // over.
+  void AuditStarted(int32_t shadow_models, bool baseline);
+  void AuditProgress(const std::string& phase, int done, int total);
+  void AuditReported();
   void Finished();
   // error: log::PublicRunFailure of the current stage and `code`.
   void Failed(absl::StatusCode code);

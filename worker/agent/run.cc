@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/pums/dataset.h"
+#include "common/pums/schema.h"
 #include "common/files.h"
 #include "common/spec/job_spec.h"
 #include "common/pums/shards.h"
@@ -25,6 +26,7 @@
 #include "worker/train/device.h"
 #include "worker/train/dp_eval.h"
 #include "worker/train/dp_sgd.h"
+#include "worker/audit/audit.h"
 
 namespace dpfleet::worker {
 namespace {
@@ -156,27 +158,24 @@ absl::StatusOr<std::string> FetchCheckpoint(const v1::Assignment& a, const RunCo
   return bytes;
 }
 
-}  // namespace
+// What a rank trains and evaluates on, on its device.
+struct RankData {
+  torch::Tensor x_train, y_train;  // this rank's partition
+  torch::Tensor x_eval, y_eval;    // the eval split (rank 0; empty elsewhere)
+  int64_t train_rows = 0;          // the global N
+  int64_t dim = 0;
+  std::vector<std::string> features;  // the PUMS features the columns encode
+};
 
-absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
-  ReleasedLog unused;
-  ReleasedLog& rlog = ctx.log != nullptr ? *ctx.log : unused;
-  rlog.Stage(log::RunStage::kStarting);
-  ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
-  // Where this rank computes (the worker resolved it at start-up).
-  ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
-  const bool cuda = device.is_cuda();
-  if ((spec.resources.device == "cuda") != cuda) {
-    return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
-                                                      "' does not match this worker's device ", ctx.device));
-  }
-  if (ctx.threads > 0) at::set_num_threads(ctx.threads);
-  rlog.Started(a.attempt(), a.rank(), a.world_size(), a.start_epoch(), spec.training.epochs, cuda);
-  rlog.Stage(log::RunStage::kLoadingData);
-
-  // This rank's training records, the global N, and (rank 0) the eval split.
+// This rank's training records, the global N, and (rank 0) the eval split:
+// the prepared shards of rank % world_size, or the raw files split by the
+// coordinator's key. An audit run (world size 1, rank 0) thus gets every
+// training record and the eval split, as the audited job trained.
+absl::StatusOr<RankData> LoadRankData(const v1::Assignment& a, const RunContext& ctx, const JobSpec& spec,
+                                      const c10::Device& device) {
   data::EncodedDataset ds;
   data::EncodedSplit local;
+  RankData out;
   if (!a.shard_dir().empty()) {
     // Read the coordinator's dataset directory where this worker sees it;
     // otherwise stream this rank's files into a local cache. Either way the
@@ -199,6 +198,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     ds.train.rows = manifest->rows_train;
     ds.train.dim = manifest->dim;
     ds.eval.dim = manifest->dim;
+    out.features = manifest->features;
   } else {
     std::vector<std::string> paths(a.data_paths().begin(), a.data_paths().end());
     // The coordinator's split key: the same held-out persons it counted N
@@ -206,27 +206,39 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     ASSIGN_OR_RETURN(data::EncodeOptions enc, EncodeOptionsFor(spec, a.split_key()));
     ASSIGN_OR_RETURN(ds, data::LoadAndEncode(paths, enc));
     local = data::Partition(ds.train, a.rank(), a.world_size());
+    out.features = enc.features;
   }
-  torch::Tensor x_train = ToTensor(local.x, local.rows, local.dim);
-  torch::Tensor y_train = torch::from_blob(const_cast<float*>(local.y.data()), {local.rows}, torch::kFloat32).clone();
-  torch::Tensor x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);
-  torch::Tensor y_eval =
-      torch::from_blob(const_cast<float*>(ds.eval.y.data()), {ds.eval.rows}, torch::kFloat32).clone();
+  if (out.features.empty()) out.features = data::DefaultFeatures();
+  out.x_train = ToTensor(local.x, local.rows, local.dim);
+  out.y_train = torch::from_blob(const_cast<float*>(local.y.data()), {local.rows}, torch::kFloat32).clone();
+  out.x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);
+  out.y_eval = torch::from_blob(const_cast<float*>(ds.eval.y.data()), {ds.eval.rows}, torch::kFloat32).clone();
   if (!device.is_cpu()) {
     // The partition and the eval split stay resident on the device: a step
     // then moves only the sampled row indices to it and the noise share.
-    x_train = x_train.to(device);
-    y_train = y_train.to(device);
-    x_eval = x_eval.to(device);
-    y_eval = y_eval.to(device);
+    out.x_train = out.x_train.to(device);
+    out.y_train = out.y_train.to(device);
+    out.x_eval = out.x_eval.to(device);
+    out.y_eval = out.y_eval.to(device);
   }
+  out.train_rows = ds.train.rows;
+  out.dim = ds.train.dim;
+  return out;
+}
 
+train::ModelConfig ModelConfigOf(const JobSpec& spec) {
   train::ModelConfig model;
   model.type = spec.model.type == "logistic" ? train::ModelType::kLogistic : train::ModelType::kMlp;
   model.hidden = spec.model.hidden;
   model.activation = spec.model.activation == "tanh" ? train::Activation::kTanh : train::Activation::kRelu;
+  return model;
+}
+
+// How the spec trains, with the coordinator's σ and the global N.
+train::TrainConfig TrainConfigOf(const JobSpec& spec, const v1::Assignment& a, const RunContext& ctx,
+                                 int64_t train_rows, const c10::Device& device) {
   train::TrainConfig tc;
-  tc.dataset_size = ds.train.rows;
+  tc.dataset_size = train_rows;
   tc.batch_size = spec.training.batch_size;
   tc.optimizer = spec.training.optimizer == "adam" ? train::OptimizerType::kAdam : train::OptimizerType::kSgd;
   tc.learning_rate = spec.training.learning_rate;
@@ -235,9 +247,155 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
   tc.max_grad_norm = spec.privacy.max_grad_norm;
   tc.noise_multiplier = a.noise_multiplier();
   tc.seed = spec.training.seed;  // model initialisation; sampling and noise are keyed by getrandom
-
   tc.collective_timeout = ctx.collective_timeout;
   tc.device = device;
+  return tc;
+}
+
+// The audited job's trained model (an audit run's rank 0 only).
+absl::StatusOr<std::string> FetchAuditedModel(const v1::Assignment& a, const RunContext& ctx) {
+  std::string bytes;
+  RETURN_IF_ERROR(FetchInChunks(
+      "the audited model",
+      [&](int64_t offset, std::string* chunk, int64_t* total) -> absl::Status {
+        v1::FetchModelRequest req;
+        req.set_job_id(a.job_id());
+        req.set_attempt(a.attempt());
+        req.set_rank(a.rank());
+        req.set_offset(offset);
+        req.set_max_bytes(1 << 20);
+        v1::FetchModelResponse resp;
+        RETURN_IF_ERROR(CallWithRetry(ctx, "fetching the audited model",
+                                      [&](grpc::ClientContext* c) { return ctx.stub->FetchModel(c, req, &resp); }));
+        *chunk = std::move(*resp.mutable_data());
+        *total = resp.total_bytes();
+        return absl::OkStatus();
+      },
+      [&](const std::string& chunk) { bytes += chunk; }));
+  return bytes;
+}
+
+void ToProto(const audit::ModelAudit& m, v1::ModelAuditResult* out) {
+  out->set_model(m.model);
+  for (const audit::MembershipResult& r : m.membership) {
+    v1::MembershipAttackResult* o = out->add_membership();
+    o->set_attack(r.attack);
+    o->set_members(r.members);
+    o->set_non_members(r.non_members);
+    o->set_auc(r.auc);
+    o->set_tpr_at_fpr_0_1pct(r.tpr_at_fpr_0_1pct);
+    o->set_tpr_at_fpr_1pct(r.tpr_at_fpr_1pct);
+    o->set_epsilon_lower_bound(r.epsilon_lower_bound);
+  }
+  for (const audit::InversionResult& r : m.inversion) {
+    v1::InversionAttackResult* o = out->add_inversion();
+    o->set_feature(r.feature);
+    o->set_records(r.records);
+    o->set_accuracy(r.accuracy);
+    o->set_base_rate(r.base_rate);
+  }
+  out->set_epsilon_lower_bound(m.epsilon_lower_bound);
+}
+
+// An audit run (`dpctl audit`): the audited job's data loaded as its
+// training loaded it (world size 1: every training record and the eval
+// split), its model from the coordinator, the attacks of
+// worker/audit/audit.h, and the report back. Nothing is charged: the report
+// goes to custodians only.
+absl::Status RunAuditAssignment(const v1::Assignment& a, const RunContext& ctx, const JobSpec& spec,
+                                const c10::Device& device, ReleasedLog& rlog) {
+  const v1::AuditOrder& order = a.audit();
+  if (a.world_size() != 1 || a.rank() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("an audit run has one rank; this assignment is rank ", a.rank(),
+                                                   " of ", a.world_size()));
+  }
+  rlog.Started(a.attempt(), a.rank(), a.world_size(), 0, spec.training.epochs, device.is_cuda());
+  rlog.Stage(log::RunStage::kLoadingData);
+  ASSIGN_OR_RETURN(RankData data, LoadRankData(a, ctx, spec, device));
+  ASSIGN_OR_RETURN(const std::string model_bytes, FetchAuditedModel(a, ctx));
+  audit::AuditTarget target;
+  target.model = ModelConfigOf(spec);
+  target.train = TrainConfigOf(spec, a, ctx, data.train_rows, device);
+  target.epochs = spec.training.epochs;
+  {
+    // The archive is the trainer's own (DpSgdTrainer::SaveToBytes): a
+    // trainer of the same spec reads it and holds the flat parameters.
+    comm::LocalCommunicator local;
+    ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
+                     train::DpSgdTrainer::Create(target.model, target.train, data.dim, &local));
+    RETURN_IF_ERROR(trainer->LoadFromBytes(model_bytes));
+    target.flat_params = trainer->model().flat().detach().to(torch::kCPU).clone();
+  }
+  ASSIGN_OR_RETURN(target.columns, data::EncodedColumns(data.features));
+  if (order.has_reported_epsilon()) target.reported_epsilon = order.reported_epsilon();
+  target.delta = order.delta();
+  audit::AuditData audit_data;
+  audit_data.x_train = data.x_train;
+  audit_data.y_train = data.y_train;
+  audit_data.x_eval = data.x_eval;
+  audit_data.y_eval = data.y_eval;
+  audit::AuditOptions options;
+  options.membership = order.options().membership();
+  options.inversion = order.options().inversion();
+  options.shadow_models = order.options().shadow_models();
+  options.max_challenge = order.options().max_challenge();
+  options.baseline = order.options().baseline();
+  options.inversion_features.assign(order.options().inversion_features().begin(),
+                                    order.options().inversion_features().end());
+  rlog.Stage(log::RunStage::kAuditing);
+  rlog.AuditStarted(options.shadow_models, options.baseline);
+  ASSIGN_OR_RETURN(const audit::AuditReport report,
+                   audit::RunAudit(target, audit_data, options, ctx.cancel,
+                                   [&rlog](const std::string& phase, int done, int total) {
+                                     rlog.AuditProgress(phase, done, total);
+                                   }));
+  rlog.Stage(log::RunStage::kReporting);
+  v1::ReportAuditRequest req;
+  req.set_job_id(a.job_id());
+  req.set_attempt(a.attempt());
+  req.set_rank(a.rank());
+  v1::AuditReport* out = req.mutable_report();
+  out->set_job_id(order.target_job_id());
+  if (report.reported_epsilon) out->set_reported_epsilon(*report.reported_epsilon);
+  out->set_delta(report.delta);
+  out->set_confidence(report.confidence);
+  out->set_shadow_models(report.shadow_models);
+  ToProto(report.target, out->mutable_target());
+  if (report.baseline) ToProto(*report.baseline, out->mutable_baseline());
+  out->set_seconds(report.seconds);
+  v1::ReportAuditResponse done;
+  RETURN_IF_ERROR(CallWithRetry(ctx, "reporting the audit",
+                                [&](grpc::ClientContext* c) { return ctx.stub->ReportAudit(c, req, &done); }));
+  rlog.AuditReported();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
+  ReleasedLog unused;
+  ReleasedLog& rlog = ctx.log != nullptr ? *ctx.log : unused;
+  rlog.Stage(log::RunStage::kStarting);
+  ASSIGN_OR_RETURN(JobSpec spec, ParseJobSpec(a.spec_yaml()));
+  // Where this rank computes (the worker resolved it at start-up).
+  ASSIGN_OR_RETURN(const c10::Device device, train::ResolveDevice(ctx.device));
+  const bool cuda = device.is_cuda();
+  if ((spec.resources.device == "cuda") != cuda) {
+    return absl::FailedPreconditionError(absl::StrCat("resources.device '", spec.resources.device,
+                                                      "' does not match this worker's device ", ctx.device));
+  }
+  if (ctx.threads > 0) at::set_num_threads(ctx.threads);
+  if (a.has_audit()) return RunAuditAssignment(a, ctx, spec, device, rlog);
+  rlog.Started(a.attempt(), a.rank(), a.world_size(), a.start_epoch(), spec.training.epochs, cuda);
+  rlog.Stage(log::RunStage::kLoadingData);
+
+  ASSIGN_OR_RETURN(RankData data, LoadRankData(a, ctx, spec, device));
+  const train::ModelConfig model = ModelConfigOf(spec);
+  const train::TrainConfig tc = TrainConfigOf(spec, a, ctx, data.train_rows, device);
+  torch::Tensor& x_train = data.x_train;
+  torch::Tensor& y_train = data.y_train;
+  torch::Tensor& x_eval = data.x_eval;
+  torch::Tensor& y_eval = data.y_eval;
 
   // Rendezvous through the coordinator: ranks meet under job/attempt keys.
   rlog.Stage(log::RunStage::kConnecting);
@@ -269,7 +427,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     ASSIGN_OR_RETURN(comm, comm::GlooCommunicator::Create(store, a.rank(), a.world_size(), gloo));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
-                   train::DpSgdTrainer::Create(model, tc, ds.train.dim, comm.get()));
+                   train::DpSgdTrainer::Create(model, tc, data.dim, comm.get()));
   if (a.world_size() > 1) rlog.Connected(a.world_size(), cuda);
   if (a.start_epoch() > 0) {
     // A resumed attempt: every rank starts from rank 0's state after the
