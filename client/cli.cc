@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/admin_cli.h"
+#include "client/audit_cli.h"
 #include "client/args.h"
 #include "client/certs.h"
 #include "client/connection.h"
@@ -636,6 +637,36 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     }
     ExportOptions o{p.positional[0], p.values["--format"], p.values["-o"], "", p.switches.count("--json") > 0};
     return RunExport(client, o, out, err);
+  }
+  if (verb == "audit") {
+    AuditCliOptions o;
+    o.json = json;
+    o.interactive = env.interactive;
+    const bool show = p.positional.size() == 2 && p.positional[0] == "show";
+    if (show) {
+      o.audit_id = p.positional[1];
+    } else if (p.positional.size() == 1) {
+      o.job_id = p.positional[0];
+    } else {
+      err << "dpctl audit: expected JOB, or show AUDIT_ID (dpctl audit --help)\n";
+      return kExitUsage;
+    }
+    if (auto it = p.values.find("--attack"); it != p.values.end()) o.attacks = it->second;
+    if (auto it = p.values.find("--features"); it != p.values.end()) {
+      o.inversion_features = absl::StrSplit(it->second, ',', absl::SkipEmpty());
+    }
+    o.baseline = !p.switches.count("--no-baseline");
+    if (auto it = p.values.find("--max-challenge");
+        it != p.values.end() && (!absl::SimpleAtoi(it->second, &o.max_challenge) || o.max_challenge < 1)) {
+      err << "dpctl audit: --max-challenge: '" << it->second << "' is not a positive integer\n";
+      return kExitUsage;
+    }
+    if (auto it = p.values.find("--shadow-models");
+        it != p.values.end() && (!absl::SimpleAtoi(it->second, &o.shadow_models) || o.shadow_models < 1)) {
+      err << "dpctl audit: --shadow-models: '" << it->second << "' is not a positive integer\n";
+      return kExitUsage;
+    }
+    return RunAuditVerb(client, o, out, err);
   }
   if (verb == "report") {
     // -o names the output directory here.

@@ -175,6 +175,20 @@ absl::StatusOr<v1::Dataset> CoordinatorClient::RemoveDataset(const std::string& 
   return resp;
 }
 
+absl::StatusOr<v1::Job> CoordinatorClient::AuditJob(const v1::AuditJobRequest& request) {
+  v1::Job resp;
+  DPFLEET_UNARY(AuditJob, request, resp);
+  return resp;
+}
+
+absl::StatusOr<v1::GetAuditResponse> CoordinatorClient::GetAudit(const std::string& audit_id) {
+  v1::GetAuditRequest req;
+  req.set_audit_id(audit_id);
+  v1::GetAuditResponse resp;
+  DPFLEET_UNARY(GetAudit, req, resp);
+  return resp;
+}
+
 absl::StatusOr<std::string> CoordinatorClient::GetModel(const std::string& job_id) {
   std::string model;
   int64_t total = -1;
@@ -341,6 +355,8 @@ std::string JobToJson(const v1::Job& job, int indent) {
                       {"steps_per_epoch", job.steps_per_epoch()},
                       {"train_rows", job.train_rows()},
                       {"owner", job.owner()},
+                      {"kind", job.kind().empty() ? "train" : job.kind()},
+                      {"audit_of", job.audit_of()},
                       {"eval_noise_multiplier", job.eval_noise_multiplier()},
                       {"eval_every", job.eval_every()},
                       {"world_size", job.world_size()},

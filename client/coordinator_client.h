@@ -54,6 +54,10 @@ class CoordinatorClient {
   absl::StatusOr<v1::GetJobLogsResponse> GetJobLogs(const v1::GetJobLogsRequest& request);
   // The whole trained model of a SUCCEEDED job (fetched in chunks).
   absl::StatusOr<std::string> GetModel(const std::string& job_id);
+  // Privacy audits (custodian tokens only): starts one, and reads a run
+  // with its report.
+  absl::StatusOr<v1::Job> AuditJob(const v1::AuditJobRequest& request);
+  absl::StatusOr<v1::GetAuditResponse> GetAudit(const std::string& audit_id);
   // Streams events until the job is terminal (returns its final record) or
   // on_event returns false. Reconnects if the coordinator restarts.
   absl::StatusOr<v1::Job> Watch(const std::string& job_id,
