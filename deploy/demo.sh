@@ -4,7 +4,8 @@
 # data directory, workers proving who they are with their certificates —
 # then the custodian registers synthetic PUMS data as a dataset, gives an
 # analyst a token, and the analyst's job (the example spec) is followed to
-# the end; everything is shut down afterwards.
+# the end and the custodian audits it (`dpctl audit`); everything is shut
+# down afterwards.
 # Usage: deploy/demo.sh BUILD_DIR [--rows N] [--workers W]
 set -euo pipefail
 BUILD="${1:?usage: demo.sh BUILD_DIR}"; shift
@@ -82,6 +83,10 @@ if ((RC == 0)); then
   JOB="$(DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
   say "analyst: downloading the trained model from the coordinator"
   DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" model "$JOB" --out "$WORK/model.pt"
+  # Each shadow model is a training run of the spec: 2 per model keeps the
+  # demo short (the bounds hold at any count; more shadows sharpen LiRA).
+  say "custodian: auditing the analyst's job (membership inference, model inversion, non-private baseline)"
+  "$BIN/dpctl" audit "$JOB" --shadow-models 2 --max-challenge 2000
   say "custodian: the privacy ledger of dataset 'demo' and the audit trail"
   "$BIN/dpctl" ledger demo
   "$BIN/dpctl" admin audit
