@@ -2,6 +2,10 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -95,6 +99,19 @@ nlohmann::json AuditJson(const v1::GetAuditResponse& audit) {
     std::string text;
     (void)google::protobuf::util::MessageToJsonString(audit.report(), &text, options);
     nlohmann::json report = nlohmann::json::parse(text);
+    // Counts as numbers (proto3's JSON writes 64-bit integers as strings).
+    for (const char* model : {"target", "baseline"}) {
+      if (!report.contains(model) || !report[model].is_object()) continue;
+      for (auto [list, keys] :
+           {std::pair<const char*, std::vector<const char*>>{"membership", {"members", "non_members"}},
+            {"inversion", {"records"}}}) {
+        for (auto& row : report[model][list]) {
+          for (const char* k : keys) {
+            if (row.contains(k) && row[k].is_string()) row[k] = std::stoll(row[k].get<std::string>());
+          }
+        }
+      }
+    }
     // Absent is "not private", never a 0 that reads as perfect privacy.
     if (!audit.report().has_reported_epsilon()) report["reported_epsilon"] = nullptr;
     if (!audit.report().has_baseline()) report["baseline"] = nullptr;

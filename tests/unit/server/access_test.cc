@@ -293,3 +293,56 @@ TEST(AccessTest, AnalystsSeeFailureCategoriesNeverWorkerMessages) {
 
 }  // namespace
 }  // namespace dpfleet::server
+
+namespace dpfleet::server {
+namespace {
+
+// Audits use membership labels: starting one, reading one, and even
+// knowing that one exists are the custodian's; the worker RPCs of a run are
+// the run's worker's.
+TEST(AccessTest, AuditsAreTheCustodiansAndTheirRunsAreHiddenFromEveryoneElse) {
+  for (const char* m : {"/dpfleet.v1.Coordinator/AuditJob", "/dpfleet.v1.Coordinator/GetAudit"}) {
+    EXPECT_TRUE(AuthorizeRpc(kCustodianId, m).ok()) << m;
+    for (const Identity& who : {kAlice, kViewerId, kWorkerId}) {
+      EXPECT_EQ(AuthorizeRpc(who, m).code(), absl::StatusCode::kPermissionDenied) << m << " " << who.Describe();
+    }
+    EXPECT_EQ(AuthorizeRpc(kNobody, m).code(), absl::StatusCode::kUnauthenticated) << m;
+  }
+  EXPECT_TRUE(FindRpcRule("/dpfleet.v1.Coordinator/AuditJob")->audited) << "it starts work: in the audit trail";
+  for (const char* m : {"/dpfleet.v1.WorkerService/FetchModel", "/dpfleet.v1.WorkerService/ReportAudit"}) {
+    EXPECT_TRUE(AuthorizeRpc(kWorkerId, m).ok()) << m;
+    for (const Identity& who : {kCustodianId, kAlice, kViewerId}) {
+      EXPECT_EQ(AuthorizeRpc(who, m).code(), absl::StatusCode::kPermissionDenied) << m << " " << who.Describe();
+    }
+  }
+  EXPECT_TRUE(AuthorizeHttp(kCustodianId, "GET", "/v1/audits/job-000002").ok());
+  EXPECT_FALSE(AuthorizeHttp(kAlice, "GET", "/v1/audits/job-000002").ok());
+  EXPECT_FALSE(AuthorizeHttp(kViewerId, "GET", "/v1/audits/job-000002").ok());
+
+  // An audit run, even one whose owner field names an analyst, is seen by
+  // custodians only: not in a viewer's or an analyst's list, and a missing
+  // job for them.
+  JobRecord run;
+  run.job_id = "job-000002";
+  run.owner = "alice";
+  run.audit = AuditOrder{};
+  run.audit->target = "job-000001";
+  JobRecord trained;
+  trained.job_id = "job-000001";
+  trained.owner = "alice";
+  EXPECT_TRUE(MaySeeJob(kCustodianId, run));
+  for (const Identity& who : {kAlice, kViewerId, kWorkerId}) {
+    EXPECT_FALSE(MaySeeJob(who, run)) << who.Describe();
+    EXPECT_EQ(VisibleJob(who, run).status().code(), absl::StatusCode::kNotFound) << who.Describe();
+  }
+  EXPECT_EQ(VisibleJob(kAlice, run).status().message(), "job 'job-000002' not found");
+  for (const Identity& who : {kAlice, kViewerId}) {
+    const std::vector<JobRecord> seen = VisibleJobs(who, {trained, run}, JobFilter{});
+    ASSERT_EQ(seen.size(), 1u) << who.Describe();
+    EXPECT_EQ(seen[0].job_id, "job-000001");
+  }
+  EXPECT_EQ(VisibleJobs(kCustodianId, {trained, run}, JobFilter{}).size(), 2u);
+}
+
+}  // namespace
+}  // namespace dpfleet::server

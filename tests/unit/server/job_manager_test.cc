@@ -16,6 +16,7 @@
 #include "common/status.h"
 #include "tests/testing/files.h"
 #include "tests/testing/server/fake_data_resolver.h"
+#include "server/rpc/access.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -1445,3 +1446,167 @@ TEST_F(JobManagerTest, ALogPastTheByteCapDropsItsOldestLines) {
 
 }  // namespace
 }  // namespace dpfleet::server
+
+// --- Audit runs (`dpctl audit`) ---
+
+class JobManagerAuditTest : public JobManagerTest {
+ protected:
+  // A single-rank job run to SUCCEEDED with `model` stored; returns it.
+  JobRecord Trained(const std::string& worker, const std::string& model = "trained-weights") {
+    JobRecord job = *jobs_->Get(jobs_->Submit(Spec(1, 1))->job_id);
+    EXPECT_EQ(job.state, JobState::kRunning);
+    Poll(worker);
+    RunEpoch(job, worker, 1);
+    EXPECT_TRUE(jobs_->StoreModel(job.job_id, job.attempt, 0, model).ok());
+    EXPECT_TRUE(jobs_->ReportDone(job.job_id, job.attempt, 0, worker, true, "").ok());
+    return *jobs_->Get(job.job_id);
+  }
+};
+
+TEST_F(JobManagerAuditTest, OnlyASucceededJobWithAModelCanBeAudited) {
+  EXPECT_EQ(jobs_->StartAudit("job-999999", AuditOrder{}, "cus").status().code(), absl::StatusCode::kNotFound);
+  const std::string w = AddWorker();
+  auto running = *jobs_->Get(jobs_->Submit(Spec(1, 2))->job_id);
+  auto refused = jobs_->StartAudit(running.job_id, AuditOrder{}, "cus");
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr(running.job_id));
+  EXPECT_THAT(refused.status().message(), HasSubstr("RUNNING"));
+  ASSERT_TRUE(jobs_->Cancel(running.job_id).ok());
+  EXPECT_THAT(jobs_->StartAudit(running.job_id, AuditOrder{}, "cus").status().message(), HasSubstr("CANCELLED"));
+
+  const JobRecord done = Trained(w);
+  ASSERT_EQ(done.state, JobState::kSucceeded);
+  AuditOrder no_shadows;
+  no_shadows.shadow_models = 0;
+  EXPECT_THAT(jobs_->StartAudit(done.job_id, no_shadows, "cus").status().message(), HasSubstr("shadow_models"));
+  AuditOrder nothing;
+  nothing.membership = nothing.inversion = false;
+  EXPECT_EQ(jobs_->StartAudit(done.job_id, nothing, "cus").status().code(), absl::StatusCode::kInvalidArgument);
+  auto run = jobs_->StartAudit(done.job_id, AuditOrder{}, "cus");
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(jobs_->StartAudit(run->job_id, AuditOrder{}, "cus").status().code(), absl::StatusCode::kInvalidArgument)
+      << "an audit run is not audited";
+}
+
+TEST_F(JobManagerAuditTest, AnAuditRunIsOneRankOfTheTargetsSpecAndIsNeverCharged) {
+  const std::string w = AddWorker();
+  const JobRecord target = Trained(w, "the-model-bytes");
+  const double eps = target.epsilon;
+  AuditOrder order;
+  order.shadow_models = 3;
+  order.baseline = false;
+  auto started = jobs_->StartAudit(target.job_id, order, "custodian-1");
+  ASSERT_TRUE(started.ok()) << started.status();
+  const JobRecord run = *jobs_->Get(started->job_id);
+  ASSERT_TRUE(run.audit.has_value());
+  EXPECT_EQ(run.audit->target, target.job_id);
+  EXPECT_EQ(run.audit->shadow_models, 3);
+  ASSERT_TRUE(run.audit->reported_epsilon.has_value());
+  EXPECT_DOUBLE_EQ(*run.audit->reported_epsilon, eps);
+  EXPECT_EQ(run.owner, "custodian-1");
+  EXPECT_EQ(run.world_size, 1);
+  EXPECT_FALSE(run.dp) << "it spends no epsilon of its own";
+  EXPECT_STREQ(JobKindName(run), "audit");
+  EXPECT_EQ(run.state, JobState::kRunning);
+  // The worker gets the target's spec and sigma with the audit order.
+  std::vector<Assignment> got = Poll(w);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].spec_yaml, target.spec_yaml);
+  EXPECT_DOUBLE_EQ(got[0].noise_multiplier, target.noise_multiplier);
+  EXPECT_EQ(got[0].split_key, kSplitKey);
+  ASSERT_TRUE(got[0].audit.has_value());
+  EXPECT_EQ(got[0].audit->target, target.job_id);
+  EXPECT_FALSE(got[0].audit->baseline);
+
+  // Never charged, never an epoch, never a model of its own.
+  auto charged = jobs_->Charge(run.job_id, run.attempt, 0, 1, target.steps_per_epoch, target.sample_rate,
+                               target.noise_multiplier);
+  EXPECT_EQ(charged.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(charged.status().message(), HasSubstr("never charged"));
+  EXPECT_TRUE(store_->LedgerForJob(run.job_id)->empty());
+  EXPECT_FALSE(jobs_->ReportProgress(run.job_id, run.attempt, 0, w, WithMetrics(1)).ok());
+  EXPECT_FALSE(jobs_->StoreModel(run.job_id, run.attempt, 0, "x").ok());
+  EXPECT_DOUBLE_EQ(jobs_->Get(target.job_id)->epsilon, eps);
+
+  // The run's rank 0 reads the target's model; a training job reads none.
+  auto model = jobs_->FetchModel(run.job_id, run.attempt, 0, 4, 100);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->data, "model-bytes");
+  EXPECT_EQ(model->total_bytes, 15);
+  EXPECT_FALSE(jobs_->FetchModel(run.job_id, run.attempt + 1, 0, 0, 100).ok()) << "stale attempt";
+  const std::string w2 = AddWorker();
+  auto other = *jobs_->Get(jobs_->Submit(Spec(1, 1))->job_id);
+  ASSERT_EQ(other.state, JobState::kRunning);
+  EXPECT_EQ(jobs_->FetchModel(other.job_id, other.attempt, 0, 0, 100).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(JobManagerAuditTest, TheReportLandsWithSucceededAndSurvivesARestart) {
+  const std::string w = AddWorker();
+  const JobRecord target = Trained(w);
+  const JobRecord run = *jobs_->StartAudit(target.job_id, AuditOrder{}, "cus");
+  auto before = jobs_->GetAudit(run.job_id);
+  ASSERT_TRUE(before.ok());
+  EXPECT_FALSE(before->report.has_value());
+  EXPECT_EQ(jobs_->GetAudit(target.job_id).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs_->ReportAudit(run.job_id, run.attempt, 0, "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(jobs_->ReportAudit(target.job_id, target.attempt, 0, "{}").code(), absl::StatusCode::kFailedPrecondition)
+      << "not running, and not an audit";
+  const std::string report = R"({"job_id":"x","target":{"model":"target"}})";
+  ASSERT_TRUE(jobs_->ReportAudit(run.job_id, run.attempt, 0, report).ok());
+  auto after = jobs_->GetAudit(run.job_id);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->run.state, JobState::kSucceeded);
+  ASSERT_TRUE(after->report.has_value());
+  EXPECT_EQ(*after->report, report);
+  // The worker's ReportDone that follows changes nothing.
+  ASSERT_TRUE(jobs_->ReportDone(run.job_id, run.attempt, 0, w, true, "").ok());
+  EXPECT_EQ(jobs_->Get(run.job_id)->state, JobState::kSucceeded);
+  Open();
+  auto recovered = jobs_->GetAudit(run.job_id);
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_EQ(recovered->run.state, JobState::kSucceeded);
+  ASSERT_TRUE(recovered->report.has_value());
+  EXPECT_EQ(*recovered->report, report);
+  ASSERT_TRUE(recovered->run.audit.has_value());
+  EXPECT_EQ(recovered->run.audit->target, target.job_id);
+}
+
+TEST_F(JobManagerAuditTest, FinishingWithoutAReportFailsTheRunAndSpendsNoBudget) {
+  const std::string w = AddWorker();
+  const JobRecord target = Trained(w);
+  // An audit is never checked against budgets and reserves nothing on the
+  // files it reads.
+  auto before = jobs_->GetBudgets("");
+  ASSERT_TRUE(before.ok());
+  const JobRecord run = *jobs_->StartAudit(target.job_id, AuditOrder{}, "cus");
+  auto during = jobs_->GetBudgets("");
+  ASSERT_TRUE(during.ok());
+  ASSERT_EQ(during->size(), before->size());
+  for (std::size_t i = 0; i < during->size(); ++i) {
+    EXPECT_DOUBLE_EQ((*during)[i].committed, (*before)[i].committed) << "an audit commits nothing";
+  }
+  Poll(w);
+  ASSERT_TRUE(jobs_->ReportDone(run.job_id, run.attempt, 0, w, true, "").ok());
+  const JobRecord failed = *jobs_->Get(run.job_id);
+  EXPECT_EQ(failed.state, JobState::kFailed) << "one attempt, whatever the spec allows";
+  EXPECT_THAT(failed.reason, HasSubstr("without sending its audit report"));
+  EXPECT_FALSE(jobs_->GetAudit(run.job_id)->report.has_value());
+}
+
+// The audit run's model and report RPCs are bound to the certificate that
+// holds its rank, as every other worker RPC of a run.
+TEST_F(JobManagerAuditTest, OnlyTheRunsWorkerMayFetchTheAuditedModel) {
+  const std::string w = jobs_->RegisterWorker("host", "cpu", 1, "", std::nullopt, "worker-1").worker_id;
+  const JobRecord target = Trained(w);
+  const JobRecord run = *jobs_->StartAudit(target.job_id, AuditOrder{}, "cus");
+  ASSERT_EQ(jobs_->Get(run.job_id)->worker_ids, std::vector<std::string>{w});
+  EXPECT_TRUE(CheckRun(Identity::Worker("worker-1"), jobs_.get(), run.job_id, run.attempt, 0).ok());
+  EXPECT_EQ(CheckRun(Identity::Worker("worker-2"), jobs_.get(), run.job_id, run.attempt, 0).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(CheckRun(Identity::User("cus", Role::kCustodian), jobs_.get(), run.job_id, run.attempt, 0).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(CheckRun(Identity::Worker("worker-1"), jobs_.get(), target.job_id, target.attempt, 0).code(),
+            absl::StatusCode::kPermissionDenied)
+      << "the target's run is over: nobody holds it";
+}

@@ -766,9 +766,59 @@ TEST(SqliteStoreMigrationTest, MigratesAVersionFourDatabase) {
   sqlite3_stmt* st = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr), SQLITE_OK);
   ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_EQ(sqlite3_column_int(st, 0), 5);
+  EXPECT_EQ(sqlite3_column_int(st, 0), Store::kSchemaVersion);
   sqlite3_finalize(st);
   sqlite3_close(db);
+}
+
+// Version 5 had no audit reports: a database of that schema keeps its jobs
+// and logs, has no report for any job, and stores one with a run's end.
+TEST(SqliteStoreMigrationTest, MigratesAVersionFiveDatabase) {
+  testing::TempDir dir;
+  {
+    auto store = Store::Open(dir.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    JobRecord job;
+    job.job_id = "job-000001";
+    job.name = "kept";
+    ASSERT_TRUE((*store)->PutJob(job).ok());
+    LogLine l;
+    l.message = "run finished";
+    ASSERT_TRUE((*store)->AppendJobLogs("job-000001", {l}, LogLimits{}, 0).ok());
+  }
+  Exec(dir.Join("coordinator.db"), "DROP TABLE audit_reports; PRAGMA user_version = 5;");
+  auto store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto jobs = (*store)->LoadJobs();
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].name, "kept");
+  EXPECT_FALSE((*jobs)[0].audit.has_value()) << "a record from before audits is a training job";
+  EXPECT_EQ((*store)->ReadJobLogs("job-000001", LogQuery{})->lines.size(), 1u);
+  auto none = (*store)->ReadAuditReport("job-000001");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(none->has_value());
+  JobCommit end;
+  end.job = (*jobs)[0];
+  end.job.job_id = "job-000002";
+  end.job.state = JobState::kSucceeded;
+  end.job.audit = AuditOrder{};
+  end.job.audit->target = "job-000001";
+  end.job.audit->reported_epsilon = 1.25;
+  end.audit_report = R"({"job_id":"job-000001"})";
+  ASSERT_TRUE((*store)->CommitJob(end).ok());
+  store->reset();
+  store = Store::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->MigrationNotes().empty()) << "already the current version";
+  auto report = (*store)->ReadAuditReport("job-000002");
+  ASSERT_TRUE(report.ok() && report->has_value());
+  EXPECT_EQ(**report, end.audit_report);
+  auto back = (*store)->LoadJobs();
+  ASSERT_EQ(back->size(), 2u);
+  ASSERT_TRUE((*back)[1].audit.has_value());
+  EXPECT_EQ((*back)[1].audit->target, "job-000001");
+  EXPECT_DOUBLE_EQ(*(*back)[1].audit->reported_epsilon, 1.25);
 }
 
 // A batch of log lines is one transaction: a failed fsync stores none of
