@@ -1444,9 +1444,6 @@ TEST_F(JobManagerTest, ALogPastTheByteCapDropsItsOldestLines) {
   EXPECT_EQ(view->page.dropped_bytes, 4);
 }
 
-}  // namespace
-}  // namespace dpfleet::server
-
 // --- Audit runs (`dpctl audit`) ---
 
 class JobManagerAuditTest : public JobManagerTest {
@@ -1473,6 +1470,7 @@ TEST_F(JobManagerAuditTest, OnlyASucceededJobWithAModelCanBeAudited) {
   EXPECT_THAT(refused.status().message(), HasSubstr("RUNNING"));
   ASSERT_TRUE(jobs_->Cancel(running.job_id).ok());
   EXPECT_THAT(jobs_->StartAudit(running.job_id, AuditOrder{}, "cus").status().message(), HasSubstr("CANCELLED"));
+  Poll(w);  // the worker confirms it stopped: idle again
 
   const JobRecord done = Trained(w);
   ASSERT_EQ(done.state, JobState::kSucceeded);
@@ -1606,7 +1604,11 @@ TEST_F(JobManagerAuditTest, OnlyTheRunsWorkerMayFetchTheAuditedModel) {
             absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(CheckRun(Identity::User("cus", Role::kCustodian), jobs_.get(), run.job_id, run.attempt, 0).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(CheckRun(Identity::Worker("worker-1"), jobs_.get(), target.job_id, target.attempt, 0).code(),
-            absl::StatusCode::kPermissionDenied)
-      << "the target's run is over: nobody holds it";
+  // The worker that trained the target holds no run of it any more that
+  // could read a model.
+  EXPECT_EQ(jobs_->FetchModel(target.job_id, target.attempt, 0, 0, 100).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
+
+}  // namespace
+}  // namespace dpfleet::server

@@ -740,7 +740,8 @@ TEST(SqliteStoreMigrationTest, MigratesAVersionFourDatabase) {
     job.name = "kept";
     ASSERT_TRUE((*store)->PutJob(job).ok());
   }
-  Exec(dir.Join("coordinator.db"), "DROP TABLE job_logs; DROP TABLE job_log_stats; PRAGMA user_version = 4;");
+  Exec(dir.Join("coordinator.db"),
+       "DROP TABLE job_logs; DROP TABLE job_log_stats; DROP TABLE audit_reports; PRAGMA user_version = 4;");
   auto store = Store::Open(dir.path());
   ASSERT_TRUE(store.ok()) << store.status();
   auto jobs = (*store)->LoadJobs();
