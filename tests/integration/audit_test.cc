@@ -60,8 +60,7 @@ TEST(AuditTest, CustodianAuditsAnAnalystsJobAndTheBoundsStayBelowItsEpsilon) {
 
   // Few shadows and challenge points keep the run short; the bounds hold
   // for any number (they are confidence bounds, not estimates).
-  ASSERT_EQ(fleet.Dpctl({"audit", job, "--shadow-models", "2", "--max-challenge", "400", "-o", "json"}, &out, &err),
-            0)
+  ASSERT_EQ(fleet.Dpctl({"audit", job, "--shadow-models", "2", "--max-challenge", "400", "-o", "json"}, &out, &err), 0)
       << err << out << fleet.Logs();
   const nlohmann::json audit = nlohmann::json::parse(out);
   const std::string audit_id = audit["audit_id"];

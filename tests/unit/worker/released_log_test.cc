@@ -66,5 +66,19 @@ TEST(ReleasedLogTest, AFullBufferDropsItsOldestLinesAndCountsThem) {
   EXPECT_EQ(lines[1].message(), "run finished");
 }
 
+// An audit run's lines: fixed sentences with counts; a phase the engine
+// does not list is not repeated.
+TEST(ReleasedLogTest, AuditLinesAreFixedSentencesAndUnknownPhasesAreNotRepeated) {
+  ReleasedLog log(log::Level::kInfo);
+  log.AuditStarted(8, /*baseline=*/true);
+  log.AuditProgress("training shadow models", 3, 8);
+  log.AuditProgress("model inversion", 1, 2);
+  log.AuditProgress("row 17: SERIALNO=2019HU0001", 1, 1);
+  log.AuditReported();
+  EXPECT_THAT(log.Messages(), ElementsAre("audit: 8 shadow models per model, with a non-private baseline",
+                                          "audit: training shadow models 3/8", "audit: model inversion 1/2",
+                                          "audit: working 1/1", "audit report handed to the coordinator"));
+}
+
 }  // namespace
 }  // namespace dpfleet::worker

@@ -15,7 +15,7 @@ using ::testing::HasSubstr;
 TEST(RunEventsTest, EveryStageNameParsesBackAndNothingElseDoes) {
   for (RunStage s :
        {RunStage::kStarting, RunStage::kLoadingData, RunStage::kConnecting, RunStage::kResuming, RunStage::kTraining,
-        RunStage::kEvaluating, RunStage::kReporting, RunStage::kUploading, RunStage::kStopping}) {
+        RunStage::kEvaluating, RunStage::kReporting, RunStage::kUploading, RunStage::kStopping, RunStage::kAuditing}) {
     ASSERT_TRUE(ParseRunStage(RunStageName(s)).has_value()) << RunStageName(s);
     EXPECT_EQ(*ParseRunStage(RunStageName(s)), s);
   }
@@ -29,6 +29,8 @@ TEST(RunEventsTest, APublicFailureIsTheStageAndTheCodeOnly) {
   EXPECT_EQ(PublicRunFailure(RunStage::kConnecting, absl::StatusCode::kDeadlineExceeded),
             "failed while connecting to the other ranks (DEADLINE_EXCEEDED)");
   EXPECT_EQ(PublicRunFailure(RunStage::kTraining, absl::StatusCode::kCancelled), "cancelled");
+  EXPECT_EQ(PublicRunFailure(RunStage::kAuditing, absl::StatusCode::kInvalidArgument),
+            "failed while auditing (INVALID_ARGUMENT)");
   EXPECT_EQ(PublicRunFailure(RunStage::kStopping, absl::StatusCode::kAborted), "worker stopped (SIGTERM)");
 }
 
