@@ -179,12 +179,17 @@ AuditTarget PlantedTarget(const AuditData& data) {
   return TrainTarget(model, config, 20, data, kPlantedColumns);
 }
 
-TEST(AuditInversionTest, RecoversAPlantedAttributeFarAboveBaseRate) {
-  const AuditData data = PlantedDisability(2000, 1000, 5);
-  const AuditTarget target = PlantedTarget(data);
+AuditOptions InversionOnly() {
   AuditOptions options;
   options.membership = false;
   options.baseline = false;
+  return options;
+}
+
+TEST(AuditInversionTest, RecoversAPlantedAttributeFarAboveBaseRate) {
+  const AuditData data = PlantedDisability(2000, 1000, 5);
+  const AuditTarget target = PlantedTarget(data);
+  AuditOptions options = InversionOnly();
   auto report = RunAudit(target, data, options);  // default features: DIS (no MAR here)
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->target.inversion.size(), 1u);
@@ -193,8 +198,9 @@ TEST(AuditInversionTest, RecoversAPlantedAttributeFarAboveBaseRate) {
   EXPECT_EQ(r.records, 500);  // half the eval split bounds the challenge sides
   // The label determines DIS and the model learnt the label, so the attack
   // recovers (nearly) every record; always guessing "not disabled" scores
-  // about 0.7 (500 draws at p = 0.3 stay within 0.64..0.76 except with
-  // probability < 1e-4 by a normal tail at 3.9 standard errors of 0.02).
+  // about 0.7: the share in 500 of the 2000 records drawn has a standard
+  // error of at most 0.02, so 0.6..0.8 is 5 of them either side (a normal
+  // tail below 1e-6).
   EXPECT_GT(r.accuracy, 0.95);
   EXPECT_GT(r.base_rate, 0.6);
   EXPECT_LT(r.base_rate, 0.8);
@@ -205,9 +211,7 @@ TEST(AuditInversionTest, RecoversAPlantedAttributeFarAboveBaseRate) {
 TEST(AuditInversionTest, RefusesNumericAndAbsentFeatures) {
   const AuditData data = PlantedDisability(200, 100, 6);
   const AuditTarget target = PlantedTarget(data);
-  AuditOptions options;
-  options.membership = false;
-  options.baseline = false;
+  AuditOptions options = InversionOnly();
   options.inversion_features = {"AGEP"};
   auto numeric = RunAudit(target, data, options);
   ASSERT_FALSE(numeric.ok());
