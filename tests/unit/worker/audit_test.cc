@@ -81,7 +81,19 @@ train::TrainConfig MemorisingConfig() {
   return c;
 }
 
+// One intra-op thread while it lives: the audit's matrices are small, and
+// on a loaded machine ATen's thread pool makes them several times slower.
+class OneThread {
+ public:
+  OneThread() : before_(at::get_num_threads()) { at::set_num_threads(1); }
+  ~OneThread() { at::set_num_threads(before_); }
+
+ private:
+  int before_;
+};
+
 TEST(AuditTest, DpTargetStaysUnderItsEpsilonAndBaselineIsMoreExposed) {
+  const OneThread one_thread;
   const AuditData data = NoiseTask(kN, kN, kDim, 11);
   train::TrainConfig config = MemorisingConfig();
   const double q = static_cast<double>(kBatch) / kN, delta = 1e-5;
