@@ -10,15 +10,19 @@
 // What runs (RunAudit):
 //  * challenge points: members drawn from the training split, non-members
 //    from the eval split, sampled so that a challenge point is a member with
-//    probability 1/2 (at most `max_challenge` per side);
+//    probability 1/2 (at most `max_challenge` per side, and at most half of
+//    either split, so that the shadow pool keeps records of both);
 //  * shadow models: `shadow_models` models trained with the target's own
 //    spec (DP-SGD with its σ, C, B, epochs; or plain SGD for a non-private
-//    target) on data disjoint from every challenge point, so every shadow is
+//    target), each on a fresh random subset of min(N, pool) records of the
+//    pool (every record that is not a challenge point), so every shadow is
 //    an OUT model for every challenge point (offline LiRA);
 //  * membership attacks on the target: loss threshold (score = -BCE) and
 //    offline LiRA (score = how far the target's logit-scaled confidence on a
 //    point lies above the shadows' OUT distribution of it); AUC, TPR at FPR
-//    0.1 % and 1 %, and the ε lower bound (Clopper–Pearson, 95 % jointly);
+//    0.1 % and 1 %, and the ε lower bound (Clopper–Pearson, `confidence`
+//    jointly over every bound of the report; statistics.h, docs/AUDIT.md —
+//    a single-run estimate, not a proof over independent runs);
 //  * model inversion (Fredrikson et al. 2015): recover a sensitive
 //    categorical feature of member records from the model, the record's
 //    other features and its label; accuracy against the base rate;
@@ -98,10 +102,10 @@ struct MembershipResult {
 };
 
 struct InversionResult {
-  std::string feature;      // "DIS"
-  int64_t records = 0;      // member records attacked
-  double accuracy = 0.0;    // share whose value the attack recovered
-  double base_rate = 0.0;   // share of the most common value (guessing it always)
+  std::string feature;     // "DIS"
+  int64_t records = 0;     // member records attacked
+  double accuracy = 0.0;   // share whose value the attack recovered
+  double base_rate = 0.0;  // share of the most common value (guessing it always)
 };
 
 struct ModelAudit {
@@ -122,6 +126,11 @@ struct AuditReport {
 };
 
 // Progress for the worker's released log: a fixed phase name and counters.
+// Phases, in order: "training shadow models" (k of K, target's shadows),
+// "membership inference", "model inversion" (i of features), then with a
+// baseline "training baseline model" (0/1, 1/1), "training baseline shadow
+// models", "membership inference", "model inversion". Counters only: no
+// metric of the data passes through it.
 using AuditProgress = std::function<void(const std::string& phase, int done, int total)>;
 
 // Runs the audit on this process (CPU or the target's device in
@@ -129,8 +138,8 @@ using AuditProgress = std::function<void(const std::string& phase, int done, int
 // training or eval rows, an unknown or non-categorical inversion feature,
 // shadow_models < 1, parameters that do not fit the model); Cancelled when
 // *cancel becomes true (checked between training steps).
-absl::StatusOr<AuditReport> RunAudit(const AuditTarget& target, const AuditData& data,
-                                     const AuditOptions& options, const std::atomic<bool>* cancel = nullptr,
+absl::StatusOr<AuditReport> RunAudit(const AuditTarget& target, const AuditData& data, const AuditOptions& options,
+                                     const std::atomic<bool>* cancel = nullptr,
                                      const AuditProgress& progress = nullptr);
 
 }  // namespace dpfleet::audit
