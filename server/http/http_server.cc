@@ -187,27 +187,22 @@ void ServeAsset(const PageAsset& asset, httplib::Response& res) {
 // GET /v1/jobs?state=&owner=&dataset=&limit=: every refusal names the
 // parameter, the value and why (a 400).
 absl::StatusOr<JobFilter> JobFilterFromQuery(const httplib::Params& params) {
-  JobFilter filter;
+  JobFilterQuery query;
   std::set<std::string> seen;
   for (const auto& [key, value] : params) {
     if (!seen.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat("query parameter '", key, "' given more than once"));
     }
     if (key == "state") {
-      if (value.empty()) continue;
-      absl::StatusOr<JobState> state = ParseJobState(absl::AsciiStrToUpper(value));
-      if (!state.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "state: '", value, "' is not a job state (expected QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED)"));
-      }
-      filter.state = *state;
+      query.state = value;
     } else if (key == "owner") {
-      filter.owner = value;
+      query.owner = value;
     } else if (key == "dataset") {
-      filter.dataset = value;
+      query.dataset = value;
     } else if (key == "limit") {
+      // In a query string "no limit" is leaving it out, so 0 is refused.
       if (value.empty()) continue;
-      if (!absl::SimpleAtoi(value, &filter.limit) || filter.limit < 1) {
+      if (!absl::SimpleAtoi(value, &query.limit) || query.limit < 1) {
         return absl::InvalidArgumentError(absl::StrCat("limit: '", value, "' is not a positive integer"));
       }
     } else {
@@ -215,7 +210,7 @@ absl::StatusOr<JobFilter> JobFilterFromQuery(const httplib::Params& params) {
           absl::StrCat("query parameter '", key, "' is not a filter of /v1/jobs (state, owner, dataset, limit)"));
     }
   }
-  return filter;
+  return ParseJobFilter(query);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "server/rpc/access.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <map>
 
@@ -207,6 +208,26 @@ bool MaySeeJob(const Identity& caller, const JobRecord& job) {
   if (job.audit) return false;
   if (caller.role == Role::kViewer) return true;
   return caller.role == Role::kAnalyst && !job.owner.empty() && job.owner == caller.name;
+}
+
+absl::StatusOr<JobFilter> ParseJobFilter(const JobFilterQuery& query) {
+  JobFilter filter;
+  if (!query.state.empty()) {
+    absl::StatusOr<JobState> state = ParseJobState(absl::AsciiStrToUpper(query.state));
+    if (!state.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "state: '", query.state, "' is not a job state (expected QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED)"));
+    }
+    filter.state = *state;
+  }
+  if (query.limit < 0 || query.limit > std::numeric_limits<int32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: '", query.limit, "' must be >= 0 (0: no limit) and at most ",
+                                                   std::numeric_limits<int32_t>::max()));
+  }
+  filter.limit = static_cast<int32_t>(query.limit);
+  filter.owner = query.owner;
+  filter.dataset = query.dataset;
+  return filter;
 }
 
 std::vector<JobRecord> VisibleJobs(const Identity& caller, const std::vector<JobRecord>& all, const JobFilter& filter) {

@@ -100,6 +100,19 @@ struct JobFilter {
   std::string dataset;  // the registered dataset name or one of the data paths
   int32_t limit = 0;    // the most recently submitted `limit` matches; 0: all
 };
+// A listing filter as a caller wrote it, before it is checked: the state by
+// name (case-insensitive; "" = any), owner and dataset as given, the limit
+// (0 = all).
+struct JobFilterQuery {
+  std::string state;
+  std::string owner;
+  std::string dataset;
+  int64_t limit = 0;
+};
+// The one check of a listing filter, for gRPC and HTTP alike: InvalidArgument
+// naming the field, the value and why ("state: 'DONE' is not a job state
+// (expected QUEUED, ...)", "limit: '-2' must be >= 0 (0: no limit)").
+absl::StatusOr<JobFilter> ParseJobFilter(const JobFilterQuery& query);
 // The jobs of `all` (in submission order) that `caller` may see, as
 // JobView shows them, that match `filter`. The filter is applied to the
 // view, never to fields the caller cannot see: an analyst asking for

@@ -47,21 +47,18 @@ grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::
 grpc::Status CoordinatorServiceImpl::ListJobs(grpc::ServerContext* ctx, const v1::ListJobsRequest* req,
                                               v1::ListJobsResponse* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
-  JobFilter filter;
-  filter.owner = req->owner();
-  filter.dataset = req->dataset();
-  if (req->limit() < 0) {
-    return ToGrpc(absl::InvalidArgumentError(absl::StrCat("limit: '", req->limit(), "' must be >= 0 (0: no limit)")));
-  }
-  filter.limit = req->limit();
+  JobFilterQuery query;
+  // An enum number the proto does not know is named by its number, so the
+  // error shows what was sent.
   if (req->state() != v1::JOB_STATE_UNSPECIFIED) {
-    absl::StatusOr<JobState> state = ParseJobState(v1::JobState_Name(req->state()));
-    if (!state.ok()) {
-      return ToGrpc(absl::InvalidArgumentError(absl::StrCat("state: ", req->state(), " is not a job state")));
-    }
-    filter.state = *state;
+    query.state = v1::JobState_IsValid(req->state()) ? v1::JobState_Name(req->state()) : absl::StrCat(req->state());
   }
-  for (const JobRecord& r : VisibleJobs(caller, deps_.jobs->List(), filter)) ToProto(r, resp->add_jobs());
+  query.owner = req->owner();
+  query.dataset = req->dataset();
+  query.limit = req->limit();
+  absl::StatusOr<JobFilter> filter = ParseJobFilter(query);
+  if (!filter.ok()) return ToGrpc(filter.status());
+  for (const JobRecord& r : VisibleJobs(caller, deps_.jobs->List(), *filter)) ToProto(r, resp->add_jobs());
   return grpc::Status::OK;
 }
 
@@ -446,8 +443,11 @@ grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext* ctx, const v1::D
   if (!req->success()) {
     const std::optional<log::RunStage> stage = log::ParseRunStage(req->error_stage());
     const int code = req->error_code();
-    const absl::StatusCode status_code =
-        code > 0 && code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kUnknown;
+    // kUnauthenticated is the highest code absl (and gRPC) define; anything
+    // outside (0, it] is not a failure code a worker can have meant.
+    const absl::StatusCode status_code = code > 0 && code <= static_cast<int>(absl::StatusCode::kUnauthenticated)
+                                             ? static_cast<absl::StatusCode>(code)
+                                             : absl::StatusCode::kUnknown;
     if (stage) public_error = log::PublicRunFailure(*stage, status_code);
   }
   return ToGrpc(deps_.jobs->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),

@@ -291,6 +291,28 @@ TEST(AccessTest, AnalystsSeeFailureCategoriesNeverWorkerMessages) {
   EXPECT_EQ(JobView(kAlice, job).pending_reason, job.pending_reason);
 }
 
+TEST(ParseJobFilterTest, OneCheckForBothListingsNamingFieldAndValue) {
+  absl::StatusOr<JobFilter> f = ParseJobFilter({"succeeded", "alice", "az-2024", 5});
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->state, JobState::kSucceeded) << "state names are case-insensitive";
+  EXPECT_EQ(f->owner, "alice");
+  EXPECT_EQ(f->dataset, "az-2024");
+  EXPECT_EQ(f->limit, 5);
+  f = ParseJobFilter({});
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE(f->state.has_value()) << "an empty state matches every state";
+  EXPECT_EQ(f->limit, 0);
+
+  f = ParseJobFilter({"DONE", "", "", 0});
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(f.status().message(), HasSubstr("state: 'DONE' is not a job state (expected QUEUED, RUNNING, "
+                                              "SUCCEEDED, FAILED or CANCELLED)"));
+  f = ParseJobFilter({"", "", "", -1});
+  EXPECT_THAT(f.status().message(), HasSubstr("limit: '-1' must be >= 0 (0: no limit)"));
+  f = ParseJobFilter({"", "", "", int64_t{1} << 40});
+  EXPECT_THAT(f.status().message(), HasSubstr("limit: '1099511627776' must be >= 0 (0: no limit) and at most"));
+}
+
 }  // namespace
 }  // namespace dpfleet::server
 

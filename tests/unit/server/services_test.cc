@@ -253,6 +253,13 @@ TEST_F(ServicesTest, ListJobsAppliesItsFiltersOnTheCoordinator) {
   EXPECT_TRUE(list(req, &refused).empty());
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(refused.error_message(), HasSubstr("limit: '-2' must be >= 0"));
+  // A state number the API does not define is refused by its number, with
+  // the same sentence GET /v1/jobs?state= gives.
+  req = v1::ListJobsRequest();
+  req.set_state(static_cast<v1::JobState>(42));
+  EXPECT_TRUE(list(req, &refused).empty());
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(refused.error_message(), HasSubstr("state: '42' is not a job state (expected QUEUED, RUNNING"));
 }
 
 TEST_F(ServicesTest, AStoreFailureReachesTheClientAsUnavailableNamingTheCause) {
