@@ -7,6 +7,12 @@
 // baseline.
 //
 //   dpfleet-audit-bench [--rows 25000] [--shadows 4] [--threads 1] [--json]
+//                       [--hidden 64,32] [--epochs 5] [--batch 512] [--lr 0.5]
+//                       [--momentum 0] [--sigma 1.0]
+//
+// The spec flags change the target's (and so the shadows' and the
+// baseline's) spec, e.g. to the memorising spec of the demo's second audit
+// (deploy/examples/small-dp.yaml).
 //
 // Synthetic data only (common/pums/synth.h); nothing here reads real records.
 #include <ATen/ATen.h>
@@ -19,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "common/privacy/accountant.h"
 #include "common/pums/dataset.h"
 #include "common/pums/synth.h"
@@ -63,8 +70,14 @@ nlohmann::json ToJson(const dpfleet::audit::ModelAudit& a) {
 
 int main(int argc, char** argv) {
   int64_t rows = 25000;
-  int shadows = 4, threads = 1;
+  int shadows = 4, threads = 1, epochs = 5;
   bool json = false;
+  dpfleet::train::ModelConfig model;  // MLP [64, 32], ReLU
+  dpfleet::train::TrainConfig config;
+  config.batch_size = 512;
+  config.learning_rate = 0.5;
+  config.max_grad_norm = 1.0;
+  config.noise_multiplier = 1.0;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string {
@@ -72,7 +85,24 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     int64_t v = 0;
-    if (arg == "--rows" && absl::SimpleAtoi(value(), &v) && v > 0) {
+    double f = 0;
+    if (arg == "--hidden") {
+      model.hidden.clear();
+      for (absl::string_view w : absl::StrSplit(value(), ',')) {
+        if (!absl::SimpleAtoi(w, &v) || v <= 0) Die("--hidden: '" + std::string(w) + "' is not a positive width");
+        model.hidden.push_back(v);
+      }
+    } else if (arg == "--epochs" && absl::SimpleAtoi(value(), &v) && v > 0) {
+      epochs = static_cast<int>(v);
+    } else if (arg == "--batch" && absl::SimpleAtoi(value(), &v) && v > 0) {
+      config.batch_size = v;
+    } else if (arg == "--lr" && absl::SimpleAtod(value(), &f) && f > 0) {
+      config.learning_rate = f;
+    } else if (arg == "--momentum" && absl::SimpleAtod(value(), &f) && f >= 0 && f < 1) {
+      config.momentum = f;
+    } else if (arg == "--sigma" && absl::SimpleAtod(value(), &f) && f > 0) {
+      config.noise_multiplier = f;
+    } else if (arg == "--rows" && absl::SimpleAtoi(value(), &v) && v > 0) {
       rows = v;
     } else if (arg == "--shadows" && absl::SimpleAtoi(value(), &v) && v > 0) {
       shadows = static_cast<int>(v);
@@ -81,7 +111,8 @@ int main(int argc, char** argv) {
     } else if (arg == "--json") {
       json = true;
     } else {
-      Die("usage: dpfleet-audit-bench [--rows N] [--shadows K] [--threads T] [--json]");
+      Die("usage: dpfleet-audit-bench [--rows N] [--shadows K] [--threads T] [--json] [--hidden W,W] "
+          "[--epochs E] [--batch B] [--lr L] [--momentum M] [--sigma S]");
     }
   }
   at::set_num_threads(threads);
@@ -95,14 +126,7 @@ int main(int argc, char** argv) {
   std::remove(csv.c_str());
 
   dpfleet::audit::AuditData data{Matrix(ds->train), Labels(ds->train), Matrix(ds->eval), Labels(ds->eval)};
-  dpfleet::train::ModelConfig model;  // MLP [64, 32], ReLU
-  dpfleet::train::TrainConfig config;
   config.dataset_size = ds->train.rows;
-  config.batch_size = 512;
-  config.learning_rate = 0.5;
-  config.max_grad_norm = 1.0;
-  config.noise_multiplier = 1.0;
-  const int epochs = 5;
   const double delta = 1e-5;
 
   dpfleet::comm::LocalCommunicator comm;
