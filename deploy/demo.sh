@@ -4,8 +4,10 @@
 # data directory, workers proving who they are with their certificates —
 # then the custodian registers synthetic PUMS data as a dataset, gives an
 # analyst a token, and the analyst's job (the example spec) is followed to
-# the end and the custodian audits it (`dpctl audit`); everything is shut
-# down afterwards.
+# the end and the custodian audits it (`dpctl audit`); then a small job
+# that invites memorisation (deploy/examples/small-dp.yaml) is trained and
+# audited, where the non-private baseline is exposed and the DP model is
+# not; everything is shut down afterwards.
 # Usage: deploy/demo.sh BUILD_DIR [--rows N] [--workers W]
 set -euo pipefail
 BUILD="${1:?usage: demo.sh BUILD_DIR}"; shift
@@ -64,10 +66,14 @@ done
 
 say "custodian: registering the data as dataset 'demo' and creating the analyst's token"
 "$BIN/dpctl" datasets add demo --path "$WORK/data/pums.csv"
-for _ in $(seq 1 600); do
-  state="$("$BIN/dpctl" datasets show demo -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')"
-  [[ "$state" != PREPARING ]] && break; sleep 0.2
-done
+wait_prepared() {
+  local state
+  for _ in $(seq 1 600); do
+    state="$("$BIN/dpctl" datasets show "$1" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')"
+    [[ "$state" != PREPARING ]] && return 0; sleep 0.2
+  done
+}
+wait_prepared demo
 ANALYST_TOKEN="$("$BIN/dpctl" admin token create analyst --role analyst 2>/dev/null)"
 
 sed -e "s|^data: {path: /data/pums.csv}|dataset: demo|" -e "s|workers: 1|workers: $WORKERS|" \
@@ -87,6 +93,20 @@ if ((RC == 0)); then
   # demo short (the bounds hold at any count; more shadows sharpen LiRA).
   say "custodian: auditing the analyst's job (membership inference, model inversion, non-private baseline)"
   "$BIN/dpctl" audit "$JOB" --shadow-models 2 --max-challenge 2000
+  # The demo job is too large and too short to overfit, so its non-private
+  # baseline is at chance too. A job on few records trained long shows the
+  # other side: its non-private twin memorises, the DP job does not.
+  say "custodian: registering 3000 more synthetic rows as dataset 'demo-small'"
+  "$BIN/dpctl" data synth --rows 3000 --seed 2 -o "$WORK/data/small.csv"
+  "$BIN/dpctl" datasets add demo-small --path "$WORK/data/small.csv"
+  wait_prepared demo-small
+  sed -e "s|^data: {path: /data/small.csv}|dataset: demo-small|" "$ROOT/deploy/examples/small-dp.yaml" \
+    >"$WORK/spec-small.yaml"
+  say "analyst: submitting deploy/examples/small-dp.yaml (MLP [256, 256], 200 epochs, epsilon 4) against 'demo-small'"
+  DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" submit "$WORK/spec-small.yaml" --follow >/dev/null
+  SMALL="$(DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
+  say "custodian: auditing it; compare the target's AUCs with the memorising non-private baseline's"
+  "$BIN/dpctl" audit "$SMALL" --shadow-models 2
   say "custodian: the privacy ledger of dataset 'demo' and the audit trail"
   "$BIN/dpctl" ledger demo
   "$BIN/dpctl" admin audit

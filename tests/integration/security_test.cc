@@ -161,6 +161,8 @@ const std::map<std::string, std::set<Who>>& ExpectedRpcRoles() {
       {"/dpfleet.v1.Coordinator/ListDatasets", {kCustodian, kAnalyst}},
       {"/dpfleet.v1.Coordinator/RemoveDataset", {kCustodian}},
       {"/dpfleet.v1.Coordinator/GetJobLogs", {kCustodian, kAnalyst}},
+      {"/dpfleet.v1.Coordinator/AuditJob", {kCustodian}},
+      {"/dpfleet.v1.Coordinator/GetAudit", {kCustodian}},
       {"/dpfleet.v1.Admin/CreateToken", {kCustodian}},
       {"/dpfleet.v1.Admin/ListTokens", {kCustodian}},
       {"/dpfleet.v1.Admin/RevokeToken", {kCustodian}},
@@ -178,6 +180,8 @@ const std::map<std::string, std::set<Who>>& ExpectedRpcRoles() {
       {"/dpfleet.v1.WorkerService/FetchCheckpoint", {kWorker}},
       {"/dpfleet.v1.WorkerService/UploadModel", {kWorker}},
       {"/dpfleet.v1.WorkerService/ShipLogs", {kWorker}},
+      {"/dpfleet.v1.WorkerService/FetchModel", {kWorker}},
+      {"/dpfleet.v1.WorkerService/ReportAudit", {kWorker}},
   };
   return *roles;
 }

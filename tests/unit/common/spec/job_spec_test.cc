@@ -39,15 +39,17 @@ TEST(JobSpecTest, ParsesTheDocumentedSpec) {
   EXPECT_TRUE(spec->dp());
 }
 
-TEST(JobSpecTest, TheShippedExampleIsValid) {
+TEST(JobSpecTest, TheShippedExamplesAreValid) {
   const char* src = std::getenv("DPFLEET_SOURCE_DIR");
   ASSERT_NE(src, nullptr);
-  std::ifstream f(std::string(src) + "/deploy/examples/employment-dp.yaml");
-  ASSERT_TRUE(f.good());
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto spec = ParseJobSpec(ss.str());
-  EXPECT_TRUE(spec.ok()) << spec.status();
+  for (const char* example : {"employment-dp.yaml", "small-dp.yaml"}) {
+    std::ifstream f(std::string(src) + "/deploy/examples/" + example);
+    ASSERT_TRUE(f.good()) << example;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto spec = ParseJobSpec(ss.str());
+    EXPECT_TRUE(spec.ok()) << example << ": " << spec.status();
+  }
 }
 
 TEST(JobSpecTest, RoundTripsThroughCanonicalYaml) {
