@@ -33,19 +33,13 @@
 #include "worker/audit/audit.h"
 #include "worker/comm/communicator.h"
 #include "worker/train/dp_sgd.h"
+#include "worker/train/split_tensors.h"
 
 namespace {
 
 [[noreturn]] void Die(const std::string& why) {
   std::fprintf(stderr, "dpfleet-audit-bench: %s\n", why.c_str());
   std::exit(1);
-}
-
-at::Tensor Matrix(const dpfleet::data::EncodedSplit& s) {
-  return at::from_blob(const_cast<float*>(s.x.data()), {s.rows, s.dim}, at::kFloat).clone();
-}
-at::Tensor Labels(const dpfleet::data::EncodedSplit& s) {
-  return at::from_blob(const_cast<float*>(s.y.data()), {s.rows}, at::kFloat).clone();
 }
 
 nlohmann::json ToJson(const dpfleet::audit::ModelAudit& a) {
@@ -125,7 +119,10 @@ int main(int argc, char** argv) {
   if (!ds.ok()) Die(std::string(ds.status().message()));
   std::remove(csv.c_str());
 
-  dpfleet::audit::AuditData data{Matrix(ds->train), Labels(ds->train), Matrix(ds->eval), Labels(ds->eval)};
+  using dpfleet::train::FeatureTensor;
+  using dpfleet::train::LabelTensor;
+  dpfleet::audit::AuditData data{FeatureTensor(ds->train), LabelTensor(ds->train), FeatureTensor(ds->eval),
+                                 LabelTensor(ds->eval)};
   config.dataset_size = ds->train.rows;
   const double delta = 1e-5;
 

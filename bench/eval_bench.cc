@@ -36,6 +36,7 @@
 #include "worker/train/dp_eval.h"
 #include "worker/train/dp_sgd.h"
 #include "worker/train/metrics.h"
+#include "worker/train/split_tensors.h"
 
 namespace {
 
@@ -144,10 +145,10 @@ int main(int argc, char** argv) {
   dpfleet::comm::LocalCommunicator comm;
   auto trainer = dpfleet::train::DpSgdTrainer::Create(mc, tc, ds->train.dim, &comm);
   if (!trainer.ok()) Die(std::string(trainer.status().message()));
-  const torch::Tensor x = torch::from_blob(ds->train.x.data(), {ds->train.rows, ds->train.dim}).clone();
-  const torch::Tensor y = torch::from_blob(ds->train.y.data(), {ds->train.rows}).clone();
-  const torch::Tensor xe = torch::from_blob(ds->eval.x.data(), {ds->eval.rows, ds->eval.dim}).clone();
-  const torch::Tensor ye = torch::from_blob(ds->eval.y.data(), {ds->eval.rows}).clone();
+  const torch::Tensor x = dpfleet::train::FeatureTensor(ds->train);
+  const torch::Tensor y = dpfleet::train::LabelTensor(ds->train);
+  const torch::Tensor xe = dpfleet::train::FeatureTensor(ds->eval);
+  const torch::Tensor ye = dpfleet::train::LabelTensor(ds->eval);
   for (int e = 0; e < spec->training.epochs; ++e) {
     if (absl::Status s = (*trainer)->TrainEpoch(x, y); !s.ok()) Die(std::string(s.message()));
   }

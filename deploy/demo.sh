@@ -72,6 +72,13 @@ wait_prepared() {
     state="$("$BIN/dpctl" datasets show "$1" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["state"])')"
     [[ "$state" != PREPARING ]] && return 0; sleep 0.2
   done
+  echo "demo: dataset $1 is still PREPARING after 120 s; coordinator log in $WORK/server.log" >&2
+  exit 1
+}
+# The analyst's newest job.
+last_job() {
+  DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])'
 }
 wait_prepared demo
 ANALYST_TOKEN="$("$BIN/dpctl" admin token create analyst --role analyst 2>/dev/null)"
@@ -86,7 +93,7 @@ set -e
 say "workers"
 "$BIN/dpctl" workers
 if ((RC == 0)); then
-  JOB="$(DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
+  JOB="$(last_job)"
   say "analyst: downloading the trained model from the coordinator"
   DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" model "$JOB" --out "$WORK/model.pt"
   # Each shadow model is a training run of the spec: 2 per model keeps the
@@ -104,7 +111,7 @@ if ((RC == 0)); then
     >"$WORK/spec-small.yaml"
   say "analyst: submitting deploy/examples/small-dp.yaml (MLP [256, 256], 200 epochs, epsilon 4) against 'demo-small'"
   DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" submit "$WORK/spec-small.yaml" --follow >/dev/null
-  SMALL="$(DPFLEET_TOKEN="$ANALYST_TOKEN" "$BIN/dpctl" list -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][-1]["job_id"])')"
+  SMALL="$(last_job)"
   say "custodian: auditing it; compare the target's AUCs with the memorising non-private baseline's"
   "$BIN/dpctl" audit "$SMALL" --shadow-models 2
   say "custodian: the privacy ledger of dataset 'demo' and the audit trail"

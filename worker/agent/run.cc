@@ -26,6 +26,7 @@
 #include "worker/train/device.h"
 #include "worker/train/dp_eval.h"
 #include "worker/train/dp_sgd.h"
+#include "worker/train/split_tensors.h"
 #include "worker/audit/audit.h"
 
 namespace dpfleet::worker {
@@ -56,11 +57,6 @@ absl::Status CallWithRetry(const RunContext& ctx, const char* what, Fn rpc) {
     std::this_thread::sleep_for(absl::ToChronoNanoseconds(backoff));
     backoff = std::min(backoff * 2, absl::Seconds(2));
   }
-}
-
-torch::Tensor ToTensor(const std::vector<float>& v, int64_t rows, int64_t cols) {
-  if (rows == 0) return torch::zeros({0, cols}, torch::kFloat32);
-  return torch::from_blob(const_cast<float*>(v.data()), {rows, cols}, torch::kFloat32).clone();
 }
 
 // Reads a blob the coordinator serves in chunks. fetch(offset, &chunk, &total)
@@ -209,10 +205,10 @@ absl::StatusOr<RankData> LoadRankData(const v1::Assignment& a, const RunContext&
     out.features = enc.features;
   }
   if (out.features.empty()) out.features = data::DefaultFeatures();
-  out.x_train = ToTensor(local.x, local.rows, local.dim);
-  out.y_train = torch::from_blob(const_cast<float*>(local.y.data()), {local.rows}, torch::kFloat32).clone();
-  out.x_eval = ToTensor(ds.eval.x, ds.eval.rows, ds.eval.dim);
-  out.y_eval = torch::from_blob(const_cast<float*>(ds.eval.y.data()), {ds.eval.rows}, torch::kFloat32).clone();
+  out.x_train = train::FeatureTensor(local);
+  out.y_train = train::LabelTensor(local);
+  out.x_eval = train::FeatureTensor(ds.eval);
+  out.y_eval = train::LabelTensor(ds.eval);
   if (!device.is_cpu()) {
     // The partition and the eval split stay resident on the device: a step
     // then moves only the sampled row indices to it and the noise share.

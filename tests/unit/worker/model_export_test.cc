@@ -28,6 +28,7 @@
 #include "tests/testing/temp_dir.h"
 #include "worker/comm/communicator.h"
 #include "worker/train/dp_sgd.h"
+#include "worker/train/split_tensors.h"
 
 namespace dpfleet::exporter {
 namespace {
@@ -114,14 +115,14 @@ TEST(ModelExportTest, PythonReproducesTheWorkersEncodingAndLogits) {
   mc.activation = train::Activation::kTanh;
   auto trainer = DpSgdTrainer::Create(mc, tc, ds->train.dim, &comm);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
-  at::Tensor x = at::from_blob(ds->train.x.data(), {ds->train.rows, ds->train.dim}, at::kFloat).clone();
-  at::Tensor y = at::from_blob(ds->train.y.data(), {ds->train.rows}, at::kFloat).clone();
+  at::Tensor x = train::FeatureTensor(ds->train);
+  at::Tensor y = train::LabelTensor(ds->train);
   ASSERT_TRUE((*trainer)->TrainEpoch(x, y).ok());
   absl::StatusOr<std::string> archive = (*trainer)->SaveToBytes();
   ASSERT_TRUE(archive.ok());
 
   const int64_t rows = ds->eval.rows, dim = ds->eval.dim;
-  at::Tensor x_eval = at::from_blob(ds->eval.x.data(), {rows, dim}, at::kFloat).clone();
+  at::Tensor x_eval = train::FeatureTensor(ds->eval);
   at::Tensor logits = (*trainer)->model().Logits(x_eval).contiguous();
 
   // The raw codes of the same eval rows, from the CSV.
