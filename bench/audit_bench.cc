@@ -57,6 +57,13 @@ nlohmann::json ToJson(const dpfleet::audit::ModelAudit& a) {
     j["inversion"].push_back(
         {{"feature", r.feature}, {"records", r.records}, {"accuracy", r.accuracy}, {"base_rate", r.base_rate}});
   }
+  if (a.one_run) {
+    j["one_run"] = {{"canaries", a.one_run->canaries},
+                    {"included", a.one_run->included},
+                    {"guesses", a.one_run->guesses},
+                    {"correct", a.one_run->correct},
+                    {"epsilon_lower_bound", a.one_run->epsilon_lower_bound}};
+  }
   return j;
 }
 
@@ -65,6 +72,7 @@ nlohmann::json ToJson(const dpfleet::audit::ModelAudit& a) {
 int main(int argc, char** argv) {
   int64_t rows = 25000;
   int shadows = 4, threads = 1, epochs = 5;
+  int64_t canaries = 1000;
   bool json = false;
   dpfleet::train::ModelConfig model;  // MLP [64, 32], ReLU
   dpfleet::train::TrainConfig config;
@@ -102,11 +110,13 @@ int main(int argc, char** argv) {
       shadows = static_cast<int>(v);
     } else if (arg == "--threads" && absl::SimpleAtoi(value(), &v) && v > 0) {
       threads = static_cast<int>(v);
+    } else if (arg == "--canaries" && absl::SimpleAtoi(value(), &v) && v >= 2) {
+      canaries = v;
     } else if (arg == "--json") {
       json = true;
     } else {
       Die("usage: dpfleet-audit-bench [--rows N] [--shadows K] [--threads T] [--json] [--hidden W,W] "
-          "[--epochs E] [--batch B] [--lr L] [--momentum M] [--sigma S]");
+          "[--epochs E] [--batch B] [--lr L] [--momentum M] [--sigma S] [--canaries M]");
     }
   }
   at::set_num_threads(threads);
@@ -150,6 +160,7 @@ int main(int argc, char** argv) {
   target.delta = delta;
   dpfleet::audit::AuditOptions options;
   options.shadow_models = shadows;
+  options.canaries = canaries;
   auto report = dpfleet::audit::RunAudit(target, data, options);
   if (!report.ok()) Die(std::string(report.status().message()));
 

@@ -31,6 +31,13 @@ void InversionRows(const v1::ModelAuditResult& m, std::string* out) {
   }
 }
 
+void OneRunRow(const v1::ModelAuditResult& m, std::string* out) {
+  if (!m.has_one_run()) return;
+  const v1::OneRunAuditResult& r = m.one_run();
+  absl::StrAppendFormat(out, "%-22s %9d %9d %9d %9d %9.3f\n", m.model(), r.canaries(), r.included(), r.guesses(),
+                        r.correct(), r.epsilon_lower_bound());
+}
+
 std::string ReportedEpsilonText(const v1::AuditReport& r) {
   if (!r.has_reported_epsilon()) return "none (the job is not private)";
   return absl::StrFormat("%.4g (delta %.3g)", r.reported_epsilon(), r.delta());
@@ -75,7 +82,16 @@ std::string AuditReportText(const v1::AuditReport& r) {
     if (r.has_baseline()) InversionRows(r.baseline(), &out);
     out += "\n";
   }
-  if (membership) {
+  const bool one_run = r.target().has_one_run() || r.baseline().has_one_run();
+  if (one_run) {
+    out += "one-run audit (canaries inserted into one training run of the spec):\n";
+    absl::StrAppendFormat(&out, "%-22s %9s %9s %9s %9s %9s\n", "MODEL", "CANARIES", "INCLUDED", "GUESSES", "CORRECT",
+                          "EPS_LB");
+    OneRunRow(r.target(), &out);
+    if (r.has_baseline()) OneRunRow(r.baseline(), &out);
+    out += "\n";
+  }
+  if (membership || one_run) {
     absl::StrAppendFormat(&out, "empirical epsilon lower bound: %.3f for the job's model",
                           r.target().epsilon_lower_bound());
     if (r.has_reported_epsilon()) absl::StrAppendFormat(&out, " (reported %.4g)", r.reported_epsilon());
@@ -102,14 +118,22 @@ nlohmann::json AuditJson(const v1::GetAuditResponse& audit) {
     // Counts as numbers (proto3's JSON writes 64-bit integers as strings).
     for (const char* model : {"target", "baseline"}) {
       if (!report.contains(model) || !report[model].is_object()) continue;
+      auto numbers = [](nlohmann::json& row, const std::vector<const char*>& keys) {
+        for (const char* k : keys) {
+          if (row.contains(k) && row[k].is_string()) row[k] = std::stoll(row[k].get<std::string>());
+        }
+      };
       for (auto [list, keys] :
            {std::pair<const char*, std::vector<const char*>>{"membership", {"members", "non_members"}},
             {"inversion", {"records"}}}) {
-        for (auto& row : report[model][list]) {
-          for (const char* k : keys) {
-            if (row.contains(k) && row[k].is_string()) row[k] = std::stoll(row[k].get<std::string>());
-          }
-        }
+        for (auto& row : report[model][list]) numbers(row, keys);
+      }
+      const v1::ModelAuditResult& result =
+          std::string(model) == "target" ? audit.report().target() : audit.report().baseline();
+      if (result.has_one_run()) {
+        numbers(report[model]["one_run"], {"canaries", "included", "guesses", "correct"});
+      } else {
+        report[model]["one_run"] = nullptr;
       }
     }
     // Absent is "not private", never a 0 that reads as perfect privacy.
@@ -128,6 +152,7 @@ int RunAuditVerb(CoordinatorClient& client, const AuditCliOptions& o, std::ostre
     req.set_attacks(o.attacks);
     req.set_shadow_models(o.shadow_models);
     req.set_max_challenge(o.max_challenge);
+    req.set_canaries(o.canaries);
     req.set_baseline(o.baseline);
     for (const std::string& f : o.inversion_features) req.add_inversion_features(f);
     absl::StatusOr<v1::Job> run = client.AuditJob(req);

@@ -3,7 +3,8 @@
 // and dpctl prints the report: per model (the job's, and the non-private
 // baseline of its spec) and attack the AUC, the TPR at FPR 0.1 % and 1 %,
 // the empirical ε lower bound next to the job's reported ε, then the
-// inversion rows (accuracy against the base rate). `dpctl audit show ID`
+// inversion rows (accuracy against the base rate), then the one-run audit
+// rows (canaries, guesses, correct, bound). `dpctl audit show ID`
 // prints a stored report. Custodian tokens only: the report is computed
 // with membership labels (docs/PRIVACY.md).
 #ifndef DPFLEET_CLIENT_AUDIT_CLI_H_
@@ -23,9 +24,10 @@ namespace dpfleet::client {
 struct AuditCliOptions {
   std::string job_id;         // audit this job (empty with `audit_id`)
   std::string audit_id;       // print this stored audit instead
-  std::string attacks;        // membership | inversion | all ("": all)
+  std::string attacks;        // membership,inversion,one-run or all ("": all)
   int32_t shadow_models = 0;  // 0: the service's default
   int64_t max_challenge = 0;
+  int64_t canaries = 0;  // one-run audit; 0: the service's default
   bool baseline = true;
   std::vector<std::string> inversion_features;
   bool json = false;

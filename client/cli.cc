@@ -8,40 +8,41 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
-#include "absl/time/time.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "client/admin_cli.h"
-#include "client/audit_cli.h"
 #include "client/args.h"
+#include "client/audit_cli.h"
 #include "client/certs.h"
-#include "client/connection.h"
 #include "client/commands.h"
 #include "client/config_cli.h"
+#include "client/connection.h"
 #include "client/coordinator_client.h"
-#include "client/output.h"
 #include "client/data_cli.h"
-#include "client/logs_cli.h"
 #include "client/export_cli.h"
+#include "client/logs_cli.h"
+#include "client/output.h"
 #include "client/privacy_cli.h"
-#include "client/report_cli.h"
 #include "client/privacy_format.h"
-#include "common/pums/dataset.h"
+#include "client/report_cli.h"
 #include "common/files.h"
-#include "common/spec/job_spec.h"
 #include "common/plan/plan.h"
-#include "common/version.h"
+#include "common/pums/dataset.h"
 #include "common/pums/schema.h"
 #include "common/pums/synth.h"
+#include "common/spec/job_spec.h"
+#include "common/version.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::client {
 
 int ExitCodeFor(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return kExitOk;
+    case absl::StatusCode::kOk:
+      return kExitOk;
     case absl::StatusCode::kFailedPrecondition:
     case absl::StatusCode::kAlreadyExists:
     case absl::StatusCode::kAborted:
@@ -91,15 +92,14 @@ bool JsonOutput(const Args& p, std::ostream& err, bool* json) {
   return true;
 }
 
-
 std::string EpochRow(const v1::EpochMetrics& m, int32_t epochs) {
   const std::string eps = Pad(EpsilonText(EpochEpsilon(m)), 8);
   if (!m.has_eval_accuracy()) {
     return absl::StrFormat("epoch %3d/%-3d  (no eval release)  eps %s  (%.1fs)", m.epoch(), epochs, eps,
                            m.train_seconds());
   }
-  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %s  (%.1fs)",
-                         m.epoch(), epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(), eps,
+  return absl::StrFormat("epoch %3d/%-3d  loss %.4f  acc %.4f (majority %.4f)  auc %.4f  eps %s  (%.1fs)", m.epoch(),
+                         epochs, m.eval_loss(), m.eval_accuracy(), m.majority_rate(), m.eval_auc(), eps,
                          m.train_seconds());
 }
 
@@ -129,8 +129,8 @@ nlohmann::json EventJson(const v1::JobEvent& e) {
 }
 
 // Follows a job to its end. Returns the exit code from its final state.
-int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool interactive,
-           std::ostream& out, std::ostream& err) {
+int Follow(CoordinatorClient& client, const std::string& job_id, bool json, bool interactive, std::ostream& out,
+           std::ostream& err) {
   int32_t epochs = 0;
   std::optional<double> eps;
   int32_t done = 0;
@@ -307,8 +307,8 @@ nlohmann::json DatasetJson(const v1::Dataset& d) {
                       {"rows_train", d.rows_train()},
                       {"rows_eval", d.rows_eval()},
                       {"rows_prepared", d.rows_prepared()}};
-  j["manifest"] = d.manifest_json().empty() ? nlohmann::json(nullptr)
-                                            : nlohmann::json::parse(d.manifest_json(), nullptr, false);
+  j["manifest"] =
+      d.manifest_json().empty() ? nlohmann::json(nullptr) : nlohmann::json::parse(d.manifest_json(), nullptr, false);
   return j;
 }
 
@@ -404,8 +404,7 @@ int DatasetsVerb(CoordinatorClient& client, const Args& p, bool json, std::ostre
     out << nlohmann::json{{"datasets", arr}}.dump(2) << "\n";
     return kExitOk;
   }
-  out << absl::StrFormat("%-20s %-10s %-13s %10s %10s %10s\n", "DATASET", "STATE", "TASK", "PREPARED", "TRAIN",
-                         "EVAL");
+  out << absl::StrFormat("%-20s %-10s %-13s %10s %10s %10s\n", "DATASET", "STATE", "TASK", "PREPARED", "TRAIN", "EVAL");
   for (const v1::Dataset& d : *all) {
     out << absl::StrFormat("%-20s %-10s %-13s %10d %10d %10d\n", d.name(), d.state(), d.task(), d.rows_prepared(),
                            d.rows_train(), d.rows_eval());
@@ -416,7 +415,7 @@ int DatasetsVerb(CoordinatorClient& client, const Args& p, bool json, std::ostre
 int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Args p;
   ArgSpec flags;
-  flags.values = {"--dataset-size", "--prices", "--examples-per-second", "--allreduce-busbw-gbps",
+  flags.values = {"--dataset-size",         "--prices", "--examples-per-second", "--allreduce-busbw-gbps",
                   "--allreduce-latency-us", "-o"};
   if (!ParseVerbArgs(args, flags, "dpctl plan", &p, err)) return kExitUsage;
   bool json = false;
@@ -447,8 +446,7 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
     if (!parsed.ok()) return ReportError(parsed.status(), err);
     prices = *parsed;
   }
-  plan::Performance perf{prices.examples_per_second_per_rank, prices.allreduce_latency_us,
-                         prices.allreduce_busbw_gbps};
+  plan::Performance perf{prices.examples_per_second_per_rank, prices.allreduce_latency_us, prices.allreduce_busbw_gbps};
   auto number = [&](const char* flag, double* v) {
     if (!p.values.count(flag)) return true;
     if (absl::SimpleAtod(p.values[flag], v) && *v >= 0) return true;
@@ -476,13 +474,21 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   if (json) {
     nlohmann::json arr = nlohmann::json::array();
     for (const plan::PlanRow& r : *rows) {
-      arr.push_back({{"shape", r.shape}, {"instances", r.instances}, {"ranks", r.ranks},
-                     {"price_per_hour", r.price_per_hour}, {"step_seconds", r.step_seconds},
-                     {"job_seconds", r.job_seconds}, {"cost", r.cost}, {"cheapest", r.cheapest},
-                     {"fastest", r.fastest}, {"supported", r.supported}});
+      arr.push_back({{"shape", r.shape},
+                     {"instances", r.instances},
+                     {"ranks", r.ranks},
+                     {"price_per_hour", r.price_per_hour},
+                     {"step_seconds", r.step_seconds},
+                     {"job_seconds", r.job_seconds},
+                     {"cost", r.cost},
+                     {"cheapest", r.cheapest},
+                     {"fastest", r.fastest},
+                     {"supported", r.supported}});
       if (!r.supported) arr.back()["unsupported_reason"] = r.unsupported_reason;
     }
-    out << nlohmann::json{{"currency", prices.currency}, {"source", prices.source}, {"parameters", job.parameters},
+    out << nlohmann::json{{"currency", prices.currency},
+                          {"source", prices.source},
+                          {"parameters", job.parameters},
                           {"rows", arr}}
                .dump(2)
         << "\n";
@@ -490,8 +496,8 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
   }
   out << absl::StrFormat("# %s: N=%d, B=%d, %d epochs, %d parameters; prices: %s\n", spec->name, job.dataset_size,
                          job.batch_size, job.epochs, job.parameters, prices.source);
-  out << absl::StrFormat("%-14s %9s %6s %10s %10s %12s %10s\n", "SHAPE", "INSTANCES", "RANKS", "PRICE/H",
-                         "MS/STEP", "JOB TIME", "COST");
+  out << absl::StrFormat("%-14s %9s %6s %10s %10s %12s %10s\n", "SHAPE", "INSTANCES", "RANKS", "PRICE/H", "MS/STEP",
+                         "JOB TIME", "COST");
   for (const plan::PlanRow& r : *rows) {
     out << absl::StrFormat("%-14s %9d %6d %10.2f %10.3f %11.1fs %10.4f%s%s%s\n", r.shape, r.instances, r.ranks,
                            r.price_per_hour, r.step_seconds * 1e3, r.job_seconds, r.cost,
@@ -509,8 +515,7 @@ int PlanVerb(const std::vector<std::string>& args, std::ostream& out, std::ostre
 
 }  // namespace
 
-int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out,
-             std::ostream& err) {
+int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::ostream& out, std::ostream& err) {
   // Connection flags may come before the verb (and after it, below).
   ConnectionSettings flags;
   std::string context;
@@ -585,7 +590,8 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
   if (p.values.count("--context")) context = p.values["--context"];
   OutputFormat format = OutputFormat::kText;
   // export and report: -o names the output file or directory.
-  if (verb != "ledger" && verb != "export" && verb != "report" && !(verb == "admin" && p.positional.size() >= 2 && p.positional[1] == "create")) {
+  if (verb != "ledger" && verb != "export" && verb != "report" &&
+      !(verb == "admin" && p.positional.size() >= 2 && p.positional[1] == "create")) {
     absl::StatusOr<OutputFormat> requested = OutputFormatRequested(p, def->outputs);
     if (!requested.ok()) {
       err << "dpctl " << absl::StrJoin(def->path, " ") << ": " << requested.status().message() << "\n";
@@ -611,16 +617,15 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     std::ostringstream json_out;
     const int rc = RunDpctl(as_json, env, json_out, err);
     if (rc != kExitOk && json_out.str().empty()) return rc;
-    absl::Status converted = format == OutputFormat::kYaml ? JsonToYaml(json_out.str(), out)
-                                                           : JsonToNames(json_out.str(), out);
+    absl::Status converted =
+        format == OutputFormat::kYaml ? JsonToYaml(json_out.str(), out) : JsonToNames(json_out.str(), out);
     if (!converted.ok()) return ReportError(converted, err);
     return rc;
   }
   const bool json = format == OutputFormat::kJson;
   const bool wide = format == OutputFormat::kWide;
-  absl::StatusOr<ConnectionSettings> settings =
-      ResolveConnection(flags, ConnectionSettings{env.default_server, env.ca, env.token}, env.config_path,
-                        env.config_required, context);
+  absl::StatusOr<ConnectionSettings> settings = ResolveConnection(
+      flags, ConnectionSettings{env.default_server, env.ca, env.token}, env.config_path, env.config_required, context);
   absl::StatusOr<ClientOptions> options = settings.ok() ? ToClientOptions(*settings) : settings.status();
   if (!options.ok()) {
     err << "dpctl: " << options.status().message() << "\n";
@@ -661,6 +666,11 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       err << "dpctl audit: --max-challenge: '" << it->second << "' is not a positive integer\n";
       return kExitUsage;
     }
+    if (auto it = p.values.find("--canaries");
+        it != p.values.end() && (!absl::SimpleAtoi(it->second, &o.canaries) || o.canaries < 2)) {
+      err << "dpctl audit: --canaries: '" << it->second << "' is not an integer >= 2\n";
+      return kExitUsage;
+    }
     if (auto it = p.values.find("--shadow-models");
         it != p.values.end() && (!absl::SimpleAtoi(it->second, &o.shadow_models) || o.shadow_models < 1)) {
       err << "dpctl audit: --shadow-models: '" << it->second << "' is not a positive integer\n";
@@ -697,8 +707,8 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
         out << JobToJson(*job) << "\n";
       } else {
         out << "submitted " << job->job_id() << " (" << job->name() << "): " << StateName(job->state())
-            << absl::StrFormat("; sigma %.4g, q %.6g, %d steps/epoch", job->noise_multiplier(),
-                               job->sample_rate(), job->steps_per_epoch())
+            << absl::StrFormat("; sigma %.4g, q %.6g, %d steps/epoch", job->noise_multiplier(), job->sample_rate(),
+                               job->steps_per_epoch())
             << "\n";
       }
       return kExitOk;
@@ -735,14 +745,13 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       out << JobToJson(*job) << "\n";
       return kExitOk;
     }
-    out << absl::StrFormat("job      %s (%s)\nstate    %s%s\nepochs   %d/%d\nepsilon  %s%s\n"
-                           "sigma    %.4g   q %.6g   %d steps/epoch   %d worker(s)\n",
-                           job->job_id(), job->name(), StateName(job->state()),
-                           job->reason().empty() ? "" : ": " + job->reason(), job->epochs_done(), job->epochs(),
-                           EpsilonText(JobEpsilon(*job)),
-                           IsPrivate(*job) ? absl::StrFormat(" (delta %.3g, %s)", job->delta(), job->accountant())
-                                           : "",
-                           job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(), job->world_size());
+    out << absl::StrFormat(
+        "job      %s (%s)\nstate    %s%s\nepochs   %d/%d\nepsilon  %s%s\n"
+        "sigma    %.4g   q %.6g   %d steps/epoch   %d worker(s)\n",
+        job->job_id(), job->name(), StateName(job->state()), job->reason().empty() ? "" : ": " + job->reason(),
+        job->epochs_done(), job->epochs(), EpsilonText(JobEpsilon(*job)),
+        IsPrivate(*job) ? absl::StrFormat(" (delta %.3g, %s)", job->delta(), job->accountant()) : "",
+        job->noise_multiplier(), job->sample_rate(), job->steps_per_epoch(), job->world_size());
     if (!job->pending_reason().empty()) out << "pending  " << job->pending_reason() << "\n";
     for (const v1::JobAttempt& a : job->attempts()) out << AttemptRow(a) << "\n";
     for (const v1::EpochMetrics& m : job->history()) out << EpochRow(m, job->epochs()) << "\n";
@@ -774,8 +783,7 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       }
       return kExitOk;
     }
-    out << absl::StrFormat("%-12s %-24s %-10s %8s %16s  %s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON",
-                           "PENDING");
+    out << absl::StrFormat("%-12s %-24s %-10s %8s %16s  %s\n", "JOB", "NAME", "STATE", "EPOCHS", "EPSILON", "PENDING");
     for (const v1::Job& j : *jobs) {
       out << absl::StrFormat("%-12s %-24s %-10s %4d/%-3d %s  %s\n", j.job_id(), j.name(), StateName(j.state()),
                              j.epochs_done(), j.epochs(), Pad(EpsilonText(JobEpsilon(j)), 16),
@@ -821,9 +829,14 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
       nlohmann::json arr = nlohmann::json::array();
       for (const v1::WorkerInfo& w : *workers) {
         const char* st = w.state() == v1::IDLE ? "IDLE" : w.state() == v1::BUSY ? "BUSY" : "LOST";
-        arr.push_back({{"worker_id", w.worker_id()}, {"identity", w.identity()}, {"hostname", w.hostname()},
+        arr.push_back({{"worker_id", w.worker_id()},
+                       {"identity", w.identity()},
+                       {"hostname", w.hostname()},
                        {"device", w.device()},
-                       {"state", st}, {"job_id", w.job_id()}, {"rank", w.rank()}, {"pid", w.pid()},
+                       {"state", st},
+                       {"job_id", w.job_id()},
+                       {"rank", w.rank()},
+                       {"pid", w.pid()},
                        {"last_heartbeat_unix_ms", w.last_heartbeat_unix_ms()}});
       }
       out << nlohmann::json{{"workers", arr}}.dump(2) << "\n";
@@ -858,10 +871,14 @@ int RunDpctl(const std::vector<std::string>& all_args, const CliEnv& env, std::o
     const BuildInfo& mine = GetBuildInfo();
     absl::StatusOr<v1::VersionInfo> server_version = client.Version();
     if (json) {
-      nlohmann::json j = {{"client", {{"version", mine.version}, {"git", mine.git}, {"build_type", mine.build_type},
-                                      {"protocol_version", kProtocolVersion}}}};
+      nlohmann::json j = {{"client",
+                           {{"version", mine.version},
+                            {"git", mine.git},
+                            {"build_type", mine.build_type},
+                            {"protocol_version", kProtocolVersion}}}};
       if (server_version.ok()) {
-        j["server"] = {{"version", server_version->version()}, {"git", server_version->git()},
+        j["server"] = {{"version", server_version->version()},
+                       {"git", server_version->git()},
                        {"build_type", server_version->build_type()},
                        {"protocol_version", server_version->protocol_version()}};
       }

@@ -125,8 +125,7 @@ void JobManager::PublishLocked(JobEntry* job, JobEvent event) {
   }
 }
 
-absl::StatusOr<JobManager::Subscription> JobManager::Subscribe(const std::string& job_id,
-                                                             EventListener listener) {
+absl::StatusOr<JobManager::Subscription> JobManager::Subscribe(const std::string& job_id, EventListener listener) {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return absl::UnavailableError("coordinator is shutting down");
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
@@ -242,12 +241,12 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
       return absl::InvalidArgumentError(absl::StrCat("dataset: '", spec.dataset, "' is not registered"));
     }
     if (d->state != "READY") {
-      return absl::FailedPreconditionError(absl::StrCat("dataset: '", spec.dataset, "' is ", d->state,
-                                                        d->reason.empty() ? "" : ": " + d->reason));
+      return absl::FailedPreconditionError(
+          absl::StrCat("dataset: '", spec.dataset, "' is ", d->state, d->reason.empty() ? "" : ": " + d->reason));
     }
     if (spec.task != d->task) {
-      return absl::InvalidArgumentError(absl::StrCat("task: '", spec.task, "' does not match dataset '",
-                                                     spec.dataset, "', prepared for task '", d->task, "'"));
+      return absl::InvalidArgumentError(absl::StrCat("task: '", spec.task, "' does not match dataset '", spec.dataset,
+                                                     "', prepared for task '", d->task, "'"));
     }
     const std::vector<std::string> prepared = d->features.empty() ? data::DefaultFeatures() : d->features;
     if (!spec.features.empty() && spec.features != prepared) {
@@ -268,9 +267,9 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
         absl::StrCat("data.path: '", data_paths[0], "' has no training records for task ", spec.task));
   }
   if (spec.training.batch_size > facts.train_rows) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "training.batch_size: '", spec.training.batch_size, "' exceeds the ", facts.train_rows,
-        " training records of the data (the sampling rate B/N must be at most 1)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("training.batch_size: '", spec.training.batch_size, "' exceeds the ", facts.train_rows,
+                     " training records of the data (the sampling rate B/N must be at most 1)"));
   }
   JobRecord r;
   r.owner = owner;
@@ -287,8 +286,8 @@ absl::StatusOr<JobRecord> JobManager::Submit(const std::string& spec_yaml, const
   r.train_rows = facts.train_rows;
   r.world_size = spec.resources.workers;
   r.sample_rate = static_cast<double>(spec.training.batch_size) / facts.train_rows;
-  r.steps_per_epoch = std::max<int64_t>(
-      1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
+  r.steps_per_epoch =
+      std::max<int64_t>(1, std::llround(static_cast<double>(facts.train_rows) / spec.training.batch_size));
   if (spec.privacy.eval.enabled) {
     r.eval_every = spec.privacy.eval.every;
     // A non-private job's metrics are exact (sigma_e 0): it has no finite
@@ -383,8 +382,8 @@ absl::StatusOr<JobRecord> JobManager::Cancel(const std::string& job_id) {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(job, FindLocked(job_id));
     if (IsTerminal(job->record.state)) {
-      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' is already ",
-                                                        JobStateName(job->record.state), "; nothing to cancel"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job '", job_id, "' is already ", JobStateName(job->record.state), "; nothing to cancel"));
     }
     const int64_t now = clock_->NowMs();
     commit.job = Transitioned(job->record, JobState::kCancelled, "cancelled by user", now, "cancelled by user");
@@ -410,9 +409,9 @@ std::vector<WorkerRecord> JobManager::ListWorkers() {
   return workers_.List();
 }
 
-RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device,
-                                          int32_t pid, const std::string& previous_id,
-                                          const std::optional<RunningRun>& running, const std::string& identity) {
+RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
+                                          const std::string& previous_id, const std::optional<RunningRun>& running,
+                                          const std::string& identity) {
   absl::MutexLock write(&write_mu_);
   std::string worker_id;
   JobEntry* rebind = nullptr;
@@ -459,8 +458,8 @@ RegisterResult JobManager::RegisterWorker(const std::string& hostname, const std
     } else {
       // Not attached under an id the disk does not know: the worker stops,
       // and the rank counts as missing when the reattach lease ends.
-      background_errors_.Record(absl::StrCat("re-attaching worker ", worker_id, " to rank ", running->rank,
-                                             " of job '", running->job_id, "'"),
+      background_errors_.Record(absl::StrCat("re-attaching worker ", worker_id, " to rank ", running->rank, " of job '",
+                                             running->job_id, "'"),
                                 s);
       workers_.QueueCancel(worker_id, running->job_id);
     }
@@ -485,8 +484,8 @@ std::optional<std::string> JobManager::WorkerIdentity(const std::string& worker_
   return w->identity;
 }
 
-absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id,
-                                                      const std::string& job_id, int32_t attempt) {
+absl::StatusOr<HeartbeatResult> JobManager::Heartbeat(const std::string& worker_id, const std::string& job_id,
+                                                      int32_t attempt) {
   bool freed = false;
   HeartbeatResult result;
   {
@@ -520,19 +519,18 @@ absl::Status JobManager::CheckRunLocked(JobEntry* job, int32_t attempt, int32_t 
         absl::StrCat("job '", r.job_id, "' is ", JobStateName(r.state), ", not RUNNING"));
   }
   if (attempt != r.attempt) {
-    return absl::FailedPreconditionError(absl::StrCat("job '", r.job_id, "' attempt ", attempt,
-                                                      " is stale; current attempt is ", r.attempt));
+    return absl::FailedPreconditionError(
+        absl::StrCat("job '", r.job_id, "' attempt ", attempt, " is stale; current attempt is ", r.attempt));
   }
   if (rank < 0 || rank >= r.world_size) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rank ", rank, " is outside the job's world of ", r.world_size));
+    return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is outside the job's world of ", r.world_size));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank,
-                                          int32_t epoch, int64_t steps, double sample_rate,
-                                          double noise_multiplier, Mechanism mechanism) {
+absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t attempt, int32_t rank, int32_t epoch,
+                                          int64_t steps, double sample_rate, double noise_multiplier,
+                                          Mechanism mechanism) {
   JobEntry* job = nullptr;
   JobRecord terms;
   ChargeResult charged;
@@ -565,7 +563,7 @@ absl::StatusOr<double> JobManager::Charge(const std::string& job_id, int32_t att
 }
 
 std::optional<absl::StatusOr<ProgressResult>> JobManager::CheckProgressLocked(JobEntry* job, int32_t attempt,
-                                                                                int32_t rank, int32_t epoch) {
+                                                                              int32_t rank, int32_t epoch) {
   const JobRecord& r = job->record;
   if (r.state == JobState::kCancelled || r.attempt != attempt) {
     return ProgressResult{true, r.state == JobState::kCancelled ? "cancelled by user" : "attempt is stale"};
@@ -574,7 +572,7 @@ std::optional<absl::StatusOr<ProgressResult>> JobManager::CheckProgressLocked(Jo
   if (r.audit) {
     return absl::FailedPreconditionError(absl::StrCat("job '", r.job_id, "' is an audit run; it has no epochs"));
   }
-  if (rank != 0) return ProgressResult{};  // ranks hold identical models; rank 0 reports
+  if (rank != 0) return ProgressResult{};               // ranks hold identical models; rank 0 reports
   if (epoch <= r.epochs_done) return ProgressResult{};  // retried report
   if (epoch != r.epochs_done + 1) {
     return absl::InvalidArgumentError(
@@ -677,8 +675,8 @@ absl::Status JobManager::EndAttempt(JobEntry* job, const PendingEnd& end) {
 }
 
 absl::StatusOr<JobManager::CheckpointChunk> JobManager::FetchCheckpoint(const std::string& job_id, int32_t attempt,
-                                                                      int32_t rank, int64_t offset,
-                                                                      int64_t max_bytes) {
+                                                                        int32_t rank, int64_t offset,
+                                                                        int64_t max_bytes) {
   int32_t epoch = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -714,8 +712,7 @@ absl::Status JobManager::StoreModel(const std::string& job_id, int32_t attempt, 
   return store_->PutModel(job_id, model);
 }
 
-absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id, int64_t offset,
-                                                      int64_t max_bytes) {
+absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id, int64_t offset, int64_t max_bytes) {
   {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
@@ -729,8 +726,8 @@ absl::StatusOr<Store::BlobChunk> JobManager::GetModel(const std::string& job_id,
 
 absl::StatusOr<JobRecord> JobManager::StartAudit(const std::string& target, AuditOrder order,
                                                  const std::string& owner) {
-  if (!order.membership && !order.inversion) {
-    return absl::InvalidArgumentError("attacks: an audit needs membership, inversion or both");
+  if (!order.membership && !order.inversion && !order.one_run) {
+    return absl::InvalidArgumentError("attacks: an audit needs at least one of membership, inversion, one-run");
   }
   if (order.shadow_models < 1 || order.shadow_models > kMaxShadowModels) {
     return absl::InvalidArgumentError(absl::StrCat("shadow_models: '", order.shadow_models, "' must be in [1, ",
@@ -739,6 +736,10 @@ absl::StatusOr<JobRecord> JobManager::StartAudit(const std::string& target, Audi
   if (order.max_challenge < 1 || order.max_challenge > kMaxChallenge) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_challenge: '", order.max_challenge, "' must be in [1, ", kMaxChallenge, "]"));
+  }
+  if (order.one_run && (order.canaries < 2 || order.canaries > kMaxCanaries)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("canaries: '", order.canaries, "' must be in [2, ", kMaxCanaries, "]"));
   }
   JobRecord t;
   {
@@ -903,16 +904,16 @@ absl::Status JobManager::ReportDone(const std::string& job_id, int32_t attempt, 
   return s;
 }
 
-absl::Status JobManager::RendezvousSet(const std::string& job_id, int32_t attempt,
-                                       const std::string& key, const std::string& value) {
+absl::Status JobManager::RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
+                                       const std::string& value) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
   return rendezvous_.Set(job_id, attempt, key, value);
 }
 
-absl::StatusOr<int64_t> JobManager::RendezvousAdd(const std::string& job_id, int32_t attempt,
-                                                  const std::string& key, int64_t delta) {
+absl::StatusOr<int64_t> JobManager::RendezvousAdd(const std::string& job_id, int32_t attempt, const std::string& key,
+                                                  int64_t delta) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(JobEntry * job, FindLocked(job_id));
   RETURN_IF_ERROR(CheckRunLocked(job, attempt, 0));
@@ -999,8 +1000,8 @@ absl::StatusOr<LogAppendResult> JobManager::ShipLogs(const std::string& job_id, 
     // The last lines of an attempt arrive after it ended (the failure is
     // said last): any state, but only the current attempt's ranks.
     if (attempt != r.attempt) {
-      return absl::FailedPreconditionError(absl::StrCat("job '", job_id, "' attempt ", attempt,
-                                                        " is stale; current attempt is ", r.attempt));
+      return absl::FailedPreconditionError(
+          absl::StrCat("job '", job_id, "' attempt ", attempt, " is stale; current attempt is ", r.attempt));
     }
     if (rank < 0 || rank >= r.world_size) {
       return absl::InvalidArgumentError(absl::StrCat("rank ", rank, " is outside the job's world of ", r.world_size));
@@ -1113,8 +1114,7 @@ void JobManager::Tick() {
     }
     // After a coordinator restart, RUNNING jobs whose ranks did not come back.
     for (auto& [id, job] : jobs_) {
-      if (job.record.state != JobState::kRunning || job.reattach_deadline_ms == 0 ||
-          now < job.reattach_deadline_ms) {
+      if (job.record.state != JobState::kRunning || job.reattach_deadline_ms == 0 || now < job.reattach_deadline_ms) {
         continue;
       }
       job.reattach_deadline_ms = 0;
@@ -1132,8 +1132,7 @@ void JobManager::Tick() {
   }
   for (auto& [job, end] : ends) {
     if (absl::Status s = EndAttempt(job, end); !s.ok()) {
-      background_errors_.Record(absl::StrCat("ending attempt ", end.attempt, " of job '", job->record.job_id, "'"),
-                                s);
+      background_errors_.Record(absl::StrCat("ending attempt ", end.attempt, " of job '", job->record.job_id, "'"), s);
     }
   }
   Schedule();
@@ -1206,8 +1205,8 @@ absl::StatusOr<std::vector<std::string>> JobManager::FilesNamed(const std::strin
         continue;
       }
     }
-    return absl::NotFoundError(absl::StrCat("dataset: '", argument,
-                                            "' is not a registered dataset, and as a path: ", key.status().message()));
+    return absl::NotFoundError(
+        absl::StrCat("dataset: '", argument, "' is not a registered dataset, and as a path: ", key.status().message()));
   }
   std::sort(files.begin(), files.end());
   files.erase(std::unique(files.begin(), files.end()), files.end());

@@ -80,6 +80,8 @@ inline constexpr int64_t kMaxLogBatchLines = 500;
 // audited spec, so a custodian's typo must not queue hours of work.
 inline constexpr int32_t kMaxShadowModels = 64;
 inline constexpr int64_t kMaxChallenge = 1'000'000;
+// Canaries of a one-run audit (each may join its training run).
+inline constexpr int64_t kMaxCanaries = 1'000'000;
 
 struct RegisterResult {
   std::string worker_id;
@@ -165,48 +167,45 @@ class JobManager {
   // `identity` is what the worker's certificate proves; a run it claims
   // after a restart is given back only when that identity held the rank.
   RegisterResult RegisterWorker(const std::string& hostname, const std::string& device, int32_t pid,
-                                const std::string& previous_id,
-                                const std::optional<RunningRun>& running, const std::string& identity = "");
+                                const std::string& previous_id, const std::optional<RunningRun>& running,
+                                const std::string& identity = "");
   // Whether the worker with certificate identity `identity` holds rank
   // `rank` (-1: any rank) of the current attempt of `job_id`.
   bool HoldsRun(const std::string& identity, const std::string& job_id, int32_t attempt, int32_t rank);
   // The identity a registered worker id is bound to; nullopt when unknown.
   std::optional<std::string> WorkerIdentity(const std::string& worker_id);
-  absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id,
-                                            int32_t attempt);
+  absl::StatusOr<HeartbeatResult> Heartbeat(const std::string& worker_id, const std::string& job_id, int32_t attempt);
   // Durably records the privacy cost of `epoch` (idempotent); returns the
   // job's ε after it. Mechanism::kTrain: the epoch's DP-SGD steps, with the
   // job's q, σ and steps. Mechanism::kEval: the epoch's eval release (rank
   // 0, an epoch the job's privacy.eval releases after), with steps 1, q 1
   // and the job's σ_e. Anything else is refused and nothing is recorded.
-  absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank,
-                                int32_t epoch, int64_t steps, double sample_rate,
-                                double noise_multiplier, Mechanism mechanism = Mechanism::kTrain);
+  absl::StatusOr<double> Charge(const std::string& job_id, int32_t attempt, int32_t rank, int32_t epoch, int64_t steps,
+                                double sample_rate, double noise_multiplier, Mechanism mechanism = Mechanism::kTrain);
   // Rank 0's epoch results. Eval metrics (all present or all absent) are
   // refused unless the job releases them and, for a DP job, the epoch's
   // eval release is in the ledger. `checkpoint` (optional; jobs with
   // resources.max_attempts > 1 send it) is the training state after the
   // epoch; it is stored durably before the epoch counts as done, and a
   // retried attempt resumes from it.
-  absl::StatusOr<ProgressResult> ReportProgress(const std::string& job_id, int32_t attempt,
-                                                int32_t rank, const std::string& worker_id,
-                                                const EpochRecord& metrics, const std::string& checkpoint = "");
+  absl::StatusOr<ProgressResult> ReportProgress(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                const std::string& worker_id, const EpochRecord& metrics,
+                                                const std::string& checkpoint = "");
   // `error` is the worker's whole message (custodians see it);
   // `public_error` what analysts may see of it: a category the RPC layer
   // composed from fixed words (common/run_failure.h), never the message.
   // Empty: kUnstatedFailure.
-  absl::Status ReportDone(const std::string& job_id, int32_t attempt, int32_t rank,
-                          const std::string& worker_id, bool success, const std::string& error,
-                          const std::string& public_error = "");
+  absl::Status ReportDone(const std::string& job_id, int32_t attempt, int32_t rank, const std::string& worker_id,
+                          bool success, const std::string& error, const std::string& public_error = "");
   // What analysts see of a failed rank that named no category.
   static const char* const kUnstatedFailure;
   absl::Status RendezvousSet(const std::string& job_id, int32_t attempt, const std::string& key,
                              const std::string& value);
   // Adds `delta` to the integer stored under key (0 if absent); returns the sum.
-  absl::StatusOr<int64_t> RendezvousAdd(const std::string& job_id, int32_t attempt,
-                                        const std::string& key, int64_t delta);
-  absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt,
-                                            const std::string& key, absl::Time deadline);
+  absl::StatusOr<int64_t> RendezvousAdd(const std::string& job_id, int32_t attempt, const std::string& key,
+                                        int64_t delta);
+  absl::StatusOr<std::string> RendezvousGet(const std::string& job_id, int32_t attempt, const std::string& key,
+                                            absl::Time deadline);
 
   // Keeps a batch of log lines of rank `rank` of the current attempt (the
   // caller checked the worker holds it): InvalidArgument naming the field
@@ -224,8 +223,8 @@ class JobManager {
 
   // Reads a chunk of a file of the job's prepared dataset for `rank`;
   // PermissionDenied for a shard that is not the rank's own.
-  absl::StatusOr<std::pair<std::string, int64_t>> FetchShard(const std::string& job_id, int32_t attempt,
-                                                             int32_t rank, const std::string& file, int64_t offset,
+  absl::StatusOr<std::pair<std::string, int64_t>> FetchShard(const std::string& job_id, int32_t attempt, int32_t rank,
+                                                             const std::string& file, int64_t offset,
                                                              int64_t max_bytes);
 
   // A chunk of the checkpoint the attempt resumes from (the state after
@@ -258,8 +257,8 @@ class JobManager {
   absl::StatusOr<AuditView> GetAudit(const std::string& audit_id);
   // A chunk of the audited job's model, for rank 0 of the audit run's
   // current attempt (job_id is the audit run).
-  absl::StatusOr<Store::BlobChunk> FetchModel(const std::string& job_id, int32_t attempt, int32_t rank,
-                                              int64_t offset, int64_t max_bytes);
+  absl::StatusOr<Store::BlobChunk> FetchModel(const std::string& job_id, int32_t attempt, int32_t rank, int64_t offset,
+                                              int64_t max_bytes);
   // Rank 0's report: stored with the run's end, SUCCEEDED, in one store
   // transaction, so no audit run counts as succeeded without its report.
   absl::Status ReportAudit(const std::string& job_id, int32_t attempt, int32_t rank, const std::string& report_json);
@@ -300,8 +299,8 @@ class JobManager {
   // Tick stores it. The job shows its old state until then.
   struct PendingEnd {
     int32_t attempt = 0;
-    bool succeeded = false;  // rank 0 finished every epoch
-    std::string failure;     // why the attempt failed, when it did not succeed
+    bool succeeded = false;      // rank 0 finished every epoch
+    std::string failure;         // why the attempt failed, when it did not succeed
     std::string public_failure;  // what analysts see of it; empty: `failure` is public
   };
   struct JobEntry {
@@ -310,7 +309,7 @@ class JobManager {
     bool schedulable = true;
     std::string device = "cpu";
     int32_t max_attempts = 1;
-    int64_t last_seq = 0;  // events are numbered per job; nothing keeps them
+    int64_t last_seq = 0;              // events are numbered per job; nothing keeps them
     int64_t reattach_deadline_ms = 0;  // after a restart, for RUNNING jobs
     int64_t epsilon_rows = 0;          // ledger rows record.epsilon is composed from
     std::optional<PendingEnd> pending_end;
@@ -339,12 +338,11 @@ class JobManager {
   // Starts queued jobs on idle workers; a start the store refuses leaves the
   // job QUEUED and its workers idle for the next try.
   void Schedule() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckRunLocked(JobEntry* job, int32_t attempt, int32_t rank) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why a progress report is not the next epoch of the current run (the
   // answer to give), or nullopt when it is.
   std::optional<absl::StatusOr<ProgressResult>> CheckProgressLocked(JobEntry* job, int32_t attempt, int32_t rank,
-                                                                     int32_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                                                    int32_t epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Keeps the ε composed from the most ledger rows.
   static void NoteEpsilon(JobEntry* job, double epsilon, int64_t rows);
   // The plans of queued and running private jobs, for the ledger.

@@ -1,23 +1,30 @@
 #include "server/core/types.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace dpfleet::server {
 
 const char* JobStateName(JobState s) {
   switch (s) {
-    case JobState::kQueued: return "QUEUED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kSucceeded: return "SUCCEEDED";
-    case JobState::kFailed: return "FAILED";
-    case JobState::kCancelled: return "CANCELLED";
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
   }
   return "UNKNOWN";
 }
 
 absl::StatusOr<JobState> ParseJobState(const std::string& name) {
-  for (JobState s : {JobState::kQueued, JobState::kRunning, JobState::kSucceeded,
-                     JobState::kFailed, JobState::kCancelled}) {
+  for (JobState s :
+       {JobState::kQueued, JobState::kRunning, JobState::kSucceeded, JobState::kFailed, JobState::kCancelled}) {
     if (name == JobStateName(s)) return s;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown job state '", name, "'"));
@@ -25,9 +32,12 @@ absl::StatusOr<JobState> ParseJobState(const std::string& name) {
 
 const char* WorkerStateName(WorkerState s) {
   switch (s) {
-    case WorkerState::kIdle: return "IDLE";
-    case WorkerState::kBusy: return "BUSY";
-    case WorkerState::kLost: return "LOST";
+    case WorkerState::kIdle:
+      return "IDLE";
+    case WorkerState::kBusy:
+      return "BUSY";
+    case WorkerState::kLost:
+      return "LOST";
   }
   return "UNKNOWN";
 }
@@ -57,8 +67,12 @@ nlohmann::json ToJson(const EpochRecord& e) {
 }
 
 nlohmann::json ToJson(const AttemptRecord& a) {
-  return {{"attempt", a.attempt},     {"worker_ids", a.worker_ids}, {"started_ms", a.started_ms},
-          {"ended_ms", a.ended_ms},   {"outcome", JobStateName(a.outcome)}, {"reason", a.reason},
+  return {{"attempt", a.attempt},
+          {"worker_ids", a.worker_ids},
+          {"started_ms", a.started_ms},
+          {"ended_ms", a.ended_ms},
+          {"outcome", JobStateName(a.outcome)},
+          {"reason", a.reason},
           {"public_reason", a.public_reason}};
 }
 
@@ -72,6 +86,8 @@ nlohmann::json ToJson(const AuditOrder& a) {
                         {"max_challenge", a.max_challenge},
                         {"baseline", a.baseline},
                         {"inversion_features", a.inversion_features},
+                        {"one_run", a.one_run},
+                        {"canaries", a.canaries},
                         {"delta", a.delta}};
   if (a.reported_epsilon) out["reported_epsilon"] = *a.reported_epsilon;
   return out;
@@ -86,6 +102,9 @@ AuditOrder AuditOrderFromJson(const nlohmann::json& j) {
   a.max_challenge = j.at("max_challenge").get<int64_t>();
   a.baseline = j.at("baseline").get<bool>();
   a.inversion_features = j.at("inversion_features").get<std::vector<std::string>>();
+  // Orders stored before the one-run audit existed ran none.
+  a.one_run = j.value("one_run", false);
+  a.canaries = j.value("canaries", int64_t{1000});
   a.delta = j.at("delta").get<double>();
   a.reported_epsilon = OptionalDouble(j, "reported_epsilon");
   return a;
@@ -93,44 +112,68 @@ AuditOrder AuditOrderFromJson(const nlohmann::json& j) {
 
 }  // namespace
 
+absl::Status ParseAuditAttacks(absl::string_view attacks, AuditOrder* order) {
+  if (attacks.empty() || attacks == "all") {
+    order->membership = order->inversion = order->one_run = true;
+    return absl::OkStatus();
+  }
+  order->membership = order->inversion = order->one_run = false;
+  for (absl::string_view raw : absl::StrSplit(attacks, ',')) {
+    const absl::string_view name = absl::StripAsciiWhitespace(raw);
+    if (name == "membership") {
+      order->membership = true;
+    } else if (name == "inversion") {
+      order->inversion = true;
+    } else if (name == "one-run") {
+      order->one_run = true;
+    } else if (name == "all") {
+      order->membership = order->inversion = order->one_run = true;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("attacks: '", name, "' (in '", attacks, "') is not one of membership, inversion, one-run, all"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 nlohmann::json ToJson(const JobRecord& j) {
   nlohmann::json history = nlohmann::json::array();
   for (const auto& e : j.history) history.push_back(ToJson(e));
   nlohmann::json attempts = nlohmann::json::array();
   for (const auto& a : j.attempts) attempts.push_back(ToJson(a));
   nlohmann::json out = {{"job_id", j.job_id},
-          {"name", j.name},
-          {"state", JobStateName(j.state)},
-          {"spec_yaml", j.spec_yaml},
-          {"data_paths", j.data_paths},
-          {"dataset", j.dataset},
-          {"shard_dir", j.shard_dir},
-          {"input_files", j.input_files},
-          {"epochs", j.epochs},
-          {"epochs_done", j.epochs_done},
-          {"dp", j.dp},
-          {"mode", JobModeName(j)},
-          {"epsilon", j.epsilon},
-          {"delta", j.delta},
-          {"noise_multiplier", j.noise_multiplier},
-          {"accountant", j.accountant},
-          {"sample_rate", j.sample_rate},
-          {"steps_per_epoch", j.steps_per_epoch},
-          {"train_rows", j.train_rows},
-          {"eval_noise_multiplier", j.eval_noise_multiplier},
-          {"eval_every", j.eval_every},
-          {"world_size", j.world_size},
-          {"history", history},
-          {"reason", j.reason},
-          {"public_reason", j.public_reason},
-          {"attempts", attempts},
-          {"created_ms", j.created_ms},
-          {"started_ms", j.started_ms},
-          {"finished_ms", j.finished_ms},
-          {"attempt", j.attempt},
-          {"worker_ids", j.worker_ids},
-          {"owner", j.owner},
-          {"worker_identities", j.worker_identities}};
+                        {"name", j.name},
+                        {"state", JobStateName(j.state)},
+                        {"spec_yaml", j.spec_yaml},
+                        {"data_paths", j.data_paths},
+                        {"dataset", j.dataset},
+                        {"shard_dir", j.shard_dir},
+                        {"input_files", j.input_files},
+                        {"epochs", j.epochs},
+                        {"epochs_done", j.epochs_done},
+                        {"dp", j.dp},
+                        {"mode", JobModeName(j)},
+                        {"epsilon", j.epsilon},
+                        {"delta", j.delta},
+                        {"noise_multiplier", j.noise_multiplier},
+                        {"accountant", j.accountant},
+                        {"sample_rate", j.sample_rate},
+                        {"steps_per_epoch", j.steps_per_epoch},
+                        {"train_rows", j.train_rows},
+                        {"eval_noise_multiplier", j.eval_noise_multiplier},
+                        {"eval_every", j.eval_every},
+                        {"world_size", j.world_size},
+                        {"history", history},
+                        {"reason", j.reason},
+                        {"public_reason", j.public_reason},
+                        {"attempts", attempts},
+                        {"created_ms", j.created_ms},
+                        {"started_ms", j.started_ms},
+                        {"finished_ms", j.finished_ms},
+                        {"attempt", j.attempt},
+                        {"worker_ids", j.worker_ids},
+                        {"owner", j.owner},
+                        {"worker_identities", j.worker_identities}};
   if (j.audit) out["audit"] = ToJson(*j.audit);
   return out;
 }

@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
 namespace dpfleet::server {
@@ -61,11 +63,18 @@ struct AuditOrder {
   int64_t max_challenge = 2000;
   bool baseline = true;
   std::vector<std::string> inversion_features;  // empty: those of DIS, MAR the job has
+  bool one_run = true;                          // the one-run audit (Steinke, Nasr, Jagielski 2023)
+  int64_t canaries = 1000;
   // The audited job's ledger ε when the audit started (it had SUCCEEDED,
   // so it is final); nullopt for a non-private job.
   std::optional<double> reported_epsilon;
   double delta = 0;
 };
+
+// Sets order's membership, inversion and one_run from a request's attack
+// list: comma-separated names among membership, inversion, one-run, or
+// "all" ("" = all). InvalidArgument naming the attack that is none of them.
+absl::Status ParseAuditAttacks(absl::string_view attacks, AuditOrder* order);
 
 struct JobRecord {
   std::string job_id;

@@ -16,11 +16,16 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 v1::JobState ToProto(JobState s) {
   switch (s) {
-    case JobState::kQueued: return v1::QUEUED;
-    case JobState::kRunning: return v1::RUNNING;
-    case JobState::kSucceeded: return v1::SUCCEEDED;
-    case JobState::kFailed: return v1::FAILED;
-    case JobState::kCancelled: return v1::CANCELLED;
+    case JobState::kQueued:
+      return v1::QUEUED;
+    case JobState::kRunning:
+      return v1::RUNNING;
+    case JobState::kSucceeded:
+      return v1::SUCCEEDED;
+    case JobState::kFailed:
+      return v1::FAILED;
+    case JobState::kCancelled:
+      return v1::CANCELLED;
   }
   return v1::JOB_STATE_UNSPECIFIED;
 }
@@ -97,9 +102,15 @@ void ToProto(const WorkerRecord& w, v1::WorkerInfo* out) {
   out->set_hostname(w.hostname);
   out->set_device(w.device);
   switch (w.state) {
-    case WorkerState::kIdle: out->set_state(v1::IDLE); break;
-    case WorkerState::kBusy: out->set_state(v1::BUSY); break;
-    case WorkerState::kLost: out->set_state(v1::LOST); break;
+    case WorkerState::kIdle:
+      out->set_state(v1::IDLE);
+      break;
+    case WorkerState::kBusy:
+      out->set_state(v1::BUSY);
+      break;
+    case WorkerState::kLost:
+      out->set_state(v1::LOST);
+      break;
   }
   out->set_job_id(w.job_id);
   out->set_attempt(w.attempt);
@@ -131,6 +142,8 @@ void ToProto(const AuditOrder& a, v1::AuditOrder* out) {
   o->set_max_challenge(a.max_challenge);
   o->set_baseline(a.baseline);
   for (const std::string& f : a.inversion_features) o->add_inversion_features(f);
+  o->set_one_run(a.one_run);
+  o->set_canaries(a.canaries);
   if (a.reported_epsilon) out->set_reported_epsilon(*a.reported_epsilon);
   out->set_delta(a.delta);
 }

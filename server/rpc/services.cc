@@ -34,8 +34,7 @@ grpc::Status CoordinatorServiceImpl::SubmitJob(grpc::ServerContext* ctx, const v
   return grpc::Status::OK;
 }
 
-grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req,
-                                            v1::Job* resp) {
+grpc::Status CoordinatorServiceImpl::GetJob(grpc::ServerContext* ctx, const v1::GetJobRequest* req, v1::Job* resp) {
   const Identity caller = deps_.gate->Caller(*ctx, false);
   absl::StatusOr<JobRecord> job = deps_.jobs->Get(req->job_id());
   if (job.ok()) job = VisibleJob(caller, *job);
@@ -209,7 +208,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobEvent> {
 }  // namespace
 
 grpc::ServerWriteReactor<v1::JobEvent>* CoordinatorServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
-                                                                        const v1::WatchJobRequest* req) {
+                                                                         const v1::WatchJobRequest* req) {
   return new WatchReactor(deps_.jobs, deps_.gate, deps_.gate->Caller(*ctx, false), req->job_id());
 }
 
@@ -247,8 +246,7 @@ grpc::Status CoordinatorServiceImpl::SetBudget(grpc::ServerContext* ctx, const v
   const Identity caller = deps_.gate->Caller(*ctx, false);
   absl::StatusOr<std::vector<BudgetView>> b = deps_.jobs->SetBudget(req->dataset(), req->epsilon(), req->delta());
   deps_.audit->Record(caller, "SetBudget",
-                      absl::StrCat(req->dataset(), " epsilon=", req->epsilon(), " delta=", req->delta()),
-                      b.status());
+                      absl::StrCat(req->dataset(), " epsilon=", req->epsilon(), " delta=", req->delta()), b.status());
   if (!b.ok()) return ToGrpc(b.status());
   for (const BudgetView& v : BudgetViews(caller, *std::move(b), deps_.datasets->List())) {
     ToProto(v, resp->add_budgets());
@@ -359,8 +357,8 @@ grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* ctx, const v1::Reg
   if (!req->running_job_id().empty()) {
     running = RunningRun{req->running_job_id(), req->running_attempt(), req->running_rank()};
   }
-  RegisterResult r = deps_.jobs->RegisterWorker(req->hostname(), req->device(), req->pid(),
-                                                req->previous_worker_id(), running, caller.name);
+  RegisterResult r = deps_.jobs->RegisterWorker(req->hostname(), req->device(), req->pid(), req->previous_worker_id(),
+                                                running, caller.name);
   deps_.audit->Record(caller, "Register", absl::StrCat(r.worker_id, " on ", req->hostname()), absl::OkStatus());
   resp->set_worker_id(r.worker_id);
   resp->set_lease_ttl_ms(r.lease_ttl_ms);
@@ -411,8 +409,7 @@ grpc::Status WorkerServiceImpl::ChargeBudget(grpc::ServerContext* ctx, const v1:
           absl::StrCat("mechanism: ", req->mechanism(), " is not a known mechanism (train, eval)")));
   }
   absl::StatusOr<double> eps = deps_.jobs->Charge(req->job_id(), req->attempt(), req->rank(), req->epoch(),
-                                                  req->steps(), req->sample_rate(), req->noise_multiplier(),
-                                                  mechanism);
+                                                  req->steps(), req->sample_rate(), req->noise_multiplier(), mechanism);
   if (!eps.ok()) return ToGrpc(eps.status());
   resp->set_epsilon_after(*eps);
   return grpc::Status::OK;
@@ -450,8 +447,8 @@ grpc::Status WorkerServiceImpl::ReportDone(grpc::ServerContext* ctx, const v1::D
                                              : absl::StatusCode::kUnknown;
     if (stage) public_error = log::PublicRunFailure(*stage, status_code);
   }
-  return ToGrpc(deps_.jobs->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(),
-                                       req->success(), req->error(), public_error));
+  return ToGrpc(deps_.jobs->ReportDone(req->job_id(), req->attempt(), req->rank(), req->worker_id(), req->success(),
+                                       req->error(), public_error));
 }
 
 grpc::Status WorkerServiceImpl::RendezvousSet(grpc::ServerContext* ctx, const v1::RendezvousSetRequest* req,
@@ -482,9 +479,9 @@ class RendezvousGetReactor final : public grpc::ServerUnaryReactor {
     const int64_t timeout_ms = std::clamp<int64_t>(req->timeout_ms(), 0, max_wait_ms);
     const absl::Time deadline =
         std::min(absl::Now() + absl::Milliseconds(timeout_ms), absl::FromChrono(ctx->deadline()));
-    state_->timeout = absl::DeadlineExceededError(absl::StrCat("rendezvous key '", req->key(), "' of job '",
-                                                               req->job_id(), "' attempt ", req->attempt(),
-                                                               " was not published in time"));
+    state_->timeout =
+        absl::DeadlineExceededError(absl::StrCat("rendezvous key '", req->key(), "' of job '", req->job_id(),
+                                                 "' attempt ", req->attempt(), " was not published in time"));
     std::shared_ptr<State> state = state_;
     // gRPC keeps an alarm's callback for as long as the alarm exists, and
     // the alarm lives in State: a strong reference here would never go.
@@ -591,8 +588,8 @@ grpc::Status WorkerServiceImpl::FetchShard(grpc::ServerContext* ctx, const v1::F
   if (absl::Status s = CheckRun(caller, deps_.jobs, req->job_id(), req->attempt(), req->rank()); !s.ok()) {
     return ToGrpc(s);
   }
-  auto r = deps_.jobs->FetchShard(req->job_id(), req->attempt(), req->rank(), req->file(), req->offset(),
-                                  req->max_bytes());
+  auto r =
+      deps_.jobs->FetchShard(req->job_id(), req->attempt(), req->rank(), req->file(), req->offset(), req->max_bytes());
   if (!r.ok()) return ToGrpc(r.status());
   resp->set_data(std::move(r->first));
   resp->set_total_bytes(r->second);
@@ -681,16 +678,9 @@ grpc::Status CoordinatorServiceImpl::AuditJob(grpc::ServerContext* ctx, const v1
   const Identity caller = deps_.gate->Caller(*ctx, false);
   absl::StatusOr<JobRecord> run = [&]() -> absl::StatusOr<JobRecord> {
     AuditOrder order;
-    const std::string& attacks = req->attacks();
-    if (attacks == "membership") {
-      order.inversion = false;
-    } else if (attacks == "inversion") {
-      order.membership = false;
-    } else if (!attacks.empty() && attacks != "all") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("attacks: '", attacks, "' is not one of membership, inversion, all"));
-    }
+    RETURN_IF_ERROR(ParseAuditAttacks(req->attacks(), &order));
     if (req->shadow_models() != 0) order.shadow_models = req->shadow_models();
+    if (req->canaries() != 0) order.canaries = req->canaries();
     if (req->max_challenge() != 0) order.max_challenge = req->max_challenge();
     if (req->has_baseline()) order.baseline = req->baseline();
     order.inversion_features.assign(req->inversion_features().begin(), req->inversion_features().end());

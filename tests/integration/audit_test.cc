@@ -60,7 +60,10 @@ TEST(AuditTest, CustodianAuditsAnAnalystsJobAndTheBoundsStayBelowItsEpsilon) {
 
   // Few shadows and challenge points keep the run short; the bounds hold
   // for any number (they are confidence bounds, not estimates).
-  ASSERT_EQ(fleet.Dpctl({"audit", job, "--shadow-models", "2", "--max-challenge", "400", "-o", "json"}, &out, &err), 0)
+  ASSERT_EQ(
+      fleet.Dpctl({"audit", job, "--shadow-models", "2", "--max-challenge", "400", "--canaries", "300", "-o", "json"},
+                  &out, &err),
+      0)
       << err << out << fleet.Logs();
   const nlohmann::json audit = nlohmann::json::parse(out);
   const std::string audit_id = audit["audit_id"];
@@ -79,6 +82,14 @@ TEST(AuditTest, CustodianAuditsAnAnalystsJobAndTheBoundsStayBelowItsEpsilon) {
   }
   EXPECT_LE(report["target"]["epsilon_lower_bound"].get<double>(), reported);
   EXPECT_FALSE(report["target"]["inversion"].empty()) << "DIS and MAR are default features";
+  // The one-run audit is part of "all": 300 canaries, counts as numbers.
+  const nlohmann::json& one_run = report["target"]["one_run"];
+  ASSERT_TRUE(one_run.is_object()) << report.dump();
+  EXPECT_EQ(one_run["canaries"], 300);
+  EXPECT_GT(one_run["included"].get<int64_t>(), 0);
+  EXPECT_LE(one_run["correct"].get<int64_t>(), one_run["guesses"].get<int64_t>());
+  EXPECT_LE(one_run["epsilon_lower_bound"].get<double>(), reported) << one_run.dump();
+  EXPECT_TRUE(report["baseline"]["one_run"].is_object());
   EXPECT_TRUE(report["baseline"].is_object()) << "the non-private baseline is on by default";
 
   // Nothing was charged: the job's ε is what it was.
@@ -105,6 +116,18 @@ TEST(AuditTest, CustodianAuditsAnAnalystsJobAndTheBoundsStayBelowItsEpsilon) {
   ASSERT_EQ(fleet.Dpctl({"audit", "show", audit_id}, &out, &err), 0) << err;
   EXPECT_THAT(out, HasSubstr("lira_offline"));
   EXPECT_THAT(out, HasSubstr("non_private_baseline"));
+  EXPECT_THAT(out, HasSubstr("one-run audit"));
+
+  // One attack alone: the order keeps only it, and a bad name is refused
+  // naming it.
+  ASSERT_EQ(fleet.Dpctl({"audit", job, "--attack", "one-run", "--canaries", "100", "-o", "json"}, &out, &err), 0)
+      << err;
+  const nlohmann::json only = nlohmann::json::parse(out)["report"];
+  EXPECT_TRUE(only["target"]["membership"].empty()) << only.dump();
+  EXPECT_TRUE(only["target"]["inversion"].empty());
+  EXPECT_EQ(only["target"]["one_run"]["canaries"], 100);
+  EXPECT_NE(fleet.Dpctl({"audit", job, "--attack", "membership,canary"}, &out, &err), 0);
+  EXPECT_THAT(err, HasSubstr("'canary'"));
 }
 
 }  // namespace

@@ -107,9 +107,9 @@ void ReleasedLog::AuditStarted(int32_t shadow_models, bool baseline) {
 void ReleasedLog::AuditProgress(const std::string& phase, int done, int total) {
   // The phase comes from the engine's code, but this class takes no free
   // text: a name outside the fixed list is not repeated.
-  static constexpr const char* kPhases[] = {"training shadow models", "training baseline model",
-                                            "training baseline shadow models", "membership inference",
-                                            "model inversion"};
+  static constexpr const char* kPhases[] = {
+      "training shadow models", "training baseline model", "training baseline shadow models",
+      "membership inference",   "model inversion",         "training with canaries"};
   const char* said = "working";
   for (const char* p : kPhases) {
     if (phase == p) said = p;

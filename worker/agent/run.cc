@@ -11,11 +11,11 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/pums/dataset.h"
 #include "common/pums/schema.h"
-#include "common/files.h"
-#include "common/spec/job_spec.h"
 #include "common/pums/shards.h"
+#include "common/spec/job_spec.h"
 #include "common/status.h"
 #include "worker/agent/coordinator_store.h"
 #include "worker/comm/communicator.h"
@@ -23,11 +23,11 @@
 #ifdef DPFLEET_WITH_NCCL
 #include "worker/comm/cuda/nccl_communicator.h"
 #endif
+#include "worker/audit/audit.h"
 #include "worker/train/device.h"
 #include "worker/train/dp_eval.h"
 #include "worker/train/dp_sgd.h"
 #include "worker/train/split_tensors.h"
-#include "worker/audit/audit.h"
 
 namespace dpfleet::worker {
 namespace {
@@ -47,8 +47,7 @@ absl::Status CallWithRetry(const RunContext& ctx, const char* what, Fn rpc) {
     call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
     grpc::Status s = rpc(&call);
     if (s.ok()) return absl::OkStatus();
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
       return Annotate(FromGrpc(s), what);
     }
     if (absl::Now() > give_up || (ctx.cancel && ctx.cancel->load())) {
@@ -70,7 +69,8 @@ absl::Status FetchInChunks(const std::string& what, Fetch fetch, Sink sink) {
     int64_t size = 0;
     RETURN_IF_ERROR(fetch(offset, &chunk, &size));
     if (total >= 0 && size != total) return absl::DataLossError(absl::StrCat(what, " changed while it was fetched"));
-    if (chunk.empty() && size != offset) return absl::DataLossError(absl::StrCat("empty chunk of ", what, " at ", offset));
+    if (chunk.empty() && size != offset)
+      return absl::DataLossError(absl::StrCat("empty chunk of ", what, " at ", offset));
     total = size;
     offset += static_cast<int64_t>(chunk.size());
     sink(chunk);
@@ -94,9 +94,8 @@ absl::Status FetchFile(const v1::Assignment& a, const RunContext& ctx, const std
         req.set_offset(offset);
         req.set_max_bytes(1 << 20);
         v1::FetchShardResponse resp;
-        RETURN_IF_ERROR(CallWithRetry(ctx, "fetching dataset shards", [&](grpc::ClientContext* c) {
-          return ctx.stub->FetchShard(c, req, &resp);
-        }));
+        RETURN_IF_ERROR(CallWithRetry(ctx, "fetching dataset shards",
+                                      [&](grpc::ClientContext* c) { return ctx.stub->FetchShard(c, req, &resp); }));
         *chunk = std::move(*resp.mutable_data());
         *total = resp.total_bytes();
         return absl::OkStatus();
@@ -290,6 +289,14 @@ void ToProto(const audit::ModelAudit& m, v1::ModelAuditResult* out) {
     o->set_accuracy(r.accuracy);
     o->set_base_rate(r.base_rate);
   }
+  if (m.one_run) {
+    v1::OneRunAuditResult* o = out->mutable_one_run();
+    o->set_canaries(m.one_run->canaries);
+    o->set_included(m.one_run->included);
+    o->set_guesses(m.one_run->guesses);
+    o->set_correct(m.one_run->correct);
+    o->set_epsilon_lower_bound(m.one_run->epsilon_lower_bound);
+  }
   out->set_epsilon_lower_bound(m.epsilon_lower_bound);
 }
 
@@ -302,8 +309,8 @@ absl::Status RunAuditAssignment(const v1::Assignment& a, const RunContext& ctx, 
                                 const c10::Device& device, ReleasedLog& rlog) {
   const v1::AuditOrder& order = a.audit();
   if (a.world_size() != 1 || a.rank() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("an audit run has one rank; this assignment is rank ", a.rank(),
-                                                   " of ", a.world_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("an audit run has one rank; this assignment is rank ", a.rank(), " of ", a.world_size()));
   }
   rlog.Started(a.attempt(), a.rank(), a.world_size(), 0, spec.training.epochs, device.is_cuda());
   rlog.Stage(log::RunStage::kLoadingData);
@@ -336,15 +343,17 @@ absl::Status RunAuditAssignment(const v1::Assignment& a, const RunContext& ctx, 
   options.shadow_models = order.options().shadow_models();
   options.max_challenge = order.options().max_challenge();
   options.baseline = order.options().baseline();
+  options.one_run = order.options().one_run();
+  if (order.options().canaries() > 0) options.canaries = order.options().canaries();
   options.inversion_features.assign(order.options().inversion_features().begin(),
                                     order.options().inversion_features().end());
   rlog.Stage(log::RunStage::kAuditing);
   rlog.AuditStarted(options.shadow_models, options.baseline);
-  ASSIGN_OR_RETURN(const audit::AuditReport report,
-                   audit::RunAudit(target, audit_data, options, ctx.cancel,
-                                   [&rlog](const std::string& phase, int done, int total) {
-                                     rlog.AuditProgress(phase, done, total);
-                                   }));
+  ASSIGN_OR_RETURN(
+      const audit::AuditReport report,
+      audit::RunAudit(target, audit_data, options, ctx.cancel, [&rlog](const std::string& phase, int done, int total) {
+        rlog.AuditProgress(phase, done, total);
+      }));
   rlog.Stage(log::RunStage::kReporting);
   v1::ReportAuditRequest req;
   req.set_job_id(a.job_id());
@@ -477,8 +486,7 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
       if (ctx.cancel && ctx.cancel->load()) return absl::CancelledError("run cancelled");
       RETURN_IF_ERROR(trainer->Step(x_train, y_train));
     }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // 3. Rank 0 speaks for the job (ranks hold identical models): after an
     // epoch with an eval release it charges the release, THEN evaluates on
     // the held-out split; the metrics are computed from the noisy histogram
@@ -532,9 +540,8 @@ absl::Status RunAssignment(const v1::Assignment& a, const RunContext& ctx) {
     upload.set_rank(a.rank());
     ASSIGN_OR_RETURN(*upload.mutable_model(), trainer->SaveToBytes());
     v1::UploadModelResponse uploaded;
-    RETURN_IF_ERROR(CallWithRetry(ctx, "uploading the trained model", [&](grpc::ClientContext* c) {
-      return ctx.stub->UploadModel(c, upload, &uploaded);
-    }));
+    RETURN_IF_ERROR(CallWithRetry(ctx, "uploading the trained model",
+                                  [&](grpc::ClientContext* c) { return ctx.stub->UploadModel(c, upload, &uploaded); }));
     if (!ctx.work_dir.empty()) {
       RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(ctx.work_dir, "/", a.job_id(), "-model.pt"), upload.model()));
     }

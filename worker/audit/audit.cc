@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -109,18 +110,36 @@ absl::Status Cancelled(const std::atomic<bool>* cancel) {
   return absl::OkStatus();
 }
 
+// How a model the audit trains on n records follows the target's schedule.
+enum class Schedule {
+  // The target's B, one pass over its own n records per epoch (shadows and
+  // the baseline: models like the target's, on their own data).
+  kOwnPass,
+  // The target's steps per epoch, at the expected batch floor(B n / N), so
+  // the sampling rate is at most the target's and the accounted ε of the
+  // run at most the reported ε (n >= N: the one-run audit's training set is
+  // the target's plus canaries).
+  kTargetAccounting,
+};
+
 // A model of the target's spec trained on (x, y) (on the audit device):
-// DP-SGD with the target's σ, C, B and optimizer when dp, else the
+// DP-SGD with the target's σ, C and optimizer when dp, else the
 // non-private baseline; `epochs` epochs; cancel checked before every step.
 absl::StatusOr<std::unique_ptr<train::DpSgdTrainer>> TrainLikeTarget(const AuditTarget& target, bool dp,
                                                                      const torch::Tensor& x, const torch::Tensor& y,
-                                                                     const std::atomic<bool>* cancel) {
+                                                                     const std::atomic<bool>* cancel,
+                                                                     Schedule schedule = Schedule::kOwnPass) {
   train::TrainConfig config = target.train;
   config.dp = dp;
   const int64_t n = x.size(0);
-  if (n != config.dataset_size) config.steps_per_epoch = 0;  // a smaller set: one pass per epoch again
+  if (schedule == Schedule::kTargetAccounting) {
+    config.steps_per_epoch = train::DpSgdTrainer::StepsPerEpoch(target.train);
+    config.batch_size = std::max<int64_t>(1, config.batch_size * n / config.dataset_size);
+  } else {
+    if (n != config.dataset_size) config.steps_per_epoch = 0;  // another set: one pass per epoch again
+    config.batch_size = std::min(config.batch_size, n);
+  }
   config.dataset_size = n;
-  config.batch_size = std::min(config.batch_size, n);
   comm::LocalCommunicator comm;
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
                    train::DpSgdTrainer::Create(target.model, config, x.size(1), &comm));
@@ -220,6 +239,61 @@ std::vector<MembershipResult> Membership(const train::Model& model, const torch:
           Measure("lira_offline", LiraScores(phi, phi_shadows), split, delta, alpha)};
 }
 
+// The one-run audit's canaries: eval records (never trained on by the
+// target) in random order with their label flipped, and each one's coin.
+struct Canaries {
+  torch::Tensor x, y;  // CPU; y = 1 - the record's label
+  std::vector<bool> included;
+  int64_t in_count = 0;
+};
+
+absl::StatusOr<Canaries> DrawCanaries(SecureDraws& draws, const AuditData& cpu, int64_t m) {
+  ASSIGN_OR_RETURN(std::vector<int64_t> pick, SampleIndices(draws, cpu.x_eval.size(0), m));
+  const torch::Tensor idx = IndexTensor(pick);
+  Canaries c;
+  c.x = cpu.x_eval.index_select(0, idx);
+  c.y = 1.0f - cpu.y_eval.index_select(0, idx);
+  c.included.resize(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) {
+    ASSIGN_OR_RETURN(uint64_t coin, draws.Below(2));
+    c.included[i] = coin == 1;
+    c.in_count += coin == 1 ? 1 : 0;
+  }
+  return c;
+}
+
+// Trains one model of the target's spec on every training record plus the
+// included canaries (Schedule::kTargetAccounting), scores every canary by
+// the log-likelihood of its flipped label, and returns the best bound over
+// the fixed guess counts (each a test at alpha).
+absl::StatusOr<OneRunResult> OneRun(const AuditTarget& target, bool dp, const AuditData& cpu, const Canaries& c,
+                                    c10::Device device, double alpha, const std::atomic<bool>* cancel) {
+  std::vector<int64_t> in;
+  for (size_t i = 0; i < c.included.size(); ++i)
+    if (c.included[i]) in.push_back(static_cast<int64_t>(i));
+  const torch::Tensor in_t = IndexTensor(in);
+  const torch::Tensor x = torch::cat({cpu.x_train, c.x.index_select(0, in_t)}).to(device);
+  const torch::Tensor y = torch::cat({cpu.y_train, c.y.index_select(0, in_t)}).to(device);
+  ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trained,
+                   TrainLikeTarget(target, dp, x, y, cancel, Schedule::kTargetAccounting));
+  const torch::Tensor phi = TrueClassLogit(trained->model(), c.x.to(device), c.y.to(device));
+  const std::vector<double> scores = ToVector(-torch::softplus(-phi));
+  OneRunResult r;
+  r.canaries = static_cast<int64_t>(c.included.size());
+  r.included = c.in_count;
+  for (double share : kOneRunGuessShares) {
+    const int64_t k = std::max<int64_t>(1, std::llround(share * static_cast<double>(r.canaries)));
+    const OneRunGuesses g = GuessTopAndBottom(scores, c.included, k);
+    const double eps = OneRunEpsilonLowerBound(r.canaries, g.guesses, g.correct, target.delta, alpha);
+    if (r.guesses == 0 || eps > r.epsilon_lower_bound) {
+      r.guesses = g.guesses;
+      r.correct = g.correct;
+      r.epsilon_lower_bound = eps;
+    }
+  }
+  return r;
+}
+
 // An inversion feature's one-hot columns in the encoding.
 struct Group {
   std::string feature;
@@ -316,6 +390,14 @@ absl::Status Validate(const AuditTarget& target, const AuditData& data, const Au
   if (options.shadow_models < 1) {
     return absl::InvalidArgumentError(absl::StrCat("shadow_models: ", options.shadow_models, " (must be >= 1)"));
   }
+  if (options.one_run && options.canaries < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("canaries: ", options.canaries, " (the one-run audit needs at least 2)"));
+  }
+  if (options.one_run && data.x_eval.size(0) < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("x_eval: ", data.x_eval.size(0),
+                                                   " records; the one-run audit draws its canaries from at least 2"));
+  }
   if (options.max_challenge < 1) {
     return absl::InvalidArgumentError(absl::StrCat("max_challenge: ", options.max_challenge, " (must be >= 1)"));
   }
@@ -371,10 +453,17 @@ absl::StatusOr<AuditReport> Run(const AuditTarget& target, const AuditData& data
   report.delta = target.delta;
   report.confidence = options.confidence;
   report.shadow_models = options.membership ? options.shadow_models : 0;
-  // Bonferroni: two one-sided bounds (TPR, FPR) per attack, every attack of
-  // the report, so that all ε bounds hold jointly at `confidence`.
-  const int attacks = options.membership ? 2 * (options.baseline ? 2 : 1) : 1;
-  const double alpha = (1.0 - options.confidence) / (2.0 * attacks);
+  // Bonferroni over every test of the report, so that all ε bounds hold
+  // jointly at `confidence`: two one-sided bounds (TPR, FPR) per membership
+  // attack, one test per guess count of each one-run audit.
+  const int models = options.baseline ? 2 : 1;
+  const int one_run_tests = static_cast<int>(std::size(kOneRunGuessShares));
+  const int tests = models * ((options.membership ? 2 * 2 : 0) + (options.one_run ? one_run_tests : 0));
+  const double alpha = (1.0 - options.confidence) / std::max(tests, 1);
+  Canaries canaries;
+  if (options.one_run) {
+    ASSIGN_OR_RETURN(canaries, DrawCanaries(draws, cpu, std::min(options.canaries, data.x_eval.size(0))));
+  }
 
   // Member challenge records, for inversion.
   const torch::Tensor x_members = split.x.narrow(0, 0, split.members);
@@ -396,6 +485,12 @@ absl::StatusOr<AuditReport> Run(const AuditTarget& target, const AuditData& data
       if (progress) progress("model inversion", static_cast<int>(i), static_cast<int>(groups.size()));
       ASSIGN_OR_RETURN(InversionResult r, Invert(m, groups[i], x_members, y_members, cpu.x_eval));
       a.inversion.push_back(std::move(r));
+    }
+    if (options.one_run) {
+      if (progress) progress("training with canaries", 0, 1);
+      ASSIGN_OR_RETURN(a.one_run, OneRun(target, dp, cpu, canaries, device, alpha, cancel));
+      if (progress) progress("training with canaries", 1, 1);
+      a.epsilon_lower_bound = std::max(a.epsilon_lower_bound, a.one_run->epsilon_lower_bound);
     }
     return a;
   };

@@ -26,10 +26,22 @@
 //  * model inversion (Fredrikson et al. 2015): recover a sensitive
 //    categorical feature of member records from the model, the record's
 //    other features and its label; accuracy against the base rate;
+//  * the one-run audit (Steinke, Nasr, Jagielski 2023; statistics.h): the
+//    audit inserts `canaries` records of the eval split with their label
+//    flipped, each with probability 1/2 by an independent CSPRNG coin, into
+//    the training records and trains ONE model of the target's spec on them
+//    (the target's σ, C, optimizer, epochs and steps per epoch, at a
+//    sampling rate q' = floor(q N') / N' <= q, so its accounted ε is at most
+//    the reported ε); it then guesses the inclusion of the k highest- and
+//    k lowest-scoring canaries (score = log-likelihood of the flipped label)
+//    for k in kOneRunGuessShares of m, and reports the best ε lower bound.
+//    It audits the training algorithm, not the job's own model (which saw no
+//    canaries), and its bound is a proof from one run;
 //  * the same attacks on a non-private baseline: a model of the same spec
 //    trained by the audit without clipping or noise on the same members
-//    (with its own non-private shadows), so the report shows how much more
-//    exposed the model would have been without DP.
+//    (with its own non-private shadows, and its own one-run training with
+//    canaries), so the report shows how much more exposed the model would
+//    have been without DP.
 //
 // Sampling of challenge points and shadow data uses the OS CSPRNG; nothing
 // here is keyed by the spec's seed.
@@ -66,7 +78,16 @@ struct AuditOptions {
   std::vector<std::string> inversion_features;
   // Joint confidence of every ε lower bound in one report.
   double confidence = 0.95;
+  // The one-run audit, with this many canaries (fewer when the eval split
+  // holds fewer).
+  bool one_run = true;
+  int64_t canaries = 1000;
 };
+
+// Guess counts of the one-run audit, as shares of the canaries: k = share *
+// m canaries guessed "in" and k guessed "out". Fixed before any score is
+// seen; every share is one test of the report's Bonferroni correction.
+inline constexpr double kOneRunGuessShares[] = {0.01, 0.05, 0.1, 0.25, 0.5};
 
 // What the audit needs about the job: its model and how it was trained.
 struct AuditTarget {
@@ -108,11 +129,23 @@ struct InversionResult {
   double base_rate = 0.0;  // share of the most common value (guessing it always)
 };
 
+// The one-run audit of the training algorithm that made one model.
+struct OneRunResult {
+  int64_t canaries = 0;  // m, each included with probability 1/2
+  int64_t included = 0;  // how many the coins put in the training run
+  // The guess count with the largest bound: r guesses, v of them right.
+  int64_t guesses = 0;
+  int64_t correct = 0;
+  // Largest ε the run refutes at the report's confidence; 0 when none.
+  double epsilon_lower_bound = 0.0;
+};
+
 struct ModelAudit {
   std::string model;  // "target" | "non_private_baseline"
   std::vector<MembershipResult> membership;
   std::vector<InversionResult> inversion;
-  double epsilon_lower_bound = 0.0;  // max over its membership attacks
+  std::optional<OneRunResult> one_run;
+  double epsilon_lower_bound = 0.0;  // max over its membership attacks and the one-run audit
 };
 
 struct AuditReport {
@@ -127,16 +160,18 @@ struct AuditReport {
 
 // Progress for the worker's released log: a fixed phase name and counters.
 // Phases, in order: "training shadow models" (k of K, target's shadows),
-// "membership inference", "model inversion" (i of features), then with a
-// baseline "training baseline model" (0/1, 1/1), "training baseline shadow
-// models", "membership inference", "model inversion". Counters only: no
-// metric of the data passes through it.
+// "membership inference", "model inversion" (i of features), "training
+// with canaries" (0/1, 1/1), then with a baseline "training baseline model"
+// (0/1, 1/1), "training baseline shadow models", "membership inference",
+// "model inversion", "training with canaries". Counters only: no metric of
+// the data passes through it.
 using AuditProgress = std::function<void(const std::string& phase, int done, int total)>;
 
 // Runs the audit on this process (CPU or the target's device in
 // target.train.device). Errors: InvalidArgument naming the field (no
 // training or eval rows, an unknown or non-categorical inversion feature,
-// shadow_models < 1, parameters that do not fit the model); Cancelled when
+// shadow_models < 1, canaries < 2 for a one-run audit, parameters that do
+// not fit the model); Cancelled when
 // *cancel becomes true (checked between training steps).
 absl::StatusOr<AuditReport> RunAudit(const AuditTarget& target, const AuditData& data, const AuditOptions& options,
                                      const std::atomic<bool>* cancel = nullptr,

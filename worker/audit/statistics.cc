@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <boost/math/distributions/beta.hpp>
+#include <boost/math/distributions/binomial.hpp>
 #include <cmath>
 #include <cstddef>
+#include <numeric>
 #include <utility>
 
 namespace dpfleet::audit {
@@ -129,6 +131,63 @@ double EpsilonLowerBound(const std::vector<double>& select_members, const std::v
   };
   return EpsilonFromCounts(flagged(eval_members), static_cast<int64_t>(eval_members.size()), flagged(eval_non_members),
                            static_cast<int64_t>(eval_non_members.size()), delta, alpha);
+}
+
+double OneRunPValue(int64_t m, int64_t r, int64_t v, double epsilon, double delta) {
+  if (v <= 0) return 1.0;
+  if (v > r) return 0.0;  // more correct guesses than guesses: impossible
+  // q = e^ε / (1 + e^ε), written to stay finite for large ε.
+  const double q = 1.0 / (1.0 + std::exp(-epsilon));
+  const boost::math::binomial_distribution<double> binomial(static_cast<double>(r), q);
+  // f(v) = P[X >= v] = P[X > v - 1].
+  const double tail = boost::math::cdf(boost::math::complement(binomial, static_cast<double>(v - 1)));
+  double p = tail;
+  if (delta > 0) {
+    // max over i of P[v - i <= X < v] / i, the window growing down from v - 1.
+    double window = 0.0, best = 0.0;
+    for (int64_t i = 1; i <= v; ++i) {
+      window += boost::math::pdf(binomial, static_cast<double>(v - i));
+      best = std::max(best, window / static_cast<double>(i));
+    }
+    p += 2.0 * static_cast<double>(m) * delta * best;
+  }
+  return std::min(p, 1.0);
+}
+
+double OneRunEpsilonLowerBound(int64_t m, int64_t r, int64_t v, double delta, double alpha) {
+  if (OneRunPValue(m, r, v, 0.0, delta) > alpha) return 0.0;
+  // Bracket: p(lo) <= alpha < p(hi).
+  double lo = 0.0, hi = 1.0;
+  while (OneRunPValue(m, r, v, hi, delta) <= alpha) {
+    lo = hi;
+    hi *= 2.0;
+    if (hi > 1e3) return lo;  // every guess right with r huge: beyond any ε worth printing
+  }
+  while (hi - lo > 1e-6) {
+    const double mid = 0.5 * (lo + hi);
+    if (OneRunPValue(m, r, v, mid, delta) <= alpha) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+OneRunGuesses GuessTopAndBottom(const std::vector<double>& scores, const std::vector<bool>& included, int64_t k) {
+  const int64_t m = static_cast<int64_t>(std::min(scores.size(), included.size()));
+  k = std::clamp<int64_t>(k, 0, m / 2);
+  std::vector<int64_t> order(static_cast<size_t>(m));
+  std::iota(order.begin(), order.end(), 0);
+  // Descending by score; equal scores keep their positions' order.
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  OneRunGuesses g;
+  g.guesses = 2 * k;
+  for (int64_t i = 0; i < k; ++i) {
+    g.correct += included[order[i]] ? 1 : 0;          // guessed "in"
+    g.correct += included[order[m - 1 - i]] ? 0 : 1;  // guessed "out"
+  }
+  return g;
 }
 
 }  // namespace dpfleet::audit

@@ -73,6 +73,40 @@ double EpsilonLowerBound(const std::vector<double>& select_members, const std::v
                          const std::vector<double>& eval_members, const std::vector<double>& eval_non_members,
                          double delta, double alpha);
 
+// The one-run audit (Steinke, Nasr, Jagielski 2023, "Privacy Auditing with
+// One (1) Training Run", NeurIPS 2023). m canaries are each included in ONE
+// training run independently with probability 1/2; an auditor who sees only
+// the trained model guesses "in" or "out" for r of them (abstaining on the
+// rest) and is right v times. If the training is (ε, δ)-DP, then for every v
+//   P[V >= v] <= f(v) + 2 m δ max_{1 <= i <= v} (f(v - i) - f(v)) / i,
+//   f(u) = P[Binomial(r, e^ε / (1 + e^ε)) >= u]
+// (their main theorem for approximate DP; for δ = 0 it is the plain
+// binomial tail: each guess is no better than ε-randomised response). Unlike
+// the bounds above, this one is a proof from a single training run: the
+// inclusion of each canary is the independent coin the theorem needs.
+//
+// OneRunPValue is the right-hand side: the probability, under the null
+// hypothesis "the training is (ε, δ)-DP", of v or more correct guesses. The
+// terms for i > v add nothing (f(v - i) = 1 there, and (1 - f(v)) / i
+// shrinks), so the maximum runs over i <= v. 0 <= v <= r <= m.
+double OneRunPValue(int64_t m, int64_t r, int64_t v, double epsilon, double delta);
+
+// The largest ε the outcome (m, r, v) refutes at significance alpha: the
+// supremum of ε >= 0 with OneRunPValue(m, r, v, ε, δ) <= alpha, found by
+// bisection to 1e-6 (the binomial tail, the dominant term, grows with ε);
+// 0 when even ε = 0 is not refuted.
+double OneRunEpsilonLowerBound(int64_t m, int64_t r, int64_t v, double delta, double alpha);
+
+// The auditor's guesses for one guess count k: the k canaries with the
+// highest scores are guessed "in", the k with the lowest "out" (k <= m / 2;
+// a larger k is cut to m / 2). Ties go by position, which the caller must
+// have drawn independently of inclusion. included[i] is canary i's coin.
+struct OneRunGuesses {
+  int64_t guesses = 0;  // r = 2k
+  int64_t correct = 0;  // v
+};
+OneRunGuesses GuessTopAndBottom(const std::vector<double>& scores, const std::vector<bool>& included, int64_t k);
+
 }  // namespace dpfleet::audit
 
 #endif  // DPFLEET_WORKER_AUDIT_STATISTICS_H_

@@ -26,7 +26,8 @@ absl::Status ValidateConfig(const TrainConfig& c, comm::Communicator* comm) {
     return absl::InvalidArgumentError(
         absl::StrCat("bad communicator: rank ", comm->rank(), " of world ", comm->world_size()));
   }
-  if (c.dataset_size <= 0) return absl::InvalidArgumentError(absl::StrCat("dataset_size must be > 0, got ", c.dataset_size));
+  if (c.dataset_size <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("dataset_size must be > 0, got ", c.dataset_size));
   if (c.batch_size <= 0 || c.batch_size > c.dataset_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("batch_size must be in [1, dataset_size=", c.dataset_size, "], got ", c.batch_size));
@@ -48,11 +49,15 @@ absl::Status ValidateConfig(const TrainConfig& c, comm::Communicator* comm) {
   return absl::OkStatus();
 }
 
-at::Tensor LongVector(const std::vector<int64_t>& v) {
-  return at::tensor(v, at::TensorOptions().dtype(at::kLong));
-}
+at::Tensor LongVector(const std::vector<int64_t>& v) { return at::tensor(v, at::TensorOptions().dtype(at::kLong)); }
 
 }  // namespace
+
+int64_t DpSgdTrainer::StepsPerEpoch(const TrainConfig& config) {
+  if (config.steps_per_epoch > 0) return config.steps_per_epoch;
+  return std::max<int64_t>(
+      1, std::llround(static_cast<double>(config.dataset_size) / static_cast<double>(config.batch_size)));
+}
 
 absl::StatusOr<std::unique_ptr<DpSgdTrainer>> DpSgdTrainer::Create(const ModelConfig& model_config,
                                                                    const TrainConfig& config, int64_t input_dim,
@@ -91,8 +96,7 @@ DpSgdTrainer::DpSgdTrainer(Model model, const TrainConfig& config, Optimizer opt
   const double n = static_cast<double>(config_.dataset_size);
   const double b = static_cast<double>(config_.batch_size);
   sample_rate_ = b / n;
-  steps_per_epoch_ = config_.steps_per_epoch > 0 ? config_.steps_per_epoch
-                                                  : std::max<int64_t>(1, std::llround(n / b));
+  steps_per_epoch_ = StepsPerEpoch(config_);
   noise_stddev_ = config_.dp ? config_.noise_multiplier * config_.max_grad_norm /
                                    std::sqrt(static_cast<double>(comm_->world_size()))
                              : 0.0;
@@ -186,8 +190,7 @@ absl::Status DpSgdTrainer::TrainEpoch(const torch::Tensor& x_local, const torch:
   return absl::OkStatus();
 }
 
-absl::StatusOr<EvalMetrics> DpSgdTrainer::TryEvaluate(const torch::Tensor& x_eval,
-                                                      const torch::Tensor& y_eval) const {
+absl::StatusOr<EvalMetrics> DpSgdTrainer::TryEvaluate(const torch::Tensor& x_eval, const torch::Tensor& y_eval) const {
   RETURN_IF_ERROR(model_.CheckBatch(x_eval, &y_eval));
   EvalMetrics metrics;
   RETURN_IF_ERROR(GuardTorch("evaluate", [&]() -> absl::Status {

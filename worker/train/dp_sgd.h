@@ -84,6 +84,9 @@ class DpSgdTrainer {
   static absl::StatusOr<std::unique_ptr<DpSgdTrainer>> Create(const ModelConfig& model_config,
                                                               const TrainConfig& config, int64_t input_dim,
                                                               comm::Communicator* comm);
+  // The steps of one epoch under `config`: config.steps_per_epoch, or
+  // max(1, round(N / B)) when that is 0.
+  static int64_t StepsPerEpoch(const TrainConfig& config);
 
   DpSgdTrainer(const DpSgdTrainer&) = delete;
   DpSgdTrainer& operator=(const DpSgdTrainer&) = delete;

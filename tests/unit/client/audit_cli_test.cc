@@ -72,5 +72,34 @@ TEST(AuditCliTest, JsonSaysNotPrivateAsNullNeverZero) {
   EXPECT_TRUE(AuditJson(running)["report"].is_null());
 }
 
+TEST(AuditCliTest, TheOneRunAuditHasItsOwnRowsAndNumbers) {
+  v1::GetAuditResponse a = Audit(true);
+  EXPECT_THAT(AuditReportText(a.report()), Not(HasSubstr("one-run")));
+  EXPECT_TRUE(AuditJson(a)["report"]["target"]["one_run"].is_null()) << "absent, not zeros";
+  v1::OneRunAuditResult* o = a.mutable_report()->mutable_target()->mutable_one_run();
+  o->set_canaries(1000);
+  o->set_included(497);
+  o->set_guesses(200);
+  o->set_correct(113);
+  o->set_epsilon_lower_bound(0.0);
+  v1::ModelAuditResult* base = a.mutable_report()->mutable_baseline();
+  base->set_model("non_private_baseline");
+  base->mutable_one_run()->set_canaries(1000);
+  base->mutable_one_run()->set_correct(481);
+  base->mutable_one_run()->set_guesses(500);
+  base->mutable_one_run()->set_epsilon_lower_bound(2.125);
+  base->set_epsilon_lower_bound(2.125);
+  const std::string text = AuditReportText(a.report());
+  EXPECT_THAT(text, HasSubstr("one-run audit"));
+  EXPECT_THAT(text, HasSubstr("CANARIES"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("target +1000 +497 +200 +113 +0.000"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("non_private_baseline +1000 +0 +500 +481 +2.125"));
+  EXPECT_THAT(text, HasSubstr("2.125 for the non-private baseline"));
+  const nlohmann::json j = AuditJson(a);
+  EXPECT_EQ(j["report"]["target"]["one_run"]["canaries"], 1000) << "a number, not proto3's int64 string";
+  EXPECT_EQ(j["report"]["target"]["one_run"]["correct"], 113);
+  EXPECT_EQ(j["report"]["baseline"]["one_run"]["guesses"], 500);
+}
+
 }  // namespace
 }  // namespace dpfleet::client

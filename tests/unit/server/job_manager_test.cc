@@ -14,9 +14,9 @@
 #include "common/privacy/accountant.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "server/rpc/access.h"
 #include "tests/testing/files.h"
 #include "tests/testing/server/fake_data_resolver.h"
-#include "server/rpc/access.h"
 #include "tests/testing/temp_dir.h"
 
 namespace dpfleet::server {
@@ -26,8 +26,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 std::string Spec(int workers = 1, int epochs = 3, const std::string& extra_privacy = "") {
-  return absl::StrCat("name: test\ndata: {path: /data/p.csv}\n",
-                      "training: {epochs: ", epochs, ", batch_size: 100}\n",
+  return absl::StrCat("name: test\ndata: {path: /data/p.csv}\n", "training: {epochs: ", epochs, ", batch_size: 100}\n",
                       "privacy: {mode: dp, max_grad_norm: 1.0, ",
                       extra_privacy.empty() ? "noise_multiplier: 1.1" : extra_privacy,
                       ", delta: 1.0e-5}\nresources: {workers: ", workers, "}\n");
@@ -73,11 +72,11 @@ class JobManagerTest : public ::testing::Test {
   // Runs epoch `e` of a single-rank job the way a worker does: charge the
   // epoch, train, charge its eval release, report the DP metrics.
   void RunEpoch(const JobRecord& job, const std::string& worker, int e, int rank = 0) {
-    ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate,
-                              job.noise_multiplier)
-                    .ok());
-    ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, rank, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval)
-                    .ok());
+    ASSERT_TRUE(
+        jobs_->Charge(job.job_id, job.attempt, rank, e, job.steps_per_epoch, job.sample_rate, job.noise_multiplier)
+            .ok());
+    ASSERT_TRUE(
+        jobs_->Charge(job.job_id, job.attempt, rank, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval).ok());
     ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, rank, worker, WithMetrics(e)).ok());
   }
   static EpochRecord WithMetrics(int e) {
@@ -155,8 +154,8 @@ TEST_F(JobManagerTest, ResultsAreRefusedUntilTheEpochIsCharged) {
   auto again = jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1);
   EXPECT_DOUBLE_EQ(*again, *eps1) << "a retried charge is not counted twice";
   // The ledger's epsilon is exactly the accountant's for one epoch.
-  auto expected = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
-                                          {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
+  auto expected =
+      privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
   EXPECT_DOUBLE_EQ(*eps1, *expected);
   ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, m).ok());
   auto after = *jobs_->Get(job.job_id);
@@ -217,10 +216,10 @@ TEST_F(JobManagerTest, EvalMetricsNeedTheirOwnChargeAndComposeIntoEpsilon) {
   EXPECT_DOUBLE_EQ(rows[1].noise_multiplier, 30.0);
   ASSERT_TRUE(jobs_->ReportProgress(job.job_id, job.attempt, 0, w, WithMetrics(1)).ok());
   auto got = *jobs_->Get(job.job_id);
-  const double train_only = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
-                                                     {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
-  const double both = *privacy::ComputeEpsilon(
-      privacy::AccountantKind::kRdp, {{job.sample_rate, 1.1, job.steps_per_epoch}, {1.0, 30.0, 1}}, 1e-5);
+  const double train_only =
+      *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {{job.sample_rate, 1.1, job.steps_per_epoch}}, 1e-5);
+  const double both = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                               {{job.sample_rate, 1.1, job.steps_per_epoch}, {1.0, 30.0, 1}}, 1e-5);
   EXPECT_DOUBLE_EQ(*train, train_only);
   EXPECT_GT(both, train_only);
   EXPECT_DOUBLE_EQ(got.history[0].epsilon, both);
@@ -276,22 +275,20 @@ TEST_F(JobManagerTest, EvalEveryChargesOnlyItsEpochs) {
         << e;
   }
   for (int e : {2, 4, 5}) {
-    EXPECT_TRUE(
-        jobs_->Charge(job.job_id, job.attempt, 0, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval).ok())
+    EXPECT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, e, 1, 1.0, job.eval_noise_multiplier, Mechanism::kEval).ok())
         << e;
   }
   ASSERT_TRUE(jobs_->Cancel(job.job_id).ok());
   auto next = *jobs_->Submit(Spec(1, 5, "noise_multiplier: 1.1, eval: {every: 2}"));
   auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
-  const double spent = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
-                                                {{1.0, job.eval_noise_multiplier, 3}}, view.delta);
+  const double spent =
+      *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp, {{1.0, job.eval_noise_multiplier, 3}}, view.delta);
   EXPECT_NEAR(view.spent, spent, 1e-9);
-  const double committed = *privacy::ComputeEpsilon(
-      privacy::AccountantKind::kRdp,
-      {{1.0, job.eval_noise_multiplier, 3},
-       {next.sample_rate, 1.1, 5 * next.steps_per_epoch},
-       {1.0, next.eval_noise_multiplier, 3}},
-      view.delta);
+  const double committed = *privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
+                                                    {{1.0, job.eval_noise_multiplier, 3},
+                                                     {next.sample_rate, 1.1, 5 * next.steps_per_epoch},
+                                                     {1.0, next.eval_noise_multiplier, 3}},
+                                                    view.delta);
   EXPECT_NEAR(view.committed, committed, 1e-9) << "the queued job's plan includes its 3 eval releases";
 }
 
@@ -335,17 +332,11 @@ TEST_F(JobManagerTest, DataPathAssignmentsCarryTheCoordinatorsSplitKey) {
 TEST_F(JobManagerTest, ChargeWithParametersOtherThanTheJobsIsRefused) {
   AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
-  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch - 1, job.sample_rate, 1.1)
-                .status()
-                .code(),
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch - 1, job.sample_rate, 1.1).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 0.5)
-                .status()
-                .code(),
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 0.5).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt + 1, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1)
-                .status()
-                .code(),
+  EXPECT_EQ(jobs_->Charge(job.job_id, job.attempt + 1, 0, 1, job.steps_per_epoch, job.sample_rate, 1.1).status().code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(store_->LedgerForJob(job.job_id)->empty());
 }
@@ -588,10 +579,10 @@ TEST_F(JobManagerTest, TargetEpsilonIsCalibratedAtSubmit) {
   ASSERT_TRUE(job.ok()) << job.status();
   // The target covers training and the three eval releases together.
   ASSERT_EQ(job->eval_every, 1);
-  auto eps = privacy::ComputeEpsilon(privacy::AccountantKind::kRdp,
-                                     {{job->sample_rate, job->noise_multiplier, job->steps_per_epoch * 3},
-                                      {1.0, job->eval_noise_multiplier, 3}},
-                                     1e-5);
+  auto eps = privacy::ComputeEpsilon(
+      privacy::AccountantKind::kRdp,
+      {{job->sample_rate, job->noise_multiplier, job->steps_per_epoch * 3}, {1.0, job->eval_noise_multiplier, 3}},
+      1e-5);
   EXPECT_LE(*eps, 2.0);
   EXPECT_GT(*eps, 1.9);
   // Eval releases alone above the target: refused, naming the field.
@@ -604,9 +595,12 @@ TEST_F(JobManagerTest, EveryWatcherSeesEveryEventInOrder) {
   auto job = *jobs_->Submit(Spec(1, 2));
   std::vector<std::vector<JobEvent>> seen(2);
   for (int i = 0; i < 2; ++i) {
-    ASSERT_TRUE(jobs_->Subscribe(job.job_id, [&seen, i](const JobEvent* e) {
-                  if (e != nullptr) seen[i].push_back(*e);
-                }).ok());
+    ASSERT_TRUE(jobs_
+                    ->Subscribe(job.job_id,
+                                [&seen, i](const JobEvent* e) {
+                                  if (e != nullptr) seen[i].push_back(*e);
+                                })
+                    .ok());
   }
   const std::string w = AddWorker();
   auto running = *jobs_->Get(job.job_id);
@@ -704,9 +698,7 @@ TEST_F(JobManagerTest, RunningJobWhoseWorkersDoNotReturnFailsAfterRestart) {
 TEST_F(JobManagerTest, RendezvousGetWaitsForSetAndTimesOut) {
   const std::string a = AddWorker();
   auto job = *jobs_->Get(jobs_->Submit(Spec())->job_id);
-  std::thread setter([&] {
-    ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok());
-  });
+  std::thread setter([&] { ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok()); });
   auto v = jobs_->RendezvousGet(job.job_id, job.attempt, "nccl_id", absl::Now() + absl::Seconds(10));
   setter.join();
   ASSERT_TRUE(v.ok()) << v.status();
@@ -726,9 +718,8 @@ TEST_F(JobManagerTest, RendezvousWaitHoldsNothingHeartbeatsAndStatusReadsNeed) {
   EXPECT_TRUE(jobs_->Heartbeat(a, job.job_id, job.attempt).ok());
   EXPECT_EQ(jobs_->Get(job.job_id)->state, JobState::kRunning);
   EXPECT_EQ(jobs_->ListWorkers().size(), 1u);
-  EXPECT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate,
-                            job.noise_multiplier)
-                  .ok());
+  EXPECT_TRUE(
+      jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, job.noise_multiplier).ok());
   ASSERT_TRUE(jobs_->RendezvousSet(job.job_id, job.attempt, "nccl_id", "abc").ok());
   waiter.join();
   ASSERT_TRUE(got.ok()) << got.status();
@@ -801,8 +792,7 @@ TEST_F(JobManagerTest, BudgetRefusesAJobThatWouldOvershoot) {
   auto none = jobs_->Submit("name: x\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
   EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
   // A budget below what is committed is refused and leaves the old one.
-  EXPECT_EQ(jobs_->SetBudget("/data/p.csv", 0.5 * one, 1e-5).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(jobs_->SetBudget("/data/p.csv", 0.5 * one, 1e-5).status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_DOUBLE_EQ((*jobs_->GetBudgets("/data/p.csv"))[0].epsilon_budget, budget);
   // Bad input names the field.
   EXPECT_THAT(std::string(jobs_->SetBudget("/data/p.csv", -1, 1e-5).status().message()), HasSubstr("epsilon"));
@@ -866,8 +856,7 @@ TEST_F(JobManagerTest, LedgerComposesAcrossJobsOfADataset) {
   auto view = (*jobs_->GetBudgets("/data/p.csv"))[0];
   EXPECT_NEAR(view.spent, expected, 1e-12);
   EXPECT_EQ(view.jobs, 2);
-  EXPECT_LT(view.spent, jobs_->Get(a.job_id)->epsilon + jobs_->Get(b.job_id)->epsilon)
-      << "composed, not summed";
+  EXPECT_LT(view.spent, jobs_->Get(a.job_id)->epsilon + jobs_->Get(b.job_id)->epsilon) << "composed, not summed";
 }
 
 }  // namespace
@@ -879,7 +868,9 @@ namespace {
 TEST_F(JobManagerTest, NonPrivateUseOfADatasetIsRecordedAndBlocksABudget) {
   const std::string w = AddWorker();
   auto job = *jobs_->Get(
-      jobs_->Submit("name: base\ndata: {path: /data/p.csv}\ntraining: {epochs: 1, batch_size: 100}\nprivacy: {mode: none}\n")
+      jobs_
+          ->Submit(
+              "name: base\ndata: {path: /data/p.csv}\ntraining: {epochs: 1, batch_size: 100}\nprivacy: {mode: none}\n")
           ->job_id);
   ASSERT_EQ(job.state, JobState::kRunning);
   ASSERT_TRUE(jobs_->Charge(job.job_id, job.attempt, 0, 1, job.steps_per_epoch, job.sample_rate, 0).ok());
@@ -892,8 +883,8 @@ TEST_F(JobManagerTest, NonPrivateUseOfADatasetIsRecordedAndBlocksABudget) {
 }  // namespace
 }  // namespace dpfleet::server
 
-#include "common/pums/synth.h"
 #include "common/pums/shards.h"
+#include "common/pums/synth.h"
 
 namespace dpfleet::server {
 namespace {
@@ -1110,9 +1101,9 @@ TEST_F(LedgerFilesTest, EveryNameOfAFileIsChargedToItsBudget) {
   EXPECT_EQ((*set)[0].file, key_a_);
 
   std::vector<std::string> ids;
-  for (const std::string& paths : {a_ + ", " + b_, b_ + ", " + dir_.Join("data/a-link.csv"),
-                                   dir_.Join("data/a-link.csv"), dir_.Join("other/a-hard.csv"),
-                                   dir_.Join("other/a-copy.csv")}) {
+  for (const std::string& paths :
+       {a_ + ", " + b_, b_ + ", " + dir_.Join("data/a-link.csv"), dir_.Join("data/a-link.csv"),
+        dir_.Join("other/a-hard.csv"), dir_.Join("other/a-copy.csv")}) {
     auto job = jobs_->Submit(SpecOn(paths));
     ASSERT_TRUE(job.ok()) << paths << ": " << job.status();
     EXPECT_THAT(job->input_files, ::testing::Contains(key_a_)) << paths;
@@ -1138,8 +1129,8 @@ TEST_F(LedgerFilesTest, EveryNameOfAFileIsChargedToItsBudget) {
     five.push_back({probe->sample_rate, 1.1, probe->steps_per_epoch});
     five.push_back({1.0, probe->eval_noise_multiplier, 1});
   }
-  for (const std::string& name : {a_, dir_.Join("data/a-link.csv"), dir_.Join("other/a-hard.csv"),
-                                  dir_.Join("other/a-copy.csv"), key_a_}) {
+  for (const std::string& name :
+       {a_, dir_.Join("data/a-link.csv"), dir_.Join("other/a-hard.csv"), dir_.Join("other/a-copy.csv"), key_a_}) {
     auto views = jobs_->GetBudgets(name);
     ASSERT_TRUE(views.ok()) << name << ": " << views.status();
     ASSERT_EQ(views->size(), 1u) << name;
@@ -1262,7 +1253,8 @@ TEST_F(JobManagerTest, DeltaAboveOneOverNIsRefusedAtSubmit) {
                 HasSubstr("privacy.delta: '0.001' must be at most 1/N = 0.0005, N being the job's 2000 training"));
   }
   EXPECT_TRUE(jobs_->Submit(SpecOn("/data/p.csv", "noise_multiplier: 1.1, delta: 5.0e-4")).ok());
-  auto plain = jobs_->Submit("name: b\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
+  auto plain =
+      jobs_->Submit("name: b\ndata: {path: /data/p.csv}\ntraining: {batch_size: 100}\nprivacy: {mode: none}\n");
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_FALSE(plain->dp);
   EXPECT_STREQ(JobModeName(*plain), "none");
@@ -1318,16 +1310,16 @@ TEST_F(JobManagerTest, AttemptsAreKeptWithTheirReasonsAcrossARestart) {
   auto job = *jobs_->Get(jobs_->Submit(spec)->job_id);
   clock_.AdvanceMs(10);
   const std::string secret = "row 17: 'H,2019HU0001,1,00101,01,42,37,...' has SCHL 99";
-  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 1, 0, a, false, secret, "failed while loading data (INVALID_ARGUMENT)")
-                  .ok());
+  ASSERT_TRUE(
+      jobs_->ReportDone(job.job_id, 1, 0, a, false, secret, "failed while loading data (INVALID_ARGUMENT)").ok());
   auto retried = *jobs_->Get(job.job_id);
   ASSERT_EQ(retried.attempt, 2);
   EXPECT_THAT(retried.reason, HasSubstr(secret)) << "custodians get the whole story";
   EXPECT_THAT(retried.public_reason, Not(HasSubstr("row 17")));
   EXPECT_THAT(retried.public_reason, HasSubstr("attempt 1 of 2 failed: rank 0 (worker " + a +
                                                "): failed while loading data (INVALID_ARGUMENT)"));
-  ASSERT_TRUE(jobs_->ReportDone(job.job_id, 2, 0, a, false, "worker stopped (SIGTERM)", "worker stopped (SIGTERM)")
-                  .ok());
+  ASSERT_TRUE(
+      jobs_->ReportDone(job.job_id, 2, 0, a, false, "worker stopped (SIGTERM)", "worker stopped (SIGTERM)").ok());
   Open();  // a coordinator restart
   auto after = *jobs_->Get(job.job_id);
   EXPECT_EQ(after.state, JobState::kFailed);
@@ -1478,12 +1470,30 @@ TEST_F(JobManagerAuditTest, OnlyASucceededJobWithAModelCanBeAudited) {
   no_shadows.shadow_models = 0;
   EXPECT_THAT(jobs_->StartAudit(done.job_id, no_shadows, "cus").status().message(), HasSubstr("shadow_models"));
   AuditOrder nothing;
-  nothing.membership = nothing.inversion = false;
+  nothing.membership = nothing.inversion = nothing.one_run = false;
   EXPECT_EQ(jobs_->StartAudit(done.job_id, nothing, "cus").status().code(), absl::StatusCode::kInvalidArgument);
+  AuditOrder one_canary;
+  one_canary.canaries = 1;
+  EXPECT_THAT(jobs_->StartAudit(done.job_id, one_canary, "cus").status().message(), HasSubstr("canaries: '1'"));
   auto run = jobs_->StartAudit(done.job_id, AuditOrder{}, "cus");
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_EQ(jobs_->StartAudit(run->job_id, AuditOrder{}, "cus").status().code(), absl::StatusCode::kInvalidArgument)
       << "an audit run is not audited";
+}
+
+TEST(AuditAttacksTest, ACommaListSetsExactlyTheNamedAttacks) {
+  AuditOrder o;
+  ASSERT_TRUE(ParseAuditAttacks("", &o).ok());
+  EXPECT_TRUE(o.membership && o.inversion && o.one_run);
+  ASSERT_TRUE(ParseAuditAttacks("one-run", &o).ok());
+  EXPECT_TRUE(!o.membership && !o.inversion && o.one_run);
+  ASSERT_TRUE(ParseAuditAttacks("membership, inversion", &o).ok());
+  EXPECT_TRUE(o.membership && o.inversion && !o.one_run);
+  ASSERT_TRUE(ParseAuditAttacks("all", &o).ok());
+  EXPECT_TRUE(o.membership && o.inversion && o.one_run);
+  const absl::Status bad = ParseAuditAttacks("membership,lira", &o);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.message(), HasSubstr("'lira'"));
 }
 
 TEST_F(JobManagerAuditTest, AnAuditRunIsOneRankOfTheTargetsSpecAndIsNeverCharged) {
@@ -1517,8 +1527,8 @@ TEST_F(JobManagerAuditTest, AnAuditRunIsOneRankOfTheTargetsSpecAndIsNeverCharged
   EXPECT_FALSE(got[0].audit->baseline);
 
   // Never charged, never an epoch, never a model of its own.
-  auto charged = jobs_->Charge(run.job_id, run.attempt, 0, 1, target.steps_per_epoch, target.sample_rate,
-                               target.noise_multiplier);
+  auto charged =
+      jobs_->Charge(run.job_id, run.attempt, 0, 1, target.steps_per_epoch, target.sample_rate, target.noise_multiplier);
   EXPECT_EQ(charged.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(charged.status().message(), HasSubstr("never charged"));
   EXPECT_TRUE(store_->LedgerForJob(run.job_id)->empty());

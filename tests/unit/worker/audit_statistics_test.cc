@@ -1,9 +1,14 @@
 // Tests for the audit's statistics: AUC with ties, TPR at a low FPR on a
 // hand-built ROC, Clopper–Pearson bounds against closed forms and the
-// binomial CDF, and the ε lower bound at its two extremes.
+// binomial CDF, and the ε lower bound at its two extremes; the one-run
+// audit's p-value against the binomial tail, its bound against the closed
+// form, its δ term, its guesses, and its validity and power on simulated
+// ε-randomised response.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <random>
 #include <vector>
 
 #include "worker/audit/statistics.h"
@@ -140,6 +145,104 @@ TEST(AuditEpsilonTest, FromCountsUsesBothInequalities) {
   EXPECT_NEAR(EpsilonFromCounts(100, 100, 50, 100, 0.0, alpha), std::log(tnr_lo / fnr_hi), 1e-12);
   // δ is subtracted: a δ above TPR_lo leaves nothing.
   EXPECT_DOUBLE_EQ(EpsilonFromCounts(50, 100, 0, 100, 0.99, alpha), 0.0);
+}
+
+// --- The one-run audit (Steinke, Nasr, Jagielski 2023) ---
+
+double BinomialTail(int64_t r, int64_t v, double q) {  // P[Binomial(r, q) >= v], by summing the pmf
+  double sum = 0;
+  for (int64_t j = v; j <= r; ++j) {
+    sum += std::exp(std::lgamma(r + 1.0) - std::lgamma(j + 1.0) - std::lgamma(r - j + 1.0) + j * std::log(q) +
+                    (r - j) * std::log1p(-q));
+  }
+  return sum;
+}
+
+TEST(AuditOneRunTest, PureDpPValueIsTheBinomialTail) {
+  for (double eps : {0.0, 0.5, 2.0}) {
+    const double q = std::exp(eps) / (1 + std::exp(eps));
+    EXPECT_NEAR(OneRunPValue(100, 40, 30, eps, 0.0), BinomialTail(40, 30, q), 1e-12) << eps;
+    EXPECT_NEAR(OneRunPValue(100, 10, 10, eps, 0.0), std::pow(q, 10), 1e-12) << eps;
+  }
+  EXPECT_DOUBLE_EQ(OneRunPValue(100, 10, 0, 1.0, 0.0), 1.0);  // "at least 0 right" always holds
+  EXPECT_DOUBLE_EQ(OneRunPValue(100, 0, 0, 1.0, 1e-3), 1.0);  // no guesses prove nothing
+}
+
+TEST(AuditOneRunTest, AllRightGivesTheClosedFormBound) {
+  // v = r and δ = 0: p(ε) = q^r, so the bound solves q^r = alpha:
+  // q = alpha^(1/r), ε = log(q / (1 - q)).
+  for (int64_t r : {10, 50, 200}) {
+    const double alpha = 0.05, q = std::pow(alpha, 1.0 / static_cast<double>(r));
+    EXPECT_NEAR(OneRunEpsilonLowerBound(1000, r, r, 0.0, alpha), std::log(q / (1 - q)), 1e-5) << r;
+  }
+  // Too few guesses: even all right at ε = 0 has probability 2^-4 > 0.05.
+  EXPECT_DOUBLE_EQ(OneRunEpsilonLowerBound(1000, 4, 4, 0.0, 0.05), 0.0);
+  // Chance accuracy proves nothing.
+  EXPECT_DOUBLE_EQ(OneRunEpsilonLowerBound(1000, 500, 250, 0.0, 0.05), 0.0);
+  EXPECT_DOUBLE_EQ(OneRunEpsilonLowerBound(1000, 500, 240, 1e-5, 0.05), 0.0);
+}
+
+TEST(AuditOneRunTest, DeltaTermWeakensTheBound) {
+  // 2 m δ max_i P[v - i <= X < v] / i: here with i = 1 alone, 2 m δ P[X = v - 1].
+  const int64_t m = 1000, r = 100, v = 80;
+  const double eps = 1.0, q = std::exp(eps) / (1 + std::exp(eps));
+  const double pure = OneRunPValue(m, r, v, eps, 0.0);
+  const double approx = OneRunPValue(m, r, v, eps, 1e-4);
+  const double pmf_below = BinomialTail(r, v - 1, q) - BinomialTail(r, v, q);
+  EXPECT_GE(approx - pure, 2 * m * 1e-4 * pmf_below - 1e-12);              // the max is at least its i = 1 term
+  EXPECT_LE(approx - pure, 2 * m * 1e-4 * BinomialTail(r, 0, q) + 1e-12);  // a share of P[X < v] <= 1
+  const double b0 = OneRunEpsilonLowerBound(m, r, v, 0.0, 0.05);
+  const double b1 = OneRunEpsilonLowerBound(m, r, v, 1e-4, 0.05);
+  EXPECT_GT(b0, 0.5);
+  EXPECT_LT(b1, b0);
+  // A δ with 2 m δ = 20 leaves nothing to prove: at ε = 0 the window
+  // i = v holds P[X < v] ~ 1, so the δ term alone is about 20 / 80.
+  EXPECT_DOUBLE_EQ(OneRunEpsilonLowerBound(m, r, v, 1e-2, 0.05), 0.0);
+}
+
+TEST(AuditOneRunTest, GuessesTopAsInAndBottomAsOut) {
+  const std::vector<double> scores = {0.9, 0.1, 0.8, 0.2, 0.7, 0.3};
+  const std::vector<bool> truth = {true, false, true, false, true, false};
+  OneRunGuesses g = GuessTopAndBottom(scores, truth, 2);
+  EXPECT_EQ(g.guesses, 4);
+  EXPECT_EQ(g.correct, 4);
+  const std::vector<bool> reversed = {false, true, false, true, false, true};
+  EXPECT_EQ(GuessTopAndBottom(scores, reversed, 2).correct, 0);
+  g = GuessTopAndBottom(scores, truth, 10);  // cut to m / 2 = 3
+  EXPECT_EQ(g.guesses, 6);
+  EXPECT_EQ(g.correct, 6);
+  // Equal scores go by position: the first k "in", the last k "out".
+  const std::vector<double> flat(6, 0.5);
+  EXPECT_EQ(GuessTopAndBottom(flat, {true, false, false, false, false, false}, 1).correct, 2);
+}
+
+// Simulated ε0-DP guesses: every canary's guess is right with probability
+// e^ε0 / (1 + e^ε0), independently (ε0-randomised response, the worst case
+// the theorem allows). The bound must exceed ε0 in at most an alpha share
+// of trials, and a clearly larger ε0 must be detected.
+TEST(AuditOneRunTest, ValidAndPowerfulOnRandomisedResponse) {
+  std::mt19937_64 gen(20231);  // test-only randomness
+  const int64_t m = 400;
+  const double alpha = 0.05;
+  const int trials = 300;
+  auto run = [&](double eps0) {
+    std::bernoulli_distribution right(std::exp(eps0) / (1 + std::exp(eps0)));
+    int64_t v = 0;
+    for (int64_t i = 0; i < m; ++i) v += right(gen) ? 1 : 0;
+    return OneRunEpsilonLowerBound(m, m, v, 0.0, alpha);
+  };
+  int exceeded = 0;
+  double sum_strong = 0;
+  for (int t = 0; t < trials; ++t) {
+    exceeded += run(1.0) > 1.0 ? 1 : 0;
+    sum_strong += run(2.0);
+  }
+  // At most alpha = 5 % of 300 = 15 in expectation (Binomial sd 3.8): 30
+  // is 4 sd above; a bound that ignores its confidence exceeds in ~half.
+  EXPECT_LE(exceeded, 30);
+  // ε0 = 2 with 400 guesses: 88 % right, the 95 % bound about 1.7.
+  EXPECT_GT(sum_strong / trials, 1.4);
+  EXPECT_LT(sum_strong / trials, 2.0);
 }
 
 }  // namespace
