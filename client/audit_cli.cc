@@ -92,8 +92,8 @@ std::string AuditReportText(const v1::AuditReport& r) {
     out += "\n";
   }
   if (membership || one_run) {
-    absl::StrAppendFormat(&out, "empirical epsilon lower bound: %.3f for the job's model",
-                          r.target().epsilon_lower_bound());
+    absl::StrAppendFormat(&out, "empirical epsilon lower bound: %.3f for the job's %s",
+                          r.target().epsilon_lower_bound(), one_run ? "model and training (one-run audit)" : "model");
     if (r.has_reported_epsilon()) absl::StrAppendFormat(&out, " (reported %.4g)", r.reported_epsilon());
     if (r.has_baseline()) {
       absl::StrAppendFormat(&out, ", %.3f for the non-private baseline", r.baseline().epsilon_lower_bound());
@@ -131,7 +131,7 @@ nlohmann::json AuditJson(const v1::GetAuditResponse& audit) {
       const v1::ModelAuditResult& result =
           std::string(model) == "target" ? audit.report().target() : audit.report().baseline();
       if (result.has_one_run()) {
-        numbers(report[model]["one_run"], {"canaries", "included", "guesses", "correct"});
+        numbers(report[model]["one_run"], {"canaries", "included", "guesses", "correct", "steps"});
       } else {
         report[model]["one_run"] = nullptr;
       }

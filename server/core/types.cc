@@ -128,6 +128,8 @@ absl::Status ParseAuditAttacks(absl::string_view attacks, AuditOrder* order) {
       order->one_run = true;
     } else if (name == "all") {
       order->membership = order->inversion = order->one_run = true;
+    } else if (name.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("attacks: an empty attack name in '", attacks, "'"));
     } else {
       return absl::InvalidArgumentError(
           absl::StrCat("attacks: '", name, "' (in '", attacks, "') is not one of membership, inversion, one-run, all"));

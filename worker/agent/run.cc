@@ -296,6 +296,8 @@ void ToProto(const audit::ModelAudit& m, v1::ModelAuditResult* out) {
     o->set_guesses(m.one_run->guesses);
     o->set_correct(m.one_run->correct);
     o->set_epsilon_lower_bound(m.one_run->epsilon_lower_bound);
+    o->set_sample_rate(m.one_run->sample_rate);
+    o->set_steps(m.one_run->steps);
   }
   out->set_epsilon_lower_bound(m.epsilon_lower_bound);
 }

@@ -115,10 +115,11 @@ enum class Schedule {
   // The target's B, one pass over its own n records per epoch (shadows and
   // the baseline: models like the target's, on their own data).
   kOwnPass,
-  // The target's steps per epoch, at the expected batch floor(B n / N), so
-  // the sampling rate is at most the target's and the accounted ε of the
-  // run at most the reported ε (n >= N: the one-run audit's training set is
-  // the target's plus canaries).
+  // The target's mechanism exactly: its N and B (so every record is
+  // sampled at the ledger's q = B / N and the noisy sum is divided by B),
+  // its steps per epoch. The one-run audit's n = N + included canaries
+  // records are sampled at that q, so neither q nor the divisor depends on
+  // the canaries' coins, and the run's accounted ε is the reported ε.
   kTargetAccounting,
 };
 
@@ -134,12 +135,11 @@ absl::StatusOr<std::unique_ptr<train::DpSgdTrainer>> TrainLikeTarget(const Audit
   const int64_t n = x.size(0);
   if (schedule == Schedule::kTargetAccounting) {
     config.steps_per_epoch = train::DpSgdTrainer::StepsPerEpoch(target.train);
-    config.batch_size = std::max<int64_t>(1, config.batch_size * n / config.dataset_size);
   } else {
     if (n != config.dataset_size) config.steps_per_epoch = 0;  // another set: one pass per epoch again
     config.batch_size = std::min(config.batch_size, n);
+    config.dataset_size = n;
   }
-  config.dataset_size = n;
   comm::LocalCommunicator comm;
   ASSIGN_OR_RETURN(std::unique_ptr<train::DpSgdTrainer> trainer,
                    train::DpSgdTrainer::Create(target.model, config, x.size(1), &comm));
@@ -281,6 +281,8 @@ absl::StatusOr<OneRunResult> OneRun(const AuditTarget& target, bool dp, const Au
   OneRunResult r;
   r.canaries = static_cast<int64_t>(c.included.size());
   r.included = c.in_count;
+  r.sample_rate = trained->sample_rate();
+  r.steps = trained->steps_done();
   for (double share : kOneRunGuessShares) {
     const int64_t k = std::max<int64_t>(1, std::llround(share * static_cast<double>(r.canaries)));
     const OneRunGuesses g = GuessTopAndBottom(scores, c.included, k);

@@ -30,11 +30,13 @@
 //    audit inserts `canaries` records of the eval split with their label
 //    flipped, each with probability 1/2 by an independent CSPRNG coin, into
 //    the training records and trains ONE model of the target's spec on them
-//    (the target's σ, C, optimizer, epochs and steps per epoch, at a
-//    sampling rate q' = floor(q N') / N' <= q, so its accounted ε is at most
-//    the reported ε); it then guesses the inclusion of the k highest- and
-//    k lowest-scoring canaries (score = log-likelihood of the flipped label)
-//    for k in kOneRunGuessShares of m, and reports the best ε lower bound.
+//    with the target's mechanism (its σ, C, optimizer, epochs, steps per
+//    epoch, and every record sampled at its q = B / N with the noisy sum
+//    divided by its B, whatever the coins: the run's accounted ε is the
+//    reported ε); it then guesses the inclusion of the k highest- and k
+//    lowest-scoring canaries (score = log-likelihood of the flipped label)
+//    for k in kOneRunGuessShares of m, and reports the best ε lower bound
+//    (ties to the smallest k).
 //    It audits the training algorithm, not the job's own model (which saw no
 //    canaries), and its bound is a proof from one run;
 //  * the same attacks on a non-private baseline: a model of the same spec
@@ -131,8 +133,10 @@ struct InversionResult {
 
 // The one-run audit of the training algorithm that made one model.
 struct OneRunResult {
-  int64_t canaries = 0;  // m, each included with probability 1/2
-  int64_t included = 0;  // how many the coins put in the training run
+  int64_t canaries = 0;      // m, each included with probability 1/2
+  int64_t included = 0;      // how many the coins put in the training run
+  double sample_rate = 0.0;  // the run's Poisson rate (the target's q)
+  int64_t steps = 0;         // the run's steps (the target's)
   // The guess count with the largest bound: r guesses, v of them right.
   int64_t guesses = 0;
   int64_t correct = 0;

@@ -5,6 +5,7 @@
 #include <boost/math/distributions/binomial.hpp>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <numeric>
 #include <utility>
 
@@ -179,8 +180,12 @@ OneRunGuesses GuessTopAndBottom(const std::vector<double>& scores, const std::ve
   k = std::clamp<int64_t>(k, 0, m / 2);
   std::vector<int64_t> order(static_cast<size_t>(m));
   std::iota(order.begin(), order.end(), 0);
-  // Descending by score; equal scores keep their positions' order.
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  // Descending by score; equal scores keep their positions' order. A
+  // non-finite score (a diverged model) ranks lowest, as -infinity.
+  std::vector<double> key(scores.begin(), scores.begin() + m);
+  for (double& s : key)
+    if (std::isnan(s)) s = -std::numeric_limits<double>::infinity();
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return key[a] > key[b]; });
   OneRunGuesses g;
   g.guesses = 2 * k;
   for (int64_t i = 0; i < k; ++i) {

@@ -1494,6 +1494,29 @@ TEST(AuditAttacksTest, ACommaListSetsExactlyTheNamedAttacks) {
   const absl::Status bad = ParseAuditAttacks("membership,lira", &o);
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(bad.message(), HasSubstr("'lira'"));
+  EXPECT_THAT(ParseAuditAttacks("membership,", &o).message(), HasSubstr("empty attack name"));
+}
+
+TEST(AuditAttacksTest, AnOrderStoredBeforeTheOneRunAuditRanNone) {
+  JobRecord r;
+  r.job_id = "job-000002";
+  AuditOrder order;
+  order.target = "job-000001";
+  order.canaries = 250;
+  r.audit = order;
+  nlohmann::json stored = ToJson(r);
+  auto back = JobFromJson(stored);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_TRUE(back->audit.has_value());
+  EXPECT_TRUE(back->audit->one_run);
+  EXPECT_EQ(back->audit->canaries, 250);
+  // The same record as an older release wrote it: no one_run, no canaries.
+  stored["audit"].erase("one_run");
+  stored["audit"].erase("canaries");
+  back = JobFromJson(stored);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->audit->one_run);
+  EXPECT_EQ(back->audit->canaries, 1000);
 }
 
 TEST_F(JobManagerAuditTest, AnAuditRunIsOneRankOfTheTargetsSpecAndIsNeverCharged) {

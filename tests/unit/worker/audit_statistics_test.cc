@@ -6,6 +6,7 @@
 // ε-randomised response.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -191,6 +192,13 @@ TEST(AuditOneRunTest, DeltaTermWeakensTheBound) {
   const double pmf_below = BinomialTail(r, v - 1, q) - BinomialTail(r, v, q);
   EXPECT_GE(approx - pure, 2 * m * 1e-4 * pmf_below - 1e-12);              // the max is at least its i = 1 term
   EXPECT_LE(approx - pure, 2 * m * 1e-4 * BinomialTail(r, 0, q) + 1e-12);  // a share of P[X < v] <= 1
+  // Exactly the theorem's term: the max over every i of (f(v - i) - f(v)) / i.
+  double best = 0;
+  for (int64_t i = 1; i <= m; ++i) {
+    const double f_below = v - i <= 0 ? 1.0 : BinomialTail(r, v - i, q);
+    best = std::max(best, (f_below - BinomialTail(r, v, q)) / static_cast<double>(i));
+  }
+  EXPECT_NEAR(approx - pure, 2 * m * 1e-4 * best, 1e-9);
   const double b0 = OneRunEpsilonLowerBound(m, r, v, 0.0, 0.05);
   const double b1 = OneRunEpsilonLowerBound(m, r, v, 1e-4, 0.05);
   EXPECT_GT(b0, 0.5);
@@ -214,6 +222,9 @@ TEST(AuditOneRunTest, GuessesTopAsInAndBottomAsOut) {
   // Equal scores go by position: the first k "in", the last k "out".
   const std::vector<double> flat(6, 0.5);
   EXPECT_EQ(GuessTopAndBottom(flat, {true, false, false, false, false, false}, 1).correct, 2);
+  // A diverged model's NaN scores rank lowest: guessed "out".
+  const std::vector<double> nan_last = {0.9, std::nan(""), 0.8, 0.2};
+  EXPECT_EQ(GuessTopAndBottom(nan_last, {true, false, true, true}, 1).correct, 2);
 }
 
 // Simulated ε0-DP guesses: every canary's guess is right with probability

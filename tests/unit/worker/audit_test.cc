@@ -177,6 +177,12 @@ TEST(AuditTest, DpTargetStaysUnderItsEpsilonAndBaselineIsMoreExposed) {
   EXPECT_GT(dp_run.included, 200);
   EXPECT_LT(dp_run.included, 312);
   EXPECT_GT(dp_run.guesses, 0);
+  // The canary run is the job's mechanism, whatever the coins: q = B / N
+  // and the job's steps (not N + included records at a rescaled batch).
+  for (const OneRunResult* run : {&dp_run, &base_run}) {
+    EXPECT_DOUBLE_EQ(run->sample_rate, q);
+    EXPECT_EQ(run->steps, steps);
+  }
   EXPECT_LE(dp_run.correct, dp_run.guesses);
   EXPECT_LE(dp_run.epsilon_lower_bound, *epsilon);
   EXPECT_GE(report->target.epsilon_lower_bound, dp_run.epsilon_lower_bound);
