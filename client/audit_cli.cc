@@ -116,13 +116,13 @@ nlohmann::json AuditJson(const v1::GetAuditResponse& audit) {
     (void)google::protobuf::util::MessageToJsonString(audit.report(), &text, options);
     nlohmann::json report = nlohmann::json::parse(text);
     // Counts as numbers (proto3's JSON writes 64-bit integers as strings).
+    auto numbers = [](nlohmann::json& row, const std::vector<const char*>& keys) {
+      for (const char* k : keys) {
+        if (row.contains(k) && row[k].is_string()) row[k] = std::stoll(row[k].get<std::string>());
+      }
+    };
     for (const char* model : {"target", "baseline"}) {
       if (!report.contains(model) || !report[model].is_object()) continue;
-      auto numbers = [](nlohmann::json& row, const std::vector<const char*>& keys) {
-        for (const char* k : keys) {
-          if (row.contains(k) && row[k].is_string()) row[k] = std::stoll(row[k].get<std::string>());
-        }
-      };
       for (auto [list, keys] :
            {std::pair<const char*, std::vector<const char*>>{"membership", {"members", "non_members"}},
             {"inversion", {"records"}}}) {

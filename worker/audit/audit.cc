@@ -244,7 +244,6 @@ std::vector<MembershipResult> Membership(const train::Model& model, const torch:
 struct Canaries {
   torch::Tensor x, y;  // CPU; y = 1 - the record's label
   std::vector<bool> included;
-  int64_t in_count = 0;
 };
 
 absl::StatusOr<Canaries> DrawCanaries(SecureDraws& draws, const AuditData& cpu, int64_t m) {
@@ -257,7 +256,6 @@ absl::StatusOr<Canaries> DrawCanaries(SecureDraws& draws, const AuditData& cpu, 
   for (int64_t i = 0; i < m; ++i) {
     ASSIGN_OR_RETURN(uint64_t coin, draws.Below(2));
     c.included[i] = coin == 1;
-    c.in_count += coin == 1 ? 1 : 0;
   }
   return c;
 }
@@ -280,7 +278,7 @@ absl::StatusOr<OneRunResult> OneRun(const AuditTarget& target, bool dp, const Au
   const std::vector<double> scores = ToVector(-torch::softplus(-phi));
   OneRunResult r;
   r.canaries = static_cast<int64_t>(c.included.size());
-  r.included = c.in_count;
+  r.included = static_cast<int64_t>(in.size());
   r.sample_rate = trained->sample_rate();
   r.steps = trained->steps_done();
   for (double share : kOneRunGuessShares) {
